@@ -1,0 +1,50 @@
+# sphere_stats: `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+WORKERS ?= 3
+# The local server runs with DEBUG off, as in production; these two values
+# make that safe on 127.0.0.1 only.
+LOCAL_ENV = SECRET_KEY="$$(cat var/secret_key)" ALLOWED_HOSTS="$${ALLOWED_HOSTS:-127.0.0.1,localhost}"
+
+.PHONY: run test install lint format migrate bench stop-db clean-db
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+var/secret_key:
+	mkdir -p var
+	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+
+run: install var/secret_key migrate
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	$(LOCAL_ENV) $(BIN)/python manage.py demo_setup
+	@echo "Serving http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
+	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi -b 127.0.0.1:$(PORT) -w $(WORKERS) \
+		--access-logfile - --graceful-timeout 10
+
+test: install
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+stop-db: install
+	$(BIN)/python -c "from pathlib import Path; from sphere_stats import embedded_db; embedded_db.stop(Path('.'))"

@@ -1,0 +1,183 @@
+"""Ingest and read API for audit events (mounted under /api/v1/)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.http import urlencode
+from ninja import Field, Query, Router, Schema, Status
+
+from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
+from audit.ingest import IngestError, ingest, parse_body
+from audit.models import Event
+from sphere_stats.api import ERRORS, ApiError, Error, token_auth
+
+router = Router(tags=["events"])
+
+
+class EventIn(Schema):
+    event_uuid: uuid.UUID | None = Field(None, description="Generated when absent.")
+    timestamp: str | None = Field(
+        None,
+        description="RFC 3339 with an offset, or PostgreSQL's text form; absent means now.",
+        examples=["2026-04-23T20:50:23.597554Z"],
+    )
+    event_type: str = Field(..., examples=["org_member_added"])
+    caller: str = Field(..., examples=["glawler"])
+    subject: str = Field(..., examples=["orgtest"])
+    subject_type: str = Field(..., examples=["organization"])
+    target: str | None = None
+    success: bool
+    error_message: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventOut(Schema):
+    event_uuid: uuid.UUID
+    timestamp: datetime
+    event_type: str
+    caller: str
+    subject: str
+    subject_type: str
+    target: str | None
+    success: bool
+    error_message: str | None
+    payload: dict[str, Any]
+
+
+class Conflict(Schema):
+    index: int
+    event_uuid: uuid.UUID
+    message: str
+
+
+class IngestOut(Schema):
+    accepted: int = Field(..., description="Events newly stored.")
+    duplicates: int = Field(..., description="Events already stored with identical content.")
+    conflicts: list[Conflict] = Field(
+        ..., description="Events whose uuid is stored with different content; never overwritten."
+    )
+    event_uuids: list[uuid.UUID] = Field(..., description="One uuid per event sent, in order.")
+
+
+class EventPage(Schema):
+    events: list[EventOut]
+    next: str | None = Field(None, description="URL of the next (older) page, if any.")
+
+
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/EventIn"},
+                                }
+                            },
+                        },
+                    ]
+                }
+            },
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/events",
+    auth=token_auth("ingest"),
+    response={201: IngestOut, 413: Error, 415: Error, **ERRORS},
+    openapi_extra=_INGEST_BODY,
+    summary='Ingest one event, an array, {"events": [...]} or NDJSON',
+)
+def ingest_events(request: HttpRequest):
+    """Up to 10,000 events and 10 MB per request. Idempotent by `event_uuid`:
+    a repeat is reported as a duplicate, a repeat with different content as a
+    conflict; neither changes what is stored. A batch with any invalid event is
+    rejected whole (400) and nothing is written."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.INGEST_MAX_BODY_BYTES:
+        raise ApiError(413, f"The body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes.")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError(
+            413, f"The body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes."
+        ) from None
+    try:
+        result = ingest(parse_body(body, request.content_type))
+    except IngestError as exc:
+        raise ApiError(exc.status, exc.error, exc.details) from None
+    return Status(201, result.as_dict())
+
+
+class EventQuery(Schema):
+    event_type: list[str] = Field(default_factory=list, description="Repeatable.")
+    subject_type: str | None = None
+    subject: str | None = None
+    caller: str | None = None
+    target: str | None = None
+    success: bool | None = None
+    since: str | None = Field(None, description="RFC 3339; inclusive.")
+    until: str | None = Field(None, description="RFC 3339; exclusive.")
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = Field(None, description="From a previous page's `next`.")
+
+
+@router.get(
+    "/events",
+    auth=token_auth("read"),
+    response={200: EventPage, **ERRORS},
+    summary="List events, newest first, with keyset pagination",
+)
+def list_events(request: HttpRequest, query: Query[EventQuery]):
+    try:
+        event_filter = EventFilter.from_query(request.GET)
+        qs = event_filter.apply(Event.objects.all()).newest_first()
+        if query.cursor:
+            qs = qs.before(*decode_cursor(query.cursor))
+    except FilterError as exc:
+        raise ApiError(400, str(exc), [{"field": exc.field, "message": exc.message}]) from None
+    rows = list(qs[: query.limit + 1])
+    next_url = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        params = request.GET.copy()
+        params["cursor"] = encode_cursor(rows[-1].timestamp, rows[-1].event_uuid)
+        next_url = request.build_absolute_uri(
+            reverse("api:list_events") + "?" + urlencode(params, doseq=True)
+        )
+    return {"events": [r.as_dict() for r in rows], "next": next_url}
+
+
+@router.get(
+    "/events/{event_uuid}",
+    auth=token_auth("read"),
+    response={200: EventOut, **ERRORS},
+    summary="One event by uuid",
+)
+def get_event(request: HttpRequest, event_uuid: str):
+    try:
+        key = uuid.UUID(event_uuid)
+    except ValueError:
+        raise ApiError(
+            400, "event_uuid is not a UUID.", [{"field": "event_uuid", "message": "not a UUID"}]
+        ) from None
+    event = Event.objects.filter(event_uuid=key).first()
+    if event is None:
+        raise ApiError(404, f"No event {key}.")
+    return event.as_dict()

@@ -1,0 +1,479 @@
+"""Ingest: parse a request body, validate every event, store the batch at once.
+
+validate (the catalog) → store (`events`, one set-based INSERT … ON CONFLICT)
+→ aggregate (the hourly pre-aggregate, in the same statement). A batch with
+any invalid event is rejected whole; a stored batch is all-or-nothing.
+"""
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+
+from audit import catalog
+
+MAX_FUTURE = timedelta(minutes=5)
+MAX_NAME_LENGTH = 255
+MAX_ERROR_MESSAGE_LENGTH = 8192
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_DEPTH = 16
+FIELDS = (
+    "event_uuid",
+    "timestamp",
+    "event_type",
+    "caller",
+    "subject",
+    "subject_type",
+    "target",
+    "success",
+    "error_message",
+    "payload",
+)
+SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}(:?\d{2})?)$"
+)
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/jsonlines")
+
+
+class IngestError(Exception):
+    """A request the client must fix; carries the status and the details list."""
+
+    def __init__(self, status: int, error: str, details: list[dict] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.details = details or []
+
+
+@dataclass
+class Row:
+    index: int
+    event_uuid: uuid.UUID
+    timestamp: datetime
+    event_type: str
+    caller: str
+    subject: str
+    subject_type: str
+    target: str | None
+    success: bool
+    error_message: str | None
+    payload: dict
+    payload_json: str = field(repr=False, default="")
+
+    def content(self) -> tuple:
+        """Everything but the uuid: two rows with one uuid must agree on this."""
+        return (
+            self.timestamp,
+            self.event_type,
+            self.caller,
+            self.subject,
+            self.subject_type,
+            self.target,
+            self.success,
+            self.error_message,
+            self.payload,
+        )
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: list[dict] = field(default_factory=list)
+    event_uuids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "event_uuids": self.event_uuids,
+        }
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str) -> Any:
+    """json.loads that refuses NaN/Infinity and numbers PostgreSQL cannot store."""
+    return json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
+
+
+def parse_body(body: bytes, content_type: str) -> list[Any]:
+    """The request body as a list of (unvalidated) event objects."""
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type not in ("application/json", *NDJSON_TYPES):
+        raise IngestError(
+            415,
+            'Send application/json (an event, an array or {"events": [...]}) '
+            "or application/x-ndjson.",
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(400, f"The body is not valid UTF-8 (byte {exc.start}).") from None
+    if not text.strip():
+        raise IngestError(400, "The body is empty: send at least one event.")
+
+    if media_type in NDJSON_TYPES:
+        events, details = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(loads(line))
+            except (ValueError, RecursionError) as exc:
+                details.append(
+                    {"index": len(events), "field": None, "message": f"line {number}: {exc}"}
+                )
+                events.append(None)
+        if details:
+            raise IngestError(400, "Some NDJSON lines are not valid JSON.", details)
+    else:
+        try:
+            document = loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise IngestError(400, f"The body is not valid JSON: {exc}") from None
+        if isinstance(document, dict) and set(document) == {"events"}:
+            document = document["events"]
+            if not isinstance(document, list):
+                raise IngestError(
+                    400,
+                    "'events' must be an array.",
+                    [{"field": "events", "message": "not an array"}],
+                )
+        events = document if isinstance(document, list) else [document]
+
+    if not events:
+        raise IngestError(400, "The batch is empty: send at least one event.")
+    if len(events) > settings.INGEST_MAX_EVENTS:
+        raise IngestError(
+            413, f"Too many events: {len(events)} > {settings.INGEST_MAX_EVENTS} per request."
+        )
+    return events
+
+
+# --- validation ----------------------------------------------------------------
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains invalid Unicode (a lone surrogate)"
+    return None
+
+
+def _walk_payload(value: Any, depth: int = 0) -> str | None:
+    """Why a payload cannot be stored as JSONB, or None."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        return f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+    if isinstance(value, str):
+        return _text_problem(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _text_problem(key) or _walk_payload(item, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = _walk_payload(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """RFC 3339 with an offset, or PostgreSQL's text form (`… 20:50:23.5+00`)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string (RFC 3339 with an offset)")
+    if not TIMESTAMP.match(value.strip()):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value.strip()):
+            raise ValueError("has no UTC offset: add Z or +00:00")
+        raise ValueError("is not an RFC 3339 timestamp such as 2026-04-23T20:50:23Z")
+    try:
+        return datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise ValueError("is not a valid date and time") from None
+
+
+def _string(
+    event: dict, name: str, errors: list, *, required: bool, allow_empty: bool, limit: int
+) -> str | None:
+    if name not in event or event[name] is None:
+        if required:
+            errors.append((name, "is required"))
+        return None
+    value = event[name]
+    if not isinstance(value, str):
+        errors.append((name, "must be a string"))
+        return None
+    if not allow_empty and not value.strip():
+        errors.append((name, "must not be empty"))
+        return None
+    if len(value) > limit:
+        errors.append((name, f"is longer than {limit} characters"))
+        return None
+    problem = _text_problem(value)
+    if problem:
+        errors.append((name, problem))
+        return None
+    return value
+
+
+def validate_event(index: int, event: Any, now: datetime) -> tuple[Row | None, list[dict]]:
+    """One event as a Row, or the list of its problems."""
+    if not isinstance(event, dict):
+        return None, [{"index": index, "field": None, "message": "must be a JSON object"}]
+    errors: list[tuple[str | None, str]] = []
+    for name in sorted(set(event) - set(FIELDS)):
+        errors.append((name, "is not a field of an event"))
+
+    event_uuid = None
+    if event.get("event_uuid") is not None:
+        try:
+            event_uuid = (
+                uuid.UUID(str(event["event_uuid"]))
+                if isinstance(event["event_uuid"], str)
+                else None
+            )
+        except ValueError:
+            event_uuid = None
+        if event_uuid is None:
+            errors.append(("event_uuid", "must be a UUID string"))
+
+    timestamp = now
+    if event.get("timestamp") is not None:
+        try:
+            timestamp = parse_timestamp(event["timestamp"])
+            if timestamp > now + MAX_FUTURE:
+                errors.append(("timestamp", "is more than 5 minutes in the future"))
+        except ValueError as exc:
+            errors.append(("timestamp", str(exc)))
+
+    event_type = _string(event, "event_type", errors, required=True, allow_empty=False, limit=64)
+    if event_type is not None and not SLUG.match(event_type):
+        errors.append(("event_type", "must be a lowercase slug such as user_created"))
+    caller = _string(
+        event, "caller", errors, required=True, allow_empty=True, limit=MAX_NAME_LENGTH
+    )
+    subject = _string(
+        event, "subject", errors, required=True, allow_empty=False, limit=MAX_NAME_LENGTH
+    )
+    subject_type = _string(
+        event, "subject_type", errors, required=True, allow_empty=False, limit=64
+    )
+    if subject_type is not None and not SLUG.match(subject_type):
+        errors.append(("subject_type", "must be a lowercase slug such as organization"))
+    target = _string(
+        event, "target", errors, required=False, allow_empty=True, limit=MAX_NAME_LENGTH
+    )
+    error_message = _string(
+        event,
+        "error_message",
+        errors,
+        required=False,
+        allow_empty=True,
+        limit=MAX_ERROR_MESSAGE_LENGTH,
+    )
+    success = event.get("success")
+    if "success" not in event:
+        errors.append(("success", "is required"))
+    elif not isinstance(success, bool):
+        errors.append(("success", "must be true or false"))
+
+    payload = event.get("payload")
+    payload_json = "{}"
+    if payload is None:
+        payload = {}
+    elif not isinstance(payload, dict):
+        errors.append(("payload", "must be a JSON object"))
+    else:
+        problem = _walk_payload(payload)
+        if problem:
+            errors.append(("payload", problem))
+        else:
+            payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            if len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
+                errors.append(("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KB"))
+
+    known = catalog.get(event_type) if event_type else None
+    if known and isinstance(payload, dict):
+        errors.extend(known.payload_problems(payload))
+        if subject_type and subject_type != known.subject_type:
+            errors.append(("subject_type", f"must be '{known.subject_type}' for {event_type}"))
+
+    if errors:
+        return None, [{"index": index, "field": f, "message": m} for f, m in errors]
+    return Row(
+        index=index,
+        event_uuid=event_uuid or uuid.uuid4(),
+        timestamp=timestamp,
+        event_type=event_type,
+        caller=caller,
+        subject=subject,
+        subject_type=subject_type,
+        target=target,
+        success=success,
+        error_message=error_message,
+        payload=payload,
+        payload_json=payload_json,
+    ), []
+
+
+def validate(events: list[Any], now: datetime | None = None) -> list[Row]:
+    """Every event as a Row; raises IngestError listing every bad event."""
+    now = now or timezone.now()
+    rows, details = [], []
+    for index, event in enumerate(events):
+        row, problems = validate_event(index, event, now)
+        if row:
+            rows.append(row)
+        details.extend(problems)
+    if details:
+        bad = len({d["index"] for d in details})
+        raise IngestError(
+            400, f"{bad} of {len(events)} events are invalid; nothing was stored.", details
+        )
+    return rows
+
+
+# --- storage -------------------------------------------------------------------
+
+INSERT_SQL = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        %s::uuid[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
+        %s::text[], %s::text[], %s::boolean[], %s::text[], %s::text[]
+    ) AS t(event_uuid, ts, event_type, caller, subject, subject_type, target,
+           success, error_message, payload)
+), inserted AS (
+    INSERT INTO events (event_uuid, timestamp, event_type, caller, subject,
+                        subject_type, target, success, error_message, payload)
+    SELECT event_uuid, ts, event_type, caller, subject, subject_type, target,
+           success, error_message, payload::jsonb
+    FROM incoming
+    ON CONFLICT (event_uuid) DO NOTHING
+    RETURNING event_uuid, timestamp, event_type, success
+), counted AS (
+    -- Sorted so concurrent batches lock pre-aggregate rows in one order.
+    INSERT INTO event_counts_hourly AS c (bucket, event_type, success, n)
+    SELECT date_trunc('hour', timestamp, 'UTC'), event_type, success, count(*)
+    FROM inserted
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (bucket, event_type, success) DO UPDATE SET n = c.n + excluded.n
+)
+SELECT event_uuid FROM inserted
+"""
+
+
+def _stored_contents(uuids: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT event_uuid, timestamp, event_type, caller, subject, subject_type, target, "
+            "success, error_message, payload FROM events WHERE event_uuid = ANY(%s)",
+            [uuids],
+        )
+        found = {}
+        for row in cursor.fetchall():
+            payload = row[9] if isinstance(row[9], dict) else json.loads(row[9])
+            found[row[0]] = (*row[1:9], payload)
+        return found
+
+
+def _conflict(row: Row, why: str) -> dict:
+    return {"index": row.index, "event_uuid": str(row.event_uuid), "message": why}
+
+
+def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
+    """Insert rows that are new; report repeats as duplicates or conflicts."""
+    result = IngestResult(event_uuids=[str(r.event_uuid) for r in rows])
+    unique: dict[uuid.UUID, Row] = {}
+    for row in rows:
+        first = unique.get(row.event_uuid)
+        if first is None:
+            unique[row.event_uuid] = row
+        elif first.content() == row.content():
+            result.duplicates += 1
+        else:
+            result.conflicts.append(
+                _conflict(row, "repeats an event_uuid of this batch with different content")
+            )
+    batch = list(unique.values())
+
+    columns = [
+        [r.event_uuid for r in batch],
+        [r.timestamp for r in batch],
+        [r.event_type for r in batch],
+        [r.caller for r in batch],
+        [r.subject for r in batch],
+        [r.subject_type for r in batch],
+        [r.target for r in batch],
+        [r.success for r in batch],
+        [r.error_message for r in batch],
+        [r.payload_json or json.dumps(r.payload) for r in batch],
+    ]
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(INSERT_SQL, columns)
+                inserted = {r[0] for r in cursor.fetchall()}
+            break
+        except OperationalError as exc:
+            # Two batches touching the same pre-aggregate rows can deadlock in
+            # rare orders; PostgreSQL aborts one, and a retry is safe because
+            # the whole statement rolled back.
+            cause = getattr(exc, "__cause__", None)
+            sqlstate = getattr(cause, "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or attempt == attempts - 1:
+                raise
+    result.accepted = len(inserted)
+
+    repeated = [r for r in batch if r.event_uuid not in inserted]
+    if repeated:
+        stored = _stored_contents([r.event_uuid for r in repeated])
+        for row in repeated:
+            if _same(stored.get(row.event_uuid), row):
+                result.duplicates += 1
+            else:
+                result.conflicts.append(
+                    _conflict(
+                        row,
+                        "an event with this uuid is stored with different content; "
+                        "audit records are immutable",
+                    )
+                )
+    return result
+
+
+def _same(stored: tuple | None, row: Row) -> bool:
+    if stored is None:
+        return False
+    return stored == row.content()
+
+
+def ingest(events: list[Any], now: datetime | None = None) -> IngestResult:
+    """Validate and store a batch of event objects (the API, imports and seed_demo)."""
+    return store(validate(events, now))

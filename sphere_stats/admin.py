@@ -1,0 +1,22 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from sphere_stats.models import ApiToken
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+    fields = ("name", "scopes", "prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        # Secrets are shown once, so tokens are created by the
+        # create_api_token command, which prints the secret.
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:
+        n = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)

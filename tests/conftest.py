@@ -1,0 +1,158 @@
+"""Shared fixtures. Every test runs against a real PostgreSQL (the embedded
+server, or DATABASE_URL), never SQLite and never a mock of the database."""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from sphere_stats.models import ApiToken
+
+
+@pytest.fixture
+def ingest_token(db) -> str:
+    return ApiToken.issue("test-ingest", ["ingest"])[1]
+
+
+@pytest.fixture
+def read_token(db) -> str:
+    return ApiToken.issue("test-read", ["read"])[1]
+
+
+@pytest.fixture
+def api_client(ingest_token: str, read_token: str) -> Client:
+    """A client whose requests carry a token with both scopes."""
+    token = ApiToken.issue("test-both", ["ingest", "read"])[1]
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def post_events(api_client: Client) -> Callable:
+    """POST a JSON body (any shape) to the ingest API and return the response."""
+
+    def post(body, content_type: str = "application/json"):
+        data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        return api_client.post("/api/v1/events", data=data, content_type=content_type)
+
+    return post
+
+
+def make_user(username: str, role: str | None) -> User:
+    user = User.objects.create_user(username, password="pw-" + username)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return make_user("viewer1", "viewer")
+
+
+@pytest.fixture
+def analyst(db) -> User:
+    return make_user("analyst1", "analyst")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return make_user("admin1", "admin")
+
+
+@pytest.fixture
+def viewer_client(viewer: User) -> Client:
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def analyst_client(analyst: User) -> Client:
+    client = Client()
+    client.force_login(analyst)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user: User) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+# --- the browser ---------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
+
+
+def pytest_collection_modifyitems(config, items):
+    if Path(CHROMIUM).exists():
+        return
+    skip = pytest.mark.skip(
+        reason=f"browser test: {CHROMIUM} is missing (apt-get install chromium to run it)"
+    )
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright runs an event loop in this thread; the ORM calls the tests make
+    # between page actions are synchronous and safe here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium, live_server):
+    """A fresh page that can reach only the live server: any other request is
+    aborted, so a CDN reference would break the page visibly."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    allowed = live_server.url
+
+    def route(route):
+        if route.request.url.startswith(allowed):
+            return route.continue_()
+        page.blocked_requests.append(route.request.url)
+        return route.abort()
+
+    page.blocked_requests = []
+    page.route("**/*", route)
+    yield page
+    context.close()
+
+
+def browser_login(page, live_server, user) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", "pw-" + user.username)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
