@@ -122,7 +122,9 @@ copy_to "$DEST/bootstrap3-glyphicons" "$p/LICENSE"
 
 # Leaflet.awesome-markers: js + css + images/ (css refers to images/*.png)
 p="$(fetch leaflet.awesome-markers "$AWESOME_MARKERS_VERSION")"
-copy_nomap "$p/dist/leaflet.awesome-markers.min.js" "$DEST/awesome-markers/leaflet.awesome-markers.min.js"
+# NB: use the plain .js (3.8 kB, same as the 2.0.2 file folium loads). The package's
+# .min.js is a stale 2.0.1 build without `extraClasses`, which folium.Icon(angle=...) needs.
+copy_nomap "$p/dist/leaflet.awesome-markers.js" "$DEST/awesome-markers/leaflet.awesome-markers.js"
 copy_nomap "$p/dist/leaflet.awesome-markers.css" "$DEST/awesome-markers/leaflet.awesome-markers.css"
 copy_to "$DEST/awesome-markers/images" "$p"/dist/images/*.png
 copy_to "$DEST/awesome-markers" "$p/LICENSE"
