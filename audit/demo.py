@@ -1,0 +1,650 @@
+"""A realistic, internally consistent portal history for demos and benchmarks.
+
+`generate(n, days, seed)` yields n event dicts in time order, shaped exactly
+like what the portal POSTs, so seed_demo can send them through the same
+validation as ingest. The simulation keeps state, so nothing is deleted before
+it exists, members exist when added, and realizations are freed at most once.
+"""
+
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+# Demo facility slugs; `seed_facilities` places them on the map.
+FACILITIES = ("isi", "utah", "wisc", "clemson", "mass", "tacc")
+FACILITY_NODES = {"isi": 64, "utah": 96, "wisc": 48, "clemson": 40, "mass": 80, "tacc": 120}
+FIRST_NAMES = (
+    "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy "
+    "rupert sybil trent victor walter xena yusuf zoe amir bea chen dara eli fatima "
+    "gopal hana igor jin kofi lena mateo noor omar priya quinn rosa sami tara uma "
+    "vik wen xiu yara zane"
+).split()
+TOPICS = (
+    "botnet ddos iot dns bgp malware tor mesh satellite vanet smartgrid scada "
+    "phishing ransomware quic wifi lte 5g sdn p4 blockchain spam honeypot fuzzing"
+).split()
+ORG_WORDS = "isi usc utah uw mit cmu ucla gatech purdue umass clemson tamu nps jhu".split()
+CATEGORIES = ("Research", "Education", "Industry", "Government")
+LOGIN_ERRORS = ("invalid credentials", "account frozen", "too many attempts", "no such user")
+REALIZE_ERRORS = (
+    "insufficient resources at facility",
+    "model compile error: undefined node",
+    "link capacity exceeded",
+    "facility unreachable",
+)
+MATERIALIZE_ERRORS = ("image boot timeout", "switch configuration failed", "DHCP lease failure")
+
+
+@dataclass
+class Experiment:
+    project: str
+    name: str
+    revision: int = 0
+    realization: dict | None = None
+    materialized: bool = False
+
+
+class Pool:
+    """A set with O(1) add, remove and random choice: the simulation picks
+    from pools of tens of thousands of names millions of times."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.index: dict = {}
+
+    def add(self, item) -> None:
+        if item not in self.index:
+            self.index[item] = len(self.items)
+            self.items.append(item)
+
+    def discard(self, item) -> None:
+        i = self.index.pop(item, None)
+        if i is None:
+            return
+        last = self.items.pop()
+        if i < len(self.items):
+            self.items[i] = last
+            self.index[last] = i
+
+    def choice(self, rng: random.Random):
+        return self.items[rng.randrange(len(self.items))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item) -> bool:
+        return item in self.index
+
+
+@dataclass
+class World:
+    rng: random.Random
+    users: dict[str, str] = field(default_factory=dict)  # name -> state
+    by_state: dict[str, Pool] = field(default_factory=dict)
+    memberships: dict[str, int] = field(default_factory=dict)  # user -> groups joined
+    orgs: dict[str, dict[str, str]] = field(default_factory=dict)  # org -> member -> role
+    projects: dict[str, dict[str, str]] = field(default_factory=dict)
+    org_pool: Pool = field(default_factory=Pool)
+    project_pool: Pool = field(default_factory=Pool)
+    experiments: dict[tuple[str, str], Experiment] = field(default_factory=dict)
+    exp_pool: Pool = field(default_factory=Pool)
+    pushed_pool: Pool = field(default_factory=Pool)  # experiments with a model
+    exps_per_project: dict[str, int] = field(default_factory=dict)
+    deleted_projects: list[str] = field(default_factory=list)
+    serial: int = 0
+
+    def pool(self, state: str) -> Pool:
+        return self.by_state.setdefault(state, Pool())
+
+    def set_user(self, name: str, state: str | None) -> None:
+        old = self.users.get(name)
+        if old:
+            self.pool(old).discard(name)
+        if state is None:
+            self.users.pop(name, None)
+        else:
+            self.users[name] = state
+            self.pool(state).add(name)
+
+    def join(self, user: str, groups: dict, group: str, role: str) -> None:
+        groups[group][user] = role
+        if not user.startswith("project:"):
+            self.memberships[user] = self.memberships.get(user, 0) + 1
+
+    def leave(self, user: str, groups: dict, group: str) -> None:
+        del groups[group][user]
+        if not user.startswith("project:"):
+            self.memberships[user] -= 1
+
+
+class _Either:
+    """Membership in either of two collections, without building their union."""
+
+    def __init__(self, *collections) -> None:
+        self.collections = collections
+
+    def __contains__(self, item) -> bool:
+        return any(item in c for c in self.collections)
+
+
+def _event(
+    ts: datetime,
+    event_type: str,
+    caller: str,
+    subject: str,
+    subject_type: str,
+    *,
+    target: str | None = None,
+    success: bool = True,
+    error: str | None = None,
+    payload: dict | None = None,
+    rng: random.Random,
+) -> dict:
+    return {
+        "event_uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "timestamp": ts.isoformat(),
+        "event_type": event_type,
+        "caller": caller,
+        "subject": subject,
+        "subject_type": subject_type,
+        "target": target,
+        "success": success,
+        "error_message": error,
+        "payload": payload or {},
+    }
+
+
+def facility_state(slug: str, ts: datetime, end: datetime) -> tuple[str, str]:
+    """The scripted status of a demo facility at ts: an outage at wisc now, a
+    maintenance window at clemson now, tacc degraded, and past incidents."""
+    before_end = end - ts
+    if slug == "wisc" and before_end < timedelta(hours=3):
+        return "down", "power failure in machine room B"
+    if slug == "clemson" and before_end < timedelta(hours=6):
+        return "maintenance", "switch firmware upgrade"
+    if slug == "tacc" and before_end < timedelta(hours=1):
+        return "degraded", "storage array rebuilding; experiments boot slowly"
+    if slug == "utah" and timedelta(days=20) < before_end < timedelta(days=20, hours=8):
+        return "down", "core router outage"
+    if slug == "isi" and timedelta(days=45) < before_end < timedelta(days=45, hours=12):
+        return "maintenance", "scheduled OS upgrade"
+    if slug == "mass" and timedelta(days=9) < before_end < timedelta(days=9, hours=4):
+        return "degraded", "cooling problem; half the nodes powered down"
+    return "up", ""
+
+
+class Generator:
+    def __init__(self, n: int, days: int, seed: int, end: datetime) -> None:
+        self.n, self.days, self.end = n, days, end
+        self.start = end - timedelta(days=days)
+        self.rng = random.Random(seed)
+        self.world = World(self.rng)
+        # A testbed's population grows much slower than its activity: cap it
+        # so ten million events mean years of use, not a million accounts.
+        self.max_users = 500 + n // 500
+        self.max_projects = self.max_users // 3
+        self.max_orgs = max(5, self.max_users // 20)
+
+    # -- helpers -----------------------------------------------------------------
+    def ev(self, *args, **kwargs) -> dict:
+        return _event(*args, rng=self.rng, **kwargs)
+
+    def new_name(self, words: tuple[str, ...] | list[str], taken) -> str:
+        rng = self.rng
+        for _ in range(20):
+            name = rng.choice(words)
+            if name in taken:
+                name = f"{name}{rng.randint(2, 999)}"
+            if name not in taken:
+                return name
+        self.world.serial += 1
+        return f"{rng.choice(words)}{self.world.serial}x"
+
+    # -- actions; each returns a list of events (possibly empty) --------------------
+    def user_signup(self, ts) -> list[dict]:
+        if len(self.world.users) >= self.max_users and self.world.pool("active"):
+            return self.login(ts)
+        name = self.new_name(FIRST_NAMES, self.world.users)
+        self.world.set_user(name, "pending")
+        payload = {"institution": self.rng.choice(ORG_WORDS).upper()}
+        return [self.ev(ts, "user_created", name, name, "user", payload=payload)]
+
+    def user_lifecycle(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        pending, active, frozen = w.pool("pending"), w.pool("active"), w.pool("frozen")
+        if pending and rng.random() < 0.7:
+            user = pending.choice(rng)
+            verb = "activated" if rng.random() < 0.9 else "declined"
+            w.set_user(user, "active" if verb == "activated" else "declined")
+            return [self.ev(ts, f"user_{verb}", "ops", user, "user")]
+        roll = rng.random()
+        if frozen and roll < 0.3:
+            user = frozen.choice(rng)
+            w.set_user(user, "active")
+            return [self.ev(ts, "user_activated", "ops", user, "user")]
+        if len(active) > 5 and roll < 0.65:
+            user = active.choice(rng)
+            if w.memberships.get(user):
+                return []
+            w.set_user(user, "frozen")
+            return [self.ev(ts, "user_frozen", "ops", user, "user")]
+        if len(active) > 5:
+            user = active.choice(rng)
+            if w.memberships.get(user):
+                return []
+            w.set_user(user, None)
+            return [self.ev(ts, "user_deleted", "ops", user, "user")]
+        return self.user_signup(ts)
+
+    def login(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        active = w.pool("active")
+        if not active:
+            return self.user_signup(ts)
+        if rng.random() < 0.08:
+            frozen = w.pool("frozen")
+            roll = rng.random()
+            if frozen and roll < 0.2:
+                user = frozen.choice(rng)
+            elif roll < 0.85:
+                user = active.choice(rng)
+            else:
+                user = rng.choice(FIRST_NAMES) + "_x"
+            error = (
+                "account frozen"
+                if w.users.get(user) == "frozen"
+                else rng.choice(
+                    LOGIN_ERRORS[:1] + LOGIN_ERRORS[2:] if user in w.users else LOGIN_ERRORS[3:]
+                )
+            )
+            return [
+                self.ev(
+                    ts,
+                    "user_login",
+                    user,
+                    user,
+                    "user",
+                    success=False,
+                    error=error,
+                    payload={"method": "password"},
+                )
+            ]
+        # Activity is skewed: a few users log in much more than the rest.
+        rank = int(rng.paretovariate(1.2)) - 1
+        user = active.items[rank] if rank < len(active) else active.choice(rng)
+        return [
+            self.ev(
+                ts,
+                "user_login",
+                user,
+                user,
+                "user",
+                payload={"method": rng.choice(("password", "password", "token"))},
+            )
+        ]
+
+    def create_group(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        active = w.pool("active")
+        if not active:
+            return self.user_signup(ts)
+        creator = active.choice(rng)
+        is_org = rng.random() < 0.25
+        if (len(w.orgs) if is_org else len(w.projects)) >= (
+            self.max_orgs if is_org else self.max_projects
+        ):
+            return self.experiment(ts) if w.projects else []
+        if is_org:
+            name = self.new_name(ORG_WORDS, w.orgs)
+            w.orgs[name] = {}
+            w.org_pool.add(name)
+            w.join(creator, w.orgs, name, "creator")
+            kind, prefix = "organization", "org"
+        else:
+            # Sometimes a deleted project's name is taken again.
+            if w.deleted_projects and rng.random() < 0.2:
+                name = w.deleted_projects.pop(rng.randrange(len(w.deleted_projects)))
+            else:
+                name = self.new_name(TOPICS, _Either(w.projects, w.deleted_projects))
+            w.projects[name] = {}
+            w.project_pool.add(name)
+            w.join(creator, w.projects, name, "creator")
+            kind, prefix = "project", "project"
+        payload = {"category": rng.choice(CATEGORIES), "description": f"{name} studies"}
+        return [
+            self.ev(ts, f"{prefix}_created", creator, name, kind, payload=payload),
+            self.ev(
+                ts + timedelta(milliseconds=5),
+                f"{prefix}_member_added",
+                creator,
+                name,
+                kind,
+                target=creator,
+                payload={"kind": "usermember", "role": "creator", "state": "active"},
+            ),
+        ]
+
+    def membership(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        use_org = bool(w.orgs) and rng.random() < 0.35
+        groups, pool = (w.orgs, w.org_pool) if use_org else (w.projects, w.project_pool)
+        if not groups:
+            return self.create_group(ts)
+        name = pool.choice(rng)
+        members = groups[name]
+        kind, prefix = ("organization", "org") if use_org else ("project", "project")
+        caller = next((m for m, r in members.items() if r == "creator"), rng.choice(list(members)))
+        others = [m for m in members if members[m] != "creator"]
+        roll = rng.random()
+        if others and roll < 0.15:
+            member = rng.choice(others)
+            w.leave(member, groups, name)
+            return [
+                self.ev(
+                    ts,
+                    f"{prefix}_member_deleted",
+                    caller,
+                    name,
+                    kind,
+                    target=member,
+                    payload={"kind": "usermember"},
+                )
+            ]
+        if others and roll < 0.3:
+            member = rng.choice(others)
+            role = "maintainer" if members[member] == "member" else "member"
+            members[member] = role
+            return [
+                self.ev(
+                    ts,
+                    f"{prefix}_member_updated",
+                    caller,
+                    name,
+                    kind,
+                    target=member,
+                    payload={"kind": "usermember", "role": role, "state": "active"},
+                )
+            ]
+        if use_org and w.projects and roll < 0.4:
+            project = w.project_pool.choice(rng)
+            key = f"project:{project}"
+            if key in members:
+                return []
+            members[key] = "member"
+            return [
+                self.ev(
+                    ts,
+                    "org_member_added",
+                    caller,
+                    name,
+                    kind,
+                    target=project,
+                    payload={"kind": "projectmember", "role": "member", "state": "active"},
+                )
+            ]
+        if not w.pool("active"):
+            return self.user_signup(ts)
+        member = w.pool("active").choice(rng)
+        if member in members:
+            return []
+        w.join(member, groups, name, "member")
+        return [
+            self.ev(
+                ts,
+                f"{prefix}_member_added",
+                caller,
+                name,
+                kind,
+                target=member,
+                payload={"kind": "usermember", "role": "member", "state": "active"},
+            )
+        ]
+
+    def experiment(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        if not w.projects:
+            return self.create_group(ts)
+        if w.exp_pool and rng.random() < 0.6:
+            exp = w.experiments[w.exp_pool.choice(rng)]
+            if exp.realization is None and rng.random() < 0.1:
+                key = (exp.project, exp.name)
+                del w.experiments[key]
+                w.exp_pool.discard(key)
+                w.pushed_pool.discard(key)
+                w.exps_per_project[exp.project] -= 1
+                members = w.projects.get(exp.project) or {"": ""}
+                caller = rng.choice(list(members))
+                return [
+                    self.ev(
+                        ts,
+                        "experiment_deleted",
+                        caller,
+                        exp.name,
+                        "experiment",
+                        payload={"project": exp.project},
+                    )
+                ]
+            exp.revision += 1
+            w.pushed_pool.add((exp.project, exp.name))
+            caller = rng.choice(list(w.projects[exp.project]))
+            revision = f"{rng.getrandbits(40):010x}"
+            return [
+                self.ev(
+                    ts,
+                    "experiment_pushed",
+                    caller,
+                    exp.name,
+                    "experiment",
+                    payload={
+                        "project": exp.project,
+                        "model_file": "model.py",
+                        "revision": revision,
+                    },
+                )
+            ]
+        project = w.project_pool.choice(rng)
+        name = f"{rng.choice(TOPICS)}-exp{rng.randint(1, 99)}"
+        if (project, name) in w.experiments:
+            return []
+        w.experiments[(project, name)] = Experiment(project, name)
+        w.exp_pool.add((project, name))
+        w.exps_per_project[project] = w.exps_per_project.get(project, 0) + 1
+        caller = rng.choice(list(w.projects[project]))
+        return [
+            self.ev(
+                ts, "experiment_created", caller, name, "experiment", payload={"project": project}
+            )
+        ]
+
+    def resources(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        if not w.pushed_pool:
+            return self.experiment(ts)
+        exp = w.experiments[w.pushed_pool.choice(rng)]
+        members = w.projects.get(exp.project)
+        if not members:
+            return []
+        caller = rng.choice(list(members))
+        rlz = f"rlz.{exp.name}.{exp.project}"
+        if exp.realization is None:
+            facility = rng.choice(FACILITIES)
+            state, _ = facility_state(facility, ts, self.end)
+            size = rng.randint(1, 8)
+            base = {
+                "project": exp.project,
+                "experiment": exp.name,
+                "facility": facility,
+                "revision": str(exp.revision),
+                "model_file": "model.py",
+                "nodes": [f"n{i}" for i in range(size)],
+                "lans": [f"lan{i}" for i in range(max(1, size // 3))],
+            }
+            hosts = rng.sample(range(1, FACILITY_NODES[facility] + 1), size)
+            if state in ("down", "maintenance") or rng.random() < 0.07:
+                error = (
+                    "facility unreachable"
+                    if state in ("down", "maintenance")
+                    else rng.choice(REALIZE_ERRORS)
+                )
+                return [
+                    self.ev(
+                        ts,
+                        "realization_allocated",
+                        caller,
+                        rlz,
+                        "realization",
+                        target=facility,
+                        success=False,
+                        error=error,
+                        payload={**base, "resources": []},
+                    )
+                ]
+            resources = [f"{facility}-n{h:03d}" for h in sorted(hosts)]
+            exp.realization = {**base, "resources": resources}
+            return [
+                self.ev(
+                    ts,
+                    "realization_allocated",
+                    caller,
+                    rlz,
+                    "realization",
+                    target=facility,
+                    payload=exp.realization,
+                )
+            ]
+        payload, facility = exp.realization, exp.realization["facility"]
+        mtz = f"mtz.{exp.name}.{exp.project}"
+        if not exp.materialized and rng.random() < 0.7:
+            if rng.random() < 0.06:
+                return [
+                    self.ev(
+                        ts,
+                        "materialization_allocated",
+                        caller,
+                        mtz,
+                        "materialization",
+                        target=facility,
+                        success=False,
+                        error=rng.choice(MATERIALIZE_ERRORS),
+                        payload=payload,
+                    )
+                ]
+            exp.materialized = True
+            return [
+                self.ev(
+                    ts,
+                    "materialization_allocated",
+                    caller,
+                    mtz,
+                    "materialization",
+                    target=facility,
+                    payload=payload,
+                )
+            ]
+        events = []
+        if exp.materialized:
+            events.append(
+                self.ev(
+                    ts,
+                    "materialization_freed",
+                    caller,
+                    mtz,
+                    "materialization",
+                    target=facility,
+                    payload=payload,
+                )
+            )
+            exp.materialized = False
+            if rng.random() < 0.5:
+                return events
+        events.append(
+            self.ev(
+                ts + timedelta(milliseconds=20),
+                "realization_freed",
+                caller,
+                rlz,
+                "realization",
+                target=facility,
+                payload=payload,
+            )
+        )
+        exp.realization = None
+        return events
+
+    def delete_group(self, ts) -> list[dict]:
+        w, rng = self.world, self.rng
+        if len(w.projects) < 4:
+            return []
+        project = w.project_pool.choice(rng)
+        if w.exps_per_project.get(project):
+            return []
+        creator = next((m for m, r in w.projects[project].items() if r == "creator"), "ops")
+        for member in list(w.projects[project]):
+            w.leave(member, w.projects, project)
+        del w.projects[project]
+        w.project_pool.discard(project)
+        # Orgs drop a deleted project silently, as the portal does.
+        for members in w.orgs.values():
+            members.pop(f"project:{project}", None)
+        w.deleted_projects.append(project)
+        return [self.ev(ts, "project_deleted", creator, project, "project")]
+
+    def facility_report(self, ts, slug: str | None = None) -> list[dict]:
+        slug = slug or self.rng.choice(FACILITIES)
+        state, message = facility_state(slug, ts, self.end)
+        if state == "up" and self.rng.random() < 0.01:
+            state, message = "degraded", "intermittent packet loss"
+        payload = {"status": state, **({"message": message} if message else {})}
+        return [
+            self.ev(ts, "facility_status", f"{slug}-controller", slug, "facility", payload=payload)
+        ]
+
+    ACTIONS = (
+        ("login", 40),
+        ("facility_report", 8),
+        ("user_signup", 3),
+        ("user_lifecycle", 3),
+        ("create_group", 3),
+        ("membership", 9),
+        ("experiment", 14),
+        ("resources", 18),
+        ("delete_group", 1),
+    )
+
+    def __iter__(self) -> Iterator[dict]:
+        names, weights = zip(*self.ACTIONS, strict=True)
+        rng, span = self.rng, (self.end - self.start).total_seconds()
+        # The first users and a live status for every facility come first, so
+        # the map and the cards have something to show even for small n.
+        tail = len(FACILITIES)
+        produced, step = 0, span / max(self.n, 1)
+        ts = self.start
+        for _ in range(min(10, self.n - tail)):
+            ts += timedelta(seconds=step)
+            for event in self.user_signup(ts) + self.user_lifecycle(ts):
+                if produced < self.n - tail:
+                    produced += 1
+                    yield event
+        while produced < self.n - tail:
+            ts = self.start + timedelta(seconds=step * produced)
+            ts += timedelta(seconds=rng.random() * step)
+            action = rng.choices(names, weights)[0]
+            for event in getattr(self, action)(ts):
+                if produced >= self.n - tail:
+                    break
+                produced += 1
+                yield event
+        # One current report per facility within the last minutes.
+        for i, slug in enumerate(FACILITIES):
+            if produced >= self.n:
+                break
+            produced += 1
+            yield from self.facility_report(self.end - timedelta(minutes=2 + i), slug)
+
+
+def generate(n: int, days: int = 365, seed: int = 1, end: datetime | None = None) -> Iterator[dict]:
+    from django.utils import timezone
+
+    return iter(Generator(n, days, seed, (end or timezone.now()).replace(microsecond=0)))
