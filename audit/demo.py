@@ -336,7 +336,8 @@ class Generator:
         members = groups[name]
         kind, prefix = ("organization", "org") if use_org else ("project", "project")
         caller = next((m for m, r in members.items() if r == "creator"), rng.choice(list(members)))
-        others = [m for m in members if members[m] != "creator"]
+        # Project members of an org are added once and left alone.
+        others = [m for m in members if members[m] != "creator" and not m.startswith("project:")]
         roll = rng.random()
         if others and roll < 0.15:
             member = rng.choice(others)

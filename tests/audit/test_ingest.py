@@ -1,0 +1,307 @@
+"""POST /api/v1/events: shapes, validation, idempotency, limits."""
+
+import gzip
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.db import connection
+
+from audit import catalog
+from audit.models import Event, HourlyCount
+
+SEED_ROWS = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_rows.json").read_text())
+pytestmark = pytest.mark.django_db
+
+
+def event(**overrides) -> dict:
+    base = {
+        "event_type": "user_login",
+        "caller": "alice",
+        "subject": "alice",
+        "subject_type": "user",
+        "success": True,
+        "payload": {"method": "password"},
+    }
+    base.update(overrides)
+    return base
+
+
+def test_the_seeds_eight_sample_rows_round_trip_exactly(post_events, api_client):
+    response = post_events(SEED_ROWS)
+    assert response.status_code == 201
+    assert response.json()["accepted"] == 8
+
+    for row in SEED_ROWS:
+        stored = api_client.get(f"/api/v1/events/{row['event_uuid']}").json()
+        expected_ts = datetime.fromisoformat(row["timestamp"])
+        assert datetime.fromisoformat(stored.pop("timestamp")) == expected_ts
+        assert stored == {k: v for k, v in row.items() if k != "timestamp"}
+    # The empty caller of the seed's first experiment_created row is kept as ''.
+    assert Event.objects.get(event_uuid=SEED_ROWS[4]["event_uuid"]).caller == ""
+
+
+def test_the_seeds_example_query_finds_the_usermember_addition(post_events):
+    post_events(SEED_ROWS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM events WHERE event_type = 'org_member_added' AND success = true "
+            "AND payload->>'kind' = 'usermember';"
+        )
+        rows = cursor.fetchall()
+    assert [str(r[0]) for r in rows] == ["2e2812be-3e7a-4a30-8c64-4ec09018f1ab"]
+
+
+@pytest.mark.parametrize("name", sorted(catalog.CATALOG))
+def test_it_accepts_the_catalog_example_of_every_event_type(post_events, name):
+    response = post_events(catalog.CATALOG[name].example)
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get().event_type == name
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["object", "array", "wrapped", "ndjson"],
+)
+def test_it_accepts_every_body_shape(post_events, shape):
+    events = [event(), event(subject="bob", caller="bob")]
+    if shape == "object":
+        response = post_events(events[0])
+        expected = 1
+    elif shape == "array":
+        response = post_events(events)
+        expected = 2
+    elif shape == "wrapped":
+        response = post_events({"events": events})
+        expected = 2
+    else:
+        body = "\n".join(json.dumps(e) for e in events) + "\n\n"
+        response = post_events(body, content_type="application/x-ndjson")
+        expected = 2
+    assert response.status_code == 201
+    assert response.json()["accepted"] == expected
+    assert Event.objects.count() == expected
+
+
+def test_it_generates_and_returns_a_uuid_and_uses_the_time_of_receipt(post_events):
+    with time_machine.travel(datetime(2026, 5, 1, 12, 0, tzinfo=UTC), tick=False):
+        response = post_events(event())
+    (returned,) = response.json()["event_uuids"]
+    stored = Event.objects.get(event_uuid=uuid.UUID(returned))
+    assert stored.timestamp == datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_resending_an_event_is_harmless(post_events):
+    body = event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T20:50:23Z")
+    assert post_events(body).json()["accepted"] == 1
+    again = post_events(body).json()
+    assert again["accepted"] == 0 and again["duplicates"] == 1 and again["conflicts"] == []
+    assert Event.objects.count() == 1
+    assert HourlyCount.objects.get().n == 1
+
+
+def test_a_uuid_repeated_within_one_batch_is_a_duplicate(post_events):
+    body = event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T20:50:23Z")
+    result = post_events([body, body]).json()
+    assert (result["accepted"], result["duplicates"]) == (1, 1)
+    assert len(result["event_uuids"]) == 2
+
+
+def test_the_same_uuid_with_other_content_is_a_conflict_and_never_overwrites(post_events):
+    key = str(uuid.uuid4())
+    post_events(event(event_uuid=key, timestamp="2026-04-23T20:50:23Z"))
+    result = post_events(
+        event(event_uuid=key, timestamp="2026-04-23T20:50:23Z", success=False)
+    ).json()
+    assert result["accepted"] == 0
+    assert [c["event_uuid"] for c in result["conflicts"]] == [key]
+    assert "immutable" in result["conflicts"][0]["message"]
+    assert Event.objects.get().success is True
+
+
+def test_a_conflict_within_one_batch_is_reported(post_events):
+    key = str(uuid.uuid4())
+    result = post_events(
+        [
+            event(event_uuid=key, timestamp="2026-04-23T20:50:23Z"),
+            event(event_uuid=key, timestamp="2026-04-23T20:50:24Z"),
+        ]
+    ).json()
+    assert result["accepted"] == 1
+    assert result["conflicts"][0]["index"] == 1
+
+
+def test_an_unknown_event_type_is_stored_as_uncatalogued(post_events, viewer_client):
+    response = post_events(
+        event(
+            event_type="quota_exceeded",
+            subject_type="project",
+            subject="p1",
+            payload={"anything": [1, 2]},
+        )
+    )
+    assert response.status_code == 201
+    page = viewer_client.get("/catalog/").content.decode()
+    assert "quota_exceeded" in page.split('id="uncatalogued"')[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"timestamp": "2026-04-23 20:50:23"}, "timestamp", "no UTC offset"),
+        ({"timestamp": "yesterday"}, "timestamp", "RFC 3339"),
+        ({"timestamp": "2026-02-30T10:00:00Z"}, "timestamp", "not a valid date"),
+        ({"event_type": "User Login"}, "event_type", "lowercase slug"),
+        ({"event_type": None}, "event_type", "required"),
+        ({"subject": ""}, "subject", "must not be empty"),
+        ({"subject_type": "User"}, "subject_type", "slug"),
+        ({"caller": 5}, "caller", "must be a string"),
+        ({"success": "true"}, "success", "true or false"),
+        ({"payload": [1, 2]}, "payload", "JSON object"),
+        ({"payload": "x"}, "payload", "JSON object"),
+        ({"payload": {"method": 3}}, "payload.method", "type string"),
+        ({"subject": "a\x00b"}, "subject", "NUL"),
+        ({"payload": {"k": "a\x00b"}}, "payload", "NUL"),
+        ({"payload": {"k\x00": "v"}}, "payload", "NUL"),
+        ({"subject": "x" * 300}, "subject", "longer than 255"),
+        ({"payload": {"blob": "x" * 70000}}, "payload", "larger than 64 KB"),
+        ({"event_uuid": "not-a-uuid"}, "event_uuid", "UUID"),
+        ({"colour": "red"}, "colour", "not a field"),
+        (
+            {"event_type": "org_created", "subject_type": "organization", "payload": {}},
+            "payload.category",
+            "required",
+        ),
+        (
+            {
+                "event_type": "facility_status",
+                "subject_type": "facility",
+                "payload": {"status": "on fire"},
+            },
+            "payload.status",
+            "one of up",
+        ),
+        (
+            {"event_type": "org_created", "subject_type": "project", "payload": {"category": "x"}},
+            "subject_type",
+            "must be 'organization'",
+        ),
+    ],
+)
+def test_it_rejects_a_bad_field_naming_it_and_writes_nothing(
+    post_events, overrides, field, message
+):
+    response = post_events([event(), event(**overrides)])
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"].startswith("1 of 2 events are invalid")
+    assert any(
+        d["index"] == 1 and d["field"] == field and message in d["message"] for d in body["details"]
+    ), body
+    assert Event.objects.count() == 0
+    assert HourlyCount.objects.count() == 0
+
+
+def test_it_rejects_timestamps_more_than_five_minutes_ahead(post_events):
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with time_machine.travel(now, tick=False):
+        ok = post_events(event(timestamp=(now + timedelta(minutes=4)).isoformat()))
+        late = post_events(event(timestamp=(now + timedelta(minutes=6)).isoformat()))
+    assert ok.status_code == 201
+    assert late.status_code == 400
+    assert late.json()["details"][0]["field"] == "timestamp"
+
+
+def test_it_lists_every_bad_event_of_a_batch(post_events):
+    response = post_events([event(success=None), event(), event(subject=""), 7])
+    assert response.status_code == 400
+    assert sorted({d["index"] for d in response.json()["details"]}) == [0, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"\xff\xfe{}", "application/json", 400, "not valid UTF-8"),
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b"", "application/json", 400, "empty"),
+        (b"[]", "application/json", 400, "empty"),
+        (b'{"events": 5}', "application/json", 400, "must be an array"),
+        (b'{"success": NaN}', "application/json", 400, "NaN"),
+        (b'{"n": 1e999}', "application/json", 400, "out of range"),
+        (b'{"n": ' + b"9" * 5000 + b"}", "application/json", 400, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "not valid JSON"),
+        (b"<xml/>", "text/xml", 415, "application/json"),
+    ],
+)
+def test_it_answers_unreadable_bodies_with_a_json_error(
+    post_events, body, content_type, status, message
+):
+    response = post_events(body, content_type=content_type)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert Event.objects.count() == 0
+
+
+def test_it_rejects_payloads_nested_too_deeply(post_events):
+    payload: dict = {}
+    inner = payload
+    for _ in range(40):
+        inner["k"] = {}
+        inner = inner["k"]
+    response = post_events(event(payload=payload))
+    assert response.status_code == 400
+    assert "nested deeper" in response.json()["details"][0]["message"]
+
+
+def test_it_rejects_lone_surrogates(post_events):
+    response = post_events(
+        '{"event_type": "user_login", "caller": "a", "subject": "\\ud800", '
+        '"subject_type": "user", "success": true}'
+    )
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "subject"
+
+
+def test_an_ndjson_line_that_is_not_json_is_reported_with_its_line(post_events):
+    body = json.dumps(event()) + "\n{oops\n"
+    response = post_events(body, content_type="application/x-ndjson")
+    assert response.status_code == 400
+    assert response.json()["details"][0]["message"].startswith("line 2:")
+
+
+def test_it_refuses_more_than_the_event_limit(post_events, settings):
+    settings.INGEST_MAX_EVENTS = 3
+    response = post_events([event()] * 4)
+    assert response.status_code == 413
+    assert "Too many events" in response.json()["error"]
+
+
+def test_it_refuses_a_body_over_the_size_limit(api_client, settings):
+    settings.INGEST_MAX_BODY_BYTES = 1000
+    response = api_client.post(
+        "/api/v1/events", data=json.dumps([event()] * 20), content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert Event.objects.count() == 0
+
+
+def test_the_hourly_pre_aggregate_counts_each_stored_event_once(post_events):
+    post_events(
+        [
+            event(timestamp="2026-04-23T20:10:00Z"),
+            event(timestamp="2026-04-23T20:50:00Z"),
+            event(timestamp="2026-04-23T21:00:00Z", success=False),
+        ]
+    )
+    counts = {(c.bucket.hour, c.success): c.n for c in HourlyCount.objects.all()}
+    assert counts == {(20, True): 2, (21, False): 1}
+
+
+def test_gzip_is_not_mistaken_for_json(api_client):
+    response = api_client.post(
+        "/api/v1/events", data=gzip.compress(b"[]"), content_type="application/json"
+    )
+    assert response.status_code == 400

@@ -1,0 +1,118 @@
+"""seed_demo writes a consistent history through ingest validation."""
+
+from collections import defaultdict
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from audit.demo import FACILITIES, generate
+from audit.ingest import validate
+from audit.models import Event
+
+EVENTS = 30_000
+
+
+@pytest.fixture(scope="module")
+def history() -> list[dict]:
+    return list(generate(EVENTS, days=200, seed=7))
+
+
+def test_it_generates_exactly_the_requested_number_of_valid_events(history):
+    assert len(history) == EVENTS
+    assert len(validate(history)) == EVENTS  # raises on any invalid event
+    assert len({e["event_uuid"] for e in history}) == EVENTS
+
+
+def test_it_covers_every_kind_of_portal_activity(history):
+    types = {e["event_type"] for e in history}
+    for needed in (
+        "user_created",
+        "user_activated",
+        "user_frozen",
+        "user_deleted",
+        "user_login",
+        "org_created",
+        "project_created",
+        "project_deleted",
+        "org_member_added",
+        "project_member_updated",
+        "project_member_deleted",
+        "experiment_created",
+        "experiment_pushed",
+        "experiment_deleted",
+        "realization_allocated",
+        "realization_freed",
+        "materialization_allocated",
+        "materialization_freed",
+        "facility_status",
+    ):
+        assert needed in types, needed
+    assert any(
+        not e["success"] and e["error_message"] for e in history if e["event_type"] == "user_login"
+    )
+    statuses = {e["payload"]["status"] for e in history if e["event_type"] == "facility_status"}
+    assert {"up", "down", "maintenance"} <= statuses
+    assert {e["subject"] for e in history if e["event_type"] == "facility_status"} == set(
+        FACILITIES
+    )
+
+
+def test_nothing_is_deleted_or_used_before_it_exists(history):
+    users: dict[str, str] = {}
+    groups: dict[tuple[str, str], set] = {}
+    experiments: set = set()
+    for e in history:
+        t, subject = e["event_type"], e["subject"]
+        if t == "user_created":
+            assert subject not in users
+            users[subject] = "pending"
+        elif t in ("user_activated", "user_frozen", "user_declined"):
+            assert subject in users, e
+            users[subject] = t
+        elif t == "user_deleted":
+            assert users.pop(subject, None) is not None, e
+        elif t in ("org_created", "project_created"):
+            key = (e["subject_type"], subject)
+            assert key not in groups, e
+            groups[key] = set()
+        elif t in ("org_deleted", "project_deleted"):
+            assert groups.pop((e["subject_type"], subject), None) is not None, e
+        elif t.endswith("_member_added"):
+            key = (e["subject_type"], subject)
+            assert key in groups, e
+            if e["payload"]["kind"] == "usermember":
+                assert users.get(e["target"]) == "user_activated" or e["target"] in users, e
+            groups[key].add(e["target"])
+        elif t.endswith("_member_deleted") or t.endswith("_member_updated"):
+            assert e["target"] in groups[(e["subject_type"], subject)], e
+            if t.endswith("_deleted"):
+                groups[(e["subject_type"], subject)].discard(e["target"])
+        elif t == "experiment_created":
+            assert ("project", e["payload"]["project"]) in groups, e
+            experiments.add((e["payload"]["project"], subject))
+        elif t in ("experiment_pushed", "experiment_deleted"):
+            assert (e["payload"]["project"], subject) in experiments, e
+            if t == "experiment_deleted":
+                experiments.discard((e["payload"]["project"], subject))
+
+
+def test_realizations_are_freed_at_most_once_and_only_after_allocation(history):
+    live: dict[str, int] = defaultdict(int)
+    for e in history:
+        if not e["success"]:
+            continue
+        if e["event_type"] in ("realization_allocated", "materialization_allocated"):
+            assert live[e["subject"]] == 0, e
+            live[e["subject"]] += 1
+        elif e["event_type"] in ("realization_freed", "materialization_freed"):
+            assert live[e["subject"]] == 1, e
+            live[e["subject"]] -= 1
+
+
+@pytest.mark.django_db
+def test_the_command_stores_the_whole_history():
+    out = StringIO()
+    call_command("seed_demo", "--events", "2000", "--days", "30", stdout=out, verbosity=0)
+    assert Event.objects.count() == 2000
+    assert "Seeded 2000 events" in out.getvalue()
