@@ -186,6 +186,12 @@ class Generator:
         self.max_users = 500 + n // 500
         self.max_projects = self.max_users // 3
         self.max_orgs = max(5, self.max_users // 20)
+        self.progress = 0.0  # share of the history generated so far
+
+    def room(self, count: int, cap: int) -> bool:
+        """Whether a population may grow: its cap rises over the history, so
+        the growth charts keep climbing to the end."""
+        return count < cap * (0.3 + 0.7 * self.progress)
 
     # -- helpers -----------------------------------------------------------------
     def ev(self, *args, **kwargs) -> dict:
@@ -204,7 +210,7 @@ class Generator:
 
     # -- actions; each returns a list of events (possibly empty) --------------------
     def user_signup(self, ts) -> list[dict]:
-        if len(self.world.users) >= self.max_users and self.world.pool("active"):
+        if not self.room(len(self.world.users), self.max_users) and self.world.pool("active"):
             return self.login(ts)
         name = self.new_name(FIRST_NAMES, self.world.users)
         self.world.set_user(name, "pending")
@@ -292,8 +298,9 @@ class Generator:
             return self.user_signup(ts)
         creator = active.choice(rng)
         is_org = rng.random() < 0.25
-        if (len(w.orgs) if is_org else len(w.projects)) >= (
-            self.max_orgs if is_org else self.max_projects
+        if not self.room(
+            len(w.orgs) if is_org else len(w.projects),
+            self.max_orgs if is_org else self.max_projects,
         ):
             return self.experiment(ts) if w.projects else []
         if is_org:
@@ -576,6 +583,14 @@ class Generator:
 
     def delete_group(self, ts) -> list[dict]:
         w, rng = self.world, self.rng
+        if len(w.orgs) > 4 and rng.random() < 0.15:
+            org = w.org_pool.choice(rng)
+            creator = next((m for m, r in w.orgs[org].items() if r == "creator"), "ops")
+            for member in list(w.orgs[org]):
+                w.leave(member, w.orgs, org)
+            del w.orgs[org]
+            w.org_pool.discard(org)
+            return [self.ev(ts, "org_deleted", creator, org, "organization")]
         if len(w.projects) < 4:
             return []
         project = w.project_pool.choice(rng)
@@ -629,6 +644,7 @@ class Generator:
                     produced += 1
                     yield event
         while produced < self.n - tail:
+            self.progress = produced / self.n
             ts = self.start + timedelta(seconds=step * produced)
             ts += timedelta(seconds=rng.random() * step)
             action = rng.choices(names, weights)[0]

@@ -33,6 +33,7 @@ def test_it_covers_every_kind_of_portal_activity(history):
         "user_deleted",
         "user_login",
         "org_created",
+        "org_deleted",
         "project_created",
         "project_deleted",
         "org_member_added",
