@@ -2,19 +2,22 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from ninja import Field, Query, Router, Schema, Status
 
+from audit.export import Export, ExportError, accepts_gzip, parse_fields
 from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
 from audit.ingest import IngestError, ingest, parse_body
 from audit.models import Event
 from sphere_stats.api import ERRORS, ApiError, Error, token_auth
+from sphere_stats.ratelimit import rate_limit
 
 router = Router(tags=["events"])
 
@@ -69,6 +72,9 @@ class EventPage(Schema):
     next: str | None = Field(None, description="URL of the next (older) page, if any.")
 
 
+# Inlined rather than a $ref: no operation takes EventIn as a parameter, so
+# ninja leaves it out of components and a $ref would dangle.
+_EVENT_IN = EventIn.model_json_schema()
 _INGEST_BODY = {
     "requestBody": {
         "required": True,
@@ -76,15 +82,15 @@ _INGEST_BODY = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        {"$ref": "#/components/schemas/EventIn"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                        _EVENT_IN,
+                        {"type": "array", "items": _EVENT_IN},
                         {
                             "type": "object",
                             "required": ["events"],
                             "properties": {
                                 "events": {
                                     "type": "array",
-                                    "items": {"$ref": "#/components/schemas/EventIn"},
+                                    "items": _EVENT_IN,
                                 }
                             },
                         },
@@ -109,6 +115,7 @@ def ingest_events(request: HttpRequest):
     a repeat is reported as a duplicate, a repeat with different content as a
     conflict; neither changes what is stored. A batch with any invalid event is
     rejected whole (400) and nothing is written."""
+    rate_limit(request, "ingest")
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > settings.INGEST_MAX_BODY_BYTES:
         raise ApiError(413, f"The body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes.")
@@ -125,15 +132,33 @@ def ingest_events(request: HttpRequest):
     return Status(201, result.as_dict())
 
 
-class EventQuery(Schema):
+class FilterQuery(Schema):
+    """The explorer's filters (audit.filters.EventFilter), as query parameters."""
+
     event_type: list[str] = Field(default_factory=list, description="Repeatable.")
     subject_type: str | None = None
     subject: str | None = None
     caller: str | None = None
     target: str | None = None
     success: bool | None = None
-    since: str | None = Field(None, description="RFC 3339; inclusive.")
+    payload: list[str] = Field(
+        default_factory=list,
+        description="Repeatable `key=value`: events whose payload contains it (JSONB @>); "
+        "the value also matches an element of a list and a number or boolean.",
+        examples=[["kind=usermember"]],
+    )
+    error_contains: str | None = Field(None, description="Error message contains (any case).")
+    since: str | None = Field(
+        None, description="RFC 3339; inclusive. With `period=custom`: a date or local time in tz."
+    )
     until: str | None = Field(None, description="RFC 3339; exclusive.")
+    period: str | None = Field(
+        None, description="1h, 24h, 7d, 30d, 90d, 1y, all or custom (the stats pages' window)."
+    )
+    tz: str | None = Field(None, description="IANA time zone for local times; default UTC.")
+
+
+class EventQuery(FilterQuery):
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = Field(None, description="From a previous page's `next`.")
 
@@ -162,6 +187,82 @@ def list_events(request: HttpRequest, query: Query[EventQuery]):
             reverse("api:list_events") + "?" + urlencode(params, doseq=True)
         )
     return {"events": [r.as_dict() for r in rows], "next": next_url}
+
+
+class ExportQuery(FilterQuery):
+    format: Literal["csv", "json", "ndjson"] = "csv"
+    fields: str | None = Field(
+        None, description="CSV only: payload keys as extra columns, e.g. payload.kind,payload.role."
+    )
+    cursor: str | None = Field(
+        None,
+        description="Resume an interrupted export after this row: the event_uuid of the last "
+        "complete line received (or a cursor from the list endpoint).",
+    )
+
+
+def _text(description: str) -> dict:
+    return {"schema": {"type": "string", "description": description}}
+
+
+_EXPORT_RESPONSES = {
+    "responses": {
+        200: {
+            "description": "The matching events, newest first, streamed. "
+            "gzip-compressed (Content-Encoding) when the request accepts gzip.",
+            "content": {
+                "text/csv": _text("A header line, then one event per row."),
+                "application/json": {
+                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/EventOut"}}
+                },
+                "application/x-ndjson": _text("One JSON event per line."),
+            },
+        }
+    }
+}
+
+
+@router.get(
+    "/events/export",
+    auth=token_auth("read"),
+    response={**ERRORS},
+    openapi_extra=_EXPORT_RESPONSES,
+    summary="Export every matching event as CSV, JSON or NDJSON (streamed, no row cap)",
+)
+def export_events(request: HttpRequest, query: Query[ExportQuery]):
+    """The explorer's filters; no period means all time. The body streams from
+    the database with constant memory; an interrupted NDJSON download resumes
+    with `cursor` set to the event_uuid of its last complete line."""
+    rate_limit(request, "export")
+    try:
+        event_filter = EventFilter.from_query(request.GET)
+        qs = event_filter.apply(Event.objects.all())
+        if query.cursor:
+            qs = qs.before(*_resume_point(query.cursor))
+        export = Export(
+            qs,
+            format=query.format,
+            zone=event_filter.zone,
+            fields=parse_fields(query.fields),
+        )
+    except (FilterError, ExportError) as exc:
+        raise ApiError(400, str(exc), [{"field": exc.field, "message": exc.message}]) from None
+    return export.response(
+        event_filter.file_stem(now=timezone.now()),
+        content_encoding=accepts_gzip(request.headers.get("Accept-Encoding", "")),
+    )
+
+
+def _resume_point(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """(timestamp, event_uuid) to resume after: an event_uuid or a list cursor."""
+    try:
+        key = uuid.UUID(cursor)
+    except ValueError:
+        return decode_cursor(cursor)
+    timestamp = Event.objects.filter(event_uuid=key).values_list("timestamp", flat=True).first()
+    if timestamp is None:
+        raise FilterError("cursor", f"no event {key} to resume after")
+    return timestamp, key
 
 
 @router.get(

@@ -2,19 +2,65 @@
 
 Parsed from a query string; every parameter has a default when absent and
 raises FilterError (a 400) naming the parameter when wrong.
+
+Parameters: event_type (repeatable), subject_type, subject, caller, target,
+success (true/false), payload (repeatable `key=value`, JSONB containment),
+error_contains, and the time range: either RFC 3339 since/until (the read
+API) or the stats pages' window (period, since, until, tz; see
+sphere_stats.windows) when `period` is given or the caller asks for it.
 """
 
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.http import QueryDict
 
 from audit.ingest import parse_timestamp
-from audit.models import EventQuerySet
+from audit.models import Event, EventQuerySet, HourlyCount
+from sphere_stats.windows import Window, WindowError, parse_zone
+
+PAYLOAD_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+MAX_PAYLOAD_PAIRS = 8
+MAX_TEXT = 255
+
+
+def parse_payload_pair(raw: str) -> tuple[str, str]:
+    """`kind=usermember` as (key, value); FilterError when not key=value."""
+    key, sep, value = raw.partition("=")
+    key = key.strip()
+    if not sep or not PAYLOAD_KEY.match(key):
+        raise FilterError("payload", f"{raw[:40]!r} is not key=value (a payload key, then =)")
+    return key, value
+
+
+def payload_documents(key: str, value: str) -> list[dict[str, Any]]:
+    """The JSONB documents a `key=value` pair matches by containment (@>).
+
+    The value matches as a string, as an element of a list (nodes=n1), and,
+    when it reads as a JSON number or boolean, as that (revision=3).
+    A dotted key reaches into nested objects (a.b=v is {"a": {"b": "v"}}).
+    """
+    candidates: list[Any] = [value, [value]]
+    try:
+        typed = json.loads(value)
+        if isinstance(typed, bool | int | float) and not isinstance(typed, str):
+            candidates.append(typed)
+    except ValueError:
+        pass
+    documents = []
+    for candidate in candidates:
+        doc: Any = candidate
+        for part in reversed(key.split(".")):
+            doc = {part: doc}
+        documents.append(doc)
+    return documents
 
 
 class FilterError(ValueError):
@@ -34,23 +80,54 @@ class EventFilter:
     success: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
+    payload: list[tuple[str, str]] = field(default_factory=list)
+    error_contains: str = ""
+    # Display time zone (tz): the explorer's times and the CSV's local column.
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    # The stats pages' window, when the range came from period/since/until/tz.
+    window: Window | None = None
 
     @classmethod
-    def from_query(cls, query: QueryDict) -> "EventFilter":
+    def from_query(
+        cls, query: QueryDict, *, windowed: bool = False, now: datetime | None = None
+    ) -> "EventFilter":
+        """Parse a query string. `windowed` (the explorer and its exports) reads
+        the time range as the stats pages' window, defaulting to its period;
+        otherwise since/until are RFC 3339 unless `period` is given."""
         f = cls(
-            event_types=[t for t in query.getlist("event_type") if t],
+            event_types=[t.strip() for t in query.getlist("event_type") if t.strip()],
             subject_type=query.get("subject_type", "").strip(),
             subject=query.get("subject", "").strip(),
             caller=query.get("caller", "").strip(),
             target=query.get("target", "").strip(),
+            error_contains=query.get("error_contains", "").strip(),
         )
-        success = query.get("success", "").strip().lower()
-        if success in ("true", "1", "yes", "succeeded"):
-            f.success = True
-        elif success in ("false", "0", "no", "failed"):
-            f.success = False
-        elif success not in ("", "any"):
-            raise FilterError("success", "must be true or false")
+        if any("\x00" in t or len(t) > MAX_TEXT for t in f.event_types):
+            raise FilterError("event_type", "is not an event type name")
+        for name in ("subject_type", "subject", "caller", "target", "error_contains"):
+            if len(getattr(f, name)) > MAX_TEXT:
+                raise FilterError(name, f"is longer than {MAX_TEXT} characters")
+            if "\x00" in getattr(f, name):
+                raise FilterError(name, "contains a NUL character")
+        pairs = [p for p in query.getlist("payload") if p.strip()]
+        if len(pairs) > MAX_PAYLOAD_PAIRS:
+            raise FilterError("payload", f"at most {MAX_PAYLOAD_PAIRS} key=value pairs")
+        f.payload = [parse_payload_pair(p) for p in pairs]
+        if any("\x00" in k or "\x00" in v for k, v in f.payload):
+            raise FilterError("payload", "contains a NUL character")
+        try:
+            f.zone = parse_zone(query.get("tz") or "UTC")
+        except WindowError as exc:
+            raise FilterError(exc.field, exc.message) from None
+        if windowed or query.get("period"):
+            try:
+                f.window = Window.from_query(query, now=now)
+            except WindowError as exc:
+                raise FilterError(exc.field, exc.message) from None
+            if f.window.period != "all":
+                f.since, f.until = f.window.start, f.window.end
+            return f._parse_success(query)
+        f._parse_success(query)
         for name in ("since", "until"):
             raw = query.get(name, "").strip()
             if raw:
@@ -58,6 +135,17 @@ class EventFilter:
                     setattr(f, name, parse_timestamp(raw))
                 except ValueError as exc:
                     raise FilterError(name, str(exc)) from None
+        return f
+
+    def _parse_success(self, query: QueryDict) -> "EventFilter":
+        f = self
+        success = query.get("success", "").strip().lower()
+        if success in ("true", "1", "yes", "succeeded"):
+            f.success = True
+        elif success in ("false", "0", "no", "failed"):
+            f.success = False
+        elif success not in ("", "any"):
+            raise FilterError("success", "must be true or false")
         return f
 
     def apply(self, qs: EventQuerySet) -> EventQuerySet:
@@ -69,7 +157,65 @@ class EventFilter:
                 qs = qs.filter(**{name: value})
         if self.success is not None:
             qs = qs.filter(success=self.success)
+        for key, value in self.payload:
+            qs = qs.payload_matches(payload_documents(key, value))
+        if self.error_contains:
+            qs = qs.error_contains(self.error_contains)
         return qs.in_window(self.since, self.until)
+
+    @property
+    def only_counted_columns(self) -> bool:
+        """True when the hourly pre-aggregate can count this filter exactly."""
+        return not (
+            self.subject_type
+            or self.subject
+            or self.caller
+            or self.target
+            or self.payload
+            or self.error_contains
+        )
+
+    def count(self) -> tuple[int, bool]:
+        """(number of matching events, exact?) without a COUNT(*) over a range.
+
+        Exact from the hourly pre-aggregate when only type, outcome and time
+        filter (the partial hours at the edges are counted from the raw
+        table, at most two hours of rows); otherwise the planner's estimate.
+        """
+        if self.only_counted_columns:
+            return (
+                HourlyCount.objects.exact_count(
+                    self.event_types, self.success, self.since, self.until
+                ),
+                True,
+            )
+        return self.apply(Event.objects.all()).estimated_count(), False
+
+    def describe(self) -> list[str]:
+        """Short words for the active filters (file names, page titles)."""
+        words = list(self.event_types)
+        for name in ("subject_type", "subject", "caller", "target"):
+            if getattr(self, name):
+                words.append(f"{name}-{getattr(self, name)}")
+        if self.success is not None:
+            words.append("succeeded" if self.success else "failed")
+        words.extend(f"{k}-{v}" for k, v in self.payload)
+        if self.error_contains:
+            words.append(f"error-{self.error_contains}")
+        return words
+
+    def file_stem(self, now: datetime | None = None) -> str:
+        """`events_<filters>_<since>_<until>`: a download's name says what it holds."""
+
+        def stamp(moment: datetime | None) -> str:
+            if moment is None:
+                return "start"
+            return moment.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
+
+        until = self.until or now
+        parts = ["events", *self.describe(), stamp(self.since), stamp(until) if until else "now"]
+        stem = "_".join(re.sub(r"[^A-Za-z0-9._+-]+", "-", p).strip("-") or "x" for p in parts)
+        return stem[:180]
 
 
 def encode_cursor(timestamp: datetime, event_uuid: uuid.UUID) -> str:

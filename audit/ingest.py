@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from audit import catalog
+from audit import aggregates, catalog
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_NAME_LENGTH = 255
@@ -440,6 +440,8 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(INSERT_SQL, columns)
                 inserted = {r[0] for r in cursor.fetchall()}
+                # Entity pre-aggregates, exact and in the same transaction.
+                aggregates.refresh_for_rows(r for r in batch if r.event_uuid in inserted)
             break
         except OperationalError as exc:
             # Two batches touching the same pre-aggregate rows can deadlock in

@@ -1,6 +1,29 @@
 import uuid
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Lower
+
+# Events that change whether an entity exists, and its state; kept here (not
+# in audit/aggregates.py) because the partial index below names them.
+LIFECYCLE_TYPES = (
+    "user_created",
+    "user_activated",
+    "user_frozen",
+    "user_declined",
+    "user_deleted",
+    "org_created",
+    "org_deleted",
+    "project_created",
+    "project_deleted",
+    "experiment_created",
+    "experiment_deleted",
+    "realization_allocated",
+    "realization_freed",
+    "materialization_allocated",
+    "materialization_freed",
+)
 
 
 class EventQuerySet(models.QuerySet):
@@ -37,6 +60,39 @@ class EventQuerySet(models.QuerySet):
             models.Q(timestamp__gt=timestamp)
             | models.Q(timestamp=timestamp, event_uuid__gt=event_uuid)
         )
+
+    def oldest_first(self) -> "EventQuerySet":
+        # The same index scanned backwards: the explorer's "newer" pages.
+        return self.order_by("timestamp", "event_uuid")
+
+    def payload_matches(self, documents: list[dict]) -> "EventQuerySet":
+        """Events whose payload contains any of `documents` (JSONB @>)."""
+        condition = models.Q()
+        for document in documents:
+            condition |= models.Q(payload__contains=document)
+        return self.filter(condition)
+
+    def error_contains(self, text: str) -> "EventQuerySet":
+        """Events whose error message contains `text`, ignoring case.
+
+        No index serves a substring: a page reads newest-first until it has
+        its rows, so with success=False it walks only idx_events_failures_ts.
+        """
+        return self.filter(error_message__icontains=text)
+
+    def estimated_count(self) -> int:
+        """The planner's row estimate for this query: EXPLAIN, not COUNT(*)."""
+        from django.db import connection
+
+        sql, params = self.order_by().query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str):
+            import json
+
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
 
 class Event(models.Model):
@@ -92,6 +148,45 @@ class Event(models.Model):
             models.Index(
                 fields=["subject_type", "subject", "-timestamp"], name="idx_events_subject_ts"
             ),
+            # A project's or experiment's timeline and the top projects
+            # (payload.project over a time range); see dashboards/queries.py.
+            models.Index(
+                KeyTextTransform("project", "payload"),
+                models.F("timestamp").desc(),
+                name="idx_events_project_ts",
+            ),
+            # Failures over a time range: the most frequent error messages and
+            # failed logins by user (a few percent of all events).
+            models.Index(
+                fields=["-timestamp"],
+                name="idx_events_failures_ts",
+                condition=models.Q(success=False),
+            ),
+            # The explorer's payload key=value filter (payload @> '{"k": "v"}',
+            # EventQuerySet.payload_matches) for rare values, which would
+            # otherwise scan the timestamp index to the end. jsonb_path_ops
+            # serves only @>, at about a fifth of the table's size; measured
+            # in bench/export.py, it adds no visible cost to ingest.
+            GinIndex(
+                fields=["payload"], opclasses=["jsonb_path_ops"], name="idx_events_payload_gin"
+            ),
+            # Successful logins over a time range with the username in the
+            # index: distinct users who logged in and daily/weekly/monthly
+            # active users are index-only scans (dashboards/queries.py).
+            models.Index(
+                fields=["timestamp"],
+                include=["subject"],
+                name="idx_events_logins_ts",
+                condition=models.Q(event_type="user_login", success=True),
+            ),
+            # The lifecycle events of a few entities, read by
+            # audit/aggregates.py inside every ingest transaction: small (about
+            # one event in ten), so a user with 100k logins costs nothing.
+            models.Index(
+                fields=["subject_type", "subject", "timestamp"],
+                name="idx_events_lifecycle",
+                condition=models.Q(success=True, event_type__in=LIFECYCLE_TYPES),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -112,6 +207,52 @@ class Event(models.Model):
         }
 
 
+class HourlyCountQuerySet(models.QuerySet):
+    def exact_count(self, event_types, success, start=None, end=None) -> int:
+        """Exact number of events of these types/outcome in [start, end).
+
+        Whole hours come from this pre-aggregate; the partial hours at either
+        edge are counted from `events` (at most two hours of rows, through
+        idx_events_type_ts or idx_events_ts_uuid).
+        """
+        from datetime import UTC, timedelta
+
+        def hour_floor(moment):
+            # Buckets are UTC hours: floor in UTC, not in the caller's offset.
+            return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+        def raw(lo, hi) -> int:
+            qs = Event.objects.in_window(lo, hi)
+            if event_types:
+                qs = qs.of_types(*event_types)
+            if success is not None:
+                qs = qs.filter(success=success)
+            return qs.count()
+
+        first_full = start
+        if start is not None and start != hour_floor(start):
+            first_full = hour_floor(start) + timedelta(hours=1)
+        last_full = hour_floor(end) if end is not None else None
+        if first_full is not None and last_full is not None and first_full >= last_full:
+            return raw(start, end)
+
+        qs = self
+        if event_types:
+            qs = qs.filter(event_type__in=event_types)
+        if success is not None:
+            qs = qs.filter(success=success)
+        if first_full is not None:
+            qs = qs.filter(bucket__gte=first_full)
+        if last_full is not None:
+            qs = qs.filter(bucket__lt=last_full)
+        total = qs.aggregate(n=models.Sum("n"))["n"] or 0
+        if start is not None and first_full != start:
+            total += raw(start, first_full)
+        if end is not None and last_full != end:
+            total += raw(last_full, end)
+        return total
+
+
 class HourlyCount(models.Model):
     """Pre-aggregate: events per UTC hour, type and outcome.
 
@@ -127,6 +268,8 @@ class HourlyCount(models.Model):
     success = models.BooleanField()
     n = models.BigIntegerField()
 
+    objects = HourlyCountQuerySet.as_manager()
+
     class Meta:
         db_table = "event_counts_hourly"
         indexes = [
@@ -136,3 +279,99 @@ class HourlyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket:%Y-%m-%d %H}h {self.event_type} {self.success}: {self.n}"
+
+
+class EntityQuerySet(models.QuerySet):
+    def current(self) -> "EntityQuerySet":
+        """Entities that exist now (idx_entities_kind_state)."""
+        return self.exclude(state=Entity.GONE)
+
+    def of_kind(self, kind: str) -> "EntityQuerySet":
+        return self.filter(kind=kind)
+
+    def matching(self, text: str) -> "EntityQuerySet":
+        """Names starting with `text`, case-insensitively (idx_entities_name_prefix)."""
+        return self.annotate(lower_name=Lower("name")).filter(lower_name__startswith=text.lower())
+
+
+class Entity(models.Model):
+    """Pre-aggregate: every user, organization, project, experiment,
+    realization and materialization ever seen in a lifecycle event, with its
+    state now. Rebuilt per entity from its events inside the ingest
+    transaction (audit/aggregates.py), so it is exact whatever the order in
+    which events arrive.
+    """
+
+    GONE = "gone"
+
+    pk = models.CompositePrimaryKey("kind", "scope", "name")
+    kind = models.TextField()
+    # An experiment's project; a realization's or materialization's facility.
+    scope = models.TextField(default="", blank=True)
+    name = models.TextField()
+    # pending, active or frozen (users), exists (orgs, projects,
+    # experiments), active (realizations, materializations), or gone.
+    state = models.TextField()
+    # The latest existence: when it began, who began it, when it ended.
+    since = models.DateTimeField(null=True)
+    until = models.DateTimeField(null=True)
+    created_by = models.TextField(default="", blank=True)
+    category = models.TextField(default="", blank=True)
+    description = models.TextField(default="", blank=True)
+    first_seen = models.DateTimeField()
+    last_change = models.DateTimeField()
+
+    objects = EntityQuerySet.as_manager()
+
+    class Meta:
+        db_table = "entities"
+        indexes = [
+            # Current counts by kind and state (the overview cards).
+            models.Index(fields=["kind", "state"], name="idx_entities_kind_state"),
+            # The navigation search's suggestions (name prefix, any case).
+            models.Index(
+                OpClass(Lower("name"), name="text_pattern_ops"),
+                name="idx_entities_name_prefix",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"{self.scope}/" if self.scope else ""
+        return f"{self.kind} {scope}{self.name}: {self.state}"
+
+
+class EntityIntervalQuerySet(models.QuerySet):
+    def alive_at(self, moment) -> "EntityIntervalQuerySet":
+        """Intervals covering `moment`: valid_from <= moment < valid_to."""
+        return self.filter(valid_from__lte=moment).filter(
+            models.Q(valid_to__isnull=True) | models.Q(valid_to__gt=moment)
+        )
+
+
+class EntityInterval(models.Model):
+    """Pre-aggregate: each stretch of time an entity spent in one state
+    (valid_to is null for the current one). Counts at any moment and growth
+    per bucket come from here; maintained with `Entity`."""
+
+    kind = models.TextField()
+    scope = models.TextField(default="", blank=True)
+    name = models.TextField()
+    state = models.TextField()
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True)
+
+    objects = EntityIntervalQuerySet.as_manager()
+
+    class Meta:
+        db_table = "entity_intervals"
+        indexes = [
+            # Counts at a moment and the starts per bucket (growth charts).
+            models.Index(fields=["kind", "valid_from"], name="idx_intervals_from"),
+            # The ends per bucket (growth charts).
+            models.Index(fields=["kind", "valid_to"], name="idx_intervals_to"),
+            # Replacing one entity's intervals when its events change.
+            models.Index(fields=["kind", "scope", "name"], name="idx_intervals_entity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} {self.state} {self.valid_from}–{self.valid_to}"

@@ -1,11 +1,317 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import uuid
+from typing import Any
+
+import plotly.io as pio
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from sphere_stats.roles import Role, role_required
+from audit.filters import FilterError, decode_cursor, encode_cursor
+from audit.models import Entity
+from dashboards import queries
+from dashboards.api import checked_window
+from dashboards.entities import KINDS, entity_url, find, suggestions
+from dashboards.stats import STATS, Result, StatError
+from sphere_stats.roles import Role, has_role, role_required
+from sphere_stats.windows import Window, WindowError
+
+TIMELINE_PAGE = 50
+CHART_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d"]}
+CARD_LABELS = {
+    ("user", "pending"): "Pending users",
+    ("user", "active"): "Active users",
+    ("user", "frozen"): "Frozen users",
+    ("organization", "exists"): "Organizations",
+    ("project", "exists"): "Projects",
+    ("experiment", "exists"): "Experiments",
+    ("realization", "active"): "Active realizations",
+    ("materialization", "active"): "Active materializations",
+}
+SUMMARY_LABELS = {
+    "logins_succeeded": ("Logins succeeded", True),
+    "logins_failed": ("Logins failed", False),
+    "login_users": ("Users who logged in", True),
+    "events": ("Events received", True),
+    "failure_rate": ("Failure rate %", False),
+}
+TOP_STATS = (
+    "top_projects",
+    "top_users",
+    "failed_logins",
+    "top_orgs",
+    "top_facilities",
+    "failures_by_type",
+    "top_errors",
+)
+
+
+def _window(request: HttpRequest) -> tuple[Window, str]:
+    """The request's window, or the default one and why the request's was refused."""
+    try:
+        return checked_window(request.GET), ""
+    except WindowError as exc:
+        default = Window.from_query({"tz": "UTC"}, earliest=queries.first_event_time)
+        return default, f"{exc.field}: {exc.message} — showing {default.label().lower()}."
+
+
+def _page(
+    request: HttpRequest, template: str, partial: str, context: dict, status: int = 200
+) -> HttpResponse:
+    """The full page, or only its body for an htmx request."""
+    response = render(request, partial if request.htmx else template, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _links(name: str, window: Window, filters: dict[str, Any]) -> dict[str, str]:
+    params = window.params(**{k: v for k, v in filters.items() if v not in (None, "", [])})
+    query = urlencode(params, doseq=True)
+    return {
+        "json": f"/api/v1/stats/{name}?{query}",
+        "csv": f"/api/v1/stats/{name}?{query}&format=csv",
+    }
+
+
+def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
+    """One stat computed for a page: its result, chart HTML and data links."""
+    stat = STATS[stat_name]
+    name = stat.name
+    for param in stat.params:
+        filters.setdefault(param.name, param.default)
+    result: Result = stat.compute(window, filters)
+    figure = stat.figure(result, window)
+    html = ""
+    if figure is not None:
+        html = pio.to_html(
+            figure,
+            include_plotlyjs=False,
+            full_html=False,
+            validate=False,
+            config=CHART_CONFIG,
+            # A fresh id on every render: htmx copies the attributes of an
+            # element with the same id onto its replacement while it settles,
+            # which would strip the classes Plotly adds to its div.
+            div_id=f"plot-{name}-{uuid.uuid4().hex[:8]}",
+            default_height=f"{figure['layout'].get('height', 300)}px",
+        )
+    return {
+        "stat": stat,
+        "result": result,
+        "rows": result.rows,
+        "columns": result.columns,
+        "cells": [list(zip(row, result.columns, strict=True)) for row in result.rows],
+        "html": html,
+        "links": _links(name, window, filters),
+        "empty": not any(result.rows),
+    }
+
+
+def _delta(change: float | None, higher_is_better: bool) -> str:
+    if not change:
+        return "flat"
+    return "up" if (change > 0) == higher_is_better else "down"
 
 
 @require_GET
 @role_required(Role.VIEWER)
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboards/overview.html")
+    window, error = _window(request)
+    current = run_stat("current_counts", window)
+    summary = run_stat("period_summary", window)
+    cards = [
+        {
+            "label": CARD_LABELS[kind, state],
+            "value": count,
+            "change": change,
+            "delta": _delta(change, True),
+        }
+        for kind, state, count, _, change in current["rows"]
+    ]
+    period_cards = [
+        {
+            "label": SUMMARY_LABELS[metric][0],
+            "value": value,
+            "previous": previous,
+            "change": change,
+            "delta": _delta(change, SUMMARY_LABELS[metric][1]),
+        }
+        for metric, value, previous, change in summary["rows"]
+    ]
+    context = {
+        "window": window,
+        "error": error,
+        "cards": cards,
+        "period_cards": period_cards,
+        "current": current,
+        "summary": summary,
+        "charts": [
+            run_stat(name, window)
+            for name in ("entity_growth", "events_by_type", "logins", "active_users")
+        ],
+        "top_projects": run_stat("top_projects", window, n=5),
+    }
+    return _page(request, "dashboards/overview.html", "dashboards/_overview_body.html", context)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def top(request: HttpRequest) -> HttpResponse:
+    window, error = _window(request)
+    try:
+        n = STATS["top_users"].parse(request.GET)["n"]
+        by = STATS["top_projects"].parse(request.GET)["by"]
+    except StatError as exc:
+        error, n, by = f"{exc.field}: {exc.message}", 10, "events"
+    tables = [
+        run_stat(name, window, n=n, **({"by": by} if name == "top_projects" else {}))
+        for name in TOP_STATS
+    ]
+    context = {"window": window, "error": error, "n": n, "by": by, "tables": tables}
+    return _page(request, "dashboards/top.html", "dashboards/_top_body.html", context)
+
+
+def _timeline_page(request: HttpRequest, kind: str, name: str, project: str) -> dict[str, Any]:
+    qs = queries.involving(kind, name, project).newest_first()
+    cursor = request.GET.get("cursor", "")
+    if cursor:
+        try:
+            qs = qs.before(*decode_cursor(cursor))
+        except FilterError:
+            raise Http404("That timeline cursor is not one this server issued.") from None
+    events = list(qs[: TIMELINE_PAGE + 1])
+    more = len(events) > TIMELINE_PAGE
+    events = events[:TIMELINE_PAGE]
+    next_url = ""
+    if more:
+        last = events[-1]
+        base = entity_url(kind, name, project) + "timeline/"
+        cursor = encode_cursor(last.timestamp, last.event_uuid)
+        tz = request.GET.get("tz") or "UTC"
+        next_url = f"{base}?{urlencode({'cursor': cursor, 'tz': tz})}"
+    return {"events": events, "next_url": next_url}
+
+
+def _entity_context(
+    request: HttpRequest, kind: str, name: str, project: str
+) -> tuple[dict[str, Any], bool]:
+    window, error = _window(request)
+    scope = project if kind == "experiment" else ""
+    entity = Entity.objects.filter(kind=kind, scope=scope, name=name).first()
+    known = entity is not None or queries.involving(kind, name, project).exists()
+    context: dict[str, Any] = {
+        "window": window,
+        "error": error,
+        "kind": kind,
+        "kind_label": KINDS[kind]["label"],
+        "name": name,
+        "project": project,
+        "entity": entity,
+        "known": known,
+        "page_url": entity_url(kind, name, project),
+    }
+    if not known:
+        return context, False
+    filters = {"kind": kind, "name": name, "project": project}
+    context["heatmap"] = run_stat("entity_activity", window, **filters)
+    context["counts"] = run_stat("entity_events", window, **filters)
+    if kind in ("organization", "project") and entity and entity.state != Entity.GONE:
+        context["members"] = queries.members(kind, name, entity.since)
+    if kind == "project":
+        context["experiments"] = (
+            Entity.objects.current().filter(kind="experiment", scope=name).order_by("name")
+        )
+    if kind == "user":
+        context["memberships"] = queries.memberships_of(name)
+    context["is_analyst"] = has_role(request.user, Role.ANALYST)
+    if context["is_analyst"]:
+        context["timeline"] = _timeline_page(request, kind, name, project)
+        subject_type = "experiment" if kind == "experiment" else kind
+        context["export_query"] = urlencode({"subject_type": subject_type, "subject": name})
+    return context, True
+
+
+def _entity_page(request: HttpRequest, kind: str, name: str, project: str = "") -> HttpResponse:
+    context, known = _entity_context(request, kind, name, project)
+    return _page(
+        request,
+        "dashboards/entity.html",
+        "dashboards/_entity_body.html",
+        context,
+        status=200 if known else 404,
+    )
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def user_page(request: HttpRequest, name: str) -> HttpResponse:
+    return _entity_page(request, "user", name)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def org_page(request: HttpRequest, name: str) -> HttpResponse:
+    return _entity_page(request, "organization", name)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def project_page(request: HttpRequest, name: str) -> HttpResponse:
+    return _entity_page(request, "project", name)
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def experiment_page(request: HttpRequest, project: str, name: str) -> HttpResponse:
+    return _entity_page(request, "experiment", name, project)
+
+
+@require_GET
+@role_required(Role.ANALYST)
+def timeline(request: HttpRequest, kind: str, name: str, project: str = "") -> HttpResponse:
+    """Older pages of an entity's timeline (the "Older events" link)."""
+    window, _ = _window(request)
+    context = {
+        "timeline": _timeline_page(request, kind, name, project),
+        "kind": kind,
+        "window": window,
+    }
+    if request.htmx:
+        response = render(request, "dashboards/_timeline_rows.html", context)
+    else:
+        context.update(
+            {"name": name, "project": project, "page_url": entity_url(kind, name, project)}
+        )
+        context["kind_label"] = KINDS[kind]["label"]
+        response = render(request, "dashboards/timeline.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def search_suggest(request: HttpRequest) -> HttpResponse:
+    """<option> elements for the navigation search's <datalist>."""
+    query = request.GET.get("q", "").strip()
+    options = suggestions(query) if query else []
+    response = render(request, "dashboards/_suggestions.html", {"options": options})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_GET
+@role_required(Role.VIEWER)
+def search(request: HttpRequest) -> HttpResponse:
+    """Jump to the one entity the query names, or list the candidates."""
+    query = request.GET.get("q", "").strip()
+    exact, partial = find(query) if query else ([], [])
+    if len(exact) == 1:
+        return redirect(exact[0]["url"])
+    if not exact and len(partial) == 1:
+        return redirect(partial[0]["url"])
+    return render(
+        request,
+        "dashboards/search.html",
+        {"q": query, "matches": exact + [m for m in partial if m not in exact]},
+    )

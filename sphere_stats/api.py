@@ -134,7 +134,8 @@ api = NinjaAPI(
     description=(
         "Audit events in, statistics out. Authenticate with `Authorization: Bearer <token>` "
         "or `X-API-Key: <token>`; create a token with "
-        "`python manage.py create_api_token NAME --scope ingest --scope read`."
+        "`python manage.py create_api_token NAME --scope ingest --scope read`. "
+        "New client? Start with the [getting-started page](/api/v1/)."
     ),
     urls_namespace="api",
     docs_url="/docs",

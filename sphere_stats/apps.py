@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class SphereStatsConfig(AppConfig):
     name = "sphere_stats"
     verbose_name = "API access"
+
+    def ready(self) -> None:
+        from sphere_stats import signals  # noqa: F401  (connects the receivers)

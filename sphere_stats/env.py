@@ -5,6 +5,7 @@ environment should stop the server at start, not change behaviour quietly.
 """
 
 import os
+from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -41,3 +42,26 @@ def envint(name: str, default: int) -> int:
 def envlist(name: str, default: str = "") -> list[str]:
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Rate:
+    requests: int
+    seconds: int
+
+
+def envrate(name: str, default: str) -> Rate | None:
+    """`600/60` (600 requests per 60 seconds); `0`, `off` or empty: no limit."""
+    raw = os.environ.get(name, default).strip()
+    if raw in ("", "0", "off"):
+        return None
+    requests, _, seconds = raw.partition("/")
+    try:
+        rate = Rate(int(requests), int(seconds or 60))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate: use REQUESTS/SECONDS such as 600/60, or 0 for none"
+        ) from None
+    if rate.requests < 1 or rate.seconds < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r}: both numbers must be positive")
+    return rate

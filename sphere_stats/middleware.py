@@ -1,6 +1,6 @@
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.template.loader import render_to_string
 
 from sphere_stats.api import RETRY_AFTER_SECONDS, database_unavailable
 
@@ -11,7 +11,9 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
     """503 for a database outage: JSON under /api/, a friendly page elsewhere."""
     if request.path.startswith("/api/"):
         return database_unavailable()
-    response = render(request, "503.html", status=503)
+    # Rendered without the request: context processors would look up the
+    # user and session, which need the database that just failed.
+    response = HttpResponse(render_to_string("503.html"), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

@@ -10,6 +10,8 @@ KNOWN_DEFAULT_KEYS = {
     "secret",
     "replace-me",
     "django-insecure",
+    # The placeholder of .env.example.
+    "change-me-to-a-long-random-string",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from sphere_stats.env import envbool, envint, envlist, envstr
+from sphere_stats.env import envbool, envint, envlist, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -139,18 +139,39 @@ HTTPS = envbool("HTTPS", False)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS and envbool("SECURE_SSL_REDIRECT", True)
+# The container healthcheck calls plain HTTP on the loopback; let it through.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-X_FRAME_OPTIONS = "SAMEORIGIN"
+# No page may be framed, except the facility map, which its own page frames
+# (@xframe_options_sameorigin on that view).
+X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
 # Request limits: the ingest view reads the body itself and answers 413 as JSON.
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024)
 INGEST_MAX_EVENTS = envint("INGEST_MAX_EVENTS", 10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
+
+# Rate limits per API token (REQUESTS/SECONDS, 0 for none), counted in the
+# cache: set REDIS_URL when gunicorn runs several workers or replicas, or
+# each process counts on its own. See sphere_stats/ratelimit.py.
+RATE_LIMITS = {
+    "ingest": envrate("RATE_LIMIT_INGEST", "3000/60"),
+    "export": envrate("RATE_LIMIT_EXPORT", "30/60"),
+}
+# Login throttling: after LOGIN_FAILURE_LIMIT failures for one username from
+# one address (or LOGIN_FAILURE_LIMIT_PER_IP from one address) in
+# LOGIN_FAILURE_WINDOW seconds, the login page answers 429 until it ends.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_LIMIT_PER_IP = envint("LOGIN_FAILURE_LIMIT_PER_IP", 30)
+LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 15 * 60)
+# The request header a trusted reverse proxy puts the client address in
+# (HTTP_X_REAL_IP behind the compose nginx); empty means REMOTE_ADDR.
+CLIENT_IP_HEADER = envstr("CLIENT_IP_HEADER")
 
 FACILITY_STALE_AFTER = envint("FACILITY_STALE_AFTER", 15 * 60)
 FACILITIES_PUBLIC = envbool("FACILITIES_PUBLIC", False)

@@ -6,6 +6,8 @@ from sphere_stats import views
 from sphere_stats.api import api
 
 api.add_router("", "audit.api.router")
+api.add_router("", "dashboards.api.router")
+api.add_router("", "facilities.api.router")
 
 admin.site.site_header = "sphere_stats administration"
 admin.site.site_title = "sphere_stats"
@@ -14,9 +16,11 @@ urlpatterns = [
     path("", include("dashboards.urls")),
     path("", include("audit.urls")),
     path("facilities/", include("facilities.urls")),
+    path("api/", views.api_home, name="api_home"),
+    path("api/v1/", views.api_home),
     path("api/v1/", api.urls),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

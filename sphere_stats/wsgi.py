@@ -6,6 +6,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
 
 application = get_wsgi_application()
 
-from sphere_stats.security import check_startup  # noqa: E402  (needs settings loaded)
+from django.urls import get_resolver  # noqa: E402  (needs settings loaded)
+
+from sphere_stats.security import check_startup  # noqa: E402
 
 check_startup()
+# Import every view and API module now (plotly, folium, the OpenAPI routers),
+# not on each worker's first request: that request would wait seconds, and
+# with `gunicorn --preload` the workers share the loaded code.
+get_resolver().url_patterns  # noqa: B018

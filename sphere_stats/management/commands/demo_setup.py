@@ -4,11 +4,12 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.models import Event
 from sphere_stats.models import ApiToken
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "testserver"}
 CREDENTIALS = Path(settings.BASE_DIR) / "var" / "demo_credentials.txt"
 
 
@@ -19,6 +20,15 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=60_000, help="demo events to seed")
 
     def handle(self, *args, events: int, **options) -> None:
+        public = [host for host in settings.ALLOWED_HOSTS if host not in LOCAL_HOSTS]
+        if public:
+            # The demo admin's password sits in a file: never on a server
+            # that answers to a real host name.
+            raise CommandError(
+                "demo_setup creates a demo admin and is for a local checkout only; "
+                f"ALLOWED_HOSTS names {', '.join(public)}. Create real accounts with "
+                "`manage.py createsuperuser` instead."
+            )
         if not CREDENTIALS.exists():
             self._create_credentials()
         if not Event.objects.exists():

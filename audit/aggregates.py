@@ -1,0 +1,363 @@
+"""Entity pre-aggregates: the state of every user, org, project, experiment,
+realization and materialization, and the intervals it spent in each state.
+
+Mechanism: `refresh_for_rows` runs inside the ingest transaction, right after
+the INSERT into `events`. It collects the entities the batch's lifecycle
+events touch, locks them (advisory locks in a fixed order, so two concurrent
+batches about one user serialise), re-reads each one's complete lifecycle
+from `events` (idx_events_lifecycle) and replaces its rows in `entities` and
+`entity_intervals`. Recomputing from the table, rather than applying a delta,
+keeps the result exact for late and out-of-order events; a re-sent event is
+not inserted, so it changes nothing. Pages are therefore as fresh as the
+table: an event counts as soon as its ingest transaction commits.
+
+Events are only ever inserted. Whoever deletes events (a prune) calls
+`rebuild_aggregates(start, end)` in the same transaction; the
+`rebuild_aggregates` command rebuilds everything from scratch.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+from django.db import connection, transaction
+
+from audit.models import LIFECYCLE_TYPES, Entity, EntityInterval, HourlyCount
+
+GONE = Entity.GONE
+# event type -> (entity kind, what it does: "create" or the state it sets)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "user_created": ("user", "create"),
+    "user_activated": ("user", "active"),
+    "user_frozen": ("user", "frozen"),
+    "user_declined": ("user", GONE),
+    "user_deleted": ("user", GONE),
+    "org_created": ("organization", "create"),
+    "org_deleted": ("organization", GONE),
+    "project_created": ("project", "create"),
+    "project_deleted": ("project", GONE),
+    "experiment_created": ("experiment", "create"),
+    "experiment_deleted": ("experiment", GONE),
+    "realization_allocated": ("realization", "create"),
+    "realization_freed": ("realization", GONE),
+    "materialization_allocated": ("materialization", "create"),
+    "materialization_freed": ("materialization", GONE),
+}
+assert set(ACTIONS) == set(LIFECYCLE_TYPES)
+# The state a "create" gives an entity that does not exist. A create of an
+# entity that exists changes nothing (a user stays active).
+INITIAL = {
+    "user": "pending",
+    "organization": "exists",
+    "project": "exists",
+    "experiment": "exists",
+    "realization": "active",
+    "materialization": "active",
+}
+KINDS = tuple(INITIAL)
+TYPES_OF_KIND = {kind: [t for t, (k, _) in ACTIONS.items() if k == kind] for kind in KINDS}
+
+Key = tuple[str, str, str]  # (kind, scope, name)
+
+
+def entity_key(
+    event_type: str, subject: str, target: str | None, payload: dict | None
+) -> Key | None:
+    """The entity a lifecycle event is about, or None for other events.
+
+    Experiments are named within their project; realizations and
+    materializations within their facility (the event's target).
+    """
+    action = ACTIONS.get(event_type)
+    if action is None:
+        return None
+    kind = action[0]
+    if kind == "experiment":
+        scope = str((payload or {}).get("project") or "")
+    elif kind in ("realization", "materialization"):
+        scope = target or ""
+    else:
+        scope = ""
+    return kind, scope, subject
+
+
+@dataclass
+class Lifecycle:
+    """One successful lifecycle event, as the fold needs it."""
+
+    event_type: str
+    timestamp: datetime
+    caller: str
+    category: str | None
+    description: str | None
+
+
+@dataclass
+class Folded:
+    intervals: list[list]  # [state, valid_from, valid_to | None]
+    state: str
+    since: datetime | None
+    until: datetime | None
+    created_by: str
+    category: str
+    description: str
+    first_seen: datetime
+    last_change: datetime
+
+
+def fold(kind: str, events: Iterable[Lifecycle]) -> Folded | None:
+    """Replay one entity's lifecycle events (oldest first) into its state
+    history. Created or activated makes it exist, deleted (or declined)
+    ends that; a later create starts a new existence (re-creation)."""
+    state, intervals = GONE, []
+    since = until = None
+    created_by = category = description = ""
+    first = last = None
+    for event in events:
+        first = first or event.timestamp
+        action = ACTIONS[event.event_type][1]
+        new = (INITIAL[kind] if state == GONE else state) if action == "create" else action
+        if new != state:
+            last = event.timestamp
+            if state != GONE:
+                intervals[-1][2] = event.timestamp
+            if new != GONE:
+                intervals.append([new, event.timestamp, None])
+            if state == GONE:
+                since, until = event.timestamp, None
+                created_by, category, description = event.caller, "", ""
+            if new == GONE:
+                until = event.timestamp
+            state = new
+        if action == "create" and state != GONE:
+            category = event.category if event.category is not None else category
+            description = event.description if event.description is not None else description
+    if first is None:
+        return None
+    return Folded(
+        intervals=intervals,
+        state=state,
+        since=since,
+        until=until,
+        created_by=created_by,
+        category=category,
+        description=description,
+        first_seen=first,
+        last_change=last or first,
+    )
+
+
+# --- reading lifecycles ---------------------------------------------------------
+
+LIFECYCLE_SQL = """
+SELECT subject, event_type, coalesce(payload->>'project', ''), coalesce(target, ''),
+       timestamp, caller, payload->>'category', payload->>'description'
+FROM events
+WHERE subject_type = %s AND subject = ANY(%s) AND success
+  AND event_type IN ({types})
+ORDER BY subject, timestamp, event_uuid
+"""
+# The IN list is spelled out (not a parameter) so the planner can prove the
+# predicate of the partial index idx_events_lifecycle.
+_ALL_TYPES_SQL = ", ".join(f"'{t}'" for t in LIFECYCLE_TYPES)
+
+
+def _read_lifecycles(kind: str, names: list[str]) -> dict[Key, list[Lifecycle]]:
+    """Every successful lifecycle event of the named entities of one kind."""
+    found: dict[Key, list[Lifecycle]] = {}
+    with connection.cursor() as cursor:
+        # subject_type equals the kind for every lifecycle event type.
+        cursor.execute(LIFECYCLE_SQL.format(types=_ALL_TYPES_SQL), [kind, names])
+        for subject, event_type, project, target, ts, caller, category, description in cursor:
+            if ACTIONS[event_type][0] != kind:
+                continue
+            key = entity_key(event_type, subject, target, {"project": project})
+            found.setdefault(key, []).append(
+                Lifecycle(event_type, ts, caller, category, description)
+            )
+    return found
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def _lock(keys: list[Key]) -> None:
+    # Sorted by hash inside the subquery, so every transaction takes its
+    # locks in the same order and two batches cannot deadlock on entities.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM ("
+            "  SELECT hashtextextended(k, 7) AS h FROM unnest(%s::text[]) AS k ORDER BY 1"
+            ") AS s",
+            [["\x1f".join(key) for key in keys]],
+        )
+
+
+def _replace(folded: dict[Key, Folded | None]) -> None:
+    """Replace the rows of these entities with their recomputed state."""
+    if not folded:
+        return
+    keys = list(folded)
+    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM entity_intervals WHERE (kind, scope, name) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            [kinds, scopes, names],
+        )
+        cursor.execute(
+            "DELETE FROM entities WHERE (kind, scope, name) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            [kinds, scopes, names],
+        )
+    _insert([(key, f) for key, f in folded.items() if f is not None])
+
+
+def _insert(items: list[tuple[Key, Folded]]) -> None:
+    if not items:
+        return
+    intervals = [(*key, state, start, end) for key, f in items for state, start, end in f.intervals]
+    with connection.cursor() as cursor:
+        if intervals:
+            cursor.execute(
+                "INSERT INTO entity_intervals (kind, scope, name, state, valid_from, valid_to) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::timestamptz[], %s::timestamptz[])",
+                [list(column) for column in zip(*intervals, strict=True)],
+            )
+        rows = [
+            (
+                *key,
+                f.state,
+                f.since,
+                f.until,
+                f.created_by,
+                f.category,
+                f.description,
+                f.first_seen,
+                f.last_change,
+            )
+            for key, f in items
+        ]
+        cursor.execute(
+            "INSERT INTO entities (kind, scope, name, state, since, until, created_by, "
+            "category, description, first_seen, last_change) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[], %s::timestamptz[])",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+
+
+def refresh_entities(keys: Iterable[Key]) -> None:
+    """Recompute these entities from their events (inside a transaction)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return
+    _lock(keys)
+    folded: dict[Key, Folded | None] = {}
+    for kind, group in groupby(keys, key=lambda k: k[0]):
+        group = list(group)
+        lifecycles = _read_lifecycles(kind, sorted({name for _, _, name in group}))
+        for key in group:
+            folded[key] = fold(kind, lifecycles.get(key, []))
+    _replace(folded)
+
+
+def refresh_for_rows(rows: Iterable[Any]) -> None:
+    """Called by audit.ingest.store() with the rows it just inserted, in the
+    same transaction: refresh every entity a successful lifecycle event of the
+    batch is about."""
+    keys = set()
+    for row in rows:
+        if row.success:
+            key = entity_key(row.event_type, row.subject, row.target, row.payload)
+            if key is not None:
+                keys.add(key)
+    refresh_entities(keys)
+
+
+# --- rebuilding (after deleting events, or from scratch) --------------------------------
+
+
+def _all_lifecycles() -> Iterator[tuple[Key, list[Lifecycle]]]:
+    # A named (server-side) cursor: memory stays flat at any table size.
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(
+            "SELECT subject_type, subject, event_type, coalesce(payload->>'project', ''), "
+            "coalesce(target, ''), timestamp, caller, payload->>'category', "
+            "payload->>'description' FROM events "
+            f"WHERE success AND event_type IN ({_ALL_TYPES_SQL}) "
+            "ORDER BY subject_type, subject, timestamp, event_uuid"
+        )
+        current: tuple[str, str] | None = None
+        pending: dict[Key, list[Lifecycle]] = {}
+        for subject_type, subject, event_type, project, target, ts, caller, cat, desc in cursor:
+            if (subject_type, subject) != current:
+                yield from pending.items()
+                pending, current = {}, (subject_type, subject)
+            key = entity_key(event_type, subject, target, {"project": project})
+            pending.setdefault(key, []).append(Lifecycle(event_type, ts, caller, cat, desc))
+        yield from pending.items()
+
+
+def rebuild_hourly_counts(start: datetime | None = None, end: datetime | None = None) -> None:
+    """Recompute event_counts_hourly for the UTC hours overlapping [start, end)."""
+    where, params = [], []
+    if start is not None:
+        where.append("bucket >= date_trunc('hour', %s::timestamptz, 'UTC')")
+        params.append(start)
+    if end is not None:
+        where.append("bucket < %s::timestamptz")
+        params.append(end)
+    condition = " AND ".join(where) or "TRUE"
+    table = HourlyCount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {condition}", params)
+        cursor.execute(
+            f"INSERT INTO {table} (bucket, event_type, success, n) "
+            "SELECT * FROM (SELECT date_trunc('hour', timestamp, 'UTC') AS bucket, event_type, "
+            "success, count(*) FROM events "
+            f"WHERE timestamp >= coalesce(date_trunc('hour', %s::timestamptz, 'UTC'), '-infinity') "
+            "AND timestamp < coalesce(date_trunc('hour', %s::timestamptz, 'UTC') "
+            "+ interval '1 hour', 'infinity') GROUP BY 1, 2, 3) AS c "
+            f"WHERE {condition.replace('bucket', 'c.bucket')}",
+            [start, end, *params],
+        )
+
+
+def rebuild_entities() -> int:
+    """Recompute `entities` and `entity_intervals` from all events; returns
+    the number of entities."""
+    EntityInterval.objects.all().delete()
+    Entity.objects.all().delete()
+    count, chunk = 0, []
+    for key, events in _all_lifecycles():
+        folded = fold(key[0], events)
+        if folded is not None:
+            chunk.append((key, folded))
+        if len(chunk) >= 5000:
+            _insert(chunk)
+            count, chunk = count + len(chunk), []
+    _insert(chunk)
+    return count + len(chunk)
+
+
+def rebuild_aggregates(start: datetime | None = None, end: datetime | None = None) -> None:
+    """Make every pre-aggregate agree with `events` again after rows with
+    timestamps in [start, end) were deleted (None: unbounded). Run it in the
+    transaction that deletes them."""
+    with transaction.atomic():
+        rebuild_hourly_counts(start, end)
+        if start is None and end is None:
+            rebuild_entities()
+            return
+        # An entity whose first event is at or after `end` lost nothing.
+        stale = Entity.objects.all()
+        if end is not None:
+            stale = stale.filter(first_seen__lt=end)
+        keys = list(stale.values_list("kind", "scope", "name"))
+        for offset in range(0, len(keys), 5000):
+            refresh_entities(keys[offset : offset + 5000])

@@ -1,0 +1,227 @@
+"""The events explorer (/events/), an event's page and the page exports.
+
+Filters live in the query string (audit.filters.EventFilter, with the stats
+pages' window), pages are keyset pages on (timestamp, event_uuid), and the
+count shown is exact from the hourly pre-aggregate or the planner's estimate,
+never a COUNT(*) over the range.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+
+from audit import catalog
+from audit.export import FORMATS, Export, ExportError, parse_fields
+from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
+from audit.models import Event, EventQuerySet
+from sphere_stats.roles import Role, role_required
+
+PAGE_SIZE = 50
+PAGING_PARAMS = ("before", "after")
+SUBJECT_TYPES = sorted({spec.subject_type for spec in catalog.CATALOG.values()})
+
+
+@dataclass
+class KeysetPage:
+    events: list[Event]
+    older: str | None  # cursor for the next older page
+    newer: str | None  # cursor for the next newer page
+
+
+def keyset_page(
+    qs: EventQuerySet,
+    *,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    size: int = PAGE_SIZE,
+) -> KeysetPage:
+    """One page of `qs`, newest first, from a cursor: no OFFSET, no COUNT.
+
+    `before` gives the page just older than a row, `after` the page just
+    newer (read oldest-first on the same index, then reversed).
+    """
+    if after is not None:
+        rows = list(qs.after(*after).oldest_first()[: size + 1])
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        if not rows:
+            return keyset_page(qs, size=size)
+        has_older = qs.before(rows[-1].timestamp, rows[-1].event_uuid).exists()
+    else:
+        page = qs.newest_first()
+        if before is not None:
+            page = page.before(*before)
+        rows = list(page[: size + 1])
+        has_older = len(rows) > size
+        rows = rows[:size]
+        has_newer = bool(
+            before is not None and rows and qs.after(rows[0].timestamp, rows[0].event_uuid).exists()
+        )
+    return KeysetPage(
+        events=rows,
+        older=encode_cursor(rows[-1].timestamp, rows[-1].event_uuid) if has_older else None,
+        newer=encode_cursor(rows[0].timestamp, rows[0].event_uuid) if has_newer else None,
+    )
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(p, safe="") for p in parts) + "/"
+
+
+ENTITY_PATHS = {
+    "user": lambda name, payload: _path("users", name),
+    "organization": lambda name, payload: _path("orgs", name),
+    "project": lambda name, payload: _path("projects", name),
+    "facility": lambda name, payload: _path("facilities", name),
+    "experiment": lambda name, payload: (
+        _path("experiments", payload["project"], name)
+        if isinstance(payload.get("project"), str) and payload["project"]
+        else None
+    ),
+}
+
+
+def _realization_path(name: str, payload: dict) -> str | None:
+    project, experiment = payload.get("project"), payload.get("experiment")
+    if isinstance(project, str) and isinstance(experiment, str) and project and experiment:
+        return _path("experiments", project, experiment)
+    return None
+
+
+ENTITY_PATHS["realization"] = ENTITY_PATHS["materialization"] = _realization_path
+
+
+def entity_links(event: Event) -> dict[str, str | None]:
+    """Pages of the event's caller, subject and target, where such pages exist."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    subject_path = ENTITY_PATHS.get(event.subject_type)
+    target = None
+    if event.target:
+        if event.event_type.startswith("org_member_"):
+            kind = "project" if payload.get("kind") == "projectmember" else "user"
+            target = ENTITY_PATHS[kind](event.target, payload)
+        elif event.event_type.startswith("project_member_"):
+            target = ENTITY_PATHS["user"](event.target, payload)
+        elif event.subject_type in ("realization", "materialization"):
+            target = ENTITY_PATHS["facility"](event.target, payload)
+    return {
+        "caller": ENTITY_PATHS["user"](event.caller, payload) if event.caller else None,
+        "subject": subject_path(event.subject, payload) if subject_path else None,
+        "target": target,
+    }
+
+
+def _filter_query(query: QueryDict) -> QueryDict:
+    """The query string without paging: what a shared link or an export keeps."""
+    kept = query.copy()
+    for name in (*PAGING_PARAMS, "format", "gzip", "fields"):
+        kept.pop(name, None)
+    return kept
+
+
+def _bad_request(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "400.html", {"message": message}, status=400)
+
+
+@require_GET
+@role_required(Role.ANALYST)
+def explorer_page(request: HttpRequest) -> HttpResponse:
+    query = _filter_query(request.GET)
+    error = None
+    page = KeysetPage([], None, None)
+    count, exact, at_least = 0, True, False
+    try:
+        event_filter = EventFilter.from_query(request.GET, windowed=True)
+        before = decode_cursor(request.GET["before"], "before") if "before" in request.GET else None
+        after = decode_cursor(request.GET["after"], "after") if "after" in request.GET else None
+        page = keyset_page(event_filter.apply(Event.objects.all()), before=before, after=after)
+        count, exact = event_filter.count()
+        if not exact and before is None and after is None and page.older is None:
+            # The whole result is on this one page: its length is the count.
+            count, exact = len(page.events), True
+        elif not exact and count < len(page.events) + (1 if page.older else 0):
+            # The estimate is below what is on screen: say what is known.
+            count, at_least = len(page.events) + (1 if page.older else 0), True
+    except FilterError as exc:
+        event_filter = EventFilter()
+        error = exc
+    query_string = query.urlencode()
+    context = {
+        "filter": event_filter,
+        "query": query,
+        "query_string": query_string,
+        "page": page,
+        "count": count,
+        "count_exact": exact,
+        "count_at_least": at_least,
+        "error": error,
+        "older_url": f"?{query_string}&{urlencode({'before': page.older})}" if page.older else None,
+        "newer_url": f"?{query_string}&{urlencode({'after': page.newer})}" if page.newer else None,
+        "catalog_groups": _catalog_groups(),
+        "subject_types": SUBJECT_TYPES,
+        "payload_pairs": [*request.GET.getlist("payload"), ""],
+        "formats": list(FORMATS),
+    }
+    template = "audit/_explorer_results.html" if request.htmx else "audit/explorer.html"
+    response = render(request, template, context, status=400 if error else 200)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _catalog_groups() -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {}
+    for name, spec in catalog.CATALOG.items():
+        groups.setdefault(spec.group, []).append(name)
+    return list(groups.items())
+
+
+@require_GET
+@role_required(Role.ANALYST)
+def event_page(request: HttpRequest, event_uuid: uuid.UUID) -> HttpResponse:
+    event = Event.objects.filter(event_uuid=event_uuid).first()
+    if event is None:
+        raise Http404(f"No event {event_uuid}.")
+    spec = catalog.get(event.event_type)
+    links = entity_links(event)
+    context = {
+        "event": event,
+        "spec": spec,
+        "links": links,
+        "related": {
+            "subject": "/events/?"
+            + urlencode(
+                {"period": "all", "subject_type": event.subject_type, "subject": event.subject}
+            ),
+            "caller": "/events/?" + urlencode({"period": "all", "caller": event.caller})
+            if event.caller
+            else None,
+            "type": "/events/?" + urlencode({"period": "all", "event_type": event.event_type}),
+        },
+    }
+    return render(request, "audit/explorer_event.html", context)
+
+
+@require_GET
+@role_required(Role.ANALYST)
+def export_download(request: HttpRequest) -> HttpResponse:
+    """The explorer's download buttons: exactly the filters on screen, no row cap."""
+    try:
+        event_filter = EventFilter.from_query(request.GET, windowed=True)
+        export = Export(
+            event_filter.apply(Event.objects.all()),
+            format=request.GET.get("format", "csv"),
+            zone=event_filter.zone,
+            fields=parse_fields(request.GET.getlist("fields")),
+            gzip=request.GET.get("gzip", "") in ("1", "true", "yes"),
+        )
+    except (FilterError, ExportError) as exc:
+        return _bad_request(request, str(exc))
+    return export.response(event_filter.file_stem(now=timezone.now()))

@@ -1,0 +1,287 @@
+"""Streaming export writers: CSV, JSON (an array) and NDJSON, optionally gzipped.
+
+The one export path for the explorer's download buttons, the API, the
+`export_events` command and the admin's export. PostgreSQL formats every row
+(`COPY (SELECT …) TO STDOUT`), and Python only forwards the bytes, so memory
+stays flat and the first bytes leave as soon as the first row is found.
+
+Formats:
+- CSV: a header, the ten event columns (timestamps ISO 8601 UTC, success
+  true/false, payload as JSON text, NULL as an empty cell and an empty string
+  as ""), then `timestamp_local` in the display time zone, then one column
+  per requested payload key (`fields=payload.kind,payload.role`).
+- JSON: one array, one event object per line.
+- NDJSON: one event object per line.
+JSON and NDJSON objects hold exactly the ten columns, so `import_events` (and
+the ingest API) take them back as they are.
+
+Spreadsheet safety: a CSV cell that begins with = + - @ tab or CR (after any
+run of single quotes) gets one more leading single quote, so a spreadsheet
+shows it as text instead of running it as a formula. `unneutralise` strips
+exactly that quote again, so a CSV round trip restores every value.
+"""
+
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
+from django.http import StreamingHttpResponse
+
+from audit.models import EventQuerySet
+
+FORMATS = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+}
+GZIP_TYPE = "application/gzip"
+# Characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = (
+    "event_uuid",
+    "timestamp",
+    "event_type",
+    "caller",
+    "subject",
+    "subject_type",
+    "target",
+    "success",
+    "error_message",
+    "payload",
+    "timestamp_local",
+)
+PAYLOAD_FIELD = re.compile(r"^payload\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
+MAX_FIELDS = 20
+# Bytes gathered before a chunk is handed to the server: big enough that the
+# per-chunk cost vanishes, small enough that the first bytes leave at once.
+CHUNK_BYTES = 64 * 1024
+GZIP_LEVEL = 5
+
+_T = '"events"'
+# Text output of timestamps is several times cheaper than to_char(). The UTC
+# column never depends on the session time zone; the local column is the
+# timestamptz's own text under `SET LOCAL TimeZone` (offset included, such as
+# -04 or +05:30), set only inside the export's transaction.
+_UTC = f"""(replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z')"""
+# PostgreSQL writes a whole-hour offset as -04: add the :00 RFC 3339 wants.
+_LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
+  || CASE WHEN extract(timezone_minute FROM {_T}."timestamp") = 0 THEN ':00' ELSE '' END)"""
+# A cell to neutralise: any run of single quotes, then a formula character.
+# A regular expression is about twice as fast here as left(ltrim(...)).
+_FORMULA = r"'^''*[-=+@\t\r]'"
+
+
+class ExportError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _safe(expression: str) -> str:
+    """SQL that neutralises a text cell (see the module docstring)."""
+    return f"CASE WHEN {expression} ~ {_FORMULA} THEN '''' || {expression} ELSE {expression} END"
+
+
+def neutralise(value: str | None) -> str | None:
+    """Python twin of the SQL neutralisation, for tests and other writers."""
+    if value and value.lstrip("'")[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
+
+
+def unneutralise(value: str | None) -> str | None:
+    """Undo `neutralise`: drop the one quote it added, nothing else."""
+    if value and value[0] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS:
+        return value[1:]
+    return value
+
+
+def parse_fields(raw: str | Iterable[str] | None) -> list[str]:
+    """`payload.kind,payload.role` as payload keys; ExportError when malformed."""
+    if raw is None:
+        return []
+    items = raw.split(",") if isinstance(raw, str) else [p for r in raw for p in r.split(",")]
+    keys = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        match = PAYLOAD_FIELD.match(item)
+        if not match:
+            raise ExportError("fields", f"{item[:40]!r} is not payload.<key>")
+        if match.group(1) not in keys:
+            keys.append(match.group(1))
+    if len(keys) > MAX_FIELDS:
+        raise ExportError("fields", f"at most {MAX_FIELDS} payload fields")
+    return keys
+
+
+@dataclass
+class Export:
+    """What to write: the rows (a filtered queryset) and how."""
+
+    queryset: EventQuerySet
+    format: str = "csv"
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    fields: list[str] = field(default_factory=list)
+    gzip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ExportError("format", f"must be one of {', '.join(FORMATS)}")
+
+    def select(self) -> tuple[str, list]:
+        """The SELECT whose rows COPY writes, newest first, and its parameters."""
+        if self.format == "csv":
+            # event_type and subject_type are slugs (checked on ingest): a
+            # formula can't start them, so they skip the neutralising CASE.
+            columns: list[tuple[str, list]] = [
+                (f'{_T}."event_uuid"::text', []),
+                (_UTC, []),
+                (f'{_T}."event_type"', []),
+                (_safe(f'{_T}."caller"'), []),
+                (_safe(f'{_T}."subject"'), []),
+                (f'{_T}."subject_type"', []),
+                (_safe(f'{_T}."target"'), []),
+                (f"""CASE WHEN {_T}."success" THEN 'true' ELSE 'false' END""", []),
+                (_safe(f'{_T}."error_message"'), []),
+                (f'{_T}."payload"::text', []),
+                (_LOCAL, []),
+                *((_safe(f'({_T}."payload" #>> %s)'), [key.split(".")] * 3) for key in self.fields),
+            ]
+        else:
+            pairs = ", ".join(
+                f"'{name}', {expr}"
+                for name, expr in [
+                    ("event_uuid", f'{_T}."event_uuid"'),
+                    ("timestamp", _UTC),
+                    *((c, f'{_T}."{c}"') for c in CSV_COLUMNS[2:10]),
+                ]
+            )
+            columns = [(f"json_build_object({pairs})::text", [])]
+        # The SQL is this module's constants; every value is a bound parameter.
+        annotations = {
+            f"x{i}": RawSQL(sql, params)  # noqa: S611
+            for i, (sql, params) in enumerate(columns)
+        }
+        qs = (
+            self.queryset.order_by("-timestamp", "-event_uuid")
+            .annotate(**annotations)
+            .values_list(*annotations)
+        )
+        return qs.query.sql_with_params()
+
+    def copy_sql(self) -> tuple[str, list]:
+        sql, params = self.select()
+        if self.format == "csv":
+            return f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", list(params)
+        # CSV mode with a quote and delimiter that JSON text never holds (PG
+        # escapes control characters in JSON) passes each object through raw;
+        # text mode would double every backslash.
+        options = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02'"
+        return f"COPY ({sql}) TO STDOUT WITH ({options})", list(params)
+
+    def header(self) -> bytes:
+        if self.format == "csv":
+            names = [*CSV_COLUMNS, *(f"payload.{key}" for key in self.fields)]
+            return (",".join(names) + "\n").encode()
+        if self.format == "json":
+            return b"["
+        return b""
+
+    def rows(self) -> Iterator[bytes]:
+        """The rows as COPY sends them (one or more whole lines per item)."""
+        sql, params = self.copy_sql()
+        # A transaction so SET LOCAL stays inside it: a sort of millions of
+        # rows would delay the first byte by the whole sort; the keyset index
+        # returns them in order from the first row.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('TimeZone')")
+            session_zone = cursor.fetchone()[0]
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", [self.zone.key])
+            with cursor.cursor.copy(sql, params) as copy:
+                yield from copy
+            # Inside a caller's outer transaction (a test's, a command's) SET
+            # LOCAL would outlive this block: put both settings back.
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
+            cursor.execute("SET LOCAL enable_sort = on")
+
+    def body(self) -> Iterator[bytes]:
+        """Uncompressed bytes, in chunks of about CHUNK_BYTES."""
+        # Rows arrive one per item (libpq's COPY protocol): gather memoryviews
+        # and join once per chunk, the cheapest per-row work Python allows.
+        parts: list = [self.header()]
+        size = 0
+        rows = self._json_items() if self.format == "json" else self.rows()
+        for data in rows:
+            parts.append(data)
+            size += len(data)
+            if size >= CHUNK_BYTES:
+                yield b"".join(parts)
+                parts.clear()
+                size = 0
+        if self.format == "json":
+            parts.append(b"\n]\n")
+        if parts:
+            yield b"".join(parts)
+
+    def _json_items(self) -> Iterator[bytes]:
+        """Array elements: each COPY item ends in a newline; commas go between."""
+        separator = b"\n"
+        for data in self.rows():
+            yield separator + bytes(data[:-1]).replace(b"\n", b",\n")
+            separator = b",\n"
+
+    def stream(self) -> Iterator[bytes]:
+        """The file's bytes: the body, gzipped when asked."""
+        if not self.gzip:
+            yield from self.body()
+            return
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        for chunk in self.body():
+            out = compressor.compress(chunk)
+            if out:
+                yield out
+        yield compressor.flush()
+
+    @property
+    def extension(self) -> str:
+        return self.format + (".gz" if self.gzip else "")
+
+    def response(self, filename_stem: str, *, content_encoding: bool = False):
+        """A StreamingHttpResponse of this export.
+
+        `content_encoding` gzips on the wire (Content-Encoding: gzip, for an
+        API client that sent Accept-Encoding: gzip) instead of as a .gz file.
+        """
+        if content_encoding:
+            self.gzip = True
+            content_type = FORMATS[self.format]
+            name = f"{filename_stem}.{self.format}"
+        else:
+            content_type = GZIP_TYPE if self.gzip else FORMATS[self.format]
+            name = f"{filename_stem}.{self.extension}"
+        response = StreamingHttpResponse(self.stream(), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Cache-Control"] = "no-store"
+        # Ask nginx not to buffer the whole stream before passing it on.
+        response["X-Accel-Buffering"] = "no"
+        if content_encoding:
+            response["Content-Encoding"] = "gzip"
+            response["Vary"] = "Accept-Encoding"
+        return response
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when an Accept-Encoding header allows gzip (and does not give it q=0)."""
+    for part in accept_encoding.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().replace(" ", "")
+            return q not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False

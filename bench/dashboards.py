@@ -1,0 +1,160 @@
+"""Dashboards benchmark: server time of the overview, top-N and entity pages
+and of every stat, from the pre-aggregates and straight from `events`.
+
+    .venv/bin/python bench/dashboards.py --events 10000000      # the issue's size
+    .venv/bin/python bench/dashboards.py --events 1000000 --reuse  # keep the loaded db
+
+Loads N events with `seed_demo` into a scratch database `bench_dash` on the
+configured PostgreSQL server (the embedded one unless DATABASE_URL is set),
+then times requests in-process through Django's test client (server time,
+no network) after one warm-up, and prints p50/p95 in milliseconds.
+Goals at 10M events: overview p95 <= 100 ms warm, every stat <= 200 ms.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._server import manage, scratch_database
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    fn()  # warm-up: plans, caches, imports
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return percentiles(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per page or stat")
+    parser.add_argument("--raw-repeat", type=int, default=5, help="timed runs from raw events")
+    parser.add_argument("--reuse", action="store_true", help="keep an already loaded bench_dash")
+    args = parser.parse_args()
+
+    url = scratch_database("bench_dash", fresh=not args.reuse)
+    if not args.reuse:
+        started = time.perf_counter()
+        manage(
+            "seed_demo",
+            "--events",
+            str(args.events),
+            "--days",
+            str(args.days),
+            "-v",
+            "0",
+            database_url=url,
+        )
+        print(f"loaded {args.events:,} events in {time.perf_counter() - started:.0f} s")
+
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
+    os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.http import QueryDict
+    from django.test import Client
+
+    from audit.models import Entity, EntityInterval, Event, HourlyCount
+    from dashboards import queries
+    from dashboards.stats import STATS
+    from sphere_stats.windows import Window
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    events = Event.objects.count()
+    print(
+        f"events: {events:,}  hourly rows: {HourlyCount.objects.count():,}  "
+        f"entities: {Entity.objects.count():,}  intervals: {EntityInterval.objects.count():,}"
+    )
+
+    user, _ = User.objects.get_or_create(username="bench", defaults={"is_superuser": True})
+    user.is_superuser = True
+    user.save()
+    client = Client()
+    client.force_login(user)
+
+    busiest = queries.top_callers(Window.from_query({"period": "30d"}), 1)[0][0]
+    project = queries.top_projects(Window.from_query({"period": "30d"}), 1, "events")[0][0]
+    org = Entity.objects.current().filter(kind="organization").order_by("name").first().name
+    experiment = Entity.objects.current().filter(kind="experiment", scope=project).first()
+    experiment = experiment or Entity.objects.current().filter(kind="experiment").first()
+
+    pages = {
+        "overview (30d)": "/",
+        "overview (90d, America/New_York)": "/?period=90d&tz=America/New_York",
+        "overview (1y)": "/?period=1y",
+        "top-N (30d)": "/top/",
+        f"user page ({busiest}, busiest)": f"/users/{busiest}/",
+        f"org page ({org})": f"/orgs/{org}/",
+        f"project page ({project})": f"/projects/{project}/",
+        f"experiment page ({experiment.scope}/{experiment.name})": (
+            f"/experiments/{experiment.scope}/{experiment.name}/"
+        ),
+    }
+    print(f"\n{'page':58} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, path in pages.items():
+
+        def get(path=path):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+
+        p50, p95 = timed(get, args.repeat)
+        print(f"{label:58} {p50:8.1f} {p95:8.1f}")
+
+    def window(**query):
+        data = QueryDict(mutable=True)
+        data.update(query)
+        return Window.from_query(data, earliest=queries.first_event_time)
+
+    cases = []
+    for name, stat in STATS.items():
+        filters = {p.name: p.default for p in stat.params}
+        if "kind" in filters:
+            filters |= {"kind": "user", "name": busiest, "project": ""}
+        cases.append((name, "30d", window(period="30d"), filters))
+    cases.append(("logins", "90d daily", window(period="90d", res="1d"), {}))
+    cases.append(("events_by_type", "all, monthly", window(period="all", res="30d"), {}))
+    cases.append(("failures_by_type", "all", window(period="all"), {"n": 10}))
+    cases.append(("entity_growth", "1y daily", window(period="1y", res="1d"), {}))
+    cases.append(
+        ("events_by_type", "90d daily Asia/Kolkata", window(period="90d", tz="Asia/Kolkata"), {})
+    )
+
+    print(f"\n{'stat':44} {'auto p50':>9} {'auto p95':>9} {'raw p50':>9} {'raw p95':>9}")
+    for name, label, win, filters in cases:
+        stat = STATS[name]
+
+        def auto(stat=stat, win=win, filters=filters):
+            stat.compute(win, filters, "auto")
+
+        def raw(stat=stat, win=win, filters=filters):
+            stat.compute(win, filters, "raw")
+
+        a50, a95 = timed(auto, args.repeat)
+        r50, r95 = timed(raw, args.raw_repeat)
+        print(f"{name + ' (' + label + ')':44} {a50:9.1f} {a95:9.1f} {r50:9.1f} {r95:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Ingest speed through HTTP with gunicorn on this machine, in one run:
+
+1. single-event POSTs: events/s and p50/p99 latency (goal: >= 1,000/s, p99 < 50 ms);
+2. batch POSTs against a raw COPY into the same indexed table (goal: >= 0.5 x COPY),
+   with bench/ingest.py's batch sender and COPY.
+
+    .venv/bin/python bench/ingest_http.py [--seconds 15] [--clients 4] [--connections 8]
+                                          [--events 100000] [--batch 5000]
+
+Loopback only, a scratch database. Single-event clients are separate
+processes with keep-alive connections (http.client), so the client's own
+Python costs as little CPU as possible on a machine it shares with the server.
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import _server
+import ingest as batch_bench
+
+
+def _sender(port: int, token: str, seconds: float, connections: int, queue) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    errors: list[int] = []
+    stop_at = time.perf_counter() + seconds
+    base = datetime.now(UTC) - timedelta(days=1)
+
+    def loop(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        i = 0
+        while time.perf_counter() < stop_at:
+            i += 1
+            body = json.dumps(
+                {
+                    "event_uuid": str(uuid.uuid4()),
+                    "timestamp": (base + timedelta(microseconds=i)).isoformat(),
+                    "event_type": "user_login",
+                    "caller": f"user{(n * 7919 + i) % 2000}",
+                    "subject": f"user{(n * 7919 + i) % 2000}",
+                    "subject_type": "user",
+                    "success": i % 13 != 0,
+                }
+            )
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/v1/events", body, headers)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                errors.append(0)
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if response.status != 201:
+                errors.append(response.status)
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put((latencies, errors))
+
+
+def single_events(base: str, token: str, seconds: float, clients: int, connections: int):
+    port = int(base.rsplit(":", 1)[1])
+    queue = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(target=_sender, args=(port, token, seconds, connections, queue))
+        for _ in range(clients)
+    ]
+    start = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    latencies, errors = [], []
+    for _ in procs:
+        lat, err = queue.get()
+        latencies += lat
+        errors += err
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - start
+    return latencies, errors, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--connections", type=int, default=8, help="connections per client")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--events", type=int, default=100_000, help="events for batch vs COPY")
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--batch-clients", type=int, default=2)
+    args = parser.parse_args()
+
+    os.environ.setdefault("LOG_LEVEL", "ERROR")
+    url = _server.scratch_database("bench_ingest_http")
+    token = _server.token(url)
+    batches, events = batch_bench.make_batches(args.events, args.batch)
+    with _server.gunicorn(url, workers=args.workers, threads=args.threads) as (base, _):
+        latencies, errors, elapsed = single_events(
+            base, token, args.seconds, args.clients, args.connections
+        )
+        batch_rate, batch_latencies = batch_bench.http_rate(
+            base, token, batches, args.batch_clients
+        )
+    copy = batch_bench.copy_rate(url, events)
+
+    ok = len(latencies) - len(errors)
+    print(
+        f"gunicorn: {args.workers} workers x {args.threads} threads; "
+        f"{os.cpu_count()} CPUs shared by clients, server and PostgreSQL"
+    )
+    print(
+        f"single-event POST: {ok / elapsed:,.0f} events/s over {elapsed:.1f} s "
+        f"({args.clients} processes x {args.connections} keep-alive connections), "
+        f"p50 {_server.percentile(latencies, 50) * 1000:.1f} ms, "
+        f"p99 {_server.percentile(latencies, 99) * 1000:.1f} ms, errors {len(errors)}"
+    )
+    print(
+        f"batch POST ({args.batch}/request, {args.batch_clients} clients): "
+        f"{batch_rate:,.0f} events/s (p50 {_server.percentile(batch_latencies, 50) * 1000:.0f} ms"
+        f" per batch)"
+    )
+    print(f"raw COPY into the same indexed table: {copy:,.0f} events/s")
+    print(
+        f"batch/COPY: {batch_rate / copy:.2f} (goal >= 0.50)   "
+        f"single: {'meets' if ok / elapsed >= 1000 else 'misses'} 1,000/s, "
+        f"p99 {'meets' if _server.percentile(latencies, 99) < 0.05 else 'misses'} 50 ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Table size per million events, for docs/scaling.md.
+
+    .venv/bin/python bench/table_size.py [--events 1000000]
+
+Loads `seed_demo --events N` into a scratch database and prints the size of
+`events` (heap, TOAST and every index) and of the pre-aggregates, per
+million events, and the load rate through the ingest path.
+"""
+
+import argparse
+import time
+
+import _server
+import psycopg
+
+TABLES = ("events", "event_counts_hourly", "entities", "entity_intervals")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    url = _server.scratch_database("bench_table_size")
+    start = time.perf_counter()
+    _server.manage(
+        "seed_demo", "--events", str(args.events), "--days", str(args.days), database_url=url
+    )
+    elapsed = time.perf_counter() - start
+    per_million = 1_000_000 / args.events
+    with psycopg.connect(_server.psycopg_url(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        rows = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        print(
+            f"{rows:,} events loaded by seed_demo in {elapsed:.0f} s "
+            f"({rows / elapsed:,.0f} events/s through validation + ingest)"
+        )
+        for table in TABLES:
+            total, heap, indexes = conn.execute(
+                "SELECT pg_total_relation_size(%s), pg_table_size(%s), pg_indexes_size(%s)",
+                [table, table, table],
+            ).fetchone()
+            print(
+                f"{table:22} total {total / 2**20:8.1f} MiB  (table+TOAST "
+                f"{heap / 2**20:7.1f}, indexes {indexes / 2**20:7.1f})  "
+                f"= {total * per_million / 2**20:7.1f} MiB per million events"
+            )
+        for name, size in conn.execute(
+            "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+            "WHERE relname = 'events' ORDER BY 2 DESC"
+        ):
+            print(f"  index {name:32} {size * per_million / 2**20:7.1f} MiB per million")
+
+
+if __name__ == "__main__":
+    main()

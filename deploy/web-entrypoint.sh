@@ -1,0 +1,20 @@
+#!/bin/sh
+# Start of the web container: apply migrations, then serve.
+# Several replicas starting at once: run migrations once beforehand
+# (`docker compose run --rm web python manage.py migrate`) and set
+# MIGRATE_ON_START=false on the replicas.
+set -eu
+
+if [ "${MIGRATE_ON_START:-true}" = "true" ]; then
+  python manage.py migrate --no-input
+fi
+
+exec gunicorn sphere_stats.wsgi \
+  --bind 0.0.0.0:8000 \
+  --workers "${WEB_CONCURRENCY:-4}" \
+  --threads "${WEB_THREADS:-2}" \
+  --timeout 300 \
+  --graceful-timeout 30 \
+  --forwarded-allow-ips '*' \
+  --access-logfile - \
+  --error-logfile -

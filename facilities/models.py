@@ -1,0 +1,261 @@
+"""Facilities: the testbed's sites, placed on the map.
+
+A facility's status and the resources in use there are not stored here: they
+are derived from audit events (see facilities/status.py), so the map can never
+disagree with the event log.
+"""
+
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import connection, models
+
+from audit.models import Event
+from facilities.status import (
+    STATUS_EVENT,
+    Allocation,
+    CurrentStatus,
+    Report,
+    Usage,
+    UsageSummary,
+    current_status,
+)
+
+# URL segments under /facilities/ that are pages, not facilities.
+RESERVED_SLUGS = frozenset({"map", "status"})
+
+
+def validate_not_reserved(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"'{value}' is reserved for a page under /facilities/.")
+
+
+# For each slug: its latest status report, the latest report before it with a
+# different status, and so the first report of the current run ("since").
+# Each LATERAL is a short backward scan of idx_events_subject_ts
+# (subject_type, subject, timestamp DESC); max()/min() become LIMIT 1 probes.
+CURRENT_STATUS_SQL = """
+SELECT s.slug, r.timestamp, r.status, r.message, r.caller, run.started
+FROM unnest(%(slugs)s::text[]) AS s(slug)
+LEFT JOIN LATERAL (
+    SELECT e.timestamp, e.payload->>'status' AS status,
+           coalesce(e.payload->>'message', '') AS message, e.caller
+    FROM events e
+    WHERE e.subject_type = 'facility' AND e.subject = s.slug AND e.event_type = %(event)s
+    ORDER BY e.timestamp DESC, e.event_uuid DESC
+    LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT max(e.timestamp) AS changed
+    FROM events e
+    WHERE e.subject_type = 'facility' AND e.subject = s.slug AND e.event_type = %(event)s
+      AND e.timestamp <= r.timestamp
+      AND (e.payload->>'status') IS DISTINCT FROM r.status
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT min(e.timestamp) AS started
+    FROM events e
+    WHERE e.subject_type = 'facility' AND e.subject = s.slug AND e.event_type = %(event)s
+      AND e.timestamp > coalesce(c.changed, '-infinity') AND e.timestamp <= r.timestamp
+) run ON true
+"""
+
+# The latest successful allocation-or-free event of every realization and
+# materialization at each facility; the allocated ones hold resources now.
+# Per facility (LATERAL, target = slug) the DISTINCT ON reads
+# idx_events_facility_alloc in its own order as an index-only scan (event_type
+# and event_uuid are included), so there is no sort; payloads are read only
+# for the allocations that survive.
+ACTIVE_SQL = """
+SELECT s.slug, l.event_uuid
+FROM unnest(%(slugs)s::text[]) AS s(slug)
+CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (subject_type, subject) event_uuid, event_type
+    FROM events
+    WHERE success AND target = s.slug AND subject_type = ANY(%(kinds)s)
+      AND event_type IN ('realization_allocated', 'realization_freed',
+                         'materialization_allocated', 'materialization_freed')
+    ORDER BY subject_type, subject, timestamp DESC
+) l
+WHERE l.event_type IN ('realization_allocated', 'materialization_allocated')
+"""
+ACTIVE_ALLOCATIONS_SQL = f"""
+SELECT e.* FROM ({ACTIVE_SQL}) a JOIN events e ON e.event_uuid = a.event_uuid
+ORDER BY e.timestamp DESC, e.event_uuid DESC
+LIMIT %(limit)s
+"""
+KINDS = ("realization", "materialization")
+# The same, counted in the database: allocations by kind and distinct hosts.
+USAGE_SUMMARY_SQL = f"""
+WITH active AS MATERIALIZED (
+    SELECT a.slug, e.subject_type,
+           CASE WHEN jsonb_typeof(e.payload->'resources') = 'array'
+                THEN e.payload->'resources' ELSE '[]'::jsonb END AS resources
+    FROM ({ACTIVE_SQL}) a JOIN events e ON e.event_uuid = a.event_uuid
+)
+SELECT slug, subject_type, count(*) FROM active GROUP BY 1, 2
+UNION ALL
+SELECT slug, 'hosts', count(DISTINCT host)
+FROM active, jsonb_array_elements_text(resources) AS host
+GROUP BY 1
+"""
+
+
+def _strings(value) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value)
+
+
+class FacilityQuerySet(models.QuerySet):
+    def for_map(self) -> "FacilityQuerySet":
+        """Every facility in display order (name, then slug)."""
+        return self.order_by("name", "slug")
+
+    def current_statuses(self, now: datetime, stale_after: timedelta) -> dict[str, CurrentStatus]:
+        """Each facility's status at `now` by slug: the latest report by event
+        timestamp, unknown when that is older than `stale_after`."""
+        slugs = list(self.values_list("slug", flat=True))
+        if not slugs:
+            return {}
+        with connection.cursor() as cursor:
+            cursor.execute(CURRENT_STATUS_SQL, {"slugs": slugs, "event": STATUS_EVENT})
+            rows = cursor.fetchall()
+        result = {}
+        for slug, ts, status, message, caller, started in rows:
+            last = Report(ts, status or "", message, caller) if ts else None
+            result[slug] = current_status(last, started, now, stale_after)
+        return result
+
+    def usage_summary(self) -> dict[str, UsageSummary]:
+        """Per slug: distinct hosts in use and how many realizations and
+        materializations hold them, counted in PostgreSQL (no rows fetched)."""
+        slugs = list(self.values_list("slug", flat=True))
+        result = {slug: UsageSummary() for slug in slugs}
+        if not slugs:
+            return result
+        with connection.cursor() as cursor:
+            cursor.execute(USAGE_SUMMARY_SQL, {"slugs": slugs, "kinds": list(KINDS)})
+            for slug, what, n in cursor.fetchall():
+                summary = result[slug]
+                if what == "hosts":
+                    summary.in_use = n
+                elif what == "realization":
+                    summary.realizations = n
+                elif what == "materialization":
+                    summary.materializations = n
+        return result
+
+    def usage(self, kinds: tuple[str, ...] = KINDS, limit: int | None = None) -> dict[str, Usage]:
+        """Resources in use at each facility by slug: realizations and/or
+        materializations allocated and not yet freed, newest first (at most
+        `limit` in all)."""
+        slugs = list(self.values_list("slug", flat=True))
+        result = {slug: Usage() for slug in slugs}
+        if not slugs:
+            return result
+        params = {"slugs": slugs, "kinds": list(kinds), "limit": limit}
+        for event in Event.objects.raw(ACTIVE_ALLOCATIONS_SQL, params):
+            payload = event.payload if isinstance(event.payload, dict) else {}
+            result[event.target].allocations.append(
+                Allocation(
+                    kind=event.subject_type,
+                    name=event.subject,
+                    project=str(payload.get("project", "")),
+                    experiment=str(payload.get("experiment", "")),
+                    resources=_strings(payload.get("resources")),
+                    nodes=len(_strings(payload.get("nodes"))),
+                    since=event.timestamp,
+                    caller=event.caller,
+                )
+            )
+        return result
+
+
+class Facility(models.Model):
+    """A testbed site. `slug` is the name events use (facility_status subject,
+    realization/materialization target and payload.facility)."""
+
+    slug = models.SlugField(
+        max_length=64,
+        unique=True,
+        validators=[validate_not_reserved],
+        help_text="The facility name used in events, e.g. 'isi'.",
+    )
+    name = models.CharField(max_length=200)
+    latitude = models.FloatField(
+        validators=[MinValueValidator(-90.0), MaxValueValidator(90.0)],
+        help_text="Decimal degrees, -90 to 90.",
+    )
+    longitude = models.FloatField(
+        validators=[MinValueValidator(-180.0), MaxValueValidator(180.0)],
+        help_text="Decimal degrees, -180 to 180.",
+    )
+    kind = models.CharField(
+        max_length=64, blank=True, help_text="What sort of site: 'compute', 'wireless', …"
+    )
+    description = models.TextField(blank=True)
+    url = models.URLField(blank=True)
+    capacity_nodes = models.PositiveIntegerField(
+        default=0, help_text="Total physical nodes (hosts) at the facility."
+    )
+
+    objects = FacilityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "slug"]
+        verbose_name_plural = "facilities"
+        constraints = [
+            # The validators guard forms and imports; these guard everything else.
+            models.CheckConstraint(
+                condition=models.Q(latitude__gte=-90) & models.Q(latitude__lte=90),
+                name="facility_latitude_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(longitude__gte=-180) & models.Q(longitude__lte=180),
+                name="facility_longitude_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("facilities:detail", args=[self.slug])
+
+    def status_events(self) -> models.QuerySet:
+        """This facility's status reports (idx_events_subject_ts)."""
+        return Event.objects.about("facility", self.slug).filter(event_type=STATUS_EVENT)
+
+    def reports(self, start: datetime, end: datetime | None = None) -> list[Report]:
+        """Status reports in [start, end) in time order (no end: all since
+        start), preceded by the report in force at `start`, if any."""
+        fields = ("timestamp", "payload__status", "payload__message", "caller")
+        before = (
+            self.status_events()
+            .filter(timestamp__lt=start)
+            .order_by("-timestamp", "-event_uuid")
+            .values_list(*fields)[:1]
+        )
+        during = (
+            self.status_events()
+            .in_window(start, end)
+            .order_by("timestamp", "event_uuid")
+            .values_list(*fields)
+        )
+        return [
+            Report(ts, str(status or ""), str(message or ""), caller)
+            for ts, status, message, caller in [*before, *during]
+        ]
+
+    def recent_failures(self, limit: int = 10) -> list[Event]:
+        """The latest failed events aimed at this facility (failed realizations
+        and materializations), newest first; uses idx_events_failed_target."""
+        return list(
+            Event.objects.filter(target=self.slug, success=False).order_by(
+                "-timestamp", "-event_uuid"
+            )[:limit]
+        )

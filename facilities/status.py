@@ -1,0 +1,261 @@
+"""Facility status, derived from audit events; pure functions, no queries.
+
+A `facility_status` report holds from its timestamp until the next report,
+but for at most FACILITY_STALE_AFTER: a facility that stops reporting is
+`unknown`, not still up. The latest report by event timestamp wins, whatever
+order the reports arrived in. Resources in use are the hosts of the
+realizations and materializations whose latest successful event at the
+facility is an allocation (allocated minus freed).
+"""
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from audit.catalog import FACILITY_STATES
+
+UNKNOWN = "unknown"
+STATES = (*FACILITY_STATES, UNKNOWN)
+STATE_LABELS = {
+    "up": "Up",
+    "degraded": "Degraded",
+    "down": "Down",
+    "maintenance": "Maintenance",
+    UNKNOWN: "Unknown",
+}
+# Marker and uptime-bar colours; the same values as the status-* CSS variables.
+STATE_COLOURS = {
+    "up": "#16a34a",
+    "degraded": "#d97706",
+    "down": "#dc2626",
+    "maintenance": "#7c3aed",
+    UNKNOWN: "#6b7280",
+}
+# A day's bar takes the colour of its worst reported state.
+SEVERITY = {"up": 0, "maintenance": 1, "degraded": 2, "down": 3}
+STATUS_EVENT = "facility_status"
+UPTIME_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Report:
+    timestamp: datetime
+    status: str
+    message: str = ""
+    caller: str = ""
+
+
+@dataclass(frozen=True)
+class CurrentStatus:
+    """What the map shows: the status, since when, and the report behind it."""
+
+    status: str
+    since: datetime | None
+    last_report: Report | None
+    stale: bool
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS[self.status]
+
+    @property
+    def colour(self) -> str:
+        return STATE_COLOURS[self.status]
+
+
+def current_status(
+    last: Report | None, run_started: datetime | None, now: datetime, stale_after: timedelta
+) -> CurrentStatus:
+    """The status at `now` from the latest report and the start of its run of
+    equal reports. A report exactly `stale_after` old still counts."""
+    if last is None:
+        return CurrentStatus(UNKNOWN, None, None, stale=False)
+    if now - last.timestamp > stale_after:
+        return CurrentStatus(UNKNOWN, last.timestamp + stale_after, last, stale=True)
+    status = last.status if last.status in FACILITY_STATES else UNKNOWN
+    return CurrentStatus(status, run_started or last.timestamp, last, stale=False)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: datetime
+    end: datetime
+    status: str
+
+
+def segments(
+    reports: list[Report], start: datetime, end: datetime, stale_after: timedelta
+) -> list[Segment]:
+    """Cut [start, end) into runs of one state. `reports` are in time order and
+    may begin before `start` (the report in force at `start`)."""
+    covered: list[Segment] = []
+    for i, report in enumerate(reports):
+        following = reports[i + 1].timestamp if i + 1 < len(reports) else end
+        valid_until = min(following, report.timestamp + stale_after)
+        a, b = max(report.timestamp, start), min(valid_until, end)
+        if b > a:
+            status = report.status if report.status in FACILITY_STATES else UNKNOWN
+            covered.append(Segment(a, b, status))
+    result: list[Segment] = []
+    cursor = start
+    for seg in covered:
+        if seg.start > cursor:
+            _append(result, Segment(cursor, seg.start, UNKNOWN))
+        _append(result, seg)
+        cursor = max(cursor, seg.end)
+    if cursor < end:
+        _append(result, Segment(cursor, end, UNKNOWN))
+    return result
+
+
+def _append(result: list[Segment], seg: Segment) -> None:
+    if result and result[-1].status == seg.status and result[-1].end == seg.start:
+        result[-1] = Segment(result[-1].start, seg.end, seg.status)
+    else:
+        result.append(seg)
+
+
+def changes(reports: list[Report]) -> list[Report]:
+    """The reports that changed the reported status, newest first."""
+    changed: list[Report] = []
+    previous = None
+    for report in reports:
+        if report.status != previous:
+            changed.append(report)
+            previous = report.status
+    return changed[::-1]
+
+
+@dataclass
+class Day:
+    date: date
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def known_seconds(self) -> float:
+        return sum(s for state, s in self.seconds.items() if state != UNKNOWN)
+
+    @property
+    def status(self) -> str:
+        """The worst reported state of the day; unknown if nothing was reported."""
+        seen = [s for s, secs in self.seconds.items() if s != UNKNOWN and secs > 0]
+        return max(seen, key=SEVERITY.__getitem__) if seen else UNKNOWN
+
+    @property
+    def up_percent(self) -> float | None:
+        known = self.known_seconds
+        return round(100 * self.seconds.get("up", 0) / known, 2) if known else None
+
+    def percent_of_day(self, state: str) -> float:
+        total = sum(self.seconds.values())
+        return round(100 * self.seconds.get(state, 0) / total, 1) if total else 0.0
+
+    def describe(self) -> str:
+        """One line for the bar's tooltip: the date and its share of each state."""
+        parts = [
+            f"{STATE_LABELS[state]} {self.percent_of_day(state)}%"
+            for state in STATES
+            if self.seconds.get(state)
+        ]
+        return f"{self.date:%a %Y-%m-%d}: " + (", ".join(parts) or "no data")
+
+
+@dataclass
+class Uptime:
+    days: list[Day]
+    zone: ZoneInfo
+
+    @property
+    def up_percent(self) -> float | None:
+        """Time up over time with a known state, across all days."""
+        known = sum(d.known_seconds for d in self.days)
+        up = sum(d.seconds.get("up", 0) for d in self.days)
+        return round(100 * up / known, 2) if known else None
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+def uptime_window(now: datetime, zone: ZoneInfo, days: int = UPTIME_DAYS) -> tuple[datetime, date]:
+    """The UTC start of the first day and that day, for `days` local days
+    ending with today in `zone`."""
+    first = now.astimezone(zone).date() - timedelta(days=days - 1)
+    return local_midnight(first, zone), first
+
+
+def daily_uptime(
+    segs: list[Segment], zone: ZoneInfo, now: datetime, days: int = UPTIME_DAYS
+) -> Uptime:
+    """Seconds per state for each of `days` local days ending today, days cut
+    at midnight in `zone` (23 or 25 hours long across DST changes)."""
+    _, first = uptime_window(now, zone, days)
+    dates = [first + timedelta(days=i) for i in range(days)]
+    bounds = [local_midnight(d, zone) for d in dates]
+    result = [Day(d) for d in dates]
+    for seg in segs:
+        a = seg.start
+        while a < seg.end:
+            i = bisect_right(bounds, a) - 1
+            if i < 0:
+                a = bounds[0]
+                continue
+            day_end = bounds[i + 1] if i + 1 < len(bounds) else now
+            b = min(seg.end, day_end, now)
+            if b <= a:
+                break
+            seconds = result[i].seconds
+            seconds[seg.status] = seconds.get(seg.status, 0) + (b - a).total_seconds()
+            a = b
+    return Uptime(result, zone)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A realization or materialization holding resources at a facility now."""
+
+    kind: str
+    name: str
+    project: str
+    experiment: str
+    resources: tuple[str, ...]
+    nodes: int
+    since: datetime
+    caller: str
+
+    @property
+    def experiment_url(self) -> str:
+        return f"/experiments/{self.project}/{self.experiment}/"
+
+
+@dataclass
+class UsageSummary:
+    in_use: int = 0
+    realizations: int = 0
+    materializations: int = 0
+
+
+@dataclass
+class Usage:
+    allocations: list[Allocation] = field(default_factory=list)
+
+    @property
+    def hosts(self) -> set[str]:
+        # A materialization runs on its realization's hosts: count each once.
+        return {host for a in self.allocations for host in a.resources}
+
+    @property
+    def in_use(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def materializations(self) -> list[Allocation]:
+        return [a for a in self.allocations if a.kind == "materialization"]
+
+    @property
+    def realizations(self) -> list[Allocation]:
+        return [a for a in self.allocations if a.kind == "realization"]
+
+    def summary(self) -> UsageSummary:
+        return UsageSummary(self.in_use, len(self.realizations), len(self.materializations))

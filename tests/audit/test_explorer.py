@@ -1,0 +1,328 @@
+"""The events explorer (/events/) and an event's page (/events/<uuid>/)."""
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from audit.filters import EventFilter
+from audit.models import Event
+from tests.audit.exp_helpers import BASE, event, store, variety
+
+pytestmark = pytest.mark.django_db
+
+NOW = BASE + timedelta(days=1)
+
+
+def uuids_on(response) -> list[str]:
+    return re.findall(r'href="/events/([0-9a-f-]{36})/"', response.content.decode())
+
+
+def listed(client, query: str) -> list[str]:
+    response = client.get(f"/events/?period=all&{query}")
+    assert response.status_code == 200, response.content[:300]
+    return uuids_on(response)
+
+
+@pytest.fixture
+def history():
+    """variety() plus a few events chosen so each filter singles some out."""
+    events = variety()
+    events += store(
+        event(
+            timestamp=BASE + timedelta(minutes=5),
+            event_type="project_member_updated",
+            subject="botnets",
+            subject_type="project",
+            caller="alice",
+            target="bob",
+            payload={"kind": "usermember", "role": "maintainer"},
+        ),
+        event(
+            timestamp=BASE + timedelta(minutes=6),
+            event_type="experiment_pushed",
+            subject="testexp",
+            subject_type="experiment",
+            target=None,
+            payload={"project": "glawler", "model_file": "model.py", "revision": "7"},
+        ),
+    )
+    return {e["event_uuid"]: e for e in events}
+
+
+def ids(history, **match) -> set[str]:
+    return {u for u, e in history.items() if all(e.get(k) == v for k, v in match.items())}
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("event_type=experiment_created", {"event_type": "experiment_created"}),
+        ("subject_type=experiment", {"subject_type": "experiment"}),
+        ("subject=botnets", {"subject": "botnets"}),
+        ("caller=alice", {"caller": "alice"}),
+        ("target=isi", {"target": "isi"}),
+        ("success=false", {"success": False}),
+    ],
+)
+def test_each_column_filter_alone_finds_exactly_its_events(
+    analyst_client, history, query, expected
+):
+    assert set(listed(analyst_client, query)) == ids(history, **expected)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_several_event_types_are_or_ed(analyst_client, history):
+    found = listed(analyst_client, "event_type=user_login&event_type=experiment_pushed")
+    assert set(found) == ids(history, event_type="user_login") | ids(
+        history, event_type="experiment_pushed"
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+def test_payload_key_value_uses_containment(analyst_client, history):
+    assert set(listed(analyst_client, "payload=kind=projectmember")) == {
+        u for u, e in history.items() if e["payload"].get("kind") == "projectmember"
+    }
+    # A list element, and a value that reads as a number but is stored as text.
+    assert len(listed(analyst_client, "payload=nodes=b")) == 1
+    assert len(listed(analyst_client, "payload=revision=7")) == 1
+    # Several pairs must all hold.
+    both = listed(analyst_client, "payload=kind=usermember&payload=role=maintainer")
+    assert [history[u]["event_type"] for u in both] == ["project_member_updated"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_error_message_contains_ignores_case(analyst_client, history):
+    found = listed(analyst_client, "error_contains=QUOTA")
+    assert [history[u]["event_type"] for u in found] == ["realization_allocated"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_filters_combine_with_and(analyst_client, history):
+    found = listed(analyst_client, "caller=glawler&success=true&subject_type=organization")
+    assert set(found) == ids(history, caller="glawler", success=True, subject_type="organization")
+    assert listed(analyst_client, "caller=alice&success=false") == []
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_time_range_is_the_stats_pages_window(analyst_client, history):
+    store(event(timestamp=NOW - timedelta(days=40), caller="ancient"))
+    default = analyst_client.get("/events/")
+    assert "ancient" not in default.content.decode()  # 30 days by default
+    assert len(listed(analyst_client, "caller=ancient")) == 1  # period=all
+    custom = analyst_client.get(
+        "/events/?period=custom&since=2026-04-23T20:02&until=2026-04-23T20:04&tz=UTC"
+    )
+    assert {history[u]["event_type"] for u in uuids_on(custom)} == {
+        "experiment_created",
+        "realization_allocated",
+    }
+    # Local times in another zone: 16:02–16:04 in New York is 20:02–20:04 UTC.
+    ny = analyst_client.get(
+        "/events/?period=custom&since=2026-04-23T16:02&until=2026-04-23T16:04&tz=America/New_York"
+    )
+    assert uuids_on(ny) == uuids_on(custom)
+    assert "2026-04-23 16:03:00" in ny.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_keyset_pages_cross_many_identical_timestamps_without_gaps_or_repeats(analyst_client):
+    same = [event(timestamp=BASE, caller=f"u{i}") for i in range(120)]
+    store(*same)
+    seen, pages = [], 0
+    url = "/events/?period=all"
+    while url:
+        response = analyst_client.get(url)
+        page = uuids_on(response)
+        seen += page
+        pages += 1
+        match = re.search(r'rel="next" href="([^"]+)"', response.content.decode())
+        url = "/events/" + match.group(1).replace("&amp;", "&") if match else None
+    assert pages == 3
+    assert sorted(seen) == sorted(e["event_uuid"] for e in same)
+    assert seen == sorted(seen, reverse=True)  # ties broken by event_uuid, descending
+
+
+@time_machine.travel(NOW, tick=False)
+def test_newer_goes_back_to_the_page_before(analyst_client):
+    store(*[event(timestamp=BASE + timedelta(seconds=i)) for i in range(120)])
+    first = analyst_client.get("/events/?period=all")
+    older = re.search(r'rel="next" href="([^"]+)"', first.content.decode()).group(1)
+    second = analyst_client.get("/events/" + older.replace("&amp;", "&"))
+    newer = re.search(r'rel="prev" href="([^"]+)"', second.content.decode()).group(1)
+    back = analyst_client.get("/events/" + newer.replace("&amp;", "&"))
+    assert uuids_on(back) == uuids_on(first)
+    assert 'rel="prev"' not in back.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_no_query_uses_offset_or_counts_the_events_table(
+    analyst_client, history, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        analyst_client.get("/events/?period=all&caller=glawler")
+    sql = " ".join(q["sql"] for q in ctx.captured_queries).upper()
+    assert " OFFSET " not in sql
+    assert 'COUNT(*) AS "__COUNT" FROM "EVENTS"' not in sql
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_count_is_exact_for_type_and_outcome_filters(analyst_client, history):
+    response = analyst_client.get("/events/?period=all&success=false")
+    text = response.content.decode()
+    assert "<strong>2</strong> events" in text and "(exact)" in text
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_count_of_other_filters_is_labelled_an_estimate(analyst_client, history):
+    from django.db import connection
+
+    store(*[event(timestamp=BASE - timedelta(seconds=i), caller="many") for i in range(60)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events")
+    text = analyst_client.get("/events/?period=all&caller=many").content.decode()
+    assert re.search(
+        r"about <strong>\d+</strong> events <span class=\"muted\">\(planner estimate", text
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_result_that_fits_on_one_page_is_counted_exactly(analyst_client, history):
+    response = analyst_client.get("/events/?period=all&caller=alice")
+    assert (
+        '<strong>1</strong> event <span class="muted">(exact)</span>' in response.content.decode()
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_exact_count_adds_the_partial_hours_at_both_edges(history):
+    from django.http import QueryDict
+
+    query = QueryDict("period=custom&since=2026-04-23T20:01:30&until=2026-04-23T20:04:30&tz=UTC")
+    count, exact = EventFilter.from_query(query, windowed=True).count()
+    assert exact and count == 3
+
+
+@time_machine.travel(NOW, tick=False)
+def test_htmx_gets_only_the_results_and_a_vary_header(analyst_client, history):
+    response = analyst_client.get("/events/?period=all", HTTP_HX_REQUEST="true")
+    assert "<form" not in response.content.decode()
+    assert 'class="data explorer-table"' in response.content.decode()
+    assert "HX-Request" in response["Vary"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_export_links_carry_the_filters_on_screen(analyst_client, history):
+    text = analyst_client.get("/events/?period=7d&caller=alice&payload=role=maintainer").content
+    assert (
+        b"/events/export?format=csv&amp;period=7d&amp;caller=alice&amp;payload=role%3Dmaintainer"
+        in text
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_bad_filter_is_a_400_naming_it(analyst_client):
+    response = analyst_client.get("/events/?tz=Mars/Olympus")
+    assert response.status_code == 400
+    assert "tz" in response.content.decode()
+    assert analyst_client.get("/events/?payload=novalue").status_code == 400
+    assert analyst_client.get("/events/?before=garbage").status_code == 400
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_viewer_gets_403(viewer_client):
+    assert viewer_client.get("/events/").status_code == 403
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_event_page_shows_every_column_and_links_to_entities(analyst_client, history):
+    rlz = next(u for u, e in history.items() if e["event_type"] == "realization_allocated")
+    text = analyst_client.get(f"/events/{rlz}/").content.decode()
+    assert rlz in text
+    assert "2026-04-23 20:03:00.000000 UTC" in text
+    assert 'href="/users/glawler/"' in text
+    assert 'href="/experiments/glawler/testexp/"' in text
+    assert 'href="/facilities/isi/"' in text
+    assert "&quot;resources&quot;: [\n    &quot;n001&quot;" in text  # pretty-printed
+    assert "quota &quot;exceeded&quot;" in text
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_member_event_links_a_project_member_to_the_project(analyst_client, history):
+    pm = next(u for u, e in history.items() if e["target"] == "testproject")
+    text = analyst_client.get(f"/events/{pm}/").content.decode()
+    assert 'href="/orgs/orgtest/"' in text and 'href="/projects/testproject/"' in text
+
+
+@time_machine.travel(NOW, tick=False)
+def test_an_unknown_event_is_404(analyst_client):
+    assert analyst_client.get("/events/7f3e1a52-0000-4000-8000-000000000000/").status_code == 404
+
+
+def test_the_event_page_needs_the_analyst_role(viewer_client):
+    e = store(event())[0]
+    assert viewer_client.get(f"/events/{e['event_uuid']}/").status_code == 403
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_analyst_filters_pages_and_downloads_in_the_browser(
+    browser_page, live_server, analyst, tmp_path
+):
+    from django.utils import timezone
+
+    from tests.conftest import browser_login, screenshot
+
+    now = timezone.now()
+    store(
+        *[
+            event(timestamp=now - timedelta(hours=2, minutes=i), caller="alice" if i % 2 else "bob")
+            for i in range(130)
+        ]
+    )
+    page = browser_page
+    browser_login(page, live_server, analyst)
+    page.goto(f"{live_server.url}/events/")
+    page.wait_for_selector("table.explorer-table tbody tr")
+    screenshot(page, "explorer_all")
+    assert page.locator("table.explorer-table tbody tr").count() == 50
+
+    page.fill("input[name=caller]", "alice")
+    page.press("input[name=caller]", "Enter")
+    page.wait_for_url("**caller=alice**")
+    page.wait_for_function(
+        "[...document.querySelectorAll('table.explorer-table tbody td:nth-child(3)')]"
+        ".every(td => td.textContent.trim() === 'alice')"
+    )
+    screenshot(page, "explorer_alice")
+    assert set(page.locator("table.explorer-table tbody td:nth-child(3)").all_inner_texts()) == {
+        "alice"
+    }
+    page.click("text=Older →")
+    page.wait_for_url("**before=**")
+    page.wait_for_function(
+        "document.querySelectorAll('table.explorer-table tbody tr').length == 15"
+    )
+    screenshot(page, "explorer_alice_page2")
+
+    with page.expect_download() as info:
+        page.click(".export-buttons >> text=CSV")
+    download = info.value
+    assert download.suggested_filename.startswith("events_caller-alice_")
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 66  # the header and every alice event, not just this page
+
+    page.click("table.explorer-table tbody tr:first-child a")
+    page.wait_for_selector("pre.event-payload")
+    screenshot(page, "explorer_event")
+    assert page.locator("a[href='/users/alice/']").count() == 1
+    assert page.blocked_requests == []

@@ -1,0 +1,78 @@
+"""A real browser changes the period and time zone and sees the charts change."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from audit.demo import generate
+from audit.ingest import ingest
+from audit.models import Entity
+from tests.conftest import browser_login, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def _chart_x(page, name: str) -> list[str]:
+    return page.evaluate(f"document.querySelector('#chart-{name} .js-plotly-plot').data[0].x")
+
+
+@pytest.fixture
+def roles(transactional_db):
+    # A transactional test flushes the groups the migrations created.
+    for name in ("viewer", "analyst", "admin"):
+        Group.objects.get_or_create(name=name)
+
+
+@pytest.fixture
+def history(roles):
+    ingest(list(generate(3000, days=400, seed=2, end=timezone.now())))
+
+
+def test_changing_period_and_time_zone_redraws_the_charts(
+    browser_page, live_server, roles, viewer, history
+):
+    page = browser_page
+    browser_login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/?period=30d&res=1d")
+    page.wait_for_selector("#chart-logins .main-svg")
+    screenshot(page, "dashboards_overview_30d_utc")
+    before = _chart_x(page, "logins")
+    assert 30 <= len(before) <= 31
+
+    page.select_option("select[name=period]", "1y")
+    page.wait_for_function(
+        "document.querySelector('#chart-logins .js-plotly-plot') && "
+        "document.querySelector('#chart-logins .js-plotly-plot').data[0].x.length > 300"
+    )
+    assert "period=1y" in page.url
+
+    page.fill("input[name=tz]", "Asia/Tokyo")
+    page.press("input[name=tz]", "Enter")
+    page.wait_for_function(
+        "document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+    )
+    page.wait_for_selector("#chart-entity_growth .main-svg")
+    assert "tz=Asia%2FTokyo" in page.url
+    page.wait_for_function("!document.querySelector('.htmx-request')")
+    screenshot(page, "dashboards_overview_1y_tokyo")
+    assert page.blocked_requests == []
+
+    # The pushed URL reproduces the view on its own.
+    page.goto(page.url)
+    page.wait_for_selector("#chart-logins .main-svg")
+    assert page.input_value("input[name=tz]") == "Asia/Tokyo"
+    assert page.input_value("select[name=period]") == "1y"
+
+
+def test_an_entity_page_draws_its_heatmap(browser_page, live_server, roles, analyst, history):
+    page = browser_page
+    browser_login(page, live_server, analyst)
+    project = Entity.objects.filter(kind="project").exclude(state="gone").order_by("name").first()
+    page.goto(f"{live_server.url}/projects/{project.name}/?period=1y")
+    page.wait_for_selector("#chart-entity_activity .main-svg")
+    assert page.locator("#timeline-rows tr").count() > 1
+    screenshot(page, "dashboards_project_page")
+    page.goto(f"{live_server.url}/top/?period=90d")
+    page.wait_for_selector("#table-top_projects")
+    screenshot(page, "dashboards_top")
+    assert page.blocked_requests == []

@@ -1,0 +1,10 @@
+import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """The usage counts are cached for 30 s; each test starts without them."""
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,83 @@
+"""GET /api/v1/facilities and /api/v1/facilities/<slug>."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+
+from tests.facilities.helpers import allocation, facility, report
+
+NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(read_token) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {read_token}")
+
+
+@pytest.fixture(autouse=True)
+def demo(db):
+    facility("isi", name="USC ISI", capacity_nodes=64)
+    facility("tacc", name="TACC", capacity_nodes=120)
+    report("isi", NOW - timedelta(hours=30), "up")
+    report("isi", NOW - timedelta(minutes=5), "maintenance", "scheduled OS upgrade")
+    allocation(
+        "materialization", "allocated", "isi", NOW - timedelta(hours=3), resources=["isi-n001"]
+    )
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def test_the_list_gives_every_facility_with_status_and_resources(client):
+    response = client.get("/api/v1/facilities")
+    assert response.status_code == 200
+    by_slug = {f["slug"]: f for f in response.json()}
+    assert by_slug["isi"]["status"]["status"] == "maintenance"
+    assert by_slug["isi"]["status"]["message"] == "scheduled OS upgrade"
+    assert by_slug["isi"]["status"]["since"] == (NOW - timedelta(minutes=5)).isoformat()
+    assert by_slug["isi"]["resources"] == {
+        "in_use": 1,
+        "capacity": 64,
+        "active_realizations": 0,
+        "active_materializations": 1,
+    }
+    assert by_slug["tacc"]["status"]["status"] == "unknown"
+    assert by_slug["tacc"]["status"]["last_report_at"] is None
+
+
+def test_the_detail_gives_changes_and_daily_uptime_in_the_asked_zone(client):
+    response = client.get("/api/v1/facilities/isi?tz=Asia/Tokyo")
+    assert response.status_code == 200
+    body = response.json()
+    assert [c["status"] for c in body["changes"]] == ["maintenance", "up"]
+    assert body["uptime"]["time_zone"] == "Asia/Tokyo"
+    days = body["uptime"]["days"]
+    assert len(days) == 90
+    # 21:00 UTC on 23 April is already 24 April in Tokyo.
+    assert days[-1]["date"] == "2026-04-24"
+    assert days[-1]["status"] == "maintenance"
+    assert body["materializations"][0]["resources"] == ["isi-n001"]
+
+
+def test_it_needs_a_token(db):
+    assert Client().get("/api/v1/facilities").status_code == 401
+
+
+def test_it_needs_the_read_scope(ingest_token):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {ingest_token}")
+    assert client.get("/api/v1/facilities").status_code == 403
+
+
+def test_an_unknown_facility_is_a_404_in_the_error_shape(client):
+    response = client.get("/api/v1/facilities/nowhere")
+    assert response.status_code == 404
+    assert response.json()["error"] == "No facility 'nowhere'."
+
+
+def test_a_bad_time_zone_is_a_400_naming_the_field(client):
+    response = client.get("/api/v1/facilities/isi?tz=Not/AZone")
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "tz"

@@ -1,0 +1,148 @@
+"""The map page in Chromium with no network: only the live server answers."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from tests.conftest import browser_login, screenshot
+from tests.facilities.helpers import allocation, report
+
+pytestmark = [
+    pytest.mark.browser,
+    # Real transactions: the live server's threads see the committed rows. The
+    # role groups the flush removes come back through post_migrate.
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def viewer(transactional_db):
+    """A viewer whose group is made here if a previous flush removed it."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("mapviewer", password="pw-mapviewer")
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
+    return user
+
+
+MARKER = 'path.facility-marker[data-facility="{}"]'
+COLOURS = {"up": "#16a34a", "down": "#dc2626", "maintenance": "#7c3aed", "degraded": "#d97706"}
+
+
+@pytest.fixture
+def demo_facilities():
+    from io import StringIO
+
+    call_command("seed_facilities", stdout=StringIO())
+    now = timezone.now()
+    for slug in ("isi", "utah", "wisc", "clemson", "mass", "tacc"):
+        for day in range(60, 0, -1):
+            report(slug, now - timedelta(days=day), "up")
+    report("utah", now - timedelta(days=20), "down", "core router outage")
+    report("utah", now - timedelta(days=20) + timedelta(hours=8), "up")
+    for slug in ("isi", "utah", "mass"):
+        report(slug, now - timedelta(minutes=2), "up")
+    report("wisc", now - timedelta(hours=3), "down", "power failure in machine room B")
+    report("wisc", now - timedelta(minutes=1), "down", "power failure in machine room B")
+    report("clemson", now - timedelta(minutes=3), "maintenance", "switch firmware upgrade")
+    report("tacc", now - timedelta(minutes=4), "degraded", "storage array rebuilding")
+    hosts = [f"wisc-n{i:03d}" for i in range(1, 13)]
+    allocation(
+        "realization",
+        "allocated",
+        "wisc",
+        now - timedelta(hours=5),
+        experiment="botnet",
+        project="carolp",
+        resources=hosts,
+    )
+    allocation(
+        "materialization",
+        "allocated",
+        "wisc",
+        now - timedelta(hours=5),
+        experiment="botnet",
+        project="carolp",
+        resources=hosts,
+    )
+    allocation(
+        "materialization",
+        "allocated",
+        "wisc",
+        now - timedelta(hours=2),
+        experiment="dns",
+        project="davep",
+        success=False,
+        error="image boot timeout",
+    )
+
+
+def marker_fill(frame, slug: str) -> str:
+    return frame.locator(MARKER.format(slug)).get_attribute("fill")
+
+
+def test_a_viewer_clicks_a_marker_and_sees_that_facility_offline(
+    browser_page, live_server, viewer, demo_facilities
+):
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    browser_login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/facilities/")
+    frame = page.frame_locator("#facility-map")
+    frame.locator(MARKER.format("wisc")).wait_for()
+    frame.locator(".folium-map[data-world-outline=loaded]").wait_for()
+    assert marker_fill(frame, "wisc") == COLOURS["down"]
+    assert marker_fill(frame, "clemson") == COLOURS["maintenance"]
+    assert marker_fill(frame, "isi") == COLOURS["up"]
+    # A mark on the map's window: it survives only if the map is not reloaded.
+    page.frame_locator("#facility-map").locator("body").evaluate("() => { window.kept = 1; }")
+
+    frame.locator(MARKER.format("wisc")).click()
+    page.wait_for_selector('#facility-panel[data-selected="wisc"]')
+    panel = page.locator("#facility-panel")
+    assert "Wisconsin" in panel.inner_text()
+    assert "power failure in machine room B" in panel.inner_text()
+    assert "12 of 48 nodes in use" in panel.inner_text()
+    assert "image boot timeout" in panel.inner_text()
+    assert page.url == f"{live_server.url}/facilities/wisc/"
+    assert page.locator(".uptime-bar span").count() == 90
+    assert frame.locator("body").evaluate("() => window.kept") == 1
+    # The chosen marker is ringed.
+    assert frame.locator(MARKER.format("wisc")).get_attribute("stroke-width") == "4"
+    page.wait_for_timeout(300)
+    screenshot(page, "facilities_wisc_panel")
+
+    # A new report arrives; the minute's refresh recolours the marker in place.
+    report("wisc", timezone.now(), "up")
+    page.evaluate(
+        "() => htmx.ajax('GET', '/facilities/status/', {target: '#facility-status', swap: 'outerHTML'})"
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#facility-map').contentDocument"
+        f".querySelector('{MARKER.format('wisc')}').getAttribute('fill') === '{COLOURS['up']}'"
+    )
+    assert frame.locator("body").evaluate("() => window.kept") == 1
+
+    assert errors == []
+    # Nothing but the tile server was asked for, and that was refused.
+    assert page.blocked_requests
+    assert all(url.startswith("https://tile.openstreetmap.org/") for url in page.blocked_requests)
+
+
+def test_with_tiles_blocked_the_world_outline_still_draws(
+    browser_page, live_server, viewer, demo_facilities
+):
+    page = browser_page
+    browser_login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/facilities/tacc/")
+    frame = page.frame_locator("#facility-map")
+    frame.locator(".folium-map[data-world-outline=loaded]").wait_for()
+    countries = frame.locator(".leaflet-world-pane path").count()
+    assert countries > 100
+    assert page.locator("#facility-panel").get_attribute("data-selected") == "tacc"
+    assert frame.locator(MARKER.format("tacc")).get_attribute("stroke-width") == "4"
+    page.wait_for_timeout(300)
+    screenshot(page, "facilities_tiles_blocked")

@@ -1,0 +1,181 @@
+"""Status and resources derived from events in PostgreSQL (facilities.models)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from facilities.models import Facility
+from tests.facilities.helpers import allocation, facility, report
+
+NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
+STALE = timedelta(minutes=15)
+
+pytestmark = pytest.mark.django_db
+
+
+def statuses(now=NOW):
+    return Facility.objects.current_statuses(now, STALE)
+
+
+def test_the_latest_report_by_timestamp_wins():
+    facility("isi")
+    report("isi", NOW - timedelta(minutes=3), "down", "power failure")
+    report("isi", NOW - timedelta(minutes=10), "up")
+    current = statuses()["isi"]
+    assert current.status == "down"
+    assert current.last_report.message == "power failure"
+    assert current.since == NOW - timedelta(minutes=3)
+
+
+def test_reports_arriving_out_of_order_are_ordered_by_their_timestamps(post_events):
+    facility("utah")
+
+    def event(minutes_ago: int, status: str) -> dict:
+        return {
+            "timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
+            "event_type": "facility_status",
+            "caller": "utah-controller",
+            "subject": "utah",
+            "subject_type": "facility",
+            "success": True,
+            "payload": {"status": status, "message": f"{status} report"},
+        }
+
+    with time_machine.travel(NOW, tick=False):
+        # The newest report arrives first; an older, delayed one arrives later.
+        assert post_events([event(2, "maintenance")]).status_code == 201
+        assert post_events([event(8, "up"), event(30, "down")]).status_code == 201
+    current = statuses()["utah"]
+    assert current.status == "maintenance"
+    assert current.last_report.message == "maintenance report"
+    assert current.since == NOW - timedelta(minutes=2)
+
+
+def test_since_is_the_first_report_of_the_current_run():
+    facility("wisc")
+    report("wisc", NOW - timedelta(hours=3), "up")
+    report("wisc", NOW - timedelta(hours=2), "down", "power failure in machine room B")
+    report("wisc", NOW - timedelta(hours=1), "down", "power failure in machine room B")
+    report("wisc", NOW - timedelta(minutes=1), "down", "still out")
+    current = statuses()["wisc"]
+    assert current.status == "down"
+    assert current.since == NOW - timedelta(hours=2)
+    assert current.last_report.message == "still out"
+
+
+def test_maintenance_is_its_own_state():
+    facility("clemson")
+    report("clemson", NOW - timedelta(hours=6), "up")
+    report("clemson", NOW - timedelta(minutes=5), "maintenance", "switch firmware upgrade")
+    current = statuses()["clemson"]
+    assert (current.status, current.label) == ("maintenance", "Maintenance")
+    assert current.since == NOW - timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (timedelta(minutes=15), "up"),
+        (timedelta(minutes=15, seconds=1), "unknown"),
+    ],
+)
+def test_the_staleness_boundary(settings, age, expected):
+    from facilities.summary import facility_rows
+
+    settings.FACILITY_STALE_AFTER = 15 * 60
+    facility("tacc")
+    report("tacc", NOW, "up")
+    with time_machine.travel(NOW + age, tick=False):
+        (row,) = facility_rows(datetime.now(UTC))
+    assert row.status.status == expected
+    assert row.status.last_report.timestamp == NOW
+
+
+def test_a_facility_without_reports_is_unknown():
+    facility("mass")
+    current = statuses()["mass"]
+    assert current.status == "unknown"
+    assert current.last_report is None
+
+
+def test_reports_of_other_facilities_do_not_leak():
+    facility("isi")
+    facility("utah")
+    report("utah", NOW, "down")
+    assert statuses()["isi"].status == "unknown"
+
+
+def test_resources_in_use_are_allocated_minus_freed():
+    facility("isi")
+    facility("utah")
+    t = NOW - timedelta(hours=5)
+    allocation("realization", "allocated", "isi", t, experiment="a", resources=["n1", "n2"])
+    allocation("materialization", "allocated", "isi", t, experiment="a", resources=["n1", "n2"])
+    allocation("realization", "allocated", "isi", t, experiment="b", resources=["n3"])
+    allocation(
+        "realization", "freed", "isi", t + timedelta(hours=1), experiment="b", resources=["n3"]
+    )
+    # A failed allocation holds nothing; a failed free releases nothing.
+    allocation(
+        "realization", "allocated", "isi", t, experiment="c", resources=["n4"], success=False
+    )
+    allocation("realization", "allocated", "isi", t, experiment="d", resources=["n5"])
+    allocation("realization", "freed", "isi", t + timedelta(hours=1), experiment="d", success=False)
+    allocation("realization", "allocated", "utah", t, experiment="e", resources=["u1"])
+    usage = Facility.objects.usage()
+    assert usage["isi"].hosts == {"n1", "n2", "n5"}
+    assert usage["isi"].in_use == 3
+    assert [m.experiment for m in usage["isi"].materializations] == ["a"]
+    assert usage["utah"].in_use == 1
+
+
+def test_a_realization_allocated_again_after_a_free_is_in_use():
+    facility("isi")
+    t = NOW - timedelta(hours=5)
+    allocation("realization", "allocated", "isi", t, resources=["n1"])
+    allocation("realization", "freed", "isi", t + timedelta(minutes=10), resources=["n1"])
+    allocation("realization", "allocated", "isi", t + timedelta(minutes=20), resources=["n7"])
+    assert Facility.objects.usage()["isi"].hosts == {"n7"}
+
+
+def test_recent_failures_are_the_failed_events_at_the_facility_newest_first():
+    isi = facility("isi")
+    t = NOW - timedelta(hours=1)
+    allocation("realization", "allocated", "isi", t, success=False, error="insufficient resources")
+    allocation(
+        "materialization",
+        "allocated",
+        "isi",
+        t + timedelta(minutes=1),
+        success=False,
+        error="image boot timeout",
+    )
+    allocation("realization", "allocated", "utah", t, success=False, error="elsewhere")
+    allocation("realization", "allocated", "isi", t)
+    assert [e.error_message for e in isi.recent_failures()] == [
+        "image boot timeout",
+        "insufficient resources",
+    ]
+
+
+def test_reports_include_the_one_in_force_at_the_window_start():
+    isi = facility("isi")
+    report("isi", NOW - timedelta(days=100), "maintenance")
+    report("isi", NOW - timedelta(days=200), "up")
+    report("isi", NOW - timedelta(days=1), "up")
+    reports = isi.reports(NOW - timedelta(days=90))
+    assert [r.status for r in reports] == ["maintenance", "up"]
+
+
+def test_the_counted_summary_agrees_with_the_allocations():
+    facility("isi")
+    t = NOW - timedelta(hours=5)
+    allocation("realization", "allocated", "isi", t, experiment="a", resources=["n1", "n2"])
+    allocation("materialization", "allocated", "isi", t, experiment="a", resources=["n1", "n2"])
+    allocation("realization", "allocated", "isi", t, experiment="b", resources=["n2", "n3"])
+    allocation("realization", "allocated", "isi", t, experiment="c", resources=["n9"])
+    allocation("realization", "freed", "isi", t + timedelta(hours=1), experiment="c")
+    summary = Facility.objects.usage_summary()["isi"]
+    assert summary == Facility.objects.usage()["isi"].summary()
+    assert (summary.in_use, summary.realizations, summary.materializations) == (3, 2, 1)

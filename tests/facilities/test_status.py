@@ -1,0 +1,127 @@
+"""The pure status rules: segments, changes, uptime days, staleness."""
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from facilities.status import (
+    Report,
+    Segment,
+    changes,
+    current_status,
+    daily_uptime,
+    segments,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+STALE = timedelta(minutes=15)
+
+
+def test_a_report_exactly_stale_after_old_still_counts():
+    last = Report(T0, "up")
+    assert current_status(last, T0, T0 + STALE, STALE).status == "up"
+
+
+def test_a_report_older_than_stale_after_shows_unknown_with_its_time():
+    last = Report(T0, "down", "power")
+    status = current_status(last, T0, T0 + STALE + timedelta(seconds=1), STALE)
+    assert status.status == "unknown"
+    assert status.stale
+    assert status.last_report.timestamp == T0
+    assert status.since == T0 + STALE
+
+
+def test_a_facility_never_reported_is_unknown_without_a_since():
+    status = current_status(None, None, T0, STALE)
+    assert (status.status, status.since, status.stale) == ("unknown", None, False)
+
+
+def test_a_gap_longer_than_stale_after_is_unknown_in_the_timeline():
+    reports = [Report(T0, "up"), Report(T0 + timedelta(hours=1), "up")]
+    segs = segments(reports, T0, T0 + timedelta(hours=1, minutes=5), STALE)
+    assert [(s.status, s.end - s.start) for s in segs] == [
+        ("up", STALE),
+        ("unknown", timedelta(minutes=45)),
+        ("up", timedelta(minutes=5)),
+    ]
+
+
+def test_the_report_before_the_window_holds_at_its_start():
+    reports = [Report(T0 - timedelta(minutes=5), "maintenance"), Report(T0 + STALE / 3, "up")]
+    segs = segments(reports, T0, T0 + STALE / 3 + timedelta(minutes=1), STALE)
+    assert segs[0] == Segment(T0, T0 + STALE / 3, "maintenance")
+    assert segs[1].status == "up"
+
+
+def test_changes_keep_only_the_reports_that_changed_the_status_newest_first():
+    reports = [
+        Report(T0, "up"),
+        Report(T0 + timedelta(minutes=5), "up"),
+        Report(T0 + timedelta(minutes=10), "down", "power"),
+        Report(T0 + timedelta(minutes=15), "down", "still power"),
+        Report(T0 + timedelta(minutes=20), "up"),
+    ]
+    assert [(c.status, c.message) for c in changes(reports)] == [
+        ("up", ""),
+        ("down", "power"),
+        ("up", ""),
+    ]
+
+
+def test_uptime_days_are_cut_at_midnight_in_the_display_zone():
+    zone = ZoneInfo("America/Los_Angeles")
+    # Down from 06:00 to 10:00 UTC on 1 March: 22:00-02:00 Pacific (UTC-8),
+    # so the outage is split across the local days of 28 February and 1 March.
+    start = datetime(2026, 2, 27, 8, 0, tzinfo=UTC)
+    now = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)
+    segs = [
+        Segment(start, datetime(2026, 3, 1, 6, 0, tzinfo=UTC), "up"),
+        Segment(
+            datetime(2026, 3, 1, 6, 0, tzinfo=UTC), datetime(2026, 3, 1, 10, 0, tzinfo=UTC), "down"
+        ),
+        Segment(datetime(2026, 3, 1, 10, 0, tzinfo=UTC), now, "up"),
+    ]
+    days = {d.date: d for d in daily_uptime(segs, zone, now, days=4).days}
+    feb28, mar1 = days[date(2026, 2, 28)], days[date(2026, 3, 1)]
+    assert feb28.seconds["down"] == 2 * 3600
+    assert mar1.seconds["down"] == 2 * 3600
+    assert feb28.status == mar1.status == "down"
+    assert feb28.up_percent == round(100 * 22 / 24, 2)
+    # In UTC the whole outage falls on 1 March.
+    utc_days = {d.date: d for d in daily_uptime(segs, ZoneInfo("UTC"), now, days=4).days}
+    assert "down" not in utc_days[date(2026, 2, 28)].seconds
+    assert utc_days[date(2026, 3, 1)].seconds["down"] == 4 * 3600
+
+
+def test_a_dst_day_has_23_hours_and_today_ends_now():
+    zone = ZoneInfo("America/New_York")
+    # Clocks sprang forward on Sunday 8 March 2026.
+    start = datetime(2026, 3, 7, 5, 0, tzinfo=UTC)
+    now = datetime(2026, 3, 9, 17, 0, tzinfo=UTC)  # 13:00 EDT
+    days = daily_uptime([Segment(start, now, "up")], zone, now, days=3).days
+    assert [d.date for d in days] == [date(2026, 3, 7), date(2026, 3, 8), date(2026, 3, 9)]
+    assert days[1].seconds["up"] == 23 * 3600
+    assert days[2].seconds["up"] == 13 * 3600
+
+
+def test_a_day_takes_its_worst_reported_state_and_ignores_silence_for_the_percentage():
+    zone = ZoneInfo("UTC")
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    now = day + timedelta(days=1)
+    segs = [
+        Segment(day, day + timedelta(hours=6), "unknown"),
+        Segment(day + timedelta(hours=6), day + timedelta(hours=12), "maintenance"),
+        Segment(day + timedelta(hours=12), day + timedelta(hours=13), "degraded"),
+        Segment(day + timedelta(hours=13), now, "up"),
+    ]
+    only = daily_uptime(segs, zone, now - timedelta(seconds=1), days=1).days[0]
+    assert only.status == "degraded"
+    assert only.up_percent == round(100 * 11 / 18, 2)
+    assert "Maintenance 25.0%" in only.describe()
+
+
+def test_a_day_without_any_report_is_unknown():
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    segs = [Segment(datetime(2026, 3, 1, tzinfo=UTC), now, "unknown")]
+    only = daily_uptime(segs, ZoneInfo("UTC"), now, days=1).days[0]
+    assert only.status == "unknown"
+    assert only.up_percent is None

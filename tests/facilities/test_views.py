@@ -1,0 +1,210 @@
+"""The map page, its htmx panel and status fragment, and the framed map."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+
+from tests.facilities.helpers import allocation, facility, report
+
+NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def demo(db):
+    """Two facilities: isi down with a materialization and a failure, utah up."""
+    facility("isi", name="USC ISI", capacity_nodes=64)
+    facility("utah", name="Utah", latitude=40.76, longitude=-111.84, capacity_nodes=96)
+    report("isi", NOW - timedelta(days=3), "up")
+    report(
+        "isi", NOW - timedelta(hours=2), "down", "power failure in machine room B", caller="opsbob"
+    )
+    report(
+        "isi",
+        NOW - timedelta(minutes=1),
+        "down",
+        "power failure in machine room B",
+        caller="opsbob",
+    )
+    report("utah", NOW - timedelta(minutes=2), "up")
+    t = NOW - timedelta(hours=5)
+    allocation(
+        "realization",
+        "allocated",
+        "isi",
+        t,
+        experiment="botnet",
+        project="carolp",
+        resources=["isi-n001", "isi-n002"],
+        caller="carol",
+    )
+    allocation(
+        "materialization",
+        "allocated",
+        "isi",
+        t,
+        experiment="botnet",
+        project="carolp",
+        resources=["isi-n001", "isi-n002"],
+        caller="carol",
+    )
+    allocation(
+        "realization",
+        "allocated",
+        "isi",
+        t,
+        experiment="dns",
+        project="davep",
+        success=False,
+        error="insufficient resources at facility",
+        caller="dave",
+    )
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def test_the_page_lists_every_facility_with_its_status(viewer_client, demo):
+    response = viewer_client.get("/facilities/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="facility-map"' in html
+    assert "USC ISI" in html and "Utah" in html
+    assert 'class="badge status-down"' in html
+    assert 'class="badge status-up"' in html
+    assert 'hx-trigger="every 60s"' in html
+    assert "Pick a facility" in html
+
+
+def test_the_detail_url_opens_with_that_facility_panel(viewer_client, demo):
+    html = viewer_client.get("/facilities/isi/").content.decode()
+    assert 'data-selected="isi"' in html
+    assert "power failure in machine room B" in html
+    assert 'src="/facilities/map/?selected=isi"' in html
+
+
+def test_an_htmx_request_gets_only_the_panel(viewer_client, demo):
+    response = viewer_client.get("/facilities/isi/?tz=America/Los_Angeles", **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<aside id="facility-panel"')
+    assert "<html" not in html
+    assert "HX-Request" in response["Vary"]
+    # Down since 2 hours ago, shown in the display zone (19:00 UTC = 12:00 PDT).
+    assert "badge big status-down" in html
+    assert "2026-04-23 12:00 PDT" in html
+    assert "opsbob" in html
+    # Resources, the materialization with its experiment link, the failure.
+    assert re.search(r'<b class="in-use">2</b> of 64 nodes', html)
+    assert 'href="/experiments/carolp/botnet/"' in html
+    assert "insufficient resources at facility" in html
+    # 90 days of uptime, the last ones coloured by the outage.
+    assert html.count('data-date="') == 90
+    assert 'data-date="2026-04-23" data-status="down"' in html
+    assert 'data-date="2026-04-19" data-status="unknown"' in html
+
+
+def test_the_panel_lists_status_changes(viewer_client, demo):
+    html = viewer_client.get("/facilities/isi/", **HTMX).content.decode()
+    changes = html[html.index('<ol class="changes">') :]
+    assert changes.index("status-down") < changes.index("status-up")
+
+
+def test_an_unknown_facility_is_404(viewer_client, demo):
+    assert viewer_client.get("/facilities/nowhere/").status_code == 404
+
+
+def test_a_bad_time_zone_is_a_400_that_says_why(viewer_client, demo):
+    response = viewer_client.get("/facilities/isi/?tz=Mars/Olympus")
+    assert response.status_code == 400
+    assert "unknown time zone" in response.content.decode()
+
+
+def test_a_bad_sort_is_a_400(viewer_client, demo):
+    assert viewer_client.get("/facilities/?sort=colour").status_code == 400
+
+
+def test_the_table_sorts_by_status_worst_first(viewer_client, demo):
+    html = viewer_client.get("/facilities/status/?sort=status", **HTMX).content.decode()
+    assert html.index('data-facility="isi"') < html.index('data-facility="utah"')
+    html = viewer_client.get("/facilities/status/?sort=-status", **HTMX).content.decode()
+    assert html.index('data-facility="utah"') < html.index('data-facility="isi"')
+    # The header links reverse the current order and keep a plain href.
+    assert 'href="/facilities/?sort=status"' in html
+
+
+def test_the_status_fragment_carries_statuses_for_the_markers(viewer_client, demo):
+    response = viewer_client.get("/facilities/status/", **HTMX)
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="facility-status"')
+    assert '"isi": {"status": "down", "label": "Down"}' in html
+    assert "HX-Request" in response["Vary"]
+
+
+def test_the_status_fragment_without_htmx_redirects_to_the_page(viewer_client, demo):
+    response = viewer_client.get("/facilities/status/?sort=kind")
+    assert response.status_code == 302
+    assert response["Location"] == "/facilities/?sort=kind"
+
+
+def test_the_map_references_no_remote_url_but_the_tile_server(viewer_client, demo, settings):
+    settings.MAP_TILE_URL = "https://tiles.example.org/{z}/{x}/{y}.png"
+    response = viewer_client.get("/facilities/map/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "L.map(" in html
+    assert html.count("window.sphereMap.add(") == 2
+    without_tiles = html.replace(settings.MAP_TILE_URL, "")
+    assert re.findall(r"https?://[^\s\"'<>]+", without_tiles) == []
+    assert (
+        '"/static/vendor/leaflet/leaflet.js"' in html or "/static/vendor/leaflet/leaflet.js" in html
+    )
+    assert "/static/vendor/world/world.geojson" in html
+
+
+def test_the_map_without_a_tile_url_draws_only_the_world_outline(viewer_client, demo, settings):
+    settings.MAP_TILE_URL = ""
+    html = viewer_client.get("/facilities/map/").content.decode()
+    assert "L.tileLayer" not in html
+    assert "world.geojson" in html
+
+
+def test_the_map_colours_markers_by_status(viewer_client, demo):
+    html = viewer_client.get("/facilities/map/").content.decode()
+    assert re.search(r'window\.sphereMap\.add\("isi", "USC ISI",\s+"down"', html)
+    assert re.search(r'window\.sphereMap\.add\("utah", "Utah",\s+"up"', html)
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(demo):
+    response = Client().get("/facilities/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert Client().get("/facilities/map/").status_code == 302
+
+
+def test_the_public_map_hides_usernames_and_error_messages(demo, settings):
+    settings.FACILITIES_PUBLIC = True
+    anonymous = Client()
+    page = anonymous.get("/facilities/")
+    assert page.status_code == 200
+    assert anonymous.get("/facilities/map/").status_code == 200
+    html = anonymous.get("/facilities/isi/", **HTMX).content.decode()
+    assert "badge big status-down" in html
+    assert "realization_allocated" in html
+    for private in ("opsbob", "carol", "dave", "insufficient resources", "botnet"):
+        assert private not in html
+
+
+def test_a_signed_in_user_without_a_role_is_refused(demo, django_user_model):
+    user = django_user_model.objects.create_user("norole", password="x")
+    client = Client()
+    client.force_login(user)
+    assert client.get("/facilities/").status_code == 403

@@ -1,0 +1,58 @@
+"""The OpenAPI schema, the interactive docs (local assets only) and the
+getting-started page."""
+
+import re
+
+import pytest
+from django.test import Client
+
+from tests.conftest import screenshot
+
+
+def test_the_schema_describes_every_api_operation_with_its_error_shape(db):
+    schema = Client().get("/api/v1/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    for path in ("/api/v1/events", "/api/v1/events/export", "/api/v1/stats/", "/api/v1/facilities"):
+        assert path in paths, path
+    ingest = paths["/api/v1/events"]["post"]
+    for status in ("201", "400", "401", "403", "413", "415", "429", "503"):
+        assert status in ingest["responses"], status
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+def test_the_docs_page_loads_its_scripts_and_styles_from_this_server(db):
+    client = Client()
+    page = client.get("/api/v1/docs").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/"), f"{asset} is not served by this server"
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+    assert "cdn" not in page.lower()
+
+
+def test_the_getting_started_page_shows_a_new_client_how_to_send_an_event(db):
+    response = Client().get("/api/v1/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "create_api_token" in page
+    assert "curl -sS -X POST http://testserver/api/v1/events" in page
+    assert 'href="http://testserver/api/v1/docs"' in page
+    assert "Retry-After" in page
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_interactive_docs_render_with_nothing_fetched_from_elsewhere(browser_page, live_server):
+    page = browser_page
+    page.goto(f"{live_server.url}/api/v1/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+    assert "POST" in page.inner_text(".swagger-ui")
+    assert "/api/v1/events" in page.inner_text(".swagger-ui")
+    screenshot(page, "api_docs")
+    page.goto(f"{live_server.url}/api/v1/")
+    assert page.inner_text("h1") == "The sphere_stats JSON API"
+    screenshot(page, "api_getting_started")
+    assert page.blocked_requests == []

@@ -1,0 +1,163 @@
+"""When PostgreSQL is down or drops a connection: 503 with Retry-After (JSON
+for the API, a friendly page elsewhere), nothing partial stored, and the app
+recovers by itself when the database is back.
+
+These are real connection failures: the connection is pointed at a port
+where nothing listens, or its server process is terminated mid-request.
+"""
+
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from django.db import connection, connections
+from django.test import Client
+
+from audit.models import Event
+from sphere_stats.models import ApiToken
+
+
+def event(**overrides) -> dict:
+    return {
+        "event_uuid": str(uuid.uuid4()),
+        "timestamp": "2026-05-01T12:00:00Z",
+        "event_type": "user_login",
+        "caller": "alice",
+        "subject": "alice",
+        "subject_type": "user",
+        "success": True,
+        **overrides,
+    }
+
+
+@contextmanager
+def database_down():
+    """Point the default connection at a closed port until the block ends."""
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": "1"})
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+# Real transactions: a connection is closed and reopened mid-test. The role
+# groups the closing flush removes are recreated by post_migrate.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def token() -> str:
+    return ApiToken.issue("faults", ["ingest", "read"])[1]
+
+
+def test_ingest_answers_503_with_retry_after_while_the_database_is_down(token):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+    sent = event()
+    with database_down():
+        response = client.post("/api/v1/events", sent, content_type="application/json")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json() == {
+        "error": "The database is unavailable; nothing was written. Retry later.",
+        "details": [],
+    }
+    # Back up: the same request succeeds with no restart of anything.
+    again = client.post("/api/v1/events", sent, content_type="application/json")
+    assert again.status_code == 201
+    assert again.json()["accepted"] == 1
+
+
+def test_reads_answer_503_too_while_the_database_is_down(token):
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+    with database_down():
+        response = client.get("/api/v1/events")
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("The database is unavailable")
+
+
+def test_pages_show_the_friendly_error_page_while_the_database_is_down(viewer):
+    client = Client(raise_request_exception=False)
+    client.force_login(viewer)
+    with database_down():
+        response = client.get("/catalog/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    page = response.content.decode()
+    assert "Temporarily unavailable" in page
+    assert "Nothing you sent has been lost" in page
+    assert client.get("/catalog/").status_code == 200
+
+
+def test_healthz_reports_the_database():
+    client = Client(raise_request_exception=False)
+    assert client.get("/healthz").json() == {"db": "ok"}
+    with database_down():
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"db": "unavailable"}
+    assert client.get("/healthz").status_code == 200
+
+
+def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_resent(token):
+    batch = [event(caller=f"user{n}", subject=f"user{n}") for n in range(50)]
+    uuids = [e["event_uuid"] for e in batch]
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    result: dict = {}
+
+    def send() -> None:
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+        try:
+            result["response"] = client.post(
+                "/api/v1/events", json.dumps(batch), content_type="application/json"
+            )
+        finally:
+            connections.close_all()
+
+    with psycopg.connect(**params) as blocker, psycopg.connect(**params, autocommit=True) as admin:
+        # Hold the pre-aggregate table so the ingest transaction stops after
+        # inserting the events and before committing, then kill its server
+        # process, as a crash or restart of PostgreSQL would.
+        blocker.execute("LOCK TABLE event_counts_hourly IN EXCLUSIVE MODE")
+        sender = threading.Thread(target=send)
+        sender.start()
+        pid = None
+        for _ in range(200):
+            row = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%%WITH incoming AS%%'"
+            ).fetchone()
+            if row:
+                pid = row[0]
+                break
+            time.sleep(0.05)
+        assert pid is not None, (
+            "the ingest never reached the insert",
+            result,
+            admin.execute(
+                "SELECT pid, datname, wait_event_type, state, left(query, 90) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).fetchall(),
+        )
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        sender.join(30)
+        blocker.rollback()
+
+    response = result["response"]
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert Event.objects.filter(event_uuid__in=uuids).count() == 0
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    resent = client.post("/api/v1/events", json.dumps(batch), content_type="application/json")
+    assert resent.status_code == 201
+    assert resent.json()["accepted"] == 50
+    assert Event.objects.filter(event_uuid__in=uuids).count() == 50
