@@ -25,6 +25,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit.models import LIFECYCLE_TYPES, Entity, EntityInterval, HourlyCount
+from sphere_stats.db import bulk_cursor
 
 GONE = Entity.GONE
 # event type -> (entity kind, what it does: "create" or the state it sets)
@@ -155,7 +156,7 @@ LIFECYCLE_SQL = """
 SELECT subject, event_type, coalesce(payload->>'project', ''), coalesce(target, ''),
        timestamp, caller, payload->>'category', payload->>'description'
 FROM events
-WHERE subject_type = %s AND subject = ANY(%s) AND success
+WHERE subject_type = %s AND subject = ANY(%b) AND success
   AND event_type IN ({types})
 ORDER BY subject, timestamp, event_uuid
 """
@@ -167,7 +168,7 @@ _ALL_TYPES_SQL = ", ".join(f"'{t}'" for t in LIFECYCLE_TYPES)
 def _read_lifecycles(kind: str, names: list[str]) -> dict[Key, list[Lifecycle]]:
     """Every successful lifecycle event of the named entities of one kind."""
     found: dict[Key, list[Lifecycle]] = {}
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         # subject_type equals the kind for every lifecycle event type.
         cursor.execute(LIFECYCLE_SQL.format(types=_ALL_TYPES_SQL), [kind, names])
         for subject, event_type, project, target, ts, caller, category, description in cursor:
@@ -186,10 +187,10 @@ def _read_lifecycles(kind: str, names: list[str]) -> dict[Key, list[Lifecycle]]:
 def _lock(keys: list[Key]) -> None:
     # Sorted by hash inside the subquery, so every transaction takes its
     # locks in the same order and two batches cannot deadlock on entities.
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_advisory_xact_lock(h)) FROM ("
-            "  SELECT hashtextextended(k, 7) AS h FROM unnest(%s::text[]) AS k ORDER BY 1"
+            "  SELECT hashtextextended(k, 7) AS h FROM unnest(%b::text[]) AS k ORDER BY 1"
             ") AS s",
             [["\x1f".join(key) for key in keys]],
         )
@@ -201,15 +202,15 @@ def _replace(folded: dict[Key, Folded | None]) -> None:
         return
     keys = list(folded)
     kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         cursor.execute(
             "DELETE FROM entity_intervals WHERE (kind, scope, name) IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
             [kinds, scopes, names],
         )
         cursor.execute(
             "DELETE FROM entities WHERE (kind, scope, name) IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
             [kinds, scopes, names],
         )
     _insert([(key, f) for key, f in folded.items() if f is not None])
@@ -219,12 +220,12 @@ def _insert(items: list[tuple[Key, Folded]]) -> None:
     if not items:
         return
     intervals = [(*key, state, start, end) for key, f in items for state, start, end in f.intervals]
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         if intervals:
             cursor.execute(
                 "INSERT INTO entity_intervals (kind, scope, name, state, valid_from, valid_to) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::timestamptz[], %s::timestamptz[])",
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
+                "%b::timestamptz[], %b::timestamptz[])",
                 [list(column) for column in zip(*intervals, strict=True)],
             )
         rows = [
@@ -244,9 +245,9 @@ def _insert(items: list[tuple[Key, Folded]]) -> None:
         cursor.execute(
             "INSERT INTO entities (kind, scope, name, state, since, until, created_by, "
             "category, description, first_seen, last_change) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[], %s::timestamptz[])",
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
+            "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], "
+            "%b::timestamptz[], %b::timestamptz[])",
             [list(column) for column in zip(*rows, strict=True)],
         )
 

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from audit import aggregates, catalog
+from sphere_stats.db import bulk_cursor
 
 MAX_FUTURE = timedelta(minutes=5)
 MAX_NAME_LENGTH = 255
@@ -36,6 +37,7 @@ FIELDS = (
     "error_message",
     "payload",
 )
+FIELD_SET = frozenset(FIELDS)
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}(:?\d{2})?)$"
@@ -204,6 +206,35 @@ def _walk_payload(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+def _depth_problem(value: Any, depth: int = 0) -> str | None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        return f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+    items = value.values() if isinstance(value, dict) else value
+    for item in items:
+        if isinstance(item, dict | list):
+            problem = _depth_problem(item, depth + 1)
+            if problem:
+                return problem
+    return None
+
+
+def payload_text(payload: dict) -> tuple[str | None, str]:
+    """(why the payload cannot be stored as JSONB or None, its JSON text).
+
+    The fast path serialises once and looks at the text: JSON spells a NUL
+    as \\u0000 and a lone surrogate fails to encode. Only a payload that
+    might have such a problem takes the exact (slower) walk, which names it.
+    """
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return _walk_payload(payload) or "contains NaN or Infinity, which JSON cannot hold", ""
+    if "\\u0000" in text:
+        return _walk_payload(payload), text
+    return _depth_problem(payload), text
+
+
 def parse_timestamp(value: Any) -> datetime:
     """RFC 3339 with an offset, or PostgreSQL's text form (`… 20:50:23.5+00`)."""
     if not isinstance(value, str):
@@ -247,7 +278,8 @@ def validate_event(index: int, event: Any, now: datetime) -> tuple[Row | None, l
     if not isinstance(event, dict):
         return None, [{"index": index, "field": None, "message": "must be a JSON object"}]
     errors: list[tuple[str | None, str]] = []
-    for name in sorted(set(event) - set(FIELDS)):
+    unknown = event.keys() - FIELD_SET
+    for name in sorted(unknown):
         errors.append((name, "is not a field of an event"))
 
     event_uuid = None
@@ -310,11 +342,10 @@ def validate_event(index: int, event: Any, now: datetime) -> tuple[Row | None, l
     elif not isinstance(payload, dict):
         errors.append(("payload", "must be a JSON object"))
     else:
-        problem = _walk_payload(payload)
+        problem, payload_json = payload_text(payload)
         if problem:
             errors.append(("payload", problem))
         else:
-            payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
             if len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
                 errors.append(("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KB"))
 
@@ -361,11 +392,13 @@ def validate(events: list[Any], now: datetime | None = None) -> list[Row]:
 
 # --- storage -------------------------------------------------------------------
 
+# %b: the arrays travel in PostgreSQL's binary format (bulk_cursor), with no
+# per-value quoting or escaping on either side.
 INSERT_SQL = """
 WITH incoming AS (
     SELECT * FROM unnest(
-        %s::uuid[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
-        %s::text[], %s::text[], %s::boolean[], %s::text[], %s::text[]
+        %b::uuid[], %b::timestamptz[], %b::text[], %b::text[], %b::text[],
+        %b::text[], %b::text[], %b::boolean[], %b::text[], %b::text[]
     ) AS t(event_uuid, ts, event_type, caller, subject, subject_type, target,
            success, error_message, payload)
 ), inserted AS (
@@ -390,7 +423,7 @@ SELECT event_uuid FROM inserted
 
 
 def _stored_contents(uuids: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
-    with connection.cursor() as cursor:
+    with bulk_cursor() as cursor:
         cursor.execute(
             "SELECT event_uuid, timestamp, event_type, caller, subject, subject_type, target, "
             "success, error_message, payload FROM events WHERE event_uuid = ANY(%s)",
@@ -437,7 +470,7 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     ]
     for attempt in range(attempts):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(), bulk_cursor() as cursor:
                 cursor.execute(INSERT_SQL, columns)
                 inserted = {r[0] for r in cursor.fetchall()}
                 # Entity pre-aggregates, exact and in the same transaction.

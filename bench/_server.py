@@ -100,7 +100,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int = 4, threads: int = 1):
+def gunicorn(database_url: str, workers: int = 4, threads: int = 1, extra_args: tuple = ()):
     """Run gunicorn on a free loopback port; yields its base URL and process."""
     port = free_port()
     proc = subprocess.Popen(
@@ -120,6 +120,7 @@ def gunicorn(database_url: str, workers: int = 4, threads: int = 1):
             # Load the app once, in the master: the port opens only when the
             # workers are ready, so no measurement includes their start.
             "--preload",
+            *extra_args,
         ],
         cwd=ROOT,
         env=env_for(database_url),

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.db import connection
 
-from audit import catalog
+from audit import catalog, ingest
 from audit.models import Event, HourlyCount
 
 SEED_ROWS = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_rows.json").read_text())
@@ -263,6 +263,38 @@ def test_it_rejects_lone_surrogates(post_events):
     )
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "subject"
+
+
+def test_it_rejects_lone_surrogates_inside_the_payload(post_events):
+    response = post_events(
+        '{"event_type": "user_login", "caller": "a", "subject": "a", '
+        '"subject_type": "user", "success": true, "payload": {"note": ["ok", "\\udc00"]}}'
+    )
+    assert response.status_code == 400
+    assert response.json()["details"][0] == {
+        "index": 0,
+        "field": "payload",
+        "message": "contains invalid Unicode (a lone surrogate)",
+    }
+    assert Event.objects.count() == 0
+
+
+def test_the_text_backslash_u0000_in_a_payload_is_kept_not_taken_for_a_nul(post_events):
+    # The fast NUL check looks for JSON's escape; this is the same six
+    # characters typed by a user, which is fine to store.
+    response = post_events(event(payload={"method": "password", "note": "\\u0000"}))
+    assert response.status_code == 201
+    assert Event.objects.get().payload["note"] == "\\u0000"
+
+
+def test_python_callers_cannot_store_nan_in_a_payload():
+    # seed_demo and import_events call ingest() with Python objects, which
+    # the JSON parser's NaN check never saw.
+    with pytest.raises(ingest.IngestError) as caught:
+        ingest.ingest([event(payload={"method": "password", "load": float("nan")})])
+    assert caught.value.details[0]["field"] == "payload"
+    assert "NaN" in caught.value.details[0]["message"]
+    assert Event.objects.count() == 0
 
 
 def test_an_ndjson_line_that_is_not_json_is_reported_with_its_line(post_events):
