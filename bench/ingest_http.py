@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--events", type=int, default=100_000, help="events for batch vs COPY")
-    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batch-clients", type=int, default=2)
     args = parser.parse_args()
 

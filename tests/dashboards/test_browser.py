@@ -35,6 +35,16 @@ def test_changing_period_and_time_zone_redraws_the_charts(
     browser_login(page, live_server, viewer)
     page.goto(f"{live_server.url}/?period=30d&res=1d")
     page.wait_for_selector("#chart-logins .main-svg")
+    # Every chart fits inside its card: a chart drawn while the page was still
+    # being parsed once came out twice as wide and covered its neighbour.
+    # (Checked before the screenshot, whose viewport change resizes them.)
+    overflowing = page.evaluate(
+        """[...document.querySelectorAll('.chart-card')].filter((card) => {
+            const plot = card.querySelector('.main-svg');
+            return plot && plot.getBoundingClientRect().right > card.getBoundingClientRect().right + 1;
+        }).map((card) => card.id)"""
+    )
+    assert overflowing == []
     screenshot(page, "dashboards_overview_30d_utc")
     before = _chart_x(page, "logins")
     assert 30 <= len(before) <= 31
