@@ -29,7 +29,7 @@ migrate: install
 
 run: install var/secret_key migrate
 	$(BIN)/python manage.py collectstatic --no-input -v 0
-	$(LOCAL_ENV) $(BIN)/python manage.py demo_setup
+	PORT=$(PORT) $(LOCAL_ENV) $(BIN)/python manage.py demo_setup
 	@echo "Serving http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
 	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi -b 127.0.0.1:$(PORT) -w $(WORKERS) \
 		--access-logfile - --graceful-timeout 10

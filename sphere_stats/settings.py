@@ -101,8 +101,12 @@ REDIS_URL = envstr("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Falls back (no rate limiting, no cached usage table) instead of
+            # answering 500 while Redis is unreachable: sphere_stats/cache.py.
+            "BACKEND": "sphere_stats.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
+            # Short timeouts: an unreachable Redis must not hold a request.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
 else:

@@ -1,3 +1,4 @@
+import os
 import secrets
 from pathlib import Path
 
@@ -53,6 +54,6 @@ class Command(BaseCommand):
             "Demo login:   admin / " + password + "\n"
             "API token:    " + token + "   (scopes: ingest, read)\n"
             "Try:          curl -H 'Authorization: Bearer " + token + "' "
-            "http://127.0.0.1:8000/api/v1/events?limit=5\n"
+            f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/api/v1/events?limit=5\n"
         )
         CREDENTIALS.chmod(0o600)
