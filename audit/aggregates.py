@@ -16,6 +16,7 @@ Events are only ever inserted. Whoever deletes events (a prune) calls
 `rebuild_aggregates` command rebuilds everything from scratch.
 """
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,17 +107,30 @@ class Folded:
     description: str
     first_seen: datetime
     last_change: datetime
+    # The newest lifecycle event folded in: a later event can resume from here.
+    last_event: datetime | None = None
 
 
-def fold(kind: str, events: Iterable[Lifecycle]) -> Folded | None:
+def fold(kind: str, events: Iterable[Lifecycle], start: Folded | None = None) -> Folded | None:
     """Replay one entity's lifecycle events (oldest first) into its state
     history. Created or activated makes it exist, deleted (or declined)
-    ends that; a later create starts a new existence (re-creation)."""
+    ends that; a later create starts a new existence (re-creation).
+
+    With `start` (the stored result of folding every earlier event), only
+    the events after those are replayed: the same answer as a full replay.
+    """
     state, intervals = GONE, []
     since = until = None
     created_by = category = description = ""
-    first = last = None
+    first = last = last_event = None
+    if start is not None:
+        state, since, until = start.state, start.since, start.until
+        created_by, category, description = start.created_by, start.category, start.description
+        first, last, last_event = start.first_seen, start.last_change, start.last_event
+        # The open interval of the current state began at its last change.
+        intervals = [[state, last, None]] if state != GONE else []
     for event in events:
+        last_event = event.timestamp
         first = first or event.timestamp
         action = ACTIONS[event.event_type][1]
         new = (INITIAL[kind] if state == GONE else state) if action == "create" else action
@@ -147,6 +161,7 @@ def fold(kind: str, events: Iterable[Lifecycle]) -> Folded | None:
         description=description,
         first_seen=first,
         last_change=last or first,
+        last_event=last_event,
     )
 
 
@@ -239,25 +254,27 @@ def _insert(items: list[tuple[Key, Folded]]) -> None:
                 f.description,
                 f.first_seen,
                 f.last_change,
+                f.last_event,
             )
             for key, f in items
         ]
         cursor.execute(
             "INSERT INTO entities (kind, scope, name, state, since, until, created_by, "
-            "category, description, first_seen, last_change) "
+            "category, description, first_seen, last_change, last_event_at) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
             "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], "
-            "%b::timestamptz[], %b::timestamptz[])",
+            "%b::timestamptz[], %b::timestamptz[], %b::timestamptz[])",
             [list(column) for column in zip(*rows, strict=True)],
         )
 
 
-def refresh_entities(keys: Iterable[Key]) -> None:
-    """Recompute these entities from their events (inside a transaction)."""
+def refresh_entities(keys: Iterable[Key], *, locked: bool = False) -> None:
+    """Recompute these entities from all their events (inside a transaction)."""
     keys = sorted(set(keys))
     if not keys:
         return
-    _lock(keys)
+    if not locked:
+        _lock(keys)
     folded: dict[Key, Folded | None] = {}
     for kind, group in groupby(keys, key=lambda k: k[0]):
         group = list(group)
@@ -267,17 +284,106 @@ def refresh_entities(keys: Iterable[Key]) -> None:
     _replace(folded)
 
 
-def refresh_for_rows(rows: Iterable[Any]) -> None:
-    """Called by audit.ingest.store() with the rows it just inserted, in the
-    same transaction: refresh every entity a successful lifecycle event of the
-    batch is about."""
-    keys = set()
+def _payload_text(value: Any) -> str | None:
+    # What `payload->>'key'` gives for the same value, as the full path reads it.
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _stored(keys: list[Key]) -> dict[Key, Folded]:
+    """The stored state of these entities, for those that have one."""
+    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
+    with bulk_cursor() as cursor:
+        cursor.execute(
+            "SELECT kind, scope, name, state, since, until, created_by, category, description, "
+            "first_seen, last_change, last_event_at FROM entities "
+            "WHERE (kind, scope, name) IN "
+            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
+            [kinds, scopes, names],
+        )
+        return {
+            (kind, scope, name): Folded([], *rest) for kind, scope, name, *rest in cursor.fetchall()
+        }
+
+
+def _keyed(rows: Iterable[Any]) -> Iterator[tuple[Key, Any]]:
     for row in rows:
         if row.success:
             key = entity_key(row.event_type, row.subject, row.target, row.payload)
             if key is not None:
-                keys.add(key)
-    refresh_entities(keys)
+                yield key, row
+
+
+def entity_keys(rows: Iterable[Any]) -> set[Key]:
+    """The entities that successful lifecycle events among `rows` are about."""
+    return {key for key, _ in _keyed(rows)}
+
+
+def refresh_for_rows(rows: Iterable[Any]) -> None:
+    """Called by audit.ingest.store() with the rows it just inserted, in the
+    same transaction: bring every entity a successful lifecycle event of the
+    batch is about up to date.
+
+    Events usually arrive in order, so most entities resume from their stored
+    state with just the batch's events: no re-read of their history, whose
+    length would otherwise make ingest slower as the table grows. An entity
+    with no stored row has no earlier lifecycle event to read. An event that
+    is not newer than the entity's newest folded event (late, or at the same
+    instant) takes the full path: a re-read of its whole lifecycle.
+    """
+    batch: dict[Key, list[Any]] = {}
+    for key, row in _keyed(rows):
+        batch.setdefault(key, []).append(row)
+    if not batch:
+        return
+    keys = sorted(batch)
+    _lock(keys)
+    stored = _stored(keys)
+    resumed: dict[Key, Folded] = {}
+    full: list[Key] = []
+    for key in keys:
+        events = sorted(batch[key], key=lambda r: (r.timestamp, str(r.event_uuid)))
+        start = stored.get(key)
+        if start is not None and (
+            start.last_event is None or events[0].timestamp <= start.last_event
+        ):
+            full.append(key)
+            continue
+        lifecycle = [
+            Lifecycle(
+                r.event_type,
+                r.timestamp,
+                r.caller,
+                _payload_text(r.payload.get("category")),
+                _payload_text(r.payload.get("description")),
+            )
+            for r in events
+        ]
+        resumed[key] = fold(key[0], lifecycle, start)
+    if resumed:
+        _replace_resumed(resumed, [key for key in resumed if key in stored])
+    if full:
+        refresh_entities(full, locked=True)
+
+
+def _replace_resumed(folded: dict[Key, Folded], existing: list[Key]) -> None:
+    """Write resumed entities: their closed intervals stay, the open one and
+    the entity row are replaced."""
+    if existing:
+        kinds, scopes, names = (list(column) for column in zip(*existing, strict=True))
+        with bulk_cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM entity_intervals WHERE valid_to IS NULL AND (kind, scope, name) IN "
+                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
+                [kinds, scopes, names],
+            )
+            cursor.execute(
+                "DELETE FROM entities WHERE (kind, scope, name) IN "
+                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
+                [kinds, scopes, names],
+            )
+    _insert(list(folded.items()))
 
 
 # --- rebuilding (after deleting events, or from scratch) --------------------------------

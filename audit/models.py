@@ -320,6 +320,9 @@ class Entity(models.Model):
     description = models.TextField(default="", blank=True)
     first_seen = models.DateTimeField()
     last_change = models.DateTimeField()
+    # The newest lifecycle event folded in; ingest resumes from here when the
+    # next events are newer (NULL: unknown, the next refresh re-reads all).
+    last_event_at = models.DateTimeField(null=True)
 
     objects = EntityQuerySet.as_manager()
 

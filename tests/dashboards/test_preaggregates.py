@@ -56,6 +56,22 @@ def test_incremental_aggregates_equal_a_rebuild_from_scratch(shuffled_history):
     assert _snapshot() == incremental
 
 
+def test_in_order_ingest_resumes_entities_and_equals_a_rebuild(db):
+    # The usual case: events arrive in time order, so each batch resumes its
+    # entities from their stored state instead of re-reading their history.
+    # Some late events are held back and sent at the end: the full path.
+    events = sorted(generate(3000, days=300, seed=5, end=NOW), key=lambda e: e["timestamp"])
+    late = events[100:3000:97]
+    on_time = [e for e in events if e not in late]
+    for start in range(0, len(on_time), 40):
+        ingest(on_time[start : start + 40], now=NOW)
+    assert Entity.objects.count() > 100
+    ingest(late, now=NOW)
+    incremental = _snapshot()
+    aggregates.rebuild_aggregates()
+    assert _snapshot() == incremental
+
+
 def test_aggregates_follow_deleted_events_after_a_rebuild(shuffled_history):
     cutoff = NOW - timedelta(days=200)
     Event.objects.filter(timestamp__lt=cutoff).delete()

@@ -143,7 +143,11 @@ class Command(BaseCommand):
                             )
                         if not rows:
                             break
-                        aggregates.refresh_for_rows(_Deleted(*row[1:]) for row in rows)
+                        # Deleted events: each entity they touched is re-read
+                        # from what remains (the full path, never a resume).
+                        aggregates.refresh_entities(
+                            aggregates.entity_keys(_Deleted(*row[1:]) for row in rows)
+                        )
                         if out is not None:
                             out.write("".join(row[0] + "\n" for row in rows).encode())
                             # The lines are on disk before the delete commits.
@@ -160,7 +164,7 @@ class Command(BaseCommand):
 
 
 class _Deleted:
-    """What aggregates.refresh_for_rows reads of a deleted event."""
+    """What aggregates.entity_keys reads of a deleted event."""
 
     __slots__ = ("event_type", "payload", "subject", "success", "target")
 
