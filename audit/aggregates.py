@@ -215,20 +215,23 @@ def _replace(folded: dict[Key, Folded | None]) -> None:
     """Replace the rows of these entities with their recomputed state."""
     if not folded:
         return
-    keys = list(folded)
-    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
-    with bulk_cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM entity_intervals WHERE (kind, scope, name) IN "
-            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-            [kinds, scopes, names],
-        )
-        cursor.execute(
-            "DELETE FROM entities WHERE (kind, scope, name) IN "
-            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-            [kinds, scopes, names],
-        )
+    _delete(list(folded), open_intervals_only=False)
     _insert([(key, f) for key, f in folded.items() if f is not None])
+
+
+def _delete(keys: list[Key], *, open_intervals_only: bool) -> None:
+    """Delete these entities' rows: all their intervals, or only the open one."""
+    if not keys:
+        return
+    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
+    which = "valid_to IS NULL AND" if open_intervals_only else ""
+    with bulk_cursor() as cursor:
+        for table, condition in (("entity_intervals", which), ("entities", "")):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {condition} (kind, scope, name) IN "
+                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
+                [kinds, scopes, names],
+            )
 
 
 def _insert(items: list[tuple[Key, Folded]]) -> None:
@@ -370,19 +373,7 @@ def refresh_for_rows(rows: Iterable[Any]) -> None:
 def _replace_resumed(folded: dict[Key, Folded], existing: list[Key]) -> None:
     """Write resumed entities: their closed intervals stay, the open one and
     the entity row are replaced."""
-    if existing:
-        kinds, scopes, names = (list(column) for column in zip(*existing, strict=True))
-        with bulk_cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM entity_intervals WHERE valid_to IS NULL AND (kind, scope, name) IN "
-                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-                [kinds, scopes, names],
-            )
-            cursor.execute(
-                "DELETE FROM entities WHERE (kind, scope, name) IN "
-                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-                [kinds, scopes, names],
-            )
+    _delete(existing, open_intervals_only=True)
     _insert(list(folded.items()))
 
 

@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 from django.http import StreamingHttpResponse
 
-from audit.models import EventQuerySet
+from audit.models import Event, EventQuerySet
 
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
@@ -41,19 +41,7 @@ FORMATS = {
 GZIP_TYPE = "application/gzip"
 # Characters that make a spreadsheet read a cell as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = (
-    "event_uuid",
-    "timestamp",
-    "event_type",
-    "caller",
-    "subject",
-    "subject_type",
-    "target",
-    "success",
-    "error_message",
-    "payload",
-    "timestamp_local",
-)
+CSV_COLUMNS = (*Event.COLUMNS, "timestamp_local")
 PAYLOAD_FIELD = re.compile(r"^payload\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 MAX_FIELDS = 20
 # Bytes gathered before a chunk is handed to the server: big enough that the

@@ -18,6 +18,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from audit import aggregates, catalog
+from audit.models import Event
 from sphere_stats.db import bulk_cursor
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -25,18 +26,7 @@ MAX_NAME_LENGTH = 255
 MAX_ERROR_MESSAGE_LENGTH = 8192
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_PAYLOAD_DEPTH = 16
-FIELDS = (
-    "event_uuid",
-    "timestamp",
-    "event_type",
-    "caller",
-    "subject",
-    "subject_type",
-    "target",
-    "success",
-    "error_message",
-    "payload",
-)
+FIELDS = Event.COLUMNS
 FIELD_SET = frozenset(FIELDS)
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TIMESTAMP = re.compile(
