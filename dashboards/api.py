@@ -144,7 +144,7 @@ def compute(stat: Stat, request: HttpRequest) -> tuple[Window, dict, Any]:
     source = request.GET.get("source") or "auto"
     if source not in queries.SOURCES:
         raise StatError("source", "must be auto or raw")
-    return window, filters, stat.compute(window, filters, source)
+    return window, filters, stat.result(window, filters, source)
 
 
 @router.get("/stats/", response={200: StatList, **ERRORS}, auth=AUTH, url_name="stats")

@@ -13,11 +13,17 @@ pre-aggregate; the default uses them where they pay. Both give equal answers
 """
 
 import csv
+import hashlib
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 
 from audit import catalog
 from dashboards import queries
@@ -157,6 +163,24 @@ class Stat:
     def compute(self, window: Window, filters: dict[str, Any], source: str = "auto") -> Result:
         raise NotImplementedError
 
+    def result(self, window: Window, filters: dict[str, Any], source: str = "auto") -> Result:
+        """compute(), kept in Django's cache for STATS_CACHE_SECONDS.
+
+        Pages, the JSON and the CSV of a stat read it through here, so a
+        dashboard that several people (or one auto-refreshing tab) look at
+        costs one computation per window per TTL. `source=raw`, the check
+        against the table, is never cached.
+        """
+        ttl = settings.STATS_CACHE_SECONDS
+        if source != "auto" or ttl <= 0:
+            return self.compute(window, filters, source)
+        key = _cache_key(self.name, window, filters, ttl)
+        found = cache.get(key)
+        if found is None:
+            found = self.compute(window, filters, source)
+            cache.set(key, found, ttl)
+        return found
+
     def figure(self, result: Result, window: Window) -> dict | None:
         return None
 
@@ -175,6 +199,20 @@ class Stat:
             "parameters": [p.describe() for p in self.params],
             "uses_preaggregates": self.uses_preaggregates,
         }
+
+
+def _cache_key(name: str, window: Window, filters: dict[str, Any], ttl: int) -> str:
+    # A relative window ("last 30 days") moves with the clock: its key names
+    # the period and a TTL-long time slot, so an answer is never older than
+    # the TTL. A custom range with both ends given is fixed: keyed by them.
+    if window.period == "custom" and window.end <= timezone.now() - timedelta(seconds=ttl):
+        span = [window.start.isoformat(), window.end.isoformat()]
+    else:
+        span = [window.period, window.start.isoformat() if window.period == "custom" else ""]
+        span.append(int(timezone.now().timestamp() // ttl))
+    parts = [name, *span, window.resolution, window.zone.key, sorted(filters.items())]
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+    return f"stat:{digest}"
 
 
 STATS: dict[str, Stat] = {}

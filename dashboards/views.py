@@ -80,7 +80,7 @@ def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
     name = stat.name
     for param in stat.params:
         filters.setdefault(param.name, param.default)
-    result: Result = stat.compute(window, filters)
+    result: Result = stat.result(window, filters)
     figure = stat.figure(result, window)
     html = ""
     if figure is not None:

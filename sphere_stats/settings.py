@@ -177,6 +177,9 @@ LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 15 * 60)
 # (HTTP_X_REAL_IP behind the compose nginx); empty means REMOTE_ADDR.
 CLIENT_IP_HEADER = envstr("CLIENT_IP_HEADER")
 
+# Seconds a computed stat is reused for the same window (0: never). Pages
+# are at most this stale; the pre-aggregates themselves are always current.
+STATS_CACHE_SECONDS = envint("STATS_CACHE_SECONDS", 30)
 FACILITY_STALE_AFTER = envint("FACILITY_STALE_AFTER", 15 * 60)
 FACILITIES_PUBLIC = envbool("FACILITIES_PUBLIC", False)
 MAP_TILE_URL = envstr("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")

@@ -13,6 +13,14 @@ from django.test import Client
 from sphere_stats.models import ApiToken
 
 
+@pytest.fixture(autouse=True)
+def _stats_computed_afresh(settings):
+    # A test ingests, then reads a page: it must see what it just wrote, and
+    # never a result cached by an earlier test at the same frozen time. The
+    # cache itself is tested in tests/dashboards/test_stat_cache.py.
+    settings.STATS_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def ingest_token(db) -> str:
     return ApiToken.issue("test-ingest", ["ingest"])[1]
