@@ -18,6 +18,7 @@ import folium
 from branca.element import Element, MacroElement
 from django.conf import settings
 from django.templatetags.static import static
+from django.urls import reverse
 from folium.template import Template
 
 from facilities.models import Facility
@@ -72,6 +73,7 @@ class MapApi(MacroElement):
           const colours = {{ this.colours|tojson }};
           const markers = {};
           let selected = {{ this.selected|tojson }};
+          const detailUrl = {{ this.detail_url|tojson }};
           function tip(name, label) {
             const b = document.createElement("b");
             b.textContent = name;
@@ -102,8 +104,14 @@ class MapApi(MacroElement):
               if (el) { el.setAttribute("data-facility", slug); el.classList.add("facility-marker"); }
               marker.bindTooltip(tip(name, label), {direction: "top", offset: [0, -8]});
               marker.on("click", function () {
-                if (window.parent !== window && window.parent.sphereFacilities) {
+                if (window.parent === window) { return; }
+                if (window.parent.sphereFacilities) {
                   window.parent.sphereFacilities.select(slug);
+                } else {
+                  // The page's own script has not run yet (the map can finish
+                  // loading first on a slow link): open the facility's URL,
+                  // which shows the same panel, rather than ignore the click.
+                  window.parent.location.href = detailUrl.replace("__slug__", slug);
                 }
               });
               style(slug);
@@ -134,6 +142,7 @@ class MapApi(MacroElement):
         self._name = "MapApi"
         self.colours = STATE_COLOURS
         self.selected = selected
+        self.detail_url = reverse("facilities:detail", args=["__slug__"])
 
 
 class FacilityMarker(MacroElement):
@@ -188,6 +197,26 @@ class WorldOutline(MacroElement):
         self.url = url
 
 
+class InitialView(MacroElement):
+    """Fit the facilities in view at once, without folium's animated
+    fitBounds: markers that slide for a quarter second after the map loads
+    can swallow the first click (the browser tests caught it)."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.fitBounds({{ this.bounds|tojson }},
+          {padding: [40, 40], animate: false});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, bounds: list[tuple[float, float]]) -> None:
+        super().__init__()
+        self._name = "InitialView"
+        self.bounds = [list(corner) for corner in bounds]
+
+
 def facility_map(
     facilities: list[Facility], statuses: dict[str, CurrentStatus], selected: str | None = None
 ) -> folium.Map:
@@ -230,7 +259,7 @@ def facility_map(
     if len(facilities) > 1:
         lats = [f.latitude for f in facilities]
         lons = [f.longitude for f in facilities]
-        fmap.fit_bounds([(min(lats), min(lons)), (max(lats), max(lons))], padding=(40, 40))
+        InitialView([(min(lats), min(lons)), (max(lats), max(lons))]).add_to(fmap)
     elif facilities:
         fmap.location = (facilities[0].latitude, facilities[0].longitude)
     return fmap
