@@ -205,11 +205,13 @@ def _cache_key(name: str, window: Window, filters: dict[str, Any], ttl: int) -> 
     # A relative window ("last 30 days") moves with the clock: its key names
     # the period and a TTL-long time slot, so an answer is never older than
     # the TTL. A custom range with both ends given is fixed: keyed by them.
-    if window.period == "custom" and window.end <= timezone.now() - timedelta(seconds=ttl):
+    now = timezone.now()
+    if window.period == "custom" and window.end <= now - timedelta(seconds=ttl):
         span = [window.start.isoformat(), window.end.isoformat()]
+    elif window.period == "custom":  # open-ended: "from this date until now"
+        span = [window.start.isoformat(), int(now.timestamp() // ttl)]
     else:
-        span = [window.period, window.start.isoformat() if window.period == "custom" else ""]
-        span.append(int(timezone.now().timestamp() // ttl))
+        span = [window.period, int(now.timestamp() // ttl)]
     parts = [name, *span, window.resolution, window.zone.key, sorted(filters.items())]
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
     return f"stat:{digest}"

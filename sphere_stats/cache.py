@@ -15,18 +15,20 @@ from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
-# What each operation answers while Redis is unreachable.
+# What each operation answers while Redis is unreachable, called with the
+# operation's own arguments.
 FALLBACKS = {
-    "add": True,  # "added": a rate-limit window starts at one hit
-    "get": None,  # replaced by the caller's default
-    "get_many": {},
-    "set": None,
-    "set_many": [],
-    "delete": False,
-    "delete_many": None,
-    "touch": False,
-    "has_key": False,
-    "clear": None,
+    "add": lambda *args, **kwargs: True,  # "added": a rate-limit window starts at one hit
+    "get": lambda key, default=None, version=None: default,
+    "get_many": lambda *args, **kwargs: {},
+    "set": lambda *args, **kwargs: None,
+    "set_many": lambda *args, **kwargs: [],
+    "incr": lambda key, delta=1, version=None: delta,  # as if the window were new
+    "delete": lambda *args, **kwargs: False,
+    "delete_many": lambda *args, **kwargs: None,
+    "touch": lambda *args, **kwargs: False,
+    "has_key": lambda *args, **kwargs: False,
+    "clear": lambda *args, **kwargs: None,
 }
 
 
@@ -39,25 +41,13 @@ def _degrading(name: str, fallback):
             return method(self, *args, **kwargs)
         except (RedisError, OSError) as exc:
             logger.warning("cache unavailable (%s in %s); carrying on without it", exc, name)
-            if name == "get":
-                return kwargs.get("default", args[1] if len(args) > 1 else None)
-            return fallback
+            return fallback(*args, **kwargs)
 
     return wrapper
 
 
-def _incr(self, key, delta=1, version=None):
-    try:
-        return RedisCache.incr(self, key, delta, version)
-    except (RedisError, OSError) as exc:
-        logger.warning("cache unavailable (%s in incr); carrying on without it", exc)
-        return delta
-
-
 class ResilientRedisCache(RedisCache):
     """Django's RedisCache whose operations fall back instead of raising."""
-
-    incr = _incr
 
 
 for _name, _fallback in FALLBACKS.items():
