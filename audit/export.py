@@ -17,7 +17,8 @@ the ingest API) take them back as they are.
 
 Spreadsheet safety: a CSV cell that begins with = + - @ tab or CR (after any
 run of single quotes) gets one more leading single quote, so a spreadsheet
-shows it as text instead of running it as a formula. `unneutralise` strips
+shows it as text instead of running it as a formula; a plain negative number
+(-5, -2.5e3) is left alone, since it is no formula. `unneutralise` strips
 exactly that quote again, so a CSV round trip restores every value.
 """
 
@@ -47,6 +48,9 @@ MAX_FIELDS = 20
 # Bytes gathered before a chunk is handed to the server: big enough that the
 # per-chunk cost vanishes, small enough that the first bytes leave at once.
 CHUNK_BYTES = 64 * 1024
+# Above this many rows (the planner's estimate) an export reads the keyset
+# index in order rather than sorting, so its first bytes leave at once.
+SORT_FREE_ABOVE = 100_000
 GZIP_LEVEL = 5
 
 _T = '"events"'
@@ -61,6 +65,10 @@ _LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
 # A cell to neutralise: any run of single quotes, then a formula character.
 # A regular expression is about twice as fast here as left(ltrim(...)).
 _FORMULA = r"'^''*[-=+@\t\r]'"
+# ...unless it is a plain negative number (a payload's -5, a temperature),
+# which no spreadsheet runs as a formula and which should stay a number.
+_NUMBER = r"'^''*-[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'"
+NEGATIVE_NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 class ExportError(ValueError):
@@ -72,19 +80,31 @@ class ExportError(ValueError):
 
 def _safe(expression: str) -> str:
     """SQL that neutralises a text cell (see the module docstring)."""
-    return f"CASE WHEN {expression} ~ {_FORMULA} THEN '''' || {expression} ELSE {expression} END"
+    return (
+        f"CASE WHEN {expression} ~ {_FORMULA} AND {expression} !~ {_NUMBER}"
+        f" THEN '''' || {expression} ELSE {expression} END"
+    )
+
+
+# One payload key's cell; _safe repeats the expression, and its parameter.
+_PAYLOAD_CELL = _safe(f'({_T}."payload" #>> %s)')
+
+
+def _is_formula(value: str) -> bool:
+    rest = value.lstrip("'")
+    return rest[:1] in FORMULA_STARTS and not NEGATIVE_NUMBER.fullmatch(rest)
 
 
 def neutralise(value: str | None) -> str | None:
     """Python twin of the SQL neutralisation, for tests and other writers."""
-    if value and value.lstrip("'")[:1] in FORMULA_STARTS:
+    if value and _is_formula(value):
         return "'" + value
     return value
 
 
 def unneutralise(value: str | None) -> str | None:
     """Undo `neutralise`: drop the one quote it added, nothing else."""
-    if value and value[0] == "'" and value.lstrip("'")[:1] in FORMULA_STARTS:
+    if value and value[0] == "'" and _is_formula(value):
         return value[1:]
     return value
 
@@ -139,7 +159,10 @@ class Export:
                 (_safe(f'{_T}."error_message"'), []),
                 (f'{_T}."payload"::text', []),
                 (_LOCAL, []),
-                *((_safe(f'({_T}."payload" #>> %s)'), [key.split(".")] * 3) for key in self.fields),
+                *(
+                    (_PAYLOAD_CELL, [key.split(".")] * _PAYLOAD_CELL.count("%s"))
+                    for key in self.fields
+                ),
             ]
         else:
             pairs = ", ".join(
@@ -184,20 +207,26 @@ class Export:
     def rows(self) -> Iterator[bytes]:
         """The rows as COPY sends them (one or more whole lines per item)."""
         sql, params = self.copy_sql()
-        # A transaction so SET LOCAL stays inside it: a sort of millions of
-        # rows would delay the first byte by the whole sort; the keyset index
-        # returns them in order from the first row.
+        # A sort of millions of rows would delay the first byte by the whole
+        # sort, so for a big export the keyset index must return them in order
+        # from the first row. For a selective one (a rare payload value, one
+        # caller) a bitmap index scan plus a small sort is far cheaper than
+        # walking the whole time index, so the planner keeps its choice there.
+        big = self.queryset.estimated_count() > SORT_FREE_ABOVE
+        # A transaction so SET LOCAL stays inside it.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('TimeZone')")
             session_zone = cursor.fetchone()[0]
-            cursor.execute("SET LOCAL enable_sort = off")
+            if big:
+                cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute("SELECT set_config('TimeZone', %s, true)", [self.zone.key])
             with cursor.cursor.copy(sql, params) as copy:
                 yield from copy
             # Inside a caller's outer transaction (a test's, a command's) SET
             # LOCAL would outlive this block: put both settings back.
             cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
-            cursor.execute("SET LOCAL enable_sort = on")
+            if big:
+                cursor.execute("SET LOCAL enable_sort = on")
 
     def body(self) -> Iterator[bytes]:
         """Uncompressed bytes, in chunks of about CHUNK_BYTES."""

@@ -48,15 +48,23 @@ class EventQuerySet(models.QuerySet):
         return self.order_by("-timestamp", "-event_uuid")
 
     def before(self, timestamp, event_uuid) -> "EventQuerySet":
-        """Keyset page: rows strictly older than (timestamp, event_uuid)."""
-        return self.filter(
+        """Keyset page: rows strictly older than (timestamp, event_uuid).
+
+        The redundant `timestamp <= ts` is what the planner can use as an
+        index condition (on every index with a timestamp column); the OR
+        alone is only a filter, which made deep pages cost like OFFSET.
+        """
+        return self.filter(timestamp__lte=timestamp).filter(
             models.Q(timestamp__lt=timestamp)
             | models.Q(timestamp=timestamp, event_uuid__lt=event_uuid)
         )
 
     def after(self, timestamp, event_uuid) -> "EventQuerySet":
-        """Keyset page: rows strictly newer than (timestamp, event_uuid)."""
-        return self.filter(
+        """Keyset page: rows strictly newer than (timestamp, event_uuid).
+
+        `timestamp >= ts` is the index condition, as in before().
+        """
+        return self.filter(timestamp__gte=timestamp).filter(
             models.Q(timestamp__gt=timestamp)
             | models.Q(timestamp=timestamp, event_uuid__gt=event_uuid)
         )

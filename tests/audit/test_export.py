@@ -66,10 +66,49 @@ def test_it_neutralises_cells_a_spreadsheet_would_run_as_formulas(analyst_client
 
 
 def test_neutralising_round_trips_every_value():
-    for value in ["=1+2", "+x", "-3", "@sum", "\tx", "'=x", "''@y", "plain", "'plain", "", None]:
+    values = [
+        "=1+2",
+        "+x",
+        "-3",
+        "-3-3",
+        "-",
+        "@sum",
+        "\tx",
+        "'=x",
+        "''@y",
+        "'-5",
+        "plain",
+        "'plain",
+        "",
+        None,
+    ]
+    for value in values:
         assert unneutralise(neutralise(value)) == value
     assert neutralise("=1+2") == "'=1+2"
     assert neutralise("'plain") == "'plain"
+    assert neutralise("-1+cmd") == "'-1+cmd"
+    assert neutralise("-") == "'-"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_negative_numbers_stay_numbers_in_csv(analyst_client):
+    store(
+        event(
+            event_type="facility_status",
+            subject="utah",
+            subject_type="facility",
+            caller="-7",
+            target="-1+cmd",
+            payload={"status": "up", "temp": -5, "drift": "-2.5e3"},
+        )
+    )
+    body, _ = download(
+        analyst_client,
+        "format=csv&period=all&event_type=facility_status&fields=payload.temp,payload.drift",
+    )
+    row = csv_rows(body)[0]
+    assert (row["payload.temp"], row["payload.drift"], row["caller"]) == ("-5", "-2.5e3", "-7")
+    assert row["target"] == "'-1+cmd"
 
 
 @time_machine.travel(NOW, tick=False)
