@@ -6,6 +6,7 @@ is set), migrated fresh, and a gunicorn bound to 127.0.0.1 only.
 """
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def env_for(url: str) -> dict:
     return {
         **os.environ,
         "DATABASE_URL": url,
-        "SECRET_KEY": "bench-" + "x" * 40,
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "RATE_LIMIT_INGEST": os.environ.get("RATE_LIMIT_INGEST", "0"),
         "RATE_LIMIT_EXPORT": os.environ.get("RATE_LIMIT_EXPORT", "0"),

@@ -15,6 +15,7 @@ and warm (the 30-second stat cache as deployed).
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -67,7 +68,7 @@ def main() -> None:
 
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
     import django
 

@@ -5,11 +5,20 @@ Every error of every status is `{"error": "...", "details": [...]}`, built by
 into that shape. The OpenAPI schema is generated from these declarations.
 """
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotAllowed,
+    JsonResponse,
+)
 from django.utils import timezone
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -127,7 +136,47 @@ class Renderer(JSONRenderer):
     encoder_class = FullPrecisionEncoder
 
 
-api = NinjaAPI(
+def _in_the_error_shape(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """A ninja URL view whose answers made before any operation runs (405,
+    and 411 for a body Django cannot read) have the shared error shape."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if chunked and not request.META.get("CONTENT_LENGTH"):
+            # Under WSGI a body without a length reads as empty: the client
+            # would be told it sent nothing.
+            return api_error(
+                411,
+                "Send the body with a Content-Length header; "
+                "chunked transfer encoding is not supported.",
+                [{"field": "body", "message": "has no Content-Length"}],
+            )
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = ", ".join(sorted(response["Allow"].split(", ")))
+            return api_error(
+                405,
+                f"{request.method} is not allowed here; use {allowed}.",
+                headers={"Allow": allowed},
+            )
+        return response
+
+    return wrapper
+
+
+class Api(NinjaAPI):
+    @property
+    def urls(self) -> tuple[list, str, str]:
+        # ninja answers a method no operation takes with its own text/html
+        # 405 (PathView), before any exception handler could see it.
+        patterns, app_name, namespace = super().urls
+        for pattern in patterns:
+            pattern.callback = _in_the_error_shape(pattern.callback)
+        return patterns, app_name, namespace
+
+
+api = Api(
     renderer=Renderer(),
     title="sphere_stats API",
     version="1",

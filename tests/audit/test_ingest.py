@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.db import connection
+from django.test.client import FakePayload
 
 from audit import catalog, ingest
 from audit.models import Event, HourlyCount
@@ -28,6 +29,12 @@ def event(**overrides) -> dict:
     }
     base.update(overrides)
     return base
+
+
+def event_text(payload: str, **overrides) -> str:
+    """An event as JSON text with `payload` inserted verbatim, numbers spelled as sent."""
+    fields = {k: v for k, v in event(**overrides).items() if k != "payload"}
+    return json.dumps(fields)[:-1] + ', "payload": ' + payload + "}"
 
 
 def test_the_seeds_eight_sample_rows_round_trip_exactly(post_events, api_client):
@@ -134,6 +141,78 @@ def test_a_conflict_within_one_batch_is_reported(post_events):
     assert result["conflicts"][0]["index"] == 1
 
 
+NUMBERS = {"huge": 1e300, "tenth": 0.1, "big": 10**40, "tiny": 5e-324, "negative": -2.5e-8}
+SENT_AT = "2026-04-23T20:50:23.597554Z"
+
+
+def test_an_exact_resend_of_extreme_numbers_is_a_duplicate_not_a_conflict(post_events):
+    key = str(uuid.uuid4())
+    body = event(event_uuid=key, timestamp=SENT_AT, payload={"method": "password", **NUMBERS})
+    assert post_events(body).json()["accepted"] == 1
+    again = post_events(body).json()
+    assert (again["accepted"], again["duplicates"], again["conflicts"]) == (0, 1, [])
+    # The same event with its payload keys in another order and its numbers
+    # spelled otherwise is the same event.
+    respelled = event_text(
+        '{"negative": -0.000000025, "big": 1%s, "tiny": 4.9e-324, "tenth": 1.0e-1, '
+        '"huge": 1E+300, "method": "password"}' % ("0" * 40),
+        event_uuid=key,
+        timestamp=SENT_AT,
+    )
+    again = post_events(respelled).json()
+    assert (again["accepted"], again["duplicates"], again["conflicts"]) == (0, 1, [])
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"huge": 1e299}, {"tenth": 0.2}, {"big": 10**40 + 1}, {"tiny": 0}, {"flag": 1}],
+)
+def test_a_resend_with_a_changed_number_is_a_conflict(post_events, changed):
+    key = str(uuid.uuid4())
+    stored = {"method": "password", "flag": True, **NUMBERS}
+    post_events(event(event_uuid=key, timestamp=SENT_AT, payload=stored))
+    result = post_events(
+        event(event_uuid=key, timestamp=SENT_AT, payload={**stored, **changed})
+    ).json()
+    assert result["duplicates"] == 0
+    assert [c["event_uuid"] for c in result["conflicts"]] == [key]
+    # What is stored is unchanged: the original is still a duplicate of it.
+    resent = post_events(event(event_uuid=key, timestamp=SENT_AT, payload=stored))
+    assert resent.json()["duplicates"] == 1
+
+
+def test_copies_of_a_conflicting_event_in_one_batch_are_one_conflict_not_a_duplicate(
+    post_events,
+):
+    key = str(uuid.uuid4())
+    post_events(event(event_uuid=key, timestamp=SENT_AT, success=True))
+    other = event(event_uuid=key, timestamp=SENT_AT, success=False)
+    result = post_events([other, other]).json()
+    assert (result["accepted"], result["duplicates"]) == (0, 0)
+    assert [(c["index"], c["event_uuid"]) for c in result["conflicts"]] == [(0, key)]
+    assert "immutable" in result["conflicts"][0]["message"]
+    assert Event.objects.get().success is True
+
+
+def test_each_copy_in_a_batch_is_compared_with_the_stored_event(post_events):
+    stored, new = str(uuid.uuid4()), str(uuid.uuid4())
+    post_events(event(event_uuid=stored, timestamp=SENT_AT, success=True))
+    result = post_events(
+        [
+            event(event_uuid=stored, timestamp=SENT_AT, success=False),  # a conflict
+            event(event_uuid=stored, timestamp=SENT_AT, success=True),  # a duplicate
+            event(event_uuid=new, timestamp=SENT_AT, success=True),  # stored now
+            event(event_uuid=new, timestamp=SENT_AT, success=False),  # conflicts with 2
+            event(event_uuid=new, timestamp=SENT_AT, success=False),  # the same conflict
+        ]
+    ).json()
+    assert (result["accepted"], result["duplicates"]) == (1, 1)
+    assert [(c["index"], c["event_uuid"]) for c in result["conflicts"]] == [(0, stored), (3, new)]
+    assert "this batch" in result["conflicts"][1]["message"]
+    assert HourlyCount.objects.get().n == 2
+
+
 def test_an_unknown_event_type_is_stored_as_uncatalogued(post_events, viewer_client):
     response = post_events(
         event(
@@ -208,11 +287,44 @@ def test_it_rejects_a_bad_field_naming_it_and_writes_nothing(
 def test_it_rejects_timestamps_more_than_five_minutes_ahead(post_events):
     now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with time_machine.travel(now, tick=False):
-        ok = post_events(event(timestamp=(now + timedelta(minutes=4)).isoformat()))
         late = post_events(event(timestamp=(now + timedelta(minutes=6)).isoformat()))
-    assert ok.status_code == 201
+        assert Event.objects.count() == 0
+        ok = post_events(event(timestamp=(now + timedelta(minutes=4)).isoformat()))
     assert late.status_code == 400
     assert late.json()["details"][0]["field"] == "timestamp"
+    assert ok.status_code == 201
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59.999999Z", "1970-01-01T00:30:00+01:00"],
+)
+def test_it_rejects_timestamps_before_1970_and_writes_nothing(post_events, timestamp):
+    response = post_events([event(), event(timestamp=timestamp)])
+    assert response.status_code == 400
+    assert response.json()["details"] == [
+        {"index": 1, "field": "timestamp", "message": "is before 1970-01-01T00:00:00Z"}
+    ]
+    assert Event.objects.count() == 0
+    assert HourlyCount.objects.count() == 0
+
+
+def test_it_accepts_backfilled_timestamps_from_1970_on_and_reads_them_back(post_events, api_client):
+    sent = {
+        str(uuid.uuid4()): "1970-01-01T00:00:00Z",
+        str(uuid.uuid4()): "1970-01-01T01:00:00+01:00",
+        str(uuid.uuid4()): "1999-12-31T23:59:59.5-05:00",
+    }
+    response = post_events([event(event_uuid=k, timestamp=ts) for k, ts in sent.items()])
+    assert response.status_code == 201
+    assert response.json()["accepted"] == 3
+    for key, timestamp in sent.items():
+        stored = api_client.get(f"/api/v1/events/{key}").json()
+        assert datetime.fromisoformat(stored["timestamp"]) == datetime.fromisoformat(timestamp)
+    listed = api_client.get("/api/v1/events?until=1970-01-02T00:00:00Z")
+    assert listed.status_code == 200
+    assert len(listed.json()["events"]) == 2
 
 
 def test_it_lists_every_bad_event_of_a_batch(post_events):
@@ -230,7 +342,6 @@ def test_it_lists_every_bad_event_of_a_batch(post_events):
         (b"[]", "application/json", 400, "empty"),
         (b'{"events": 5}', "application/json", 400, "must be an array"),
         (b'{"success": NaN}', "application/json", 400, "NaN"),
-        (b'{"n": 1e999}', "application/json", 400, "out of range"),
         (b'{"n": ' + b"9" * 5000 + b"}", "application/json", 400, "not valid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "not valid JSON"),
         (b"<xml/>", "text/xml", 415, "application/json"),
@@ -243,6 +354,58 @@ def test_it_answers_unreadable_bodies_with_a_json_error(
     assert response.status_code == status
     assert message in response.json()["error"]
     assert Event.objects.count() == 0
+
+
+def test_a_chunked_body_without_a_length_is_refused_with_411_not_read_as_empty(api_client):
+    # What a WSGI server hands Django for `Transfer-Encoding: chunked`: the
+    # body in wsgi.input and no CONTENT_LENGTH, so request.body would be b"".
+    response = api_client.generic(
+        "POST",
+        "/api/v1/events",
+        CONTENT_TYPE="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": FakePayload(json.dumps(event()).encode())},
+    )
+    assert response.status_code == 411
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert "Content-Length" in body["error"]
+    assert [d["field"] for d in body["details"]] == ["body"]
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ('{"n": 1e-400}', "payload.n", "number 1e-400 is too small"),
+        ('{"n": -2.5E-350}', "payload.n", "number -2.5E-350 is too small"),
+        ('{"a": [1, {"n": 0.1e-330}]}', "payload.a.1.n", "number 0.1e-330 is too small"),
+        ('{"n": 1e400}', "payload.n", "number 1e400 is out of range"),
+        ('{"a": {"b": [-1e999]}}', "payload.a.b.0", "number -1e999 is out of range"),
+    ],
+)
+def test_it_rejects_numbers_a_float_cannot_hold_naming_their_payload_key(
+    post_events, payload, field, message
+):
+    bad = event_text(payload)
+    for body, content_type in [
+        (f"[{json.dumps(event())}, {bad}]", "application/json"),
+        (f"{json.dumps(event())}\n{bad}\n", "application/x-ndjson"),
+    ]:
+        response = post_events(body, content_type=content_type)
+        assert response.status_code == 400, body
+        details = response.json()["details"]
+        assert [(d["index"], d["field"]) for d in details] == [(1, field)]
+        assert details[0]["message"].startswith(message)
+    assert Event.objects.count() == 0
+
+
+def test_zero_and_the_smallest_floats_are_numbers_like_any_other(post_events):
+    response = post_events(
+        event_text('{"zero": 0.0, "zeros": -0.000e-500, "small": 5e-324, "e": 0E0}')
+    )
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get().payload["small"] == 5e-324
 
 
 def test_it_rejects_payloads_nested_too_deeply(post_events):
@@ -297,6 +460,15 @@ def test_python_callers_cannot_store_nan_in_a_payload():
     assert Event.objects.count() == 0
 
 
+def test_python_callers_cannot_put_a_non_json_value_in_a_payload():
+    with pytest.raises(ingest.IngestError) as caught:
+        ingest.ingest([event(payload={"method": "password", "at": datetime.now(UTC)})])
+    assert caught.value.details == [
+        {"index": 0, "field": "payload", "message": "contains a value that JSON cannot hold"}
+    ]
+    assert Event.objects.count() == 0
+
+
 def test_an_ndjson_line_that_is_not_json_is_reported_with_its_line(post_events):
     body = json.dumps(event()) + "\n{oops\n"
     response = post_events(body, content_type="application/x-ndjson")
@@ -309,6 +481,8 @@ def test_it_refuses_more_than_the_event_limit(post_events, settings):
     response = post_events([event()] * 4)
     assert response.status_code == 413
     assert "Too many events" in response.json()["error"]
+    assert Event.objects.count() == 0
+    assert HourlyCount.objects.count() == 0
 
 
 def test_it_refuses_a_body_over_the_size_limit(api_client, settings):

@@ -4,7 +4,7 @@ from collections import defaultdict
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from audit.demo import FACILITIES, generate
 from audit.ingest import validate
@@ -117,3 +117,20 @@ def test_the_command_stores_the_whole_history():
     call_command("seed_demo", "--events", "2000", "--days", "30", stdout=out, verbosity=0)
     assert Event.objects.count() == 2000
     assert "Seeded 2000 events" in out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--days", "-3", "argument --days: -3 is not at least 1"),
+        ("--days", "0", "argument --days: 0 is not at least 1"),
+        ("--batch", "0", "argument --batch: 0 is not at least 1"),
+        ("--events", "-5", "argument --events: -5 is not at least 1"),
+        ("--events", "lots", "argument --events: 'lots' is not a whole number"),
+    ],
+)
+def test_it_refuses_a_count_below_one_with_a_usage_error(option, value, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("seed_demo", option, value, stdout=StringIO(), verbosity=0)
+    assert Event.objects.count() == 0

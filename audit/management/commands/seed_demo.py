@@ -1,3 +1,4 @@
+from argparse import ArgumentTypeError
 from itertools import islice
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -7,16 +8,27 @@ from audit.demo import generate
 from audit.ingest import ingest
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
 class Command(BaseCommand):
     help = "Write a realistic, consistent portal history through the ingest validation."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--events", type=int, default=50_000, help="how many events")
-        parser.add_argument("--days", type=int, default=365, help="history length in days")
+        parser.add_argument("--events", type=positive_int, default=50_000, help="how many events")
+        parser.add_argument("--days", type=positive_int, default=365, help="history length in days")
         parser.add_argument(
             "--seed", type=int, default=1, help="random seed (same seed, same history)"
         )
-        parser.add_argument("--batch", type=int, default=5_000, help="events per insert")
+        parser.add_argument("--batch", type=positive_int, default=5_000, help="events per insert")
 
     def handle(self, *args, events: int, days: int, seed: int, batch: int, **options) -> None:
         stream = generate(events, days, seed)
