@@ -31,6 +31,11 @@ run: install var/secret_key migrate
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 	PORT=$(PORT) $(LOCAL_ENV) $(BIN)/python manage.py demo_setup
 	@echo "Serving http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
+# demo_reporter keeps the demo facilities reporting (else the map goes grey
+# after 15 minutes). One shell runs it and gunicorn: when gunicorn exits, or
+# on Ctrl-C (which a background job ignores), the EXIT trap stops it.
+	$(LOCAL_ENV) $(BIN)/python manage.py demo_reporter & \
+	trap 'kill $$! 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi -b 127.0.0.1:$(PORT) -w $(WORKERS) \
 		--access-logfile - --graceful-timeout 10
 

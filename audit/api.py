@@ -140,7 +140,19 @@ class FilterQuery(Schema):
     subject: str | None = None
     caller: str | None = None
     target: str | None = None
-    success: bool | None = None
+    # A string, not a bool: EventFilter parses it, so the API takes exactly
+    # the explorer's values (a bool here turned `failed` into a 422).
+    success: str | None = Field(
+        None,
+        description="true or false; also 1/0, yes/no, succeeded/failed, any (the explorer's).",
+        examples=["false"],
+    )
+    entity: str | None = Field(
+        None,
+        description="Every event an entity page's timeline shows: user:<name>, "
+        "organization:<name>, project:<name> or experiment:<project>/<name>.",
+        examples=["user:glawler"],
+    )
     payload: list[str] = Field(
         default_factory=list,
         description="Repeatable `key=value`: events whose payload contains it (JSONB @>); "
@@ -197,7 +209,8 @@ class ExportQuery(FilterQuery):
     cursor: str | None = Field(
         None,
         description="Resume an interrupted export after this row: the event_uuid of the last "
-        "complete line received (or a cursor from the list endpoint).",
+        "complete line received (or a cursor from the list endpoint). An empty value is a 400, "
+        "not a fresh export.",
     )
 
 
@@ -237,8 +250,11 @@ def export_events(request: HttpRequest, query: Query[ExportQuery]):
     try:
         event_filter = EventFilter.from_query(request.GET)
         qs = event_filter.apply(Event.objects.all())
-        if query.cursor:
-            qs = qs.before(*_resume_point(query.cursor))
+        # `cursor=` present but empty is a resume whose cursor got lost (the
+        # last line of a truncated file): starting over would append every
+        # row again, so it is refused.
+        if "cursor" in request.GET:
+            qs = qs.before(*_resume_point(request.GET["cursor"].strip()))
         export = Export(
             qs,
             format=query.format,
@@ -255,6 +271,8 @@ def export_events(request: HttpRequest, query: Query[ExportQuery]):
 
 def _resume_point(cursor: str) -> tuple[datetime, uuid.UUID]:
     """(timestamp, event_uuid) to resume after: an event_uuid or a list cursor."""
+    if not cursor:
+        raise FilterError("cursor", "is empty: give the event_uuid of the last complete line")
     try:
         key = uuid.UUID(cursor)
     except ValueError:

@@ -4,17 +4,40 @@
 like what the portal POSTs, so seed_demo can send them through the same
 validation as ingest. The simulation keeps state, so nothing is deleted before
 it exists, members exist when added, and realizations are freed at most once.
+
+Each facility allocates from its own hosts, never more than it has, and its
+users release experiments to keep it at a plausible share of its capacity
+(TARGET_USE, MIN_USE); nothing is allocated or freed there while it is down
+or in maintenance. Facility controllers report on a schedule, as real ones
+do: every REPORT_EVERY_RECENT over the last RECENT_REPORTS, every
+REPORT_EVERY_OLDER before that, always within the map's 15-minute staleness
+limit, and going back only as far as REPORT_SHARE of the events reaches. Days
+older than that have no reports and are unknown (grey) on the uptime bar; a
+controller reporting every few hours instead would fill the status changes
+with an "unknown" for every silence.
 """
 
 import random
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 # Demo facility slugs; `seed_facilities` places them on the map.
 FACILITIES = ("isi", "utah", "wisc", "clemson", "mass", "tacc")
 FACILITY_NODES = {"isi": 64, "utah": 96, "wisc": 48, "clemson": 40, "mass": 80, "tacc": 120}
+# The share of each facility's hosts its users hold at most: past it, someone
+# releases an experiment there before a new one is realized.
+TARGET_USE = {"isi": 0.6, "utah": 0.45, "wisc": 0.55, "clemson": 0.5, "mass": 0.5, "tacc": 0.4}
+# And at least, once reached: below it nobody frees a realization there, so a
+# small facility does not drain to nothing by chance.
+MIN_USE = 0.2
+REPORT_SHARE = 0.25
+RECENT_REPORTS = timedelta(days=2)
+REPORT_EVERY_RECENT = timedelta(minutes=10)
+# Under the default FACILITY_STALE_AFTER (15 minutes), with a minute to spare.
+REPORT_EVERY_OLDER = timedelta(minutes=14)
 FIRST_NAMES = (
     "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy "
     "rupert sybil trent victor walter xena yusuf zoe amir bea chen dara eli fatima "
@@ -93,6 +116,8 @@ class World:
     pushed_pool: Pool = field(default_factory=Pool)  # experiments with a model
     exps_per_project: dict[str, int] = field(default_factory=dict)
     deleted_projects: list[str] = field(default_factory=list)
+    free_hosts: dict[str, Pool] = field(default_factory=dict)  # facility -> host numbers
+    realized_at: dict[str, Pool] = field(default_factory=dict)  # facility -> experiment keys
     serial: int = 0
 
     def pool(self, state: str) -> Pool:
@@ -158,7 +183,8 @@ def _event(
 
 def facility_state(slug: str, ts: datetime, end: datetime) -> tuple[str, str]:
     """The scripted status of a demo facility at ts: an outage at wisc now, a
-    maintenance window at clemson now, tacc degraded, and past incidents."""
+    maintenance window at clemson now, tacc degraded, and past incidents
+    recent enough for the default demo's reports to cover them."""
     before_end = end - ts
     if slug == "wisc" and before_end < timedelta(hours=3):
         return "down", "power failure in machine room B"
@@ -168,11 +194,19 @@ def facility_state(slug: str, ts: datetime, end: datetime) -> tuple[str, str]:
         return "degraded", "storage array rebuilding; experiments boot slowly"
     if slug == "utah" and timedelta(days=20) < before_end < timedelta(days=20, hours=8):
         return "down", "core router outage"
-    if slug == "isi" and timedelta(days=45) < before_end < timedelta(days=45, hours=12):
+    if slug == "isi" and timedelta(days=14) < before_end < timedelta(days=14, hours=12):
         return "maintenance", "scheduled OS upgrade"
     if slug == "mass" and timedelta(days=9) < before_end < timedelta(days=9, hours=4):
         return "degraded", "cooling problem; half the nodes powered down"
     return "up", ""
+
+
+def current_facility_state(slug: str) -> tuple[str, str]:
+    """A demo facility's status at the end of the history, which the demo
+    keeps as its present: wisc down, clemson in maintenance, tacc degraded,
+    the others up."""
+    end = datetime.now(UTC)
+    return facility_state(slug, end, end)
 
 
 class Generator:
@@ -187,6 +221,11 @@ class Generator:
         self.max_projects = self.max_users // 3
         self.max_orgs = max(5, self.max_users // 20)
         self.progress = 0.0  # share of the history generated so far
+        for slug in FACILITIES:
+            hosts = self.world.free_hosts[slug] = Pool()
+            for number in range(1, FACILITY_NODES[slug] + 1):
+                hosts.add(number)
+            self.world.realized_at[slug] = Pool()
 
     def room(self, count: int, cap: int) -> bool:
         """Whether a population may grow: its cap rises over the history, so
@@ -489,13 +528,20 @@ class Generator:
                 "nodes": [f"n{i}" for i in range(size)],
                 "lans": [f"lan{i}" for i in range(max(1, size // 3))],
             }
-            hosts = rng.sample(range(1, FACILITY_NODES[facility] + 1), size)
-            if state in ("down", "maintenance") or rng.random() < 0.07:
-                error = (
-                    "facility unreachable"
-                    if state in ("down", "maintenance")
-                    else rng.choice(REALIZE_ERRORS)
-                )
+            free = w.free_hosts[facility]
+            held = FACILITY_NODES[facility] - len(free)
+            unreachable = state in ("down", "maintenance")
+            busy = held + size > TARGET_USE[facility] * FACILITY_NODES[facility]
+            if busy and not unreachable and w.realized_at[facility]:
+                # An experiment there is released rather than a new one added.
+                return self.release(ts, facility)
+            if unreachable or size > len(free) or rng.random() < 0.07:
+                if unreachable:
+                    error = "facility unreachable"
+                elif size > len(free):
+                    error = "insufficient resources at facility"
+                else:
+                    error = rng.choice(REALIZE_ERRORS)
                 return [
                     self.ev(
                         ts,
@@ -509,8 +555,13 @@ class Generator:
                         payload={**base, "resources": []},
                     )
                 ]
+            hosts = []
+            for _ in range(size):
+                hosts.append(free.choice(rng))
+                free.discard(hosts[-1])
             resources = [f"{facility}-n{h:03d}" for h in sorted(hosts)]
             exp.realization = {**base, "resources": resources}
+            w.realized_at[facility].add((exp.project, exp.name))
             return [
                 self.ev(
                     ts,
@@ -524,8 +575,9 @@ class Generator:
             ]
         payload, facility = exp.realization, exp.realization["facility"]
         mtz = f"mtz.{exp.name}.{exp.project}"
+        unreachable = facility_state(facility, ts, self.end)[0] in ("down", "maintenance")
         if not exp.materialized and rng.random() < 0.7:
-            if rng.random() < 0.06:
+            if unreachable or rng.random() < 0.06:
                 return [
                     self.ev(
                         ts,
@@ -535,7 +587,9 @@ class Generator:
                         "materialization",
                         target=facility,
                         success=False,
-                        error=rng.choice(MATERIALIZE_ERRORS),
+                        error="facility unreachable"
+                        if unreachable
+                        else rng.choice(MATERIALIZE_ERRORS),
                         payload=payload,
                     )
                 ]
@@ -551,6 +605,42 @@ class Generator:
                     payload=payload,
                 )
             ]
+        if unreachable:
+            # Nothing is freed while the facility cannot be reached: what ran
+            # there stays held (and counted) through the outage.
+            kind = "materialization" if exp.materialized else "realization"
+            return [
+                self.ev(
+                    ts,
+                    f"{kind}_freed",
+                    caller,
+                    mtz if exp.materialized else rlz,
+                    kind,
+                    target=facility,
+                    success=False,
+                    error="facility unreachable",
+                    payload=payload,
+                )
+            ]
+        held = FACILITY_NODES[facility] - len(w.free_hosts[facility])
+        low = held - len(payload["resources"]) < MIN_USE * FACILITY_NODES[facility]
+        if low and not exp.materialized:
+            return []
+        return self.free(exp, ts, caller, keep_realization=low or rng.random() < 0.5)
+
+    def release(self, ts, facility: str) -> list[dict]:
+        """Someone frees a random experiment realized at `facility`."""
+        w, rng = self.world, self.rng
+        exp = w.experiments[w.realized_at[facility].choice(rng)]
+        # A project keeps its members while it has experiments (delete_group).
+        caller = rng.choice(list(w.projects[exp.project]))
+        return self.free(exp, ts, caller, keep_realization=False)
+
+    def free(self, exp: Experiment, ts, caller: str, *, keep_realization: bool) -> list[dict]:
+        """Dematerialize `exp` if it is materialized, then free its realization
+        and return its hosts, unless `keep_realization` and there was a
+        materialization to stop."""
+        payload, facility = exp.realization, exp.realization["facility"]
         events = []
         if exp.materialized:
             events.append(
@@ -558,26 +648,30 @@ class Generator:
                     ts,
                     "materialization_freed",
                     caller,
-                    mtz,
+                    f"mtz.{exp.name}.{exp.project}",
                     "materialization",
                     target=facility,
                     payload=payload,
                 )
             )
             exp.materialized = False
-            if rng.random() < 0.5:
+            if keep_realization:
                 return events
         events.append(
             self.ev(
                 ts + timedelta(milliseconds=20),
                 "realization_freed",
                 caller,
-                rlz,
+                f"rlz.{exp.name}.{exp.project}",
                 "realization",
                 target=facility,
                 payload=payload,
             )
         )
+        free = self.world.free_hosts[facility]
+        for host in payload["resources"]:
+            free.add(int(host.rsplit("-n", 1)[1]))
+        self.world.realized_at[facility].discard((exp.project, exp.name))
         exp.realization = None
         return events
 
@@ -607,19 +701,36 @@ class Generator:
         w.deleted_projects.append(project)
         return [self.ev(ts, "project_deleted", creator, project, "project")]
 
-    def facility_report(self, ts, slug: str | None = None) -> list[dict]:
-        slug = slug or self.rng.choice(FACILITIES)
+    def facility_report(self, ts, slug: str) -> list[dict]:
         state, message = facility_state(slug, ts, self.end)
-        if state == "up" and self.rng.random() < 0.01:
+        # A rare short blip, never in the last hour: the demo's current
+        # states are the scripted ones.
+        if state == "up" and self.end - ts > timedelta(hours=1) and self.rng.random() < 0.001:
             state, message = "degraded", "intermittent packet loss"
         payload = {"status": state, **({"message": message} if message else {})}
         return [
             self.ev(ts, "facility_status", f"{slug}-controller", slug, "facility", payload=payload)
         ]
 
+    def report_schedule(self) -> list[tuple[datetime, str]]:
+        """When each facility's controller reports, oldest first: a share of
+        the events, newest reports first, the latest a few minutes before the
+        end of the history (at most n reports in all)."""
+        per_facility = max(1, int(REPORT_SHARE * self.n) // len(FACILITIES))
+        schedule = []
+        for i, slug in enumerate(FACILITIES):
+            at = self.end - timedelta(minutes=2 + i)
+            for _ in range(per_facility):
+                if at <= self.start:
+                    break
+                schedule.append((at, slug))
+                recent = self.end - at < RECENT_REPORTS
+                at -= REPORT_EVERY_RECENT if recent else REPORT_EVERY_OLDER
+        schedule.sort()
+        return schedule[-self.n :]
+
     ACTIONS = (
         ("login", 40),
-        ("facility_report", 8),
         ("user_signup", 3),
         ("user_lifecycle", 3),
         ("create_group", 3),
@@ -632,33 +743,36 @@ class Generator:
     def __iter__(self) -> Iterator[dict]:
         names, weights = zip(*self.ACTIONS, strict=True)
         rng, span = self.rng, (self.end - self.start).total_seconds()
-        # The first users and a live status for every facility come first, so
-        # the map and the cards have something to show even for small n.
-        tail = len(FACILITIES)
-        produced, step = 0, span / max(self.n, 1)
+        reports = deque(self.report_schedule())
+        activity = self.n - len(reports)
+
+        def reports_until(ts: datetime) -> Iterator[dict]:
+            while reports and reports[0][0] <= ts:
+                yield from self.facility_report(*reports.popleft())
+
+        # The first users come first, so the cards have something to show
+        # even for small n.
+        produced, step = 0, span / max(activity, 1)
         ts = self.start
-        for _ in range(min(10, self.n - tail)):
+        for _ in range(min(10, activity)):
             ts += timedelta(seconds=step)
+            yield from reports_until(ts)
             for event in self.user_signup(ts) + self.user_lifecycle(ts):
-                if produced < self.n - tail:
+                if produced < activity:
                     produced += 1
                     yield event
-        while produced < self.n - tail:
-            self.progress = produced / self.n
+        while produced < activity:
+            self.progress = produced / activity
             ts = self.start + timedelta(seconds=step * produced)
             ts += timedelta(seconds=rng.random() * step)
+            yield from reports_until(ts)
             action = rng.choices(names, weights)[0]
             for event in getattr(self, action)(ts):
-                if produced >= self.n - tail:
+                if produced >= activity:
                     break
                 produced += 1
                 yield event
-        # One current report per facility within the last minutes.
-        for i, slug in enumerate(FACILITIES):
-            if produced >= self.n:
-                break
-            produced += 1
-            yield from self.facility_report(self.end - timedelta(minutes=2 + i), slug)
+        yield from reports_until(self.end)
 
 
 def generate(n: int, days: int = 365, seed: int = 1, end: datetime | None = None) -> Iterator[dict]:

@@ -20,7 +20,13 @@ from django.views.decorators.http import require_GET
 
 from audit import catalog
 from audit.export import FORMATS, Export, ExportError, parse_fields
-from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
+from audit.filters import (
+    MAX_PAYLOAD_PAIRS,
+    EventFilter,
+    FilterError,
+    decode_cursor,
+    encode_cursor,
+)
 from audit.models import Event, EventQuerySet
 from sphere_stats.roles import Role, role_required
 
@@ -154,6 +160,9 @@ def explorer_page(request: HttpRequest) -> HttpResponse:
         event_filter = EventFilter()
         error = exc
     query_string = query.urlencode()
+    # One box per pair sent, then an empty one for the next (while there is room).
+    pairs = [p for p in request.GET.getlist("payload") if p.strip()]
+    payload_room = len(pairs) < MAX_PAYLOAD_PAIRS
     context = {
         "filter": event_filter,
         "query": query,
@@ -167,7 +176,12 @@ def explorer_page(request: HttpRequest) -> HttpResponse:
         "newer_url": f"?{query_string}&{urlencode({'after': page.newer})}" if page.newer else None,
         "catalog_groups": _catalog_groups(),
         "subject_types": SUBJECT_TYPES,
-        "payload_pairs": [*request.GET.getlist("payload"), ""],
+        "payload_pairs": [*pairs, ""] if payload_room else pairs,
+        "payload_room": payload_room,
+        "payload_max": MAX_PAYLOAD_PAIRS,
+        # htmx swaps only the results: the payload boxes come along out of
+        # band, so the box just filled gets an empty one after it.
+        "payload_oob": bool(request.htmx),
         "formats": list(FORMATS),
     }
     template = "audit/_explorer_results.html" if request.htmx else "audit/explorer.html"

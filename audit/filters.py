@@ -4,10 +4,13 @@ Parsed from a query string; every parameter has a default when absent and
 raises FilterError (a 400) naming the parameter when wrong.
 
 Parameters: event_type (repeatable), subject_type, subject, caller, target,
-success (true/false), payload (repeatable `key=value`, JSONB containment),
-error_contains, and the time range: either RFC 3339 since/until (the read
-API) or the stats pages' window (period, since, until, tz; see
-sphere_stats.windows) when `period` is given or the caller asks for it.
+success (true/false; see SUCCESS_VALUES), entity (`user:alice`,
+`organization:isi`, `project:p1`, `experiment:p1/exp1`: every event its
+page's timeline shows, EventQuerySet.involving), payload (repeatable
+`key=value`, JSONB containment), error_contains, and the time range:
+either RFC 3339 since/until (the read API) or the stats pages' window
+(period, since, until, tz; see sphere_stats.windows) when `period` is given
+or the caller asks for it.
 """
 
 import base64
@@ -29,6 +32,29 @@ from sphere_stats.windows import Window, WindowError, parse_zone
 PAYLOAD_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_PAYLOAD_PAIRS = 8
 MAX_TEXT = 255
+# The one parser of `success` for the explorer, the read API and exports.
+SUCCESS_VALUES = {
+    **dict.fromkeys(("true", "1", "yes", "succeeded"), True),
+    **dict.fromkeys(("false", "0", "no", "failed"), False),
+    **dict.fromkeys(("", "any"), None),
+}
+ENTITY_KINDS = ("user", "organization", "project", "experiment")
+
+
+def parse_entity(raw: str) -> tuple[str, str, str]:
+    """`kind:name` (or `experiment:project/name`) as (kind, name, project)."""
+    kind, sep, rest = raw.partition(":")
+    kind = kind.strip()
+    if not sep or kind not in ENTITY_KINDS:
+        raise FilterError("entity", f"must be kind:name with kind one of {', '.join(ENTITY_KINDS)}")
+    project = ""
+    if kind == "experiment":
+        project, slash, rest = rest.partition("/")
+        if not slash or not project:
+            raise FilterError("entity", "an experiment is experiment:<project>/<name>")
+    if not rest:
+        raise FilterError("entity", "names no entity after the kind")
+    return kind, rest, project
 
 
 def parse_payload_pair(raw: str) -> tuple[str, str]:
@@ -82,6 +108,8 @@ class EventFilter:
     until: datetime | None = None
     payload: list[tuple[str, str]] = field(default_factory=list)
     error_contains: str = ""
+    # (kind, name, project) of an entity page whose events these are.
+    entity: tuple[str, str, str] | None = None
     # Display time zone (tz): the explorer's times and the CSV's local column.
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     # The stats pages' window, when the range came from period/since/until/tz.
@@ -115,6 +143,11 @@ class EventFilter:
         f.payload = [parse_payload_pair(p) for p in pairs]
         if any("\x00" in k or "\x00" in v for k, v in f.payload):
             raise FilterError("payload", "contains a NUL character")
+        raw_entity = query.get("entity", "").strip()
+        if raw_entity:
+            if len(raw_entity) > 2 * MAX_TEXT or "\x00" in raw_entity:
+                raise FilterError("entity", "is not kind:name")
+            f.entity = parse_entity(raw_entity)
         try:
             f.zone = parse_zone(query.get("tz") or "UTC")
         except WindowError as exc:
@@ -138,17 +171,15 @@ class EventFilter:
         return f
 
     def _parse_success(self, query: QueryDict) -> "EventFilter":
-        f = self
         success = query.get("success", "").strip().lower()
-        if success in ("true", "1", "yes", "succeeded"):
-            f.success = True
-        elif success in ("false", "0", "no", "failed"):
-            f.success = False
-        elif success not in ("", "any"):
-            raise FilterError("success", "must be true or false")
-        return f
+        if success not in SUCCESS_VALUES:
+            raise FilterError("success", "must be true or false (or succeeded, failed, any)")
+        self.success = SUCCESS_VALUES[success]
+        return self
 
     def apply(self, qs: EventQuerySet) -> EventQuerySet:
+        if self.entity is not None:
+            qs = qs.involving(*self.entity)
         if self.event_types:
             qs = qs.filter(event_type__in=self.event_types)
         for name in ("subject_type", "subject", "caller", "target"):
@@ -167,7 +198,8 @@ class EventFilter:
     def only_counted_columns(self) -> bool:
         """True when the hourly pre-aggregate can count this filter exactly."""
         return not (
-            self.subject_type
+            self.entity
+            or self.subject_type
             or self.subject
             or self.caller
             or self.target
@@ -194,6 +226,9 @@ class EventFilter:
     def describe(self) -> list[str]:
         """Short words for the active filters (file names, page titles)."""
         words = list(self.event_types)
+        if self.entity is not None:
+            kind, name, project = self.entity
+            words.append(f"{kind}-{project}-{name}" if project else f"{kind}-{name}")
         for name in ("subject_type", "subject", "caller", "target"):
             if getattr(self, name):
                 words.append(f"{name}-{getattr(self, name)}")
@@ -204,8 +239,10 @@ class EventFilter:
             words.append(f"error-{self.error_contains}")
         return words
 
-    def file_stem(self, now: datetime | None = None) -> str:
-        """`events_<filters>_<since>_<until>`: a download's name says what it holds."""
+    def file_stem(self, now: datetime | None = None, extra: list[str] | None = None) -> str:
+        """`events_<filters>_<since>_<until>`: a download's name says what it holds.
+
+        `extra`: more words after the filters (the admin's search)."""
 
         def stamp(moment: datetime | None) -> str:
             if moment is None:
@@ -213,7 +250,13 @@ class EventFilter:
             return moment.astimezone(UTC).strftime("%Y%m%dT%H%MZ")
 
         until = self.until or now
-        parts = ["events", *self.describe(), stamp(self.since), stamp(until) if until else "now"]
+        parts = [
+            "events",
+            *self.describe(),
+            *(extra or []),
+            stamp(self.since),
+            stamp(until) if until else "now",
+        ]
         stem = "_".join(re.sub(r"[^A-Za-z0-9._+-]+", "-", p).strip("-") or "x" for p in parts)
         return stem[:180]
 

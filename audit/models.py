@@ -26,6 +26,21 @@ LIFECYCLE_TYPES = (
 )
 
 
+class ILike(models.Func):
+    """`expression ILIKE pattern`. Django's icontains is UPPER(x) LIKE UPPER(p)
+    on PostgreSQL, which a pg_trgm index on the column cannot serve; ILIKE it can."""
+
+    arg_joiner = " ILIKE "
+    template = "(%(expressions)s)"
+    output_field = models.BooleanField()
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` with LIKE's wildcards (and its escape character) taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 class EventQuerySet(models.QuerySet):
     def in_window(self, start=None, end=None) -> "EventQuerySet":
         """Events with start <= timestamp < end; either bound may be None."""
@@ -42,6 +57,42 @@ class EventQuerySet(models.QuerySet):
     def about(self, subject_type: str, subject: str) -> "EventQuerySet":
         """Events whose subject is this entity (uses idx_events_subject_ts)."""
         return self.filter(subject_type=subject_type, subject=subject)
+
+    def involving(self, kind: str, name: str, project: str = "") -> "EventQuerySet":
+        """Events involving one entity: its page's timeline, heatmap, counts and downloads.
+
+        user: about them, by them (caller), or changing their memberships
+        (target of an organization's or project's member event);
+        organization: about it; project: about it, its experiments and
+        resources (payload.project, idx_events_project_ts), or its org
+        memberships (payload.kind projectmember); experiment: of `project`
+        (payload.project, since experiment names repeat across projects), and
+        about it or its realizations (payload.experiment).
+        ValueError for any other kind.
+        """
+        if kind == "user":
+            return self.filter(
+                models.Q(subject_type="user", subject=name)
+                | models.Q(caller=name)
+                | models.Q(target=name, subject_type__in=("organization", "project"))
+            )
+        if kind == "organization":
+            return self.filter(subject_type="organization", subject=name)
+        # alias, not annotate: the key is a condition, never a column a caller
+        # (an export's SELECT) should receive.
+        qs = self.alias(project_of=KeyTextTransform("project", "payload"))
+        if kind == "project":
+            return qs.filter(
+                models.Q(subject_type="project", subject=name)
+                | models.Q(project_of=name)
+                | models.Q(subject_type="organization", target=name, payload__kind="projectmember")
+            )
+        if kind == "experiment":
+            return qs.alias(experiment_of=KeyTextTransform("experiment", "payload")).filter(
+                models.Q(project_of=project),
+                models.Q(subject_type="experiment", subject=name) | models.Q(experiment_of=name),
+            )
+        raise ValueError(f"unknown entity kind {kind!r}")
 
     def newest_first(self) -> "EventQuerySet":
         # Matches idx_events_ts_uuid, so keyset pages are index scans.
@@ -83,10 +134,13 @@ class EventQuerySet(models.QuerySet):
     def error_contains(self, text: str) -> "EventQuerySet":
         """Events whose error message contains `text`, ignoring case.
 
-        No index serves a substring: a page reads newest-first until it has
-        its rows, so with success=False it walks only idx_events_failures_ts.
+        `error_message ILIKE '%text%'`, which idx_events_error_trgm (pg_trgm,
+        migration 0006) serves for a rare substring of three or more
+        characters; a frequent one reads newest-first until a page is full.
+        Where pg_trgm is missing the index is too, and a rare substring scans
+        (with success=False, only idx_events_failures_ts).
         """
-        return self.filter(error_message__icontains=text)
+        return self.filter(ILike(models.F("error_message"), models.Value(like_pattern(text))))
 
     def estimated_count(self) -> int:
         """The planner's row estimate for this query: EXPLAIN, not COUNT(*)."""
@@ -195,6 +249,12 @@ class Event(models.Model):
                 name="idx_events_lifecycle",
                 condition=models.Q(success=True, event_type__in=LIFECYCLE_TYPES),
             ),
+            # Not declared here: idx_events_error_trgm (GIN, gin_trgm_ops on
+            # error_message WHERE error_message IS NOT NULL) serves
+            # EventQuerySet.error_contains, the explorer's and API's
+            # error_contains filter. It needs the pg_trgm extension, which not
+            # every server has (the embedded one lacks it), so migration 0006
+            # creates it only where pg_trgm is available.
         ]
 
     def __str__(self) -> str:

@@ -34,6 +34,8 @@ class StatParam(Schema):
     default: Any = None
     choices: list[str] = []
     required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 class StatInfo(Schema):

@@ -18,7 +18,6 @@ from functools import lru_cache
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
 
 from audit import aggregates
 from audit.models import Entity, EntityInterval, Event, HourlyCount
@@ -104,6 +103,17 @@ def hourly_usable(window: Window, bucketed: bool = True) -> bool:
     if not bucketed or (window.unit == "hour" and window.tz_name == "UTC"):
         return True
     return _whole_hour_offsets(window.tz_name, window.start, window.end)
+
+
+def seen_event_types(types: Iterable[str]) -> set[str]:
+    """Which of `types` some stored event has: one probe of
+    idx_events_event_type per type, however many events it has."""
+    rows = _fetch(
+        "SELECT t FROM unnest(%s::text[]) AS t"
+        " WHERE EXISTS (SELECT 1 FROM events WHERE event_type = t)",
+        [list(types)],
+    )
+    return {r[0] for r in rows}
 
 
 def event_counts(
@@ -366,20 +376,31 @@ MEMBER_TYPES = {
 
 def members(subject_type: str, name: str, since: datetime | None) -> list[tuple]:
     """Current members of one org or project from its membership events since
-    its latest creation: (member, kind, role, state, since)."""
+    its latest creation: (member, kind, role, state, since), where since is
+    the first add after the member's latest removal (a re-added member is a
+    member since the re-add, not since the first time)."""
     added, _, deleted = MEMBER_TYPES[subject_type]
+    # `removals_after` counts the removals at or after each event, in event
+    # order (timestamp, event_uuid): an add with none after it belongs to
+    # the current membership.
     rows = _fetch(
         "SELECT target, kind, role, state, joined FROM ("
-        "  SELECT DISTINCT ON (target, payload->>'kind') target, payload->>'kind' AS kind,"
-        "   payload->>'role' AS role, payload->>'state' AS state, event_type,"
-        "   min(timestamp) FILTER (WHERE event_type = %s) OVER (PARTITION BY target,"
-        "     payload->>'kind') AS joined"
-        "  FROM events WHERE subject_type = %s AND subject = %s AND success"
-        "   AND event_type = ANY(%s) AND timestamp >= %s AND target IS NOT NULL"
-        "  ORDER BY target, payload->>'kind', timestamp DESC, event_uuid DESC"
+        "  SELECT DISTINCT ON (target, kind) target, kind, role, state, event_type,"
+        "   min(timestamp) FILTER (WHERE event_type = %s AND removals_after = 0)"
+        "    OVER (PARTITION BY target, kind) AS joined"
+        "  FROM ("
+        "   SELECT target, payload->>'kind' AS kind, payload->>'role' AS role,"
+        "    payload->>'state' AS state, event_type, timestamp, event_uuid,"
+        "    count(*) FILTER (WHERE event_type = %s) OVER (PARTITION BY target,"
+        "     payload->>'kind' ORDER BY timestamp DESC, event_uuid DESC) AS removals_after"
+        "   FROM events WHERE subject_type = %s AND subject = %s AND success"
+        "    AND event_type = ANY(%s) AND timestamp >= %s AND target IS NOT NULL"
+        "  ) AS history"
+        "  ORDER BY target, kind, timestamp DESC, event_uuid DESC"
         ") AS latest WHERE event_type <> %s ORDER BY kind DESC, role, target",
         [
             added,
+            deleted,
             subject_type,
             name,
             list(MEMBER_TYPES[subject_type]),
@@ -435,12 +456,16 @@ def top_errors(window: Window, n: int) -> list[tuple]:
     )
 
 
-def failed_logins(window: Window, n: int) -> list[tuple]:
-    """Failed logins in the window by username: (user, failures, last attempt,
-    last error) (idx_events_type_ts)."""
+def failed_logins(window: Window, n: int | None) -> list[tuple]:
+    """Failed logins in the window by username, most failures first: (user,
+    failures, last attempt, last error, users in all) (idx_events_type_ts).
+    `n=None` returns every user."""
+    # The window count runs after GROUP BY and before LIMIT: every user is
+    # grouped anyway to rank them, so knowing how many there are is free.
     return _fetch(
         "SELECT subject, count(*), max(timestamp),"
-        " (array_agg(coalesce(error_message, '') ORDER BY timestamp DESC))[1] FROM events"
+        " (array_agg(coalesce(error_message, '') ORDER BY timestamp DESC))[1],"
+        " count(*) OVER () FROM events"
         " WHERE event_type = 'user_login' AND NOT success AND timestamp >= %s AND timestamp < %s"
         " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s",
         [window.start, window.end, n],
@@ -451,35 +476,10 @@ def failed_logins(window: Window, n: int) -> list[tuple]:
 
 
 def involving(kind: str, name: str, project: str = "") -> QuerySet:
-    """Events about one entity (its timeline, heatmap and counts).
-
-    user: about them, by them, or changing their memberships;
-    organization: about it; project: about it, its experiments and
-    resources (payload.project, idx_events_project_ts), or its org
-    memberships; experiment: about it or its realizations.
-    """
-    qs = Event.objects.all()
-    if kind == "user":
-        return qs.filter(
-            Q(subject_type="user", subject=name)
-            | Q(caller=name)
-            | Q(target=name, subject_type__in=("organization", "project"))
-        )
-    if kind == "organization":
-        return qs.filter(subject_type="organization", subject=name)
-    qs = qs.annotate(project_of=KeyTextTransform("project", "payload"))
-    if kind == "project":
-        return qs.filter(
-            Q(subject_type="project", subject=name)
-            | Q(project_of=name)
-            | Q(subject_type="organization", target=name, payload__kind="projectmember")
-        )
-    if kind == "experiment":
-        return qs.annotate(experiment_of=KeyTextTransform("experiment", "payload")).filter(
-            Q(project_of=project),
-            Q(subject_type="experiment", subject=name) | Q(experiment_of=name),
-        )
-    raise ValueError(f"unknown entity kind {kind!r}")
+    """Events about one entity (its timeline, heatmap and counts): the one
+    definition is audit's EventQuerySet.involving, which the timeline's
+    downloads filter by too, so the page and its files hold the same rows."""
+    return Event.objects.involving(kind, name, project)
 
 
 def entity_daily(kind: str, name: str, project: str, tz_name: str, start: datetime) -> list:

@@ -102,6 +102,8 @@ class Param:
             "default": self.default,
             "choices": list(self.choices),
             "required": self.required,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
         }
 
 
@@ -145,6 +147,16 @@ def to_csv(result: Result, window: Window) -> str:
 
 
 N = Param("n", "how many rows (top-N)", "integer", 10, minimum=1, maximum=100)
+# "How many logins failed and for whom" wants every user, not a top-N: 0
+# lifts the cap (the download links on /top/ ask for it).
+N_OR_ALL = Param(
+    "n",
+    "how many users, most failures first; 0 for every user",
+    "integer",
+    10,
+    minimum=0,
+    maximum=100,
+)
 ENTITY_PARAMS = (
     Param("kind", "entity kind", choices=ENTITY_KINDS, required=True),
     Param("name", "entity name", required=True),
@@ -204,14 +216,19 @@ class Stat:
 def _cache_key(name: str, window: Window, filters: dict[str, Any], ttl: int) -> str:
     # A relative window ("last 30 days") moves with the clock: its key names
     # the period and a TTL-long time slot, so an answer is never older than
-    # the TTL. A custom range with both ends given is fixed: keyed by them.
+    # the TTL. A custom range is keyed by both its ends, always: two ranges
+    # from one `since` to different `until`s have different buckets. One
+    # that ends in the future or within the last TTL can still gain events,
+    # so it takes the slot as well. (A range without `until` ends at its
+    # request's clock, so it is in effect computed afresh every time.)
     now = timezone.now()
-    if window.period == "custom" and window.end <= now - timedelta(seconds=ttl):
+    slot = int(now.timestamp() // ttl)
+    if window.period == "custom":
         span = [window.start.isoformat(), window.end.isoformat()]
-    elif window.period == "custom":  # open-ended: "from this date until now"
-        span = [window.start.isoformat(), int(now.timestamp() // ttl)]
+        if window.end > now - timedelta(seconds=ttl):
+            span.append(slot)
     else:
-        span = [window.period, int(now.timestamp() // ttl)]
+        span = [window.period, slot]
     parts = [name, *span, window.resolution, window.zone.key, sorted(filters.items())]
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
     return f"stat:{digest}"
@@ -311,7 +328,9 @@ class PeriodSummary(Stat):
     title = "This period against the previous one"
     description = (
         "Logins succeeded and failed, distinct users who logged in, events received and "
-        "the failure rate in the period, beside the previous period of the same length."
+        "the failure rate in the period, beside the previous period of the same length: "
+        "the change as a difference (percentage points for the failure rate) and in "
+        "percent of the previous value."
     )
     chart = "cards"
     uses_preaggregates = True
@@ -338,12 +357,18 @@ class PeriodSummary(Stat):
 
     def compute(self, window, filters, source="auto"):
         now, before = self._measure(window, source), self._measure(window.previous(), source)
-        rows = [[k, now[k], before[k], _change(now[k], before[k])] for k in now]
+        # A rate's change reads in points: 3.48% to 3.74% is +0.26 points,
+        # while the relative +7.5% looks like a jump in failures.
+        rows = [
+            [k, now[k], before[k], round(now[k] - before[k], 2), _change(now[k], before[k])]
+            for k in now
+        ]
         return Result(
             [
                 Column("metric"),
                 Column("value", "number"),
                 Column("previous", "number"),
+                Column("change", "number"),
                 Column("change_percent", "number"),
             ],
             rows,
@@ -407,9 +432,30 @@ class EventsByType(Stat):
     chart = "bar"
     uses_preaggregates = True
     params = (
-        Param("event_type", "only these event types (repeatable)", "string[]", []),
+        Param(
+            "event_type",
+            "only these event types (repeatable): types of the catalog, or uncatalogued "
+            "types that some stored event has",
+            "string[]",
+            [],
+        ),
         Param("success", "only succeeded (true) or failed (false) events", "boolean"),
     )
+
+    def parse(self, query):
+        filters = super().parse(query)
+        # A misspelt type would answer with empty rows, as if nothing had
+        # happened. The catalog cannot be the whole list (ingest stores
+        # uncatalogued types too), so a type outside it must exist in events.
+        uncatalogued = [t for t in filters["event_type"] if catalog.get(t) is None]
+        if uncatalogued:
+            unknown = sorted(set(uncatalogued) - queries.seen_event_types(uncatalogued))
+            if unknown:
+                raise StatError(
+                    "event_type",
+                    f"unknown event type {unknown[0]!r}: not in the catalog and in no event",
+                )
+        return filters
 
     def compute(self, window, filters, source="auto"):
         counts = defaultdict(int)
@@ -679,10 +725,11 @@ class FailedLogins(Stat):
     name = "failed_logins"
     title = "Failed logins by user"
     description = "Who failed to log in during the period, how often, and the last error."
-    params = (N,)
+    params = (N_OR_ALL,)
 
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in queries.failed_logins(window, filters["n"])]
+        found = queries.failed_logins(window, filters["n"] or None)
+        rows = [list(r[:4]) for r in found]
         return Result(
             [
                 Column("user", link="user"),
@@ -691,6 +738,8 @@ class FailedLogins(Stat):
                 Column("last_error"),
             ],
             rows,
+            # How many users failed in all, so a page showing the top N can say so.
+            {"total": found[0][4] if found else 0, "total_of": "users"},
         )
 
 

@@ -36,6 +36,9 @@ SUMMARY_LABELS = {
     "events": ("Events received", True),
     "failure_rate": ("Failure rate %", False),
 }
+# Metrics that are percentages: their cards show the change in percentage
+# points, since a percent of a percent misleads.
+PERCENT_METRICS = ("failure_rate",)
 TOP_STATS = (
     "top_projects",
     "top_users",
@@ -59,9 +62,19 @@ def _window(request: HttpRequest) -> tuple[Window, str]:
 def _page(
     request: HttpRequest, template: str, partial: str, context: dict, status: int = 200
 ) -> HttpResponse:
-    """The full page, or only its body for an htmx request."""
-    response = render(request, partial if request.htmx else template, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
+    """The full page, or only its body for an htmx request.
+
+    The body carries the window controls out of band (`oob_controls`): they
+    sit outside the swapped region, and unless they are re-rendered with
+    each body, the copy htmx keeps for the Back button shows the period of
+    the first load. A history restore (Back after htmx's cache lost the
+    page) swaps the whole <body>, so it gets the full page.
+    """
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, partial, {**context, "oob_controls": True}, status=status)
+    else:
+        response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-History-Restore-Request"])
     return response
 
 
@@ -96,6 +109,12 @@ def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
             div_id=f"plot-{name}-{uuid.uuid4().hex[:8]}",
             default_height=f"{figure['layout'].get('height', 300)}px",
         )
+    links = _links(name, window, filters)
+    total = result.extra.get("total")
+    if total is not None:
+        # A stat that counts all its rows (failed_logins) takes n=0 for
+        # "every row": the page shows the top N, its downloads hold them all.
+        links = _links(name, window, {**filters, "n": 0})
     return {
         "stat": stat,
         "result": result,
@@ -103,7 +122,9 @@ def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
         "columns": result.columns,
         "cells": [list(zip(row, result.columns, strict=True)) for row in result.rows],
         "html": html,
-        "links": _links(name, window, filters),
+        "links": links,
+        "total": total,
+        "truncated": total is not None and total > len(result.rows),
         "empty": not any(result.rows),
     }
 
@@ -135,9 +156,12 @@ def overview(request: HttpRequest) -> HttpResponse:
             "value": value,
             "previous": previous,
             "change": change,
-            "delta": _delta(change, SUMMARY_LABELS[metric][1]),
+            "points": difference if metric in PERCENT_METRICS else None,
+            "delta": _delta(
+                difference if metric in PERCENT_METRICS else change, SUMMARY_LABELS[metric][1]
+            ),
         }
-        for metric, value, previous, change in summary["rows"]
+        for metric, value, previous, difference, change in summary["rows"]
     ]
     context = {
         "window": window,
@@ -227,8 +251,11 @@ def _entity_context(
     context["is_analyst"] = has_role(request.user, Role.ANALYST)
     if context["is_analyst"]:
         context["timeline"] = _timeline_page(request, kind, name, project)
-        subject_type = "experiment" if kind == "experiment" else kind
-        context["export_query"] = urlencode({"subject_type": subject_type, "subject": name})
+        # The timeline's own rows (audit's involving, all time) in its time zone.
+        named = f"{kind}:{project}/{name}" if kind == "experiment" else f"{kind}:{name}"
+        context["export_query"] = urlencode(
+            {"entity": named, "period": "all", "tz": window.tz_name}
+        )
     return context, True
 
 

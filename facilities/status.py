@@ -3,15 +3,20 @@
 A `facility_status` report holds from its timestamp until the next report,
 but for at most FACILITY_STALE_AFTER: a facility that stops reporting is
 `unknown`, not still up. The latest report by event timestamp wins, whatever
-order the reports arrived in. Resources in use are the hosts of the
-realizations and materializations whose latest successful event at the
-facility is an allocation (allocated minus freed).
+order the reports arrived in. A run of one status (its start is "since") is
+broken by a different status or by a silence longer than FACILITY_STALE_AFTER,
+the time the uptime bar shows as unknown. Resources in use are the hosts of
+the realizations and materializations whose latest successful event at the
+facility is an allocation (allocated minus freed; a free with the same
+timestamp as an allocation wins).
 """
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from django.urls import NoReverseMatch, reverse
 
 from audit.catalog import FACILITY_STATES
 
@@ -116,14 +121,25 @@ def _append(result: list[Segment], seg: Segment) -> None:
         result.append(seg)
 
 
-def changes(reports: list[Report]) -> list[Report]:
-    """The reports that changed the reported status, newest first."""
+STOPPED_REPORTING = "stopped reporting"
+
+
+def changes(reports: list[Report], now: datetime, stale_after: timedelta) -> list[Report]:
+    """The reports that changed the status, newest first. A silence longer
+    than `stale_after` is a change too: an unknown entry at the moment the
+    last report went stale (where the uptime bar turns grey), and the next
+    report starts a new run even if it repeats the old status."""
     changed: list[Report] = []
-    previous = None
+    previous: Report | None = None
     for report in reports:
-        if report.status != previous:
+        silent = previous is not None and report.timestamp - previous.timestamp > stale_after
+        if silent:
+            changed.append(Report(previous.timestamp + stale_after, UNKNOWN, STOPPED_REPORTING))
+        if previous is None or silent or report.status != previous.status:
             changed.append(report)
-            previous = report.status
+        previous = report
+    if previous is not None and now - previous.timestamp > stale_after:
+        changed.append(Report(previous.timestamp + stale_after, UNKNOWN, STOPPED_REPORTING))
     return changed[::-1]
 
 
@@ -226,7 +242,12 @@ class Allocation:
 
     @property
     def experiment_url(self) -> str:
-        return f"/experiments/{self.project}/{self.experiment}/"
+        """The experiment's page, or "" when the payload names none that a
+        URL can hold (missing, or with a slash)."""
+        try:
+            return reverse("experiment", args=[self.project, self.experiment])
+        except NoReverseMatch:
+            return ""
 
 
 @dataclass

@@ -12,7 +12,6 @@ from facilities.models import Facility
 from facilities.status import (
     SEVERITY,
     STATE_LABELS,
-    UNKNOWN,
     CurrentStatus,
     Report,
     Uptime,
@@ -27,9 +26,15 @@ from facilities.status import (
 MAX_CHANGES = 50
 # The table's usage counts are cached this long: every open map polls the
 # table each minute, and counting hosts reads the payload of every active
-# allocation (bench/facilities.py). Statuses are never cached.
+# allocation (bench/facilities.py). A TTL shorter than the poll interval made
+# nearly every poll a miss; at one and a half intervals a lone map's polls
+# alternate hit and miss, and with several maps open most polls hit. Counts
+# are at most this stale.
+# The cache is per process unless REDIS_URL is set, so each gunicorn worker
+# computes its own copy. Statuses are never cached.
 USAGE_CACHE_KEY = "facilities:usage-summary"
-USAGE_CACHE_SECONDS = 30
+POLL_SECONDS = 60  # the page's hx-trigger="every 60s" (table and panel)
+USAGE_CACHE_SECONDS = 90
 
 
 def stale_after() -> timedelta:
@@ -128,10 +133,7 @@ def facility_detail(
     start, _ = uptime_window(now, zone)
     reports = facility.reports(start)
     uptime = daily_uptime(segments(reports, start, now, stale_after()), zone, now)
-    changed = changes(reports)
-    if row.status.status == UNKNOWN and row.status.last_report is not None:
-        # Gone quiet: the newest change is that nothing has been heard.
-        changed.insert(0, Report(row.status.since, UNKNOWN, "stopped reporting", ""))
+    changed = changes(reports, now, stale_after())
     return FacilityDetail(
         row=row,
         usage=usage,

@@ -1,19 +1,27 @@
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import ngettext
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
 from facilities import maps
 from facilities.models import Facility
-from facilities.summary import SortError, facility_detail, facility_rows, legend, stale_after
-from sphere_stats.roles import Role, role_required
+from facilities.summary import (
+    POLL_SECONDS,
+    SortError,
+    facility_detail,
+    facility_rows,
+    legend,
+    stale_after,
+)
+from sphere_stats.roles import Role, has_role, role_required
 from sphere_stats.windows import COMMON_ZONES, WindowError, parse_zone
 
 
@@ -54,6 +62,31 @@ def _query(**params: str) -> str:
     return f"?{urlencode(kept)}" if kept else ""
 
 
+def _duration(seconds: int) -> str:
+    """'15 minutes', '1 minute', '30 seconds', '1 minute 30 seconds'."""
+    minutes, seconds = divmod(seconds, 60)
+    parts = [ngettext("%d minute", "%d minutes", minutes) % minutes] if minutes else []
+    if seconds or not minutes:
+        parts.append(ngettext("%d second", "%d seconds", seconds) % seconds)
+    return " ".join(parts)
+
+
+def _selected(request: HttpRequest) -> str | None:
+    """The facility whose panel the browser shows: an htmx request (the
+    table's refresh or a sort click) names the page it was made from."""
+    try:
+        match = resolve(urlsplit(request.htmx.current_url_abs_path or "").path)
+    except Resolver404:
+        return None
+    return match.kwargs.get("slug") if match.view_name == "facilities:detail" else None
+
+
+def _page_url(selected: str | None) -> str:
+    if selected:
+        return reverse("facilities:detail", args=[selected])
+    return reverse("facilities:index")
+
+
 def _panel_context(request: HttpRequest, facility: Facility, zone: ZoneInfo) -> dict:
     detail = facility_detail(
         facility, timezone.now(), zone, materializations=PANEL_MATERIALIZATIONS
@@ -66,7 +99,9 @@ def _panel_context(request: HttpRequest, facility: Facility, zone: ZoneInfo) -> 
         "materializations": detail.usage.materializations,
         "more_materializations": detail.row.usage.materializations
         - len(detail.usage.materializations),
-        "panel_query": _query(tz=zone.key),
+        # The panel's links keep the table's sort, so a reload after closing
+        # the panel still has it.
+        "panel_query": _query(tz=zone.key, sort=_sort(request)),
     }
 
 
@@ -81,8 +116,10 @@ SORT_COLUMNS = [
 ]
 
 
-def _sort_columns(zone: ZoneInfo, sort: str) -> list[dict]:
-    """Header links: a click sorts by that column, a second click reverses."""
+def _sort_columns(zone: ZoneInfo, sort: str, selected: str | None) -> list[dict]:
+    """Header links: a click sorts by that column, a second click reverses.
+    Each link's page URL (href, and the URL htmx pushes) keeps the open
+    panel, so a reload shows the same facility in the same order."""
     columns = []
     for key, label, numeric in SORT_COLUMNS:
         current = sort.removeprefix("-") == key
@@ -93,7 +130,8 @@ def _sort_columns(zone: ZoneInfo, sort: str) -> list[dict]:
             {
                 "label": label,
                 "numeric": numeric,
-                "href": reverse("facilities:index") + query,
+                "query": query,
+                "href": _page_url(selected) + query,
                 "hx": reverse("facilities:status") + query,
                 "arrow": (" ▼" if descending else " ▲") if current else "",
                 "aria": ("descending" if descending else "ascending") if current else "",
@@ -102,7 +140,7 @@ def _sort_columns(zone: ZoneInfo, sort: str) -> list[dict]:
     return columns
 
 
-def _table_context(request: HttpRequest, zone: ZoneInfo, sort: str) -> dict:
+def _table_context(request: HttpRequest, zone: ZoneInfo, sort: str, selected: str | None) -> dict:
     rows = facility_rows(timezone.now(), sort)
     statuses = {row.slug: {"status": row.status.status, "label": row.status.label} for row in rows}
     return {
@@ -110,20 +148,22 @@ def _table_context(request: HttpRequest, zone: ZoneInfo, sort: str) -> dict:
         "legend": legend(rows),
         "statuses": statuses,
         "sort": sort,
-        "sort_columns": _sort_columns(zone, sort),
+        "sort_columns": _sort_columns(zone, sort, selected),
         "status_query": _query(tz=zone.key, sort=sort),
-        "panel_query": _query(tz=zone.key),
+        # A facility picked from the table keeps the sort in the pushed URL.
+        "panel_query": _query(tz=zone.key, sort=sort),
     }
 
 
 def _common(request: HttpRequest, zone: ZoneInfo) -> dict:
     return {
-        # Anonymous visitors of the public map see no usernames and no error
-        # messages: those are for signed-in staff.
-        "anonymous": not request.user.is_authenticated,
+        # Visitors of the public map below the viewer role (anonymous or
+        # signed in without it) see no usernames and no error messages.
+        "public_view": not has_role(request.user, Role.VIEWER),
         "tz": zone.key,
         "zones": COMMON_ZONES if zone.key in COMMON_ZONES else [zone.key, *COMMON_ZONES],
-        "stale_minutes": settings.FACILITY_STALE_AFTER // 60,
+        "stale_after": _duration(settings.FACILITY_STALE_AFTER),
+        "poll_seconds": POLL_SECONDS,
     }
 
 
@@ -144,7 +184,7 @@ def index(request: HttpRequest, slug: str | None = None) -> HttpResponse:
         response = render(request, "facilities/_panel.html", context)
     else:
         try:
-            context.update(_table_context(request, zone, _sort(request)))
+            context.update(_table_context(request, zone, _sort(request), slug))
         except SortError as exc:
             return _bad_request(request, str(exc))
         map_query = _query(selected=slug or "")
@@ -166,7 +206,10 @@ def status(request: HttpRequest) -> HttpResponse:
     if not request.htmx:
         return redirect(reverse("facilities:index") + _query(**request.GET.dict()))
     try:
-        context = {**_common(request, zone), **_table_context(request, zone, _sort(request))}
+        context = {
+            **_common(request, zone),
+            **_table_context(request, zone, _sort(request), _selected(request)),
+        }
     except SortError as exc:
         return _bad_request(request, str(exc))
     response = render(request, "facilities/_status.html", context)

@@ -11,7 +11,26 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+from django.core.exceptions import ImproperlyConfigured
+
 DATABASE_NAME = "sphere_stats"
+# Host names that reach only this machine (testserver: Django's test client).
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "testserver"}
+
+
+def refuse_for_public_hosts(allowed_hosts: list[str]) -> None:
+    """Raise ImproperlyConfigured when `allowed_hosts` names a host beyond this
+    machine: a real server, whose data must not live in var/ of a checkout
+    or a container."""
+    public = [host for host in allowed_hosts if host not in LOCAL_HOSTS]
+    if public:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not set, and ALLOWED_HOSTS names {', '.join(public)}: this "
+            "looks like a real server, but it would keep its data in the embedded "
+            "PostgreSQL under var/pgdata, which a container rebuild deletes. Set "
+            "DATABASE_URL to your PostgreSQL server (docker-compose.yml does), or set "
+            "EMBEDDED_DB=true to use the embedded one anyway."
+        )
 
 
 def start(base_dir: Path) -> str:

@@ -2,7 +2,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from sphere_stats.api import RETRY_AFTER_SECONDS, database_unavailable
+from sphere_stats.api import RETRY_AFTER_SECONDS, api_error, database_unavailable
 
 DATABASE_DOWN = (OperationalError, InterfaceError)
 
@@ -35,3 +35,34 @@ class DatabaseUnavailableMiddleware:
         if isinstance(exception, DATABASE_DOWN):
             return database_unavailable_response(request)
         return None
+
+
+def _has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path:
+        return True
+    return any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for key, values in request.GET.lists()
+    )
+
+
+class RejectNulMiddleware:
+    """Answers 400 to a URL whose path or query string holds a NUL byte.
+
+    PostgreSQL text cannot store NUL: the value would reach a query and end
+    as a 500 (DataError) in whichever view looks it up. One check here covers
+    every view, present and future, instead of one in each form and schema.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not _has_nul(request):
+            return self.get_response(request)
+        message = "The URL contains a NUL byte (%00), which no parameter may hold."
+        if request.path.startswith("/api/"):
+            return api_error(400, message)
+        # Rendered without the request: the user and session middleware have
+        # not run yet, and the page needs neither.
+        return HttpResponse(render_to_string("400.html", {"message": message}), status=400)

@@ -48,14 +48,17 @@ def has_role(user, role: Role) -> bool:
 def role_required(role: Role, *, public: Callable[[], bool] | None = None):
     """Page decorator: anonymous users go to the login page, too-low roles get 403.
 
-    `public`, when given and true at request time, lets anonymous visitors in
-    (the optional public facility map).
+    `public`, when given and true at request time, lets in everyone below
+    `role` (the optional public facility map): anonymous visitors and
+    signed-in users without the role alike, so signing in never shows less
+    than staying anonymous. The view must then show only what is public
+    (check `has_role` itself).
     """
 
     def decorator(view):
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            if public is not None and public() and not request.user.is_authenticated:
+            if public is not None and public() and not has_role(request.user, role):
                 return view(request, *args, **kwargs)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())

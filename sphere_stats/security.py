@@ -1,6 +1,11 @@
 """Refuse to serve with settings that would be unsafe in production."""
 
 from django.conf import settings
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 KNOWN_DEFAULT_KEYS = {
@@ -15,15 +20,27 @@ KNOWN_DEFAULT_KEYS = {
 }
 
 
+def weak_secret_key(key: str) -> bool:
+    """Django's own rule (the security.W009 check of `check --deploy`), so
+    a key this accepts is one Django accepts too."""
+    return (
+        len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or key.startswith(SECRET_KEY_INSECURE_PREFIX)
+    )
+
+
 def startup_problems() -> list[str]:
     if settings.DEBUG:
         return []
     problems = []
     key = settings.SECRET_KEY or ""
-    if not key or key in KNOWN_DEFAULT_KEYS or key.startswith("django-insecure") or len(key) < 32:
+    if key in KNOWN_DEFAULT_KEYS or weak_secret_key(key):
         problems.append(
-            "SECRET_KEY is missing, a known default or shorter than 32 characters: "
-            "set SECRET_KEY to a long random value "
+            "SECRET_KEY is missing, a known default or too weak: Django wants at least "
+            f"{SECRET_KEY_MIN_LENGTH} characters, {SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them "
+            f"different, not starting with {SECRET_KEY_INSECURE_PREFIX!r}. Set SECRET_KEY "
+            "to a long random value "
             "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
         )
     if not settings.ALLOWED_HOSTS:

@@ -42,6 +42,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that reads the URL (WhiteNoise's file lookup, every
+    # view): a NUL byte in it ends as a 500 in PostgreSQL otherwise.
+    "sphere_stats.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "sphere_stats.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -78,6 +81,10 @@ EMBEDDED_DATABASE = not DATABASE_URL
 if EMBEDDED_DATABASE:
     from sphere_stats import embedded_db
 
+    # A server that answers public host names and forgot DATABASE_URL would
+    # keep its data in var/, lost with the container; only on request.
+    if not DEBUG and not envbool("EMBEDDED_DB", False):
+        embedded_db.refuse_for_public_hosts(ALLOWED_HOSTS)
     DATABASE_URL = embedded_db.start(BASE_DIR)
 
 DATABASES = {

@@ -11,6 +11,8 @@ api.add_router("", "facilities.api.router")
 
 admin.site.site_header = "sphere_stats administration"
 admin.site.site_title = "sphere_stats"
+# Its own login page would let a guesser bypass the throttle of accounts/login/.
+admin.site.login = views.admin_login
 
 urlpatterns = [
     path("", include("dashboards.urls")),

@@ -1,10 +1,15 @@
 import sys
 
 from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -55,32 +60,83 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     return render(request, "403.html", status=403)
 
 
+def login_username(request: HttpRequest) -> str:
+    """The username a login POST names, as the login form reads it: stripped,
+    then NFKC-normalised as the user model normalises usernames. Every spelling
+    that logs in to one account so counts against one failure counter (the
+    counter itself ignores case: sphere_stats.ratelimit)."""
+    username = request.POST.get("username", "").strip()
+    user_model = get_user_model()
+    max_length = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length or 150
+    if len(username) > max_length:
+        # The form refuses it (before normalising: slow on huge input), so it
+        # logs in to no account; any key will do, a short one is kinder to the cache.
+        return username[:max_length]
+    return user_model.normalize_username(username)
+
+
 class ThrottledLoginView(auth_views.LoginView):
     """The login page, refusing (429) a username/address pair after too many
     failures in a window (settings.LOGIN_FAILURE_*; counted in the cache)."""
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        username = request.POST.get("username", "")[:150]
+        username = login_username(request)
         ip = client_ip(request)
         if ratelimit.login_blocked(username, ip):
             minutes = max(1, settings.LOGIN_FAILURE_WINDOW // 60)
-            form = self.get_form()
-            context = self.get_context_data(
-                form=form,
-                throttled=(
-                    "Too many failed attempts to log in. Wait up to "
-                    f"{minutes} minutes, then try again."
-                ),
+            return self.refuse(
+                f"Too many failed attempts to log in. Wait up to {minutes} minutes, then try again."
             )
-            response = self.render_to_response(context, status=429)
-            response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW)
-            return response
         response = super().post(request, *args, **kwargs)
         if request.user.is_authenticated:
             ratelimit.login_succeeded(username, ip)
         else:
             ratelimit.login_failed(username, ip)
         return response
+
+    def refuse(self, message: str) -> HttpResponse:
+        # An unbound form: showing the posted one validates it, which checks
+        # the password, and the page would tell a right guess from a wrong one.
+        form = self.get_form_class()(self.request)
+        context = self.get_context_data(form=form, throttled=message)
+        response = self.render_to_response(context, status=429)
+        response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW)
+        return response
+
+
+class ThrottledAdminLoginView(ThrottledLoginView):
+    """The admin site's login page (staff only) behind the same throttle."""
+
+    template_name = "admin/login.html"
+    authentication_form = AdminAuthenticationForm
+
+    def refuse(self, message: str) -> HttpResponse:
+        # admin/login.html has no place for `throttled`; its base shows messages.
+        messages.error(self.request, message)
+        return super().refuse(message)
+
+
+@never_cache
+@login_not_required
+def admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """admin.site.login through the throttle (set in urls.py)."""
+    # AdminSite.login, with ThrottledAdminLoginView for its LoginView: Django
+    # has no hook for the view class, only for the form and the template.
+    site = admin.site
+    if request.method == "GET" and site.has_permission(request):
+        return redirect("admin:index")
+    context = {
+        **site.each_context(request),
+        "title": "Log in",
+        "subtitle": None,
+        "app_path": request.get_full_path(),
+        "username": request.user.get_username(),
+    }
+    if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=site.name)
+    context.update(extra_context or {})
+    request.current_app = site.name
+    return ThrottledAdminLoginView.as_view(extra_context=context)(request)
 
 
 @require_GET

@@ -326,3 +326,111 @@ def test_an_analyst_filters_pages_and_downloads_in_the_browser(
     screenshot(page, "explorer_event")
     assert page.locator("a[href='/users/alice/']").count() == 1
     assert page.blocked_requests == []
+
+
+def payload_boxes(html: str) -> list[str]:
+    return re.findall(r'<input name="payload"[^>]* value="([^"]*)"', html)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_every_payload_pair_sent_is_applied_and_gets_its_own_box(analyst_client, history):
+    query = "payload=kind=usermember&payload=role=maintainer&payload="
+    response = analyst_client.get(f"/events/?period=all&{query}")
+    found = uuids_on(response)
+    assert [history[u]["event_type"] for u in found] == ["project_member_updated"]
+    # One box per pair, then one empty box for the next (not one per blank sent).
+    assert payload_boxes(response.content.decode()) == ["kind=usermember", "role=maintainer", ""]
+    assert "+ another" in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_an_htmx_answer_brings_the_payload_boxes_out_of_band(analyst_client, history):
+    response = analyst_client.get(
+        "/events/?period=all&payload=kind=usermember&payload=", HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    assert 'id="explorer-payload"' in html and 'hx-swap-oob="true"' in html
+    assert payload_boxes(html) == ["kind=usermember", ""]
+    # The full page has the boxes once, inside the form, not out of band.
+    page = analyst_client.get("/events/?period=all&payload=kind=usermember").content.decode()
+    assert page.count('id="explorer-payload"') == 1 and "hx-swap-oob" not in page
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_last_payload_box_is_not_offered_past_the_limit(analyst_client, history):
+    query = "&".join(f"payload=k{i}=v" for i in range(8))
+    html = analyst_client.get(f"/events/?period=all&{query}").content.decode()
+    assert len(payload_boxes(html)) == 8 and "+ another" not in html
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize(
+    ("entity", "expected"),
+    [
+        # target of a project's member event, and never the subject or caller
+        ("user:bob", {"project_member_updated"}),
+        # by alice (caller) and about her (subject @alice is another user)
+        ("user:alice", {"project_member_updated"}),
+        # payload.project: the experiment's events and its realization's
+        ("project:glawler", {"experiment_created", "realization_allocated", "experiment_pushed"}),
+        (
+            "experiment:glawler/testexp",
+            {"experiment_created", "realization_allocated", "experiment_pushed"},
+        ),
+        ("organization:orgtest", {"org_member_added"}),
+    ],
+)
+def test_the_entity_filter_finds_what_its_page_lists(analyst_client, history, entity, expected):
+    found = listed(analyst_client, f"entity={entity}")
+    assert found and {history[u]["event_type"] for u in found} == expected
+
+
+@time_machine.travel(NOW, tick=False)
+def test_failed_and_succeeded_read_as_outcomes(analyst_client, history):
+    assert set(listed(analyst_client, "success=failed")) == ids(history, success=False)
+    assert set(listed(analyst_client, "success=succeeded")) == ids(history, success=True)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_analyst_adds_payload_pairs_without_reloading(browser_page, live_server, analyst):
+    from django.utils import timezone
+
+    from tests.conftest import browser_login, screenshot
+
+    now = timezone.now()
+    store(
+        event(timestamp=now - timedelta(hours=1)),
+        event(
+            timestamp=now - timedelta(hours=2),
+            payload={"kind": "usermember", "role": "maintainer", "state": "active"},
+        ),
+        event(
+            timestamp=now - timedelta(hours=3),
+            payload={"kind": "projectmember", "role": "maintainer", "state": "active"},
+        ),
+    )
+    page = browser_page
+    browser_login(page, live_server, analyst)
+    page.goto(f"{live_server.url}/events/")
+    rows = "table.explorer-table tbody tr"
+    page.wait_for_selector(rows)
+
+    page.fill("#explorer-payload-1", "kind=usermember")
+    page.press("#explorer-payload-1", "Enter")
+    page.wait_for_url("**payload=kind%3Dusermember**")
+    # The answer brought a fresh box after the one just used.
+    page.wait_for_selector("#explorer-payload-2")
+    page.wait_for_function(f"document.querySelectorAll('{rows}').length == 2")
+    page.click("text=+ another")
+    assert page.locator("input[name=payload]").count() == 3
+    page.fill("#explorer-payload-3", "role=maintainer")
+    page.press("#explorer-payload-3", "Enter")
+    page.wait_for_url("**role%3Dmaintainer**")
+    page.wait_for_function(f"document.querySelectorAll('{rows}').length == 1")
+    screenshot(page, "explorer_payload_pairs")
+    assert page.locator("input[name=payload]").evaluate_all("bs => bs.map(b => b.value)") == [
+        "kind=usermember",
+        "role=maintainer",
+        "",
+    ]

@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -279,6 +280,22 @@ def test_the_api_refuses_bad_filters_with_the_error_shape(api_client):
     assert missing.status_code == 400
 
 
+def test_an_empty_cursor_is_a_400_not_a_second_whole_export(api_client):
+    variety()
+    response = api_get(api_client, "format=ndjson&cursor=")
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "cursor"
+
+
+def test_the_api_exports_failed_events_as_the_explorer_names_them(api_client):
+    variety()
+    body = b"".join(api_get(api_client, "format=csv&success=failed").streaming_content)
+    assert sorted(r["event_type"] for r in csv_rows(body)) == [
+        "realization_allocated",
+        "user_login",
+    ]
+
+
 def test_the_api_needs_a_read_token(client, ingest_token):
     assert client.get(API).status_code == 401
     denied = client.get(API, HTTP_AUTHORIZATION=f"Bearer {ingest_token}")
@@ -289,3 +306,118 @@ def test_the_openapi_schema_declares_the_export_content_types(client):
     schema = client.get("/api/v1/openapi.json").json()
     content = schema["paths"][API]["get"]["responses"]["200"]["content"]
     assert set(content) == {"text/csv", "application/json", "application/x-ndjson"}
+
+
+# --- an entity page's timeline downloads --------------------------------------
+
+
+def timeline_rows(client, url: str) -> tuple[int, str]:
+    """(rows in the page's timeline, its CSV download link)."""
+    body = client.get(url).content.decode()
+    rows = body.split('id="timeline-rows">', 1)[1].split("</tbody>", 1)[0]
+    link = re.search(r'href="(/events/export\?format=csv&amp;[^"]+)"', body)
+    assert link, "no CSV download on the page"
+    return rows.count("<tr class="), link.group(1).replace("&amp;", "&")
+
+
+@pytest.fixture
+def entity_history():
+    """alice about, by and as a member; exp1 in two projects; older than 30 days too."""
+    store(
+        event(
+            timestamp=BASE - timedelta(days=40),
+            event_type="user_login",
+            caller="alice",
+            subject="alice",
+            subject_type="user",
+            target=None,
+            payload={"method": "password"},
+        ),
+        event(
+            timestamp=BASE,
+            event_type="user_login",
+            caller="alice",
+            subject="alice",
+            subject_type="user",
+            target=None,
+            payload={"method": "password"},
+        ),
+        event(timestamp=BASE + timedelta(minutes=1), caller="alice", target="bob"),
+        event(timestamp=BASE + timedelta(minutes=2), caller="glawler", target="alice"),
+        event(
+            timestamp=BASE + timedelta(minutes=3),
+            event_type="project_member_added",
+            subject="p1",
+            subject_type="project",
+            caller="glawler",
+            target="alice",
+            payload={"kind": "usermember", "role": "member", "state": "active"},
+        ),
+        event(timestamp=BASE + timedelta(minutes=4), caller="glawler", target="carol"),
+    )
+    for minute, project in enumerate(("p1", "p2"), start=5):
+        store(
+            event(
+                timestamp=BASE + timedelta(minutes=minute),
+                event_type="experiment_created",
+                caller="glawler",
+                subject="exp1",
+                subject_type="experiment",
+                target=None,
+                payload={"project": project},
+            )
+        )
+    store(
+        event(
+            timestamp=BASE + timedelta(minutes=7),
+            event_type="experiment_pushed",
+            caller="glawler",
+            subject="exp1",
+            subject_type="experiment",
+            target=None,
+            payload={"project": "p2", "model_file": "model.py", "revision": "1"},
+        ),
+        event(
+            timestamp=BASE + timedelta(minutes=8),
+            event_type="realization_allocated",
+            caller="glawler",
+            subject="rlz.exp1.p1",
+            subject_type="realization",
+            target="isi",
+            payload={
+                "project": "p1",
+                "experiment": "exp1",
+                "facility": "isi",
+                "resources": ["n001"],
+                "nodes": ["a"],
+                "lans": [],
+            },
+        ),
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # about alice twice (one 40 days ago), by her, and her two memberships
+        ("/users/alice/", 5),
+        # p1's exp1 and its realization, not p2's exp1
+        ("/experiments/p1/exp1/", 2),
+    ],
+)
+def test_an_entity_pages_downloads_hold_exactly_its_timeline(
+    analyst_client, entity_history, url, expected
+):
+    shown, link = timeline_rows(analyst_client, url)
+    body = b"".join(analyst_client.get(link).streaming_content)
+    assert shown == expected
+    assert len(csv_rows(body)) == shown
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_entity_filter_names_its_field_when_malformed(analyst_client):
+    for bad in ("alice", "facility:isi", "experiment:exp1", "user:"):
+        response = analyst_client.get(f"/events/export?format=csv&entity={bad}")
+        assert response.status_code == 400, bad
+        assert "entity" in response.content.decode()

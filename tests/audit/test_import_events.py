@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from audit.models import Event, HourlyCount
-from tests.audit.exp_helpers import event, variety
+from tests.audit.exp_helpers import event, store, variety
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +110,59 @@ def test_dry_run_stores_nothing(tmp_path):
     call_command("import_events", str(path), "--dry-run", stdout=out)
     assert "1 would be accepted" in out.getvalue()
     assert Event.objects.count() == 0
+
+
+def without(values: dict, *names: str) -> dict:
+    return {k: v for k, v in values.items() if k not in names}
+
+
+def test_a_file_without_uuids_imported_twice_is_stored_once(tmp_path):
+    lines = [without(event(caller=name), "event_uuid") for name in ("alice", "bob", "carol")]
+    path = tmp_path / "old-log.ndjson"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    assert "3 accepted, 0 duplicate, 0 rejected" in run_import(path)
+    first = snapshot()
+    again = run_import(path)
+
+    assert "0 accepted, 3 duplicate, 0 rejected" in again
+    assert "duplicate lines (already stored, or repeated): 1, 2, 3" in again
+    assert snapshot() == first
+
+
+def test_the_derived_uuid_is_the_same_from_csv_and_ndjson(tmp_path):
+    nested = {**event()["payload"], "zeta": {"b": 1, "a": [2]}}
+    stored = store(event(caller="alice"), event(caller="bob", payload=nested))
+    csv_path, ndjson_path = tmp_path / "events.csv", tmp_path / "events.ndjson"
+    call_command("export_events", "--format", "csv", "-o", str(csv_path), stdout=StringIO())
+    header, *rows = csv_path.read_text().splitlines()
+    # The uuid cell emptied: a CSV from a log that never had uuids.
+    csv_path.write_text("\n".join([header, *("," + r.split(",", 1)[1] for r in rows)]) + "\n")
+    ndjson_path.write_text("".join(json.dumps(without(e, "event_uuid")) + "\n" for e in stored))
+    Event.objects.all().delete()
+    HourlyCount.objects.all().delete()
+
+    assert "2 accepted" in run_import(csv_path)
+    from_csv = snapshot()
+    Event.objects.all().delete()
+    HourlyCount.objects.all().delete()
+    assert "2 accepted" in run_import(ndjson_path)
+
+    assert snapshot() == from_csv
+
+
+def test_a_line_without_a_timestamp_is_rejected_with_its_number(tmp_path):
+    lines = [
+        event(),
+        without(event(caller="bob"), "timestamp"),
+        event(caller="carol", timestamp=None),
+    ]
+    path = tmp_path / "undated.ndjson"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    report = run_import(path)
+
+    assert "1 accepted, 0 duplicate, 2 rejected" in report
+    assert "line 2: timestamp: is required" in report
+    assert "line 3: timestamp: is required" in report
+    assert list(Event.objects.values_list("caller", flat=True)) == ["glawler"]

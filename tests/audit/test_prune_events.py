@@ -11,9 +11,11 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from audit import aggregates
 from audit.aggregates import rebuild_aggregates
 from audit.demo import generate
 from audit.ingest import ingest
+from audit.management.commands import prune_events
 from audit.models import Entity, EntityInterval, Event, HourlyCount
 
 NOW = "2026-06-01 12:00Z"
@@ -139,4 +141,139 @@ def test_it_needs_an_age_so_nothing_is_pruned_by_accident(db):
 def test_nothing_older_means_nothing_to_do(history):
     out = prune("--older-than", "1000")
     assert "nothing to do" in out
+    assert Event.objects.count() == len(history)
+
+
+# --- a rerun after a crash --------------------------------------------------------------
+
+
+class Crash(Exception):
+    """The process dying mid-run, as far as the database and the archive can tell."""
+
+
+def crash_on_call(n: int, function=None):
+    """`function` (or nothing), raising Crash after its nth call."""
+    calls = 0
+
+    def wrapper(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        result = function(*args, **kwargs) if function else None
+        if calls == n:
+            raise Crash
+        return result
+
+    return wrapper
+
+
+def old_uuids(days: int) -> set[str]:
+    return {
+        str(u)
+        for u in Event.objects.filter(timestamp__lt=cutoff(days)).values_list(
+            "event_uuid", flat=True
+        )
+    }
+
+
+def archived_uuids(archive) -> list[str]:
+    # gzip.decompress reads every member, as zcat does.
+    return [
+        json.loads(line)["event_uuid"]
+        for line in gzip.decompress(archive.read_bytes()).splitlines()
+    ]
+
+
+def assert_archived_exactly_once(archive, doomed: set[str]) -> None:
+    uuids = archived_uuids(archive)
+    assert len(uuids) == len(set(uuids)), "an event was archived twice"
+    assert set(uuids) == doomed
+    assert not Event.objects.filter(event_uuid__in=doomed).exists()
+    assert not archive.with_name(archive.name + ".partial").exists()
+
+
+def test_a_rerun_after_a_crash_keeps_the_batches_the_crashed_run_committed(
+    history, tmp_path, monkeypatch
+):
+    doomed = old_uuids(180)
+    archive = tmp_path / "old.ndjson.gz"
+    args = ("--older-than", "180", "--archive", str(archive), "--batch-size", "97")
+    # The second batch dies before its lines are written: it rolls back.
+    monkeypatch.setattr(
+        aggregates, "refresh_entities", crash_on_call(2, aggregates.refresh_entities)
+    )
+    with pytest.raises(Crash):
+        prune(*args)
+    monkeypatch.undo()
+    assert Event.objects.filter(event_uuid__in=doomed).count() == len(doomed) - 97
+
+    out = prune(*args)
+
+    assert "keeps the 97 events an interrupted run deleted" in out
+    assert f"Deleted {len(doomed) - 97} events" in out
+    assert_archived_exactly_once(archive, doomed)
+
+
+def test_a_batch_archived_but_not_committed_is_archived_once_on_the_rerun(
+    history, tmp_path, monkeypatch
+):
+    doomed = old_uuids(180)
+    archive = tmp_path / "old.ndjson.gz"
+    args = ("--older-than", "180", "--archive", str(archive), "--batch-size", "97")
+    # The second batch's lines reach the disk, then the process dies before its commit.
+    monkeypatch.setattr(prune_events, "write_member", crash_on_call(2, prune_events.write_member))
+    with pytest.raises(Crash):
+        prune(*args)
+    monkeypatch.undo()
+    assert len(archived_uuids(archive.with_name(archive.name + ".partial"))) == 2 * 97
+
+    prune(*args)
+
+    assert_archived_exactly_once(archive, doomed)
+
+
+def test_a_member_torn_by_the_crash_is_cut_off_on_the_rerun(history, tmp_path, monkeypatch):
+    doomed = old_uuids(180)
+    archive = tmp_path / "old.ndjson.gz"
+    partial = archive.with_name(archive.name + ".partial")
+    args = ("--older-than", "180", "--archive", str(archive), "--batch-size", "97")
+    monkeypatch.setattr(
+        aggregates, "refresh_entities", crash_on_call(2, aggregates.refresh_entities)
+    )
+    with pytest.raises(Crash):
+        prune(*args)
+    monkeypatch.undo()
+    member = gzip.compress(b'{"event_uuid": "00000000-0000-0000-0000-000000000000"}\n' * 50)
+    with partial.open("ab") as f:
+        f.write(member[: len(member) // 2])
+
+    prune(*args)
+
+    assert_archived_exactly_once(archive, doomed)
+
+
+def test_a_rerun_finishes_an_archive_whose_run_crashed_before_the_rename(
+    history, tmp_path, monkeypatch
+):
+    doomed = old_uuids(180)
+    archive = tmp_path / "old.ndjson.gz"
+    args = ("--older-than", "180", "--archive", str(archive))
+    monkeypatch.setattr(type(archive), "rename", crash_on_call(1, None))
+    with pytest.raises(Crash):
+        prune(*args)
+    monkeypatch.undo()
+    assert not archive.exists()
+
+    out = prune(*args)
+
+    assert f"keeps the {len(doomed)} events" in out
+    assert_archived_exactly_once(archive, doomed)
+
+
+def test_a_damaged_partial_archive_is_refused_with_how_to_recover(history, tmp_path):
+    archive = tmp_path / "old.ndjson.gz"
+    partial = archive.with_name(archive.name + ".partial")
+    whole = gzip.compress(b'{"event_uuid": "00000000-0000-0000-0000-000000000000"}\n')
+    partial.write_bytes(whole + b"not gzip at all")
+    with pytest.raises(CommandError, match=f"damaged after byte {len(whole)}.*truncate -s"):
+        prune("--older-than", "180", "--archive", str(archive))
     assert Event.objects.count() == len(history)

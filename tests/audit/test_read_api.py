@@ -64,6 +64,11 @@ def uuids(response) -> list[int]:
         ("caller=bob", [2]),
         ("target=bob", [4]),
         ("success=false", [1]),
+        # The explorer's words for the outcome mean the same here.
+        ("success=failed", [1]),
+        ("success=succeeded", [4, 3, 2, 0]),
+        ("success=any", [4, 3, 2, 1, 0]),
+        ("entity=user:bob", [4, 2]),
         ("since=2026-04-22T00:00:00Z", [4, 3, 2]),
         ("until=2026-04-22T10:00:00Z", [1, 0]),
         ("since=2026-04-21T00:00:00Z&until=2026-04-23T00:00:00Z&subject=alice", [1]),
@@ -105,6 +110,7 @@ def uuids_from(page: dict) -> list[int]:
         ("limit=1001", "limit"),
         ("since=tuesday", "since"),
         ("success=maybe", "success"),
+        ("entity=bob", "entity"),
         ("cursor=garbage", "cursor"),
     ],
 )

@@ -12,6 +12,7 @@ import pytest
 from django.http import QueryDict
 
 from audit.ingest import ingest
+from dashboards import queries
 from sphere_stats.windows import Window
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -171,4 +172,6 @@ def dataset(db) -> list[dict]:
 def make_window(**query: str) -> Window:
     data = QueryDict(mutable=True)
     data.update(query)
-    return Window.from_query(data, now=NOW)
+    # As the pages do: period=all starts at the first event (without it, the
+    # window falls back to the last day).
+    return Window.from_query(data, now=NOW, earliest=queries.first_event_time)

@@ -7,8 +7,9 @@ import pytest
 import time_machine
 from django.test import Client
 
+from audit.ingest import ingest
 from sphere_stats.models import ApiToken
-from tests.dashboards.conftest import NOW
+from tests.dashboards.conftest import NOW, event
 
 WINDOW = "since=2026-03-06&until=2026-03-09&tz=America/New_York&res=1d"
 
@@ -83,3 +84,39 @@ def test_an_unknown_stat_is_a_404(token_client):
 def test_anonymous_requests_are_refused(client, db):
     assert client.get("/api/v1/stats/").status_code == 401
     assert client.get("/api/v1/stats/logins").status_code == 401
+
+
+def test_failed_logins_with_n_0_lists_every_user(token_client, dataset):
+    top = token_client.get(f"/api/v1/stats/failed_logins?{WINDOW}&n=1").json()
+    assert [r[0] for r in top["rows"]] == ["alice"]
+    every = token_client.get(f"/api/v1/stats/failed_logins?{WINDOW}&n=0").json()
+    assert [r[0] for r in every["rows"]] == ["alice", "mallory"]
+
+
+def test_the_list_gives_each_parameters_bounds(viewer_client):
+    stats = {s["name"]: s for s in viewer_client.get("/api/v1/stats/").json()["stats"]}
+    (failed_n,) = stats["failed_logins"]["parameters"]
+    assert (failed_n["minimum"], failed_n["maximum"], failed_n["default"]) == (0, 100, 10)
+    assert "0 for every user" in failed_n["description"]
+    top_n = stats["top_users"]["parameters"][0]
+    assert (top_n["minimum"], top_n["maximum"]) == (1, 100)
+
+
+def test_an_event_type_filter_must_name_a_known_or_stored_type(token_client, dataset):
+    url = f"/api/v1/stats/events_by_type?{WINDOW}&event_type="
+    response = token_client.get(url + "nope")
+    assert response.status_code == 400
+    assert response.json()["details"][0] == {
+        "field": "event_type",
+        "message": "unknown event type 'nope': not in the catalog and in no event",
+    }
+    # Catalogued, though none happened in the window: an honest empty answer.
+    assert token_client.get(url + "facility_status").json()["rows"] == []
+    # Uncatalogued types are stored as they come, and can be asked for.
+    ingest(
+        [event("2026-03-08T15:00:00Z", "portal_beta_feature", "alice", "user", caller="alice")],
+        now=NOW,
+    )
+    rows = token_client.get(url + "portal_beta_feature&event_type=user_login").json()["rows"]
+    assert ["2026-03-08T00:00:00-05:00", "portal_beta_feature", 1] in rows
+    assert {r[1] for r in rows} == {"portal_beta_feature", "user_login"}

@@ -16,6 +16,13 @@ def _chart_x(page, name: str) -> list[str]:
     return page.evaluate(f"document.querySelector('#chart-{name} .js-plotly-plot').data[0].x")
 
 
+def _chart_data(page, name: str) -> list:
+    """Each trace's x and y of a chart, as Plotly holds them on its div."""
+    return page.evaluate(
+        f"document.querySelector('#chart-{name} .js-plotly-plot').data.map((t) => [t.x, t.y])"
+    )
+
+
 @pytest.fixture
 def roles(transactional_db):
     # A transactional test flushes the groups the migrations created.
@@ -55,6 +62,8 @@ def test_changing_period_and_time_zone_redraws_the_charts(
         "document.querySelector('#chart-logins .js-plotly-plot').data[0].x.length > 300"
     )
     assert "period=1y" in page.url
+    page.wait_for_function("!document.querySelector('.htmx-request')")
+    utc_days = _chart_data(page, "logins")
 
     page.fill("input[name=tz]", "Asia/Tokyo")
     page.press("input[name=tz]", "Enter")
@@ -64,8 +73,30 @@ def test_changing_period_and_time_zone_redraws_the_charts(
     page.wait_for_selector("#chart-entity_growth .main-svg")
     assert "tz=Asia%2FTokyo" in page.url
     page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_selector("#chart-logins .main-svg")
+    # Days now start at Tokyo's midnight, nine hours before UTC's: the same
+    # logins fall into other days, so the bars themselves changed.
+    tokyo_days = _chart_data(page, "logins")
+    assert len(tokyo_days[0][0]) > 300
+    assert tokyo_days != utc_days
     screenshot(page, "dashboards_overview_1y_tokyo")
     assert page.blocked_requests == []
+
+    # Back: the controls show the window of the URL gone back to (1 year,
+    # UTC), not the one the page was first loaded with (30 days).
+    page.go_back()
+    page.wait_for_function("!location.search.includes('Asia')")
+    page.wait_for_function(
+        "!document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+    )
+    assert page.input_value("select[name=period]") == "1y"
+    assert page.input_value("input[name=tz]") == "UTC"
+    assert page.input_value("select[name=res]") == "1d"
+    page.go_forward()
+    page.wait_for_function(
+        "document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+    )
+    assert page.input_value("input[name=tz]") == "Asia/Tokyo"
 
     # The pushed URL reproduces the view on its own.
     page.goto(page.url)

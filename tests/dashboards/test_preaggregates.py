@@ -3,7 +3,7 @@
 ingested in shuffled batches (late and out-of-order events)."""
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -95,24 +95,64 @@ def _random_query(rng: random.Random) -> dict:
     return query
 
 
+def _random_filters(stat, rng: random.Random, names: dict[str, list[str]], types: list[str]):
+    """Each parameter of the stat at a random value of its kind."""
+    filters = {}
+    for param in stat.params:
+        if param.name == "kind":
+            value = rng.choice(["user", "project"])
+        elif param.name == "name":
+            value = rng.choice(names[filters["kind"]])
+        elif param.name == "event_type":
+            value = rng.sample(types, rng.randint(0, 3))
+        elif param.type == "boolean":
+            value = rng.choice([None, True, False])
+        elif param.choices:
+            value = rng.choice(param.choices)
+        elif param.type == "integer":
+            value = rng.choice([param.minimum, param.default, param.maximum])
+        else:
+            value = param.default
+        filters[param.name] = value
+    return filters
+
+
+# "all" spans the whole history (the demo's 400 days), at every resolution
+# that keeps it under MAX_BUCKETS; then random windows.
+ALL_TIME = [
+    {"period": "all", "tz": "UTC"},
+    {"period": "all", "tz": "America/New_York", "res": "1d"},
+    {"period": "all", "tz": "Asia/Kolkata", "res": "30d"},
+]
+
+
 def test_every_stat_is_equal_from_preaggregates_and_raw_events(shuffled_history):
     rng = random.Random(11)
-    users = list(Entity.objects.filter(kind="user").values_list("name", flat=True))
-    projects = list(Entity.objects.filter(kind="project").values_list("name", flat=True))
+    names = {
+        kind: list(Entity.objects.filter(kind=kind).values_list("name", flat=True))
+        for kind in ("user", "project")
+    }
+    types = sorted(set(Event.objects.order_by().values_list("event_type", flat=True)))
+    first = min(datetime.fromisoformat(e["timestamp"]) for e in shuffled_history)
     compared = 0
-    for _ in range(12):
-        query = _random_query(rng)
+    seen: dict[str, set] = {"by": set(), "success": set(), "event_type": set()}
+    for query in [*ALL_TIME, *(_random_query(rng) for _ in range(12))]:
         try:
             window = make_window(**query)
         except ValueError:
             continue  # too many buckets for the chosen resolution
+        if query.get("period") == "all":
+            assert window.start == first, query
         for name, stat in STATS.items():
-            filters = {p.name: p.default for p in stat.params}
-            if "kind" in filters:
-                kind = rng.choice(["user", "project"])
-                filters |= {"kind": kind, "name": rng.choice(users if kind == "user" else projects)}
+            filters = _random_filters(stat, rng, names, types)
             auto = stat.compute(window, filters, "auto")
             raw = stat.compute(window, filters, "raw")
-            assert auto.rows == raw.rows, (name, query)
+            assert auto.rows == raw.rows, (name, query, filters)
+            for key, values in seen.items():
+                if key in filters:
+                    values.add(str(filters[key]))
             compared += 1
     assert compared > 100
+    # The filters varied: every ranking of top_projects, both outcomes and
+    # several type selections of events_by_type.
+    assert len(seen["by"]) == 4 and len(seen["success"]) == 3 and len(seen["event_type"]) > 5

@@ -67,3 +67,26 @@ def test_a_zero_ttl_turns_the_cache_off(viewer_client, settings):
         assert failed_logins(viewer_client) == 1
         ingest([failed_login(40)], now=NOW)
         assert failed_logins(viewer_client) == 2
+
+
+def test_custom_ranges_to_different_future_ends_are_cached_apart(viewer_client):
+    # NOW is 12:00 UTC on March 10: both ranges end in the future.
+    ingest([failed_login(50)], now=NOW)
+    custom = "/api/v1/stats/logins?since=2026-03-10&res=1d&until="
+    with time_machine.travel(NOW, tick=False):
+        two_days = viewer_client.get(custom + "2026-03-11").json()["rows"]
+        three_days = viewer_client.get(custom + "2026-03-12").json()["rows"]
+    assert [row[0][:10] for row in two_days] == ["2026-03-10", "2026-03-11"]
+    assert [row[0][:10] for row in three_days] == ["2026-03-10", "2026-03-11", "2026-03-12"]
+    assert two_days[0][2] == three_days[0][2] == 1
+
+
+def test_a_custom_range_still_open_is_recomputed_after_the_ttl(viewer_client):
+    ingest([failed_login(50)], now=NOW)
+    url = "/api/v1/stats/logins?since=2026-03-10&until=2026-03-11&res=1d"
+    with time_machine.travel(NOW, tick=False) as clock:
+        assert sum(row[2] for row in viewer_client.get(url).json()["rows"]) == 1
+        ingest([failed_login(40)], now=NOW)
+        assert sum(row[2] for row in viewer_client.get(url).json()["rows"]) == 1
+        clock.shift(timedelta(seconds=30))
+        assert sum(row[2] for row in viewer_client.get(url).json()["rows"]) == 2

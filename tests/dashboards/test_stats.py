@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from audit.ingest import ingest
 from dashboards import queries
 from dashboards.stats import STATS
-from tests.dashboards.conftest import NY, make_window
+from tests.dashboards.conftest import NOW, NY, event, make_window
 
 
 def utc(*args: int) -> datetime:
@@ -90,9 +91,10 @@ def test_counts_in_the_middle_of_the_history():
 
 def test_period_summary_counts_failures_and_login_users(ny_days):
     rows = {r[0]: r[1:] for r in run("period_summary", ny_days).rows}
-    assert rows["logins_succeeded"] == [2, 0, None]
-    assert rows["logins_failed"] == [2, 0, None]
-    assert rows["login_users"] == [1, 0, None]
+    # value, previous, difference, change in percent (none from zero)
+    assert rows["logins_succeeded"] == [2, 0, 2, None]
+    assert rows["logins_failed"] == [2, 0, 2, None]
+    assert rows["login_users"] == [1, 0, 1, None]
     assert rows["events"][0] == 26
     # 3 failures (two logins, one project creation) out of 26 events.
     assert rows["failure_rate"][0] == pytest.approx(11.54)
@@ -140,6 +142,15 @@ def test_failed_logins_name_who_failed(ny_days):
     ]
 
 
+def test_failed_logins_say_how_many_users_failed_and_n_0_lists_them_all(ny_days):
+    top = run("failed_logins", ny_days, n=1)
+    assert [r[0] for r in top.rows] == ["alice"]
+    assert top.extra["total"] == 2
+    every = run("failed_logins", ny_days, n=0)
+    assert [r[0] for r in every.rows] == ["alice", "mallory"]
+    assert every.extra["total"] == 2
+
+
 def test_failures_by_type_and_top_errors(ny_days):
     assert run("failures_by_type", ny_days).rows == [
         ["user_login", 2, 4, 50.0],
@@ -153,8 +164,81 @@ def test_failures_by_type_and_top_errors(ny_days):
     }
 
 
+def test_period_summary_compares_with_a_busy_previous_period():
+    # March 9 in New York (04:00 UTC March 9 to 04:00 UTC March 10) against
+    # the 24 hours before it (from 04:00 UTC March 8).
+    window = make_window(since="2026-03-09", until="2026-03-09", tz=NY)
+    rows = {r[0]: r[1:] for r in run("period_summary", window).rows}
+    # Now: mallory's failed login, carol frozen, alice frozen (late), alice deleted.
+    # Before: carol's creation and activation, 3 isi and 1 botnets membership
+    # changes, 2 project creations (one failed), 2 experiments, alice's failed login.
+    assert rows["events"] == [4, 11, -7, -63.6]
+    assert rows["logins_failed"] == [1, 1, 0, 0.0]
+    assert rows["logins_succeeded"] == [0, 0, 0, None]
+    # 1 of 4 against 2 of 11 (18.18%): 6.82 percentage points, 37.5% more.
+    assert rows["failure_rate"] == [25.0, 18.18, 6.82, 37.5]
+
+
+@pytest.fixture
+def allocations():
+    def allocation(ts, event_type, name, facility, success=True):
+        payload = {
+            "project": "botnets",
+            "experiment": "exp1",
+            "facility": facility,
+            "resources": ["n001"],
+        }
+        return event(
+            ts,
+            event_type,
+            name,
+            event_type.split("_")[0],
+            caller="carol",
+            target=facility,
+            success=success,
+            error=None if success else "no free resources",
+            payload=payload,
+        )
+
+    ingest(
+        [
+            allocation("2026-03-08T18:00:00Z", "realization_allocated", "r1", "isi"),
+            allocation("2026-03-08T18:10:00Z", "realization_allocated", "r2", "isi"),
+            allocation("2026-03-08T18:20:00Z", "realization_allocated", "r3", "isi", False),
+            allocation("2026-03-09T10:00:00Z", "realization_freed", "r2", "isi"),
+            allocation("2026-03-08T19:00:00Z", "materialization_allocated", "m1", "utah"),
+            allocation("2026-03-08T19:05:00Z", "materialization_allocated", "m2", "utah"),
+            allocation("2026-03-08T19:10:00Z", "realization_allocated", "r4", "utah"),
+            allocation("2026-03-09T11:00:00Z", "materialization_allocated", "m3", "utah", False),
+            # After the window: counted in neither.
+            allocation("2026-03-10T11:00:00Z", "realization_allocated", "r5", "isi"),
+        ],
+        now=NOW,
+    )
+
+
 def test_top_facilities_is_empty_without_allocations(ny_days):
     assert run("top_facilities", ny_days).rows == []
+
+
+def test_top_facilities_rank_by_successful_allocations(ny_days, allocations):
+    # utah: r4, m1, m2 (m3 failed); isi: r1, r2 (r3 failed; freeing is no allocation).
+    assert run("top_facilities", ny_days).rows == [["utah", 1, 2, 1], ["isi", 2, 0, 1]]
+    assert run("top_facilities", ny_days, n=1).rows == [["utah", 1, 2, 1]]
+
+
+def test_current_counts_of_resources_and_organizations(ny_days, allocations):
+    rows = {(r[0], r[1]): r[2:] for r in run("current_counts", ny_days).rows}
+    # now, at the period start, change: r1 and r4 (r2 freed, r3 failed), m1 and
+    # m2 (m3 failed); isi, created on March 6 at 15:00 UTC, after the start.
+    assert rows["realization", "active"] == [2, 0, 2]
+    assert rows["materialization", "active"] == [2, 0, 2]
+    assert rows["organization", "exists"] == [1, 0, 1]
+    # Half-way, at 18:15 UTC on March 8: r1 and r2 only.
+    middle = make_window(since="2026-03-06T00:00", until="2026-03-08T18:15", tz="UTC")
+    rows = {(r[0], r[1]): r[2] for r in run("current_counts", middle).rows}
+    assert rows["realization", "active"] == 2
+    assert rows["materialization", "active"] == 0
 
 
 def test_entity_events_and_activity_for_one_project(ny_days):

@@ -7,7 +7,7 @@ import time_machine
 from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity
-from tests.dashboards.conftest import NOW
+from tests.dashboards.conftest import NOW, event
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -105,7 +105,7 @@ def test_viewers_see_the_page_but_not_the_timeline(viewer_client, analyst_client
     assert 'id="timeline-rows"' not in viewer_body
     assert viewer_client.get(url + "timeline/").status_code == 403
     analyst_body = analyst_client.get(url).content.decode()
-    assert "/events/export?format=csv&amp;subject_type=user&amp;subject=" in analyst_body
+    assert "/events/export?format=csv&amp;entity=user%3A" in analyst_body
 
 
 def test_the_timeline_pages_back_by_keyset(analyst_client, demo):
@@ -127,3 +127,101 @@ def test_the_timeline_pages_back_by_keyset(analyst_client, demo):
 def test_anonymous_visitors_are_sent_to_login(client):
     assert client.get("/").status_code == 302
     assert client.get("/users/alice/").status_code == 302
+
+
+HISTORY_RESTORE = {**HTMX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
+
+
+@pytest.mark.parametrize(
+    ("url", "selected"),
+    [
+        (
+            "/?period=7d&res=1h&tz=Asia/Tokyo",
+            ['<option value="7d" selected>', '<option value="1h" selected>'],
+        ),
+        (
+            "/top/?period=90d&tz=Asia/Tokyo&n=3&by=experiments",
+            [
+                '<option value="90d" selected>',
+                'name="n" min="1" max="100" value="3"',
+                'value="experiments" selected',
+            ],
+        ),
+        ("/users/alice/?period=1y&tz=Asia/Tokyo", ['<option value="1y" selected>']),
+    ],
+)
+def test_an_htmx_body_brings_the_window_controls_of_its_url(viewer_client, dataset, url, selected):
+    body = viewer_client.get(url, **HTMX).content.decode()
+    assert "<html" not in body
+    # One form, replacing the page's own out of band: after Back, htmx's
+    # snapshot of the page then shows the window it holds, not the first one.
+    assert body.count('id="window-controls"') == 1
+    controls = body.split('id="window-controls"', 1)[1].split("</form>", 1)[0]
+    assert 'hx-swap-oob="true"' in controls
+    assert 'name="tz" id="window-tz" list="window-zones" value="Asia/Tokyo"' in controls
+    for option in selected:
+        assert option in controls
+    assert controls.count(" selected") == len([s for s in selected if "selected" in s])
+
+
+def test_a_history_restore_gets_the_full_page(viewer_client, dataset):
+    for url in ("/?period=7d", "/top/?n=3", "/users/alice/"):
+        response = viewer_client.get(url, **HISTORY_RESTORE)
+        body = response.content.decode()
+        assert "<html" in body, url
+        assert body.count('id="window-controls"') == 1
+        assert "hx-swap-oob" not in body
+        assert "HX-History-Restore-Request" in response["Vary"]
+
+
+def test_the_full_page_has_its_controls_once_and_in_place(viewer_client, dataset):
+    body = viewer_client.get("/?period=24h").content.decode()
+    assert body.count('id="window-controls"') == 1
+    assert "hx-swap-oob" not in body
+    assert body.index('id="window-controls"') < body.index('id="page-body"')
+
+
+def test_the_top_page_says_when_it_shows_only_some_failed_logins(viewer_client, dataset):
+    body = viewer_client.get("/top/?since=2026-03-06&until=2026-03-09&n=1").content.decode()
+    failed = body.split('id="table-failed_logins"', 1)[1].split("</section>", 1)[0]
+    assert "Showing 1 of 2 users; the CSV and JSON hold all of them." in failed
+    assert "/api/v1/stats/failed_logins?" in failed and "n=0" in failed and "n=1" not in failed
+    # The other tables keep their top N, downloads included.
+    users = body.split('id="table-top_users"', 1)[1].split("</section>", 1)[0]
+    assert "n=1" in users and "Showing" not in users
+    every = viewer_client.get("/top/?since=2026-03-06&until=2026-03-09&n=2").content.decode()
+    assert "Showing" not in every
+
+
+def test_the_failure_rate_card_shows_the_change_in_points(viewer_client, dataset):
+    # March 9 in New York: 1 failure in 4 events, against 2 in 11 the day before.
+    body = viewer_client.get("/?since=2026-03-09&until=2026-03-09&tz=America/New_York")
+    body = body.content.decode()
+    assert "+6.82 pp vs 18.18%" in body
+    assert "−63.6% vs 11" in body  # events: a count, so a relative change
+
+
+def test_the_timeline_page_names_the_zone_of_its_times(analyst_client, dataset):
+    body = analyst_client.get("/users/mallory/timeline/?tz=America/New_York").content.decode()
+    assert "<th>Time (America/New_York)</th>" in body
+    # The failed login at 04:00 UTC on March 9 is midnight in New York.
+    assert "2026-03-09 00:00:00 EDT" in body
+
+
+def test_an_experiment_page_shows_its_description(viewer_client, dataset):
+    ingest(
+        [
+            event(
+                "2026-03-09T15:00:00Z",
+                "experiment_created",
+                "exp2",
+                "experiment",
+                caller="carol",
+                payload={"project": "botnets", "description": "worm spread on a LAN"},
+            )
+        ],
+        now=NOW,
+    )
+    body = viewer_client.get("/experiments/botnets/exp2/").content.decode()
+    assert "<tr><th>Description</th><td>worm spread on a LAN</td></tr>" in body
+    assert "<th>Category</th>" not in body

@@ -1,7 +1,7 @@
 """Event builders for the facility tests (rows straight into `events`)."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from audit.models import Event
 from facilities.models import Facility
@@ -31,6 +31,26 @@ def report(slug: str, at: datetime, status: str, message: str = "", caller: str 
         success=True,
         payload=payload,
     )
+
+
+def reporting(
+    slug: str,
+    start: datetime,
+    end: datetime,
+    status: str,
+    message: str = "",
+    *,
+    every: timedelta = timedelta(minutes=10),
+    caller: str = "",
+) -> list[Event]:
+    """Reports from `start` every `every` up to `end` (included): a facility
+    that keeps reporting, so no silence breaks the run."""
+    events, at = [], start
+    while at < end:
+        events.append(report(slug, at, status, message, caller))
+        at += every
+    events.append(report(slug, end, status, message, caller))
+    return events
 
 
 def allocation(

@@ -66,6 +66,8 @@ def test_the_admin_previews_the_bad_row_and_still_lets_the_good_rows_in(superuse
     html = preview.content.decode()
     assert "Some rows failed to validate" in html
     assert "Ensure this value is less than or equal to 90" in html
+    # The header is line 1, so the second data row is on line 3.
+    assert "Will not be imported: Row 2 (CSV line 3): latitude" in html
     confirm = preview.context["confirm_form"]
     assert not Facility.objects.exists()
 
@@ -76,7 +78,36 @@ def test_the_admin_previews_the_bad_row_and_still_lets_the_good_rows_in(superuse
     )
     assert sorted(Facility.objects.values_list("slug", flat=True)) == ["isi", "utah"]
     notes = [str(m) for m in response.context["messages"]]
-    assert any(n.startswith("Not imported: Row 2: latitude") for n in notes)
+    assert any(n.startswith("Not imported: Row 2 (CSV line 3): latitude") for n in notes)
+
+
+def test_the_csv_line_counts_values_spanning_lines_and_blank_lines(superuser_client):
+    rows = (
+        HEADER
+        + 'isi,USC ISI,33.98,-118.44,compute,"Marina del Rey,\nCalifornia",,64\n'
+        + "\n"
+        + "mars,Mars base,95.5,-118.44,compute,,,10\n"
+    )
+    upload = SimpleUploadedFile("facilities.csv", rows.encode(), content_type="text/csv")
+    preview = superuser_client.post(
+        "/admin/facilities/facility/import/",
+        {"import_file": upload, "format": "0", "resource": "0"},
+    )
+    assert "Row 2 (CSV line 5): latitude" in preview.content.decode()
+
+
+def test_a_json_import_names_the_row_only(superuser_client):
+    rows = [{"slug": "mars", "name": "Mars", "latitude": 95.5, "longitude": 1, "capacity_nodes": 1}]
+    upload = SimpleUploadedFile(
+        "facilities.json", json.dumps(rows).encode(), content_type="application/json"
+    )
+    preview = superuser_client.post(
+        "/admin/facilities/facility/import/",
+        {"import_file": upload, "format": "1", "resource": "0"},
+    )
+    html = preview.content.decode()
+    assert "Will not be imported: Row 1: latitude" in html
+    assert "CSV line" not in html
 
 
 def test_the_admin_exports_json_that_imports_back(superuser_client):

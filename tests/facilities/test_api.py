@@ -52,7 +52,9 @@ def test_the_detail_gives_changes_and_daily_uptime_in_the_asked_zone(client):
     response = client.get("/api/v1/facilities/isi?tz=Asia/Tokyo")
     assert response.status_code == 200
     body = response.json()
-    assert [c["status"] for c in body["changes"]] == ["maintenance", "up"]
+    # Up 30 hours ago, then silent until the maintenance report.
+    assert [c["status"] for c in body["changes"]] == ["maintenance", "unknown", "up"]
+    assert body["changes"][1]["message"] == "stopped reporting"
     assert body["uptime"]["time_zone"] == "Asia/Tokyo"
     days = body["uptime"]["days"]
     assert len(days) == 90

@@ -1,5 +1,6 @@
 """The map page in Chromium with no network: only the live server answers."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.conftest import browser_login, screenshot
-from tests.facilities.helpers import allocation, report
+from tests.facilities.helpers import allocation, report, reporting
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,17 +38,18 @@ def demo_facilities():
 
     call_command("seed_facilities", stdout=StringIO())
     now = timezone.now()
-    for slug in ("isi", "utah", "wisc", "clemson", "mass", "tacc"):
-        for day in range(60, 0, -1):
-            report(slug, now - timedelta(days=day), "up")
-    report("utah", now - timedelta(days=20), "down", "core router outage")
-    report("utah", now - timedelta(days=20) + timedelta(hours=8), "up")
+    # Two days of reports every ten minutes (so no silence turns a day grey),
+    # each facility ending in its current state.
+    start = now - timedelta(days=2)
     for slug in ("isi", "utah", "mass"):
-        report(slug, now - timedelta(minutes=2), "up")
-    report("wisc", now - timedelta(hours=3), "down", "power failure in machine room B")
-    report("wisc", now - timedelta(minutes=1), "down", "power failure in machine room B")
-    report("clemson", now - timedelta(minutes=3), "maintenance", "switch firmware upgrade")
-    report("tacc", now - timedelta(minutes=4), "degraded", "storage array rebuilding")
+        reporting(slug, start, now - timedelta(minutes=2), "up")
+    for slug, began, status, message, last in (
+        ("wisc", timedelta(hours=3), "down", "power failure in machine room B", 1),
+        ("clemson", timedelta(hours=6), "maintenance", "switch firmware upgrade", 3),
+        ("tacc", timedelta(hours=1), "degraded", "storage array rebuilding", 4),
+    ):
+        reporting(slug, start, now - began - timedelta(minutes=10), "up")
+        reporting(slug, now - began, now - timedelta(minutes=last), status, message)
     hosts = [f"wisc-n{i:03d}" for i in range(1, 13)]
     allocation(
         "realization",
@@ -167,3 +169,57 @@ def test_with_tiles_blocked_the_world_outline_still_draws(
     assert frame.locator(MARKER.format("tacc")).get_attribute("stroke-width") == "4"
     page.wait_for_timeout(300)
     screenshot(page, "facilities_tiles_blocked")
+
+
+@pytest.fixture
+def seeded_demo():
+    """What `make run` shows, smaller: seed_demo's history, then a round of
+    the demo reporter."""
+    from io import StringIO
+
+    call_command("seed_demo", "--events", "20000", "--days", "365", stdout=StringIO(), verbosity=0)
+    call_command("demo_reporter", "--once", verbosity=0)
+
+
+def test_the_seeded_demo_map_is_coloured_and_its_facilities_partly_in_use(
+    browser_page, live_server, viewer, seeded_demo
+):
+    page = browser_page
+    browser_login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/facilities/")
+    frame = page.frame_locator("#facility-map")
+    frame.locator(MARKER.format("isi")).wait_for()
+    page.wait_for_function("() => window.sphereFacilities !== undefined")
+    expected = {"isi": "up", "wisc": "down", "clemson": "maintenance", "tacc": "degraded"}
+    for slug, status in expected.items():
+        assert marker_fill(frame, slug) == COLOURS[status]
+
+    frame.locator(MARKER.format("utah")).click()
+    page.wait_for_selector('#facility-panel[data-selected="utah"]')
+    panel = page.locator("#facility-panel").inner_text()
+    used, capacity = (int(n) for n in re.search(r"(\d+) of (\d+) nodes in use", panel).groups())
+    assert 0.2 <= used / capacity <= 0.7
+    # Days of unbroken reports: the latest days are coloured, not grey, and
+    # no silence shows among the status changes.
+    days = page.locator(".uptime-bar span")
+    assert [days.nth(i).get_attribute("data-status") for i in range(85, 90)] != ["unknown"] * 5
+    assert "unknown" not in page.locator("ol.changes").inner_text()
+    page.wait_for_timeout(300)
+    screenshot(page, "facilities_demo_panel")
+
+
+def test_a_sort_survives_a_reload_with_the_panel_open(
+    browser_page, live_server, viewer, demo_facilities
+):
+    page = browser_page
+    browser_login(page, live_server, viewer)
+    page.goto(f"{live_server.url}/facilities/")
+    page.wait_for_function("() => window.sphereFacilities !== undefined")
+    page.locator('[data-facility-link="wisc"]').click()
+    page.wait_for_selector('#facility-panel[data-selected="wisc"]')
+    page.locator("#facility-status th a", has_text="Status").click()
+    page.wait_for_url(f"{live_server.url}/facilities/wisc/?sort=status")
+    page.reload()
+    page.wait_for_selector('#facility-panel[data-selected="wisc"]')
+    first = page.locator("#facility-status tbody tr").first.get_attribute("data-facility")
+    assert first == "wisc"  # down, the worst state, first

@@ -1,10 +1,12 @@
 """Status and resources derived from events in PostgreSQL (facilities.models)."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 
+from audit.models import Event
 from facilities.models import Facility
 from tests.facilities.helpers import allocation, facility, report
 
@@ -54,14 +56,41 @@ def test_reports_arriving_out_of_order_are_ordered_by_their_timestamps(post_even
 
 def test_since_is_the_first_report_of_the_current_run():
     facility("wisc")
-    report("wisc", NOW - timedelta(hours=3), "up")
-    report("wisc", NOW - timedelta(hours=2), "down", "power failure in machine room B")
-    report("wisc", NOW - timedelta(hours=1), "down", "power failure in machine room B")
+    report("wisc", NOW - timedelta(hours=2, minutes=10), "up")
+    # Every ten minutes since, so no silence breaks the run.
+    for minutes in range(120, 0, -10):
+        report("wisc", NOW - timedelta(minutes=minutes), "down", "power failure in machine room B")
     report("wisc", NOW - timedelta(minutes=1), "down", "still out")
     current = statuses()["wisc"]
     assert current.status == "down"
     assert current.since == NOW - timedelta(hours=2)
     assert current.last_report.message == "still out"
+
+
+def test_a_silence_longer_than_stale_after_starts_a_new_run():
+    from zoneinfo import ZoneInfo
+
+    from facilities.summary import facility_detail, facility_rows
+
+    isi = facility("isi")
+    report("isi", NOW - timedelta(days=2), "up")
+    report("isi", NOW - timedelta(minutes=1), "up")
+    with time_machine.travel(NOW, tick=False):
+        (row,) = facility_rows(datetime.now(UTC))
+        detail = facility_detail(isi, datetime.now(UTC), ZoneInfo("UTC"))
+    assert (row.status.status, row.status.since) == ("up", NOW - timedelta(minutes=1))
+    assert [(c.status, c.timestamp) for c in detail.changes] == [
+        ("up", NOW - timedelta(minutes=1)),
+        ("unknown", NOW - timedelta(days=2) + STALE),
+        ("up", NOW - timedelta(days=2)),
+    ]
+
+
+def test_reports_no_further_apart_than_stale_after_keep_the_run():
+    facility("isi")
+    for minutes in (45, 30, 15, 0):
+        report("isi", NOW - timedelta(minutes=minutes), "up")
+    assert statuses()["isi"].since == NOW - timedelta(minutes=45)
 
 
 def test_maintenance_is_its_own_state():
@@ -139,6 +168,18 @@ def test_a_realization_allocated_again_after_a_free_is_in_use():
     assert Facility.objects.usage()["isi"].hosts == {"n7"}
 
 
+@pytest.mark.parametrize("kind", ["realization", "materialization"])
+@pytest.mark.parametrize("written", [("allocated", "freed"), ("freed", "allocated")])
+def test_a_free_with_the_same_timestamp_as_its_allocation_wins(kind, written):
+    facility("isi")
+    t = NOW - timedelta(hours=1)
+    # Both orders of writing: without a tie-break one of them is read first.
+    for verb in written:
+        allocation(kind, verb, "isi", t, resources=["isi-n001"])
+    assert Facility.objects.usage()["isi"].in_use == 0
+    assert Facility.objects.usage_summary()["isi"].in_use == 0
+
+
 def test_recent_failures_are_the_failed_events_at_the_facility_newest_first():
     isi = facility("isi")
     t = NOW - timedelta(hours=1)
@@ -153,6 +194,19 @@ def test_recent_failures_are_the_failed_events_at_the_facility_newest_first():
     )
     allocation("realization", "allocated", "utah", t, success=False, error="elsewhere")
     allocation("realization", "allocated", "isi", t)
+    # A failed membership whose target is a user who happens to be called isi.
+    Event.objects.create(
+        event_uuid=uuid.uuid4(),
+        timestamp=t + timedelta(minutes=2),
+        event_type="project_member_added",
+        caller="carol",
+        subject="botnet",
+        subject_type="project",
+        target="isi",
+        success=False,
+        error_message="no such user",
+        payload={"kind": "usermember"},
+    )
     assert [e.error_message for e in isi.recent_failures()] == [
         "image boot timeout",
         "insufficient resources",

@@ -36,3 +36,9 @@ def test_a_dry_run_writes_nothing():
     call_command("seed_facilities", "--dry-run", stdout=out)
     assert not Facility.objects.exists()
     assert "would create wisc" in out.getvalue()
+
+
+def test_seed_demo_places_the_facilities_its_history_uses():
+    call_command("seed_demo", "--events", "500", "--days", "10", stdout=StringIO(), verbosity=0)
+    assert set(Facility.objects.values_list("slug", flat=True)) == set(FACILITIES)
+    assert Facility.objects.get(slug="wisc").capacity_nodes == 48

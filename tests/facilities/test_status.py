@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from facilities.status import (
+    Allocation,
     Report,
     Segment,
     changes,
@@ -60,10 +61,31 @@ def test_changes_keep_only_the_reports_that_changed_the_status_newest_first():
         Report(T0 + timedelta(minutes=15), "down", "still power"),
         Report(T0 + timedelta(minutes=20), "up"),
     ]
-    assert [(c.status, c.message) for c in changes(reports)] == [
+    now = T0 + timedelta(minutes=21)
+    assert [(c.status, c.message) for c in changes(reports, now, STALE)] == [
         ("up", ""),
         ("down", "power"),
         ("up", ""),
+    ]
+
+
+def test_each_silence_is_an_unknown_change_where_the_bar_turns_grey():
+    reports = [
+        Report(T0, "up"),
+        Report(T0 + timedelta(hours=2), "up"),
+        Report(T0 + timedelta(hours=2, minutes=10), "down", "power"),
+    ]
+    now = T0 + timedelta(hours=3)
+    assert [(c.timestamp, c.status, c.message) for c in changes(reports, now, STALE)] == [
+        (T0 + timedelta(hours=2, minutes=10) + STALE, "unknown", "stopped reporting"),
+        (T0 + timedelta(hours=2, minutes=10), "down", "power"),
+        (T0 + timedelta(hours=2), "up", ""),
+        (T0 + STALE, "unknown", "stopped reporting"),
+        (T0, "up", ""),
+    ]
+    bar = segments(reports, T0, now, STALE)
+    assert [(s.start, s.status) for s in bar] == [
+        (c.timestamp, c.status) for c in changes(reports, now, STALE)[::-1]
     ]
 
 
@@ -125,3 +147,17 @@ def test_a_day_without_any_report_is_unknown():
     only = daily_uptime(segs, ZoneInfo("UTC"), now, days=1).days[0]
     assert only.status == "unknown"
     assert only.up_percent is None
+
+
+def allocation_of(project: str, experiment: str) -> Allocation:
+    return Allocation("materialization", "m", project, experiment, (), 0, T0, "alice")
+
+
+def test_an_experiment_link_is_its_page_with_the_names_quoted():
+    assert allocation_of("carolp", "botnet").experiment_url == "/experiments/carolp/botnet/"
+    assert allocation_of("carol p", "bot#1").experiment_url == "/experiments/carol%20p/bot%231/"
+
+
+def test_an_allocation_naming_no_experiment_links_nowhere():
+    assert allocation_of("carolp", "").experiment_url == ""
+    assert allocation_of("a/b", "botnet").experiment_url == ""

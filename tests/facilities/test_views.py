@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from tests.facilities.helpers import allocation, facility, report
+from tests.facilities.helpers import allocation, facility, report, reporting
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -21,11 +21,9 @@ def demo(db):
     facility("isi", name="USC ISI", capacity_nodes=64)
     facility("utah", name="Utah", latitude=40.76, longitude=-111.84, capacity_nodes=96)
     report("isi", NOW - timedelta(days=3), "up")
-    report(
-        "isi", NOW - timedelta(hours=2), "down", "power failure in machine room B", caller="opsbob"
-    )
-    report(
+    reporting(
         "isi",
+        NOW - timedelta(hours=2),
         NOW - timedelta(minutes=1),
         "down",
         "power failure in machine room B",
@@ -203,8 +201,74 @@ def test_the_public_map_hides_usernames_and_error_messages(demo, settings):
         assert private not in html
 
 
-def test_a_signed_in_user_without_a_role_is_refused(demo, django_user_model):
+def test_a_signed_in_user_without_a_role_is_refused_a_private_map(demo, django_user_model):
     user = django_user_model.objects.create_user("norole", password="x")
     client = Client()
     client.force_login(user)
     assert client.get("/facilities/").status_code == 403
+
+
+def test_a_signed_in_user_without_a_role_sees_the_public_map_as_anonymous_visitors_do(
+    demo, django_user_model, settings
+):
+    settings.FACILITIES_PUBLIC = True
+    user = django_user_model.objects.create_user("norole", password="x")
+    client = Client()
+    client.force_login(user)
+    assert client.get("/facilities/").status_code == 200
+    assert client.get("/facilities/map/").status_code == 200
+    html = client.get("/facilities/isi/", **HTMX).content.decode()
+    assert "badge big status-down" in html
+    assert "The viewer role shows which experiments these are." in html
+    for private in ("opsbob", "carol", "dave", "insufficient resources", "botnet"):
+        assert private not in html
+
+
+def test_the_checked_time_is_in_the_display_zone(viewer_client, demo):
+    html = viewer_client.get("/facilities/status/?tz=America/Los_Angeles", **HTMX).content.decode()
+    assert "Checked 14:00:00 PDT" in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(900, "15 minutes"), (60, "1 minute"), (30, "30 seconds"), (90, "1 minute 30 seconds")],
+)
+def test_the_staleness_limit_is_said_in_words(viewer_client, demo, settings, seconds, words):
+    settings.FACILITY_STALE_AFTER = seconds
+    html = viewer_client.get("/facilities/").content.decode()
+    assert f"one silent for more than {words} shows" in html
+
+
+def test_a_sort_click_pushes_the_page_url_with_the_open_panel(viewer_client, demo):
+    # The table refresh made from /facilities/isi/ (htmx names the page).
+    html = viewer_client.get(
+        "/facilities/status/?sort=kind",
+        HTTP_HX_CURRENT_URL="http://testserver/facilities/isi/?sort=kind",
+        **HTMX,
+    ).content.decode()
+    assert 'href="/facilities/isi/?sort=-kind"' in html
+    assert 'hx-push-url="/facilities/isi/?sort=-kind"' in html
+    assert 'hx-get="/facilities/status/?sort=-kind"' in html
+    # Picking a facility keeps the sort in the URL it pushes.
+    assert 'hx-get="/facilities/utah/?sort=kind"' in html
+
+
+def test_reloading_a_sorted_page_keeps_the_sort_and_the_panel(viewer_client, demo):
+    html = viewer_client.get("/facilities/isi/?sort=-name").content.decode()
+    assert 'data-selected="isi"' in html
+    assert html.index('data-facility="utah"') < html.index('data-facility="isi"')
+    assert 'href="/facilities/isi/?sort=kind"' in html
+    # Closing the panel keeps the sort too.
+    assert 'class="panel-close" href="/facilities/?sort=-name"' in html
+
+
+def test_a_report_under_a_minute_old_is_just_now_not_zero_minutes(viewer_client, demo):
+    report("utah", NOW - timedelta(seconds=20), "down", "fire alarm")
+    table = viewer_client.get("/facilities/status/", **HTMX).content.decode()
+    panel = viewer_client.get("/facilities/utah/", **HTMX).content.decode()
+    assert ">just now</time>" in table
+    assert "(just now)" in panel
+    assert "0 minutes" not in table + panel
+    # One minute is singular (timesince keeps number and unit together).
+    html = viewer_client.get("/facilities/isi/", **HTMX).content.decode()
+    assert "(1\xa0minute ago)" in html

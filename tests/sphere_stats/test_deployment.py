@@ -1,12 +1,12 @@
 """The deployment files: docker-compose.yml, .env.example, the Dockerfile and
 nginx's configuration. There is no Docker engine here, so the compose file is
 checked structurally and by `docker compose config` (which needs no engine),
-and nginx's configuration is run for real in front of the test server."""
+and nginx's configuration is run for real in front of the test server (the
+`nginx` fixtures are in conftest.py)."""
 
+import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -114,73 +114,19 @@ def test_docker_compose_config_validates_the_file(tmp_path):
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def nginx(live_server, tmp_path):
-    """deploy/nginx/sphere_stats.conf in front of the live test server, on
-    loopback ports, with a self-signed certificate."""
-    if not shutil.which("nginx") or not shutil.which("openssl"):
-        pytest.skip("nginx or openssl is missing (apt-get install nginx-light)")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(tmp_path / "privkey.pem"),
-         "-out", str(tmp_path / "fullchain.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    http, https = free_port(), free_port()
-    upstream = live_server.url.removeprefix("http://")
-    site = (
-        (ROOT / "deploy" / "nginx" / "sphere_stats.conf")
-        .read_text()
-        .replace("server web:8000;", f"server {upstream};")
-        .replace("listen 80;", f"listen 127.0.0.1:{http};")
-        .replace("listen 443 ssl;", f"listen 127.0.0.1:{https} ssl;")
-        .replace("listen [::]:80;", "")
-        .replace("listen [::]:443 ssl;", "")
-        .replace("/etc/nginx/tls", str(tmp_path))
-        # Debian 12's nginx (1.22) predates the `http2` directive of the
-        # compose file's nginx 1.27.
-        .replace("http2 on;", "")
-    )
-    (tmp_path / "site.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;\n"
-        "events {}\n"
-        f"http {{ access_log off; client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};"
-        f" include {tmp_path}/site.conf; }}\n"
-    )
-    check = subprocess.run(
-        ["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen(["nginx", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", https), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield {"http": f"http://127.0.0.1:{http}", "https": f"https://127.0.0.1:{https}"}
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_nginx_redirects_to_https_and_adds_the_security_headers(nginx, settings):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     plain = requests.get(nginx["http"] + "/healthz", allow_redirects=False, timeout=5)
     assert plain.status_code == 301
     assert plain.headers["Location"].startswith("https://")
-    secure = requests.get(nginx["https"] + "/healthz", verify=False, timeout=5)  # noqa: S501 (self-signed)
+    # Generous: the live server's first request imports every URL module.
+    secure = requests.get(nginx["https"] + "/healthz", verify=False, timeout=30)  # noqa: S501 (self-signed)
     assert secure.status_code == 200
     assert secure.json() == {"db": "ok"}
-    assert secure.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    # What the README promises and Django's SECURE_HSTS_* would send without nginx.
+    hsts = secure.headers["Strict-Transport-Security"]
+    assert hsts == "max-age=31536000; includeSubDomains; preload"
     assert secure.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors" in secure.headers["Content-Security-Policy"]
 
@@ -197,3 +143,42 @@ def test_nginx_refuses_a_huge_body_with_the_api_error_shape(nginx, settings):
     )
     assert response.status_code == 413
     assert response.json() == {"error": "The body is larger than 11 MB.", "details": []}
+
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+    "Permissions-Policy",
+}
+
+
+def add_headers(block: str) -> set[str]:
+    return set(re.findall(r"^\s*add_header (.+?) always;$", block, re.MULTILINE))
+
+
+def test_nginx_error_locations_repeat_every_security_header_of_the_server():
+    # An add_header in a location drops every add_header of the server there.
+    conf = (ROOT / "deploy" / "nginx" / "sphere_stats.conf").read_text()
+    tls_server = conf[conf.index("listen 443 ssl;") :]
+    first_location = re.search(r"^\s*location ", tls_server, re.MULTILINE).start()
+    server_level = add_headers(tls_server[:first_location])
+    assert {line.split()[0] for line in server_level} == SECURITY_HEADERS
+    for name, block in re.findall(r"location (@\w+) \{(.*?)\n    \}", tls_server, re.DOTALL):
+        own = add_headers(block)
+        if own:
+            assert server_level <= own, f"{name} lacks {server_level - own}"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/events", "/"])
+def test_a_dead_web_service_answers_503_json_with_the_security_headers(
+    nginx_without_upstream, path
+):
+    response = requests.get(nginx_without_upstream["https"] + path, verify=False, timeout=5)  # noqa: S501 (self-signed)
+    assert response.status_code == 503
+    assert response.json()["error"].startswith("The service is restarting")
+    assert response.headers["Retry-After"] == "5"
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors" in response.headers["Content-Security-Policy"]

@@ -5,16 +5,22 @@ token with it) against the ACCESS table below.
 The URL configuration is walked at collection time: a URL that is added
 without a row in ACCESS fails `test_every_url_has_an_access_rule`, which says
 what to add. A row whose URL is gone fails too, so the table stays the truth.
+ninja serves every method of a path from one view, so for the API the
+operations themselves are read and compared with the table: a new method on
+an existing path fails as a new URL does.
 """
 
+import inspect
 import re
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pytest
 from django.contrib import admin
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from ninja.operation import PathView
 
 from sphere_stats.models import ApiToken
 from sphere_stats.roles import Role
@@ -120,8 +126,41 @@ def concrete(route: str) -> str:
     return "/" + CONVERTER.sub(value, route)
 
 
-# One entry per route (ninja's own api/v1/ root sits behind the getting-started page).
-ROUTES = sorted(dict(walk(get_resolver())).items())
+def ninja_path_view(pattern: URLPattern | URLResolver) -> PathView | None:
+    """The ninja PathView behind a URL pattern, if any: it holds the operation
+    of every method of its path, whichever of the path's patterns resolves."""
+    callback = getattr(pattern, "callback", None)  # None for an include()
+    if callback is None:
+        return None
+    view = inspect.unwrap(callback)
+    owner = getattr(view, "__self__", None)  # ninja < 1.4 routes to a bound method
+    if isinstance(owner, PathView):
+        return owner
+    for cell in getattr(view, "__closure__", None) or ():
+        if isinstance(cell.cell_contents, PathView):
+            return cell.cell_contents
+    return None
+
+
+def one_per_route(patterns) -> tuple[list, dict[str, list]]:
+    """(route, pattern) once per route, the pattern Django resolves (the
+    first); and the routes that several views share, with their patterns."""
+    by_route = defaultdict(list)
+    for route, pattern in patterns:
+        by_route[route].append(pattern)
+    shared = {}
+    for route, found in by_route.items():
+        # ninja adds one pattern per operation of a path, all with one view.
+        views = {ninja_path_view(p) or p for p in found}
+        if len(views) > 1:
+            shared[route] = found
+    return sorted((route, found[0]) for route, found in by_route.items()), shared
+
+
+# Routes two views share on purpose; the first one listed in urls.py answers.
+SHADOWED = {"api/v1/": "the getting-started page, in front of ninja's own API root"}
+
+ROUTES, SHARED_ROUTES = one_per_route(walk(get_resolver()))
 ROLES = ("anonymous", "viewer", "analyst", "admin")
 ROLE_OF = {
     "anonymous": Role.NONE,
@@ -138,6 +177,46 @@ def test_every_url_has_an_access_rule():
         "tests/sphere_stats/test_url_access.py, e.g.\n"
         + "\n".join(f'    "{route}": Page(Role.VIEWER),' for route in missing)
     )
+
+
+def test_no_two_views_share_a_route_unless_on_purpose():
+    # Only the first would ever answer; the rule checked for it could be another's.
+    unexpected = sorted(set(SHARED_ROUTES) - set(SHADOWED))
+    assert not unexpected, "Several views have these routes; only the first answers: " + ", ".join(
+        f"{route} ({len(SHARED_ROUTES[route])} views)" for route in unexpected
+    )
+    assert not sorted(set(SHADOWED) - set(SHARED_ROUTES)), "remove these rows from SHADOWED"
+
+
+def test_each_api_path_has_exactly_the_operations_its_rule_names():
+    problems = []
+    for route, pattern in ROUTES:
+        path_view = ninja_path_view(pattern)
+        if path_view is None:
+            continue
+        rule = ACCESS.get(route)
+        methods = {m for op in path_view.operations for m in op.methods}
+        if not isinstance(rule, Api | Public):
+            problems.append(f"{route}: a ninja path needs an Api (or Public) rule, not {rule}")
+            continue
+        if methods != set(rule.methods):
+            problems.append(
+                f"{route}: ninja has {sorted(methods)}, the table {sorted(rule.methods)}; "
+                "add each new method to its Api rule with its scope"
+            )
+        if isinstance(rule, Public):
+            continue
+        for op in path_view.operations:
+            scopes = {cb.scope for cb in op.auth_callbacks if hasattr(cb, "scope")}
+            for method in op.methods:
+                if not op.auth_callbacks:
+                    problems.append(f"{method} {route} has no auth")
+                elif method in rule.methods and scopes != {rule.methods[method]}:
+                    problems.append(
+                        f"{method} {route}: tokens need {sorted(scopes)}, "
+                        f"the table says {rule.methods[method]!r}"
+                    )
+    assert not problems, "\n".join(problems)
 
 
 def test_the_access_table_names_no_url_that_is_gone():

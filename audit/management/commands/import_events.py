@@ -5,15 +5,24 @@ Every event goes through audit.ingest (the catalog's validation, then the
 set-based insert that also keeps the hourly counts), in batches. Importing
 the same file twice changes nothing the second time: the events come back as
 duplicates. A bad line is reported with its line number and skipped.
+
+Unlike the live ingest API, an import never makes up what a line lacks: a
+line without a timestamp is rejected (the API would store it at "now", the
+time of the import), and a line without an event_uuid gets one derived from
+its content (content_uuid), so importing such a file again finds the same
+events instead of storing them twice.
 """
 
 import gzip
 import io
 import itertools
+import json
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,12 +31,35 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from audit.export import unneutralise
-from audit.ingest import FIELDS, loads, store, validate_event
+from audit.ingest import FIELDS, Row, loads, store, validate_event
+from audit.models import Event
 
 FORMATS = ("csv", "json", "ndjson")
+MAX_DUPLICATE_LINES = 20
 # One CSV cell: quoted (quotes doubled inside, may span lines) or bare.
 CSV_CELL = re.compile(r'"((?:[^"]|"")*)"(?=,|\Z)|([^,"]*)(?=,|\Z)', re.S)
 CSV_TEXT_COLUMNS = ("caller", "subject", "target", "error_message")
+# Fixed forever: changing it would give every uuid-less event a new uuid, and
+# a re-import would store them all a second time.
+CONTENT_NAMESPACE = uuid.UUID("5e1f4a3c-27b9-4c5e-9d0a-6f3b8e2c1a70")
+
+
+def content_uuid(row: Row) -> uuid.UUID:
+    """A uuid5 of the event's nine other columns as sorted-keys JSON, with the
+    timestamp in UTC: the same event gives the same uuid from any file format."""
+    content = {
+        "timestamp": row.timestamp.astimezone(UTC).isoformat(),
+        "event_type": row.event_type,
+        "caller": row.caller,
+        "subject": row.subject,
+        "subject_type": row.subject_type,
+        "target": row.target,
+        "success": row.success,
+        "error_message": row.error_message,
+        "payload": row.payload,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return uuid.uuid5(CONTENT_NAMESPACE, canonical)
 
 
 @dataclass
@@ -35,6 +67,8 @@ class Report:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Line numbers of the duplicates, the first MAX_DUPLICATE_LINES of them.
+    duplicate_lines: list[int] = field(default_factory=list)
     # "line" for CSV, NDJSON and export-style JSON; "item" for other JSON.
     unit: str = "line"
 
@@ -226,10 +260,27 @@ class Command(BaseCommand):
             def flush() -> None:
                 nonlocal position
                 if rows and not dry_run:
+                    # store() counts duplicates without naming them: the rows
+                    # whose uuid is already stored, or repeats one earlier in
+                    # the batch, are the duplicates (or, with other content,
+                    # the conflicts it reports by line).
+                    stored = set(
+                        Event.objects.filter(
+                            event_uuid__in=[r.event_uuid for r in rows]
+                        ).values_list("event_uuid", flat=True)
+                    )
                     result = store(rows)
                     report.accepted += result.accepted
                     report.duplicates += result.duplicates
                     report.rejected.extend((c["index"], c["message"]) for c in result.conflicts)
+                    conflicting = {c["index"] for c in result.conflicts}
+                    seen: set[uuid.UUID] = set()
+                    for r in rows:
+                        repeat = r.event_uuid in stored or r.event_uuid in seen
+                        seen.add(r.event_uuid)
+                        listed = len(report.duplicate_lines) < MAX_DUPLICATE_LINES
+                        if repeat and listed and r.index not in conflicting:
+                            report.duplicate_lines.append(r.index)
                 elif rows:
                     report.accepted += len(rows)
                 rows.clear()
@@ -243,10 +294,17 @@ class Command(BaseCommand):
                     if isinstance(item, Exception):
                         report.rejected.append((number, str(item)))
                         continue
+                    if isinstance(item, dict) and item.get("timestamp") in (None, ""):
+                        report.rejected.append(
+                            (number, "timestamp: is required (an import never stores 'now')")
+                        )
+                        continue
                     row, problems = validate_event(number, item, now)
                     if row is None:
                         report.rejected.append((number, _problems(problems)))
                         continue
+                    if item.get("event_uuid") is None:
+                        row.event_uuid = content_uuid(row)
                     rows.append(row)
                     if len(rows) >= batch:
                         flush()
@@ -272,6 +330,13 @@ class Command(BaseCommand):
             self.stdout.write(f"  {report.unit} {number}: {message}")
         if len(report.rejected) > max_report:
             self.stdout.write(f"  … and {len(report.rejected) - max_report} more")
+        if report.duplicate_lines:
+            shown = ", ".join(str(n) for n in sorted(report.duplicate_lines))
+            more = report.duplicates - len(report.duplicate_lines)
+            self.stdout.write(
+                f"  duplicate {report.unit}s (already stored, or repeated): {shown}"
+                + (f" … and {more} more" if more > 0 else "")
+            )
 
 
 def _problems(problems: list[dict]) -> str:

@@ -72,6 +72,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, dry_run: bool = False, **options) -> None:
+        quiet = options["verbosity"] < 1
         for spec in DEMO_FACILITIES:
             values = {**spec, "capacity_nodes": FACILITY_NODES[spec["slug"]]}
             slug = values.pop("slug")
@@ -82,5 +83,7 @@ class Command(BaseCommand):
                 verb = "would update" if exists else "would create"
             else:
                 verb = "updated" if exists else "created"
-            self.stdout.write(f"{verb} {slug}: {values['name']}")
-        self.stdout.write(self.style.SUCCESS(f"{len(DEMO_FACILITIES)} demo facilities"))
+            if not quiet:
+                self.stdout.write(f"{verb} {slug}: {values['name']}")
+        if not quiet:
+            self.stdout.write(self.style.SUCCESS(f"{len(DEMO_FACILITIES)} demo facilities"))

@@ -23,7 +23,40 @@
     return panel ? panel.dataset.selected || null : null;
   }
 
+  // The table's sort links and the panel's close link were rendered with the
+  // page as it then was. After a facility is picked (the panel swaps) or the
+  // table is sorted (it swaps), point them at the page now shown, so the URL
+  // they push, and so a reload, keeps both the open panel and the sort.
+  function withSort(url, sort) {
+    const u = new URL(url, window.location.href);
+    if (sort && sort !== "name") {
+      u.searchParams.set("sort", sort);
+    } else {
+      u.searchParams.delete("sort");
+    }
+    return u.pathname + u.search;
+  }
+
+  function syncLinks() {
+    const panel = document.getElementById("facility-panel");
+    const table = document.getElementById("facility-status");
+    if (!panel || !table) {
+      return;
+    }
+    document.querySelectorAll("#facility-status a[data-sort-query]").forEach(function (link) {
+      const url = panel.dataset.pageUrl + link.dataset.sortQuery;
+      link.setAttribute("href", url);
+      link.setAttribute("hx-push-url", url);
+    });
+    panel.querySelectorAll("a[data-keeps-sort]").forEach(function (link) {
+      const url = withSort(link.getAttribute("href"), table.dataset.sort);
+      link.setAttribute("href", url);
+      link.setAttribute("hx-push-url", url);
+    });
+  }
+
   function sync() {
+    syncLinks();
     const api = mapApi();
     if (!api) {
       return;

@@ -33,10 +33,13 @@ class Command(BaseCommand):
         if not CREDENTIALS.exists():
             self._create_credentials()
         if not Event.objects.exists():
-            if "seed_facilities" in get_commands():
-                call_command("seed_facilities", verbosity=0)
+            # seed_demo also places the demo facilities on the map.
             self.stdout.write(f"Seeding {events} demo events (once)…")
             call_command("seed_demo", events=events, stdout=self.stdout, stderr=self.stderr)
+        if "demo_reporter" in get_commands():
+            # Every run: the seeded reports, or the last run's, have gone
+            # stale by now, and the map would open all unknown.
+            call_command("demo_reporter", once=True, verbosity=0)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(CREDENTIALS.read_text().rstrip()))
         self.stdout.write(f"(kept in {CREDENTIALS.relative_to(settings.BASE_DIR)})")
