@@ -1,7 +1,6 @@
 """Errors that the API answers before any of its views runs still have the
 one error shape of sphere_stats.api."""
 
-
 import pytest
 
 from audit.models import Event
