@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from sphere_stats.models import ApiToken
+from sphere_stats.models import ApiToken, forget_tokens
 
 
 @admin.register(ApiToken)
@@ -19,4 +19,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset) -> None:
         n = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        forget_tokens()  # update() sends no signal
         self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)

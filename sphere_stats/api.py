@@ -93,6 +93,7 @@ def _check_scope(token: ApiToken | None, scope: str) -> ApiToken | None:
     # the cost of single-event ingest.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now  # the cached copy, too
     return token
 
 

@@ -1,7 +1,9 @@
 import hashlib
 import hmac
 import secrets
+import time
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
@@ -16,6 +18,19 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# Tokens found valid, by hash, each until a monotonic deadline. A single
+# event POST otherwise spends one of its two database round trips looking
+# its token up. Only valid tokens are kept (unknown ones are never cached, so
+# guessing fills no memory); a revocation clears this process's entries at
+# once and reaches every other worker within API_TOKEN_CACHE_SECONDS.
+_recent: dict[str, tuple[float, "ApiToken"]] = {}
+
+
+def forget_tokens() -> None:
+    """Drop this process's cached tokens (after a revocation)."""
+    _recent.clear()
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def active(self) -> "ApiTokenQuerySet":
         return self.filter(revoked_at__isnull=True)
@@ -23,7 +38,14 @@ class ApiTokenQuerySet(models.QuerySet):
     def authenticate(self, raw: str) -> "ApiToken | None":
         """The active token whose secret is `raw`, or None."""
         digest = hash_token(raw)
-        token = self.active().filter(key_hash=digest).first()
+        ttl = settings.API_TOKEN_CACHE_SECONDS
+        cached = _recent.get(digest)
+        if cached and cached[0] > time.monotonic():
+            token = cached[1]
+        else:
+            token = self.active().filter(key_hash=digest).first()
+            if token and ttl > 0:
+                _recent[digest] = (time.monotonic() + ttl, token)
         # The lookup is by hash, so timing reveals nothing of the secret; the
         # constant-time compare guards against a future change of lookup.
         if token and hmac.compare_digest(token.key_hash, digest):

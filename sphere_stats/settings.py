@@ -93,7 +93,7 @@ DATABASES = {
         # Persistent connections, checked before reuse so a restarted
         # PostgreSQL costs one failed request at most, not a broken worker.
         conn_max_age=envint("DB_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        conn_health_checks=envbool("DB_HEALTH_CHECKS", True),
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
@@ -187,6 +187,9 @@ CLIENT_IP_HEADER = envstr("CLIENT_IP_HEADER")
 # Seconds a computed stat is reused for the same window (0: never). Pages
 # are at most this stale; the pre-aggregates themselves are always current.
 STATS_CACHE_SECONDS = envint("STATS_CACHE_SECONDS", 30)
+# How long a worker trusts a token it has found valid (0: look up every
+# request); a revocation takes effect in other workers within this.
+API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", 5)
 FACILITY_STALE_AFTER = envint("FACILITY_STALE_AFTER", 15 * 60)
 FACILITIES_PUBLIC = envbool("FACILITIES_PUBLIC", False)
 MAP_TILE_URL = envstr("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")

@@ -8,9 +8,10 @@ adding someone to `admin` is all it takes.
 """
 
 from django.contrib.auth.models import Group, Permission, User
-from django.db.models.signals import m2m_changed, post_migrate
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 from django.dispatch import receiver
 
+from sphere_stats.models import ApiToken, forget_tokens
 from sphere_stats.roles import GROUP_NAMES
 
 ADMIN_GROUP = "admin"
@@ -57,3 +58,10 @@ def ensure_role_groups(sender, using: str = "default", **kwargs) -> None:
     groups = {name: Group.objects.using(using).get_or_create(name=name)[0] for name in GROUP_NAMES}
     permissions = Permission.objects.using(using).filter(content_type__app_label__in=ADMIN_APPS)
     groups[ADMIN_GROUP].permissions.add(*permissions)
+
+
+@receiver([post_save, post_delete], sender=ApiToken)
+def token_changed(sender, **kwargs) -> None:
+    # A token edited in the admin (revoked_at set, scopes changed) must not
+    # be trusted from this worker's cache for another few seconds.
+    forget_tokens()

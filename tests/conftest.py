@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from sphere_stats.models import ApiToken
+from sphere_stats.models import ApiToken, forget_tokens
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +19,13 @@ def _stats_computed_afresh(settings):
     # never a result cached by an earlier test at the same frozen time. The
     # cache itself is tested in tests/dashboards/test_stat_cache.py.
     settings.STATS_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
+def _tokens_looked_up_afresh():
+    # Each test starts with an empty per-process token cache, as a new
+    # worker would (tests/sphere_stats/test_token_cache.py tests the cache).
+    forget_tokens()
 
 
 @pytest.fixture

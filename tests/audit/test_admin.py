@@ -130,7 +130,9 @@ def test_the_changelist_never_counts_facets(staff_client):
         response = staff_client.get(CHANGELIST + "?_facets=True")
     assert response.status_code == 200
     assert "Show counts" not in response.content.decode()
-    assert [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()] == []
+    # Facets are COUNT(...) FILTER (WHERE ...) per choice; the paginator's own
+    # count of a small table (below the estimate threshold) is not one.
+    assert [q["sql"] for q in ctx.captured_queries if "FILTER (WHERE" in q["sql"].upper()] == []
 
 
 def test_search_is_an_exact_match_on_the_indexed_columns(staff_client):
