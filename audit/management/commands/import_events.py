@@ -33,6 +33,7 @@ from tqdm import tqdm
 from audit.export import unneutralise
 from audit.ingest import FIELDS, Row, loads, store, validate_event
 from audit.models import Event
+from sphere_stats.cli import positive_int
 
 FORMATS = ("csv", "json", "ndjson")
 MAX_DUPLICATE_LINES = 20
@@ -228,7 +229,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="the file to import ('-' reads stdin)")
         parser.add_argument("--format", choices=FORMATS, help="default: from the name or content")
-        parser.add_argument("--batch", type=int, default=2000, help="events per transaction")
+        parser.add_argument(
+            "--batch", type=positive_int, default=2000, help="events per transaction"
+        )
         parser.add_argument("--dry-run", action="store_true", help="validate only; store nothing")
         parser.add_argument(
             "--max-report", type=int, default=100, help="rejected lines to list (default 100)"

@@ -1,4 +1,3 @@
-from argparse import ArgumentTypeError
 from itertools import islice
 
 from django.apps import apps
@@ -8,17 +7,7 @@ from tqdm import tqdm
 
 from audit.demo import generate
 from audit.ingest import ingest
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise ArgumentTypeError(f"{text} is not at least 1")
-    return value
+from sphere_stats.cli import positive_int
 
 
 class Command(BaseCommand):

@@ -8,7 +8,6 @@ clemson in maintenance, tacc degraded, every other facility up.
 """
 
 import time
-from argparse import ArgumentTypeError
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -19,17 +18,7 @@ from audit.demo import FACILITIES, current_facility_state
 from audit.ingest import IngestError, ingest
 from facilities.models import Facility
 from facilities.status import STATUS_EVENT
-
-
-def positive_seconds(text: str) -> int:
-    """argparse type: a whole number of seconds, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise ArgumentTypeError(f"{text} is not at least 1")
-    return value
+from sphere_stats.cli import positive_int
 
 
 def status_reports() -> list[dict]:
@@ -58,7 +47,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--every",
-            type=positive_seconds,
+            type=positive_int,
             default=300,
             help="seconds between rounds (default 300; keep it under FACILITY_STALE_AFTER)",
         )
