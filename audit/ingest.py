@@ -71,6 +71,9 @@ class IngestResult:
     duplicates: int = 0
     conflicts: list[dict] = field(default_factory=list)
     event_uuids: list[str] = field(default_factory=list)
+    # The `index` of each row counted in `duplicates` (for import_events'
+    # report by line; not part of the API's answer).
+    duplicate_indexes: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -534,6 +537,7 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     for position, row in enumerate(repeated, start=1):
         if position in same:
             result.duplicates += 1
+            result.duplicate_indexes.append(row.index)
         elif row.event_uuid not in conflicting:
             conflicting.add(row.event_uuid)
             result.conflicts.append(

@@ -109,12 +109,10 @@ def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
             div_id=f"plot-{name}-{uuid.uuid4().hex[:8]}",
             default_height=f"{figure['layout'].get('height', 300)}px",
         )
-    links = _links(name, window, filters)
     total = result.extra.get("total")
-    if total is not None:
-        # A stat that counts all its rows (failed_logins) takes n=0 for
-        # "every row": the page shows the top N, its downloads hold them all.
-        links = _links(name, window, {**filters, "n": 0})
+    # A stat that counts all its rows (failed_logins) takes n=0 for "every
+    # row": the page shows the top N, its downloads hold them all.
+    links = _links(name, window, filters if total is None else {**filters, "n": 0})
     return {
         "stat": stat,
         "result": result,

@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from audit.export import unneutralise
 from audit.ingest import FIELDS, Row, loads, store, validate_event
-from audit.models import Event
 from sphere_stats.cli import positive_int
 
 FORMATS = ("csv", "json", "ndjson")
@@ -263,27 +262,13 @@ class Command(BaseCommand):
             def flush() -> None:
                 nonlocal position
                 if rows and not dry_run:
-                    # store() counts duplicates without naming them: the rows
-                    # whose uuid is already stored, or repeats one earlier in
-                    # the batch, are the duplicates (or, with other content,
-                    # the conflicts it reports by line).
-                    stored = set(
-                        Event.objects.filter(
-                            event_uuid__in=[r.event_uuid for r in rows]
-                        ).values_list("event_uuid", flat=True)
-                    )
                     result = store(rows)
                     report.accepted += result.accepted
                     report.duplicates += result.duplicates
                     report.rejected.extend((c["index"], c["message"]) for c in result.conflicts)
-                    conflicting = {c["index"] for c in result.conflicts}
-                    seen: set[uuid.UUID] = set()
-                    for r in rows:
-                        repeat = r.event_uuid in stored or r.event_uuid in seen
-                        seen.add(r.event_uuid)
-                        listed = len(report.duplicate_lines) < MAX_DUPLICATE_LINES
-                        if repeat and listed and r.index not in conflicting:
-                            report.duplicate_lines.append(r.index)
+                    # Each row's index is its line number (validate_event above).
+                    room = MAX_DUPLICATE_LINES - len(report.duplicate_lines)
+                    report.duplicate_lines.extend(result.duplicate_indexes[: max(room, 0)])
                 elif rows:
                     report.accepted += len(rows)
                 rows.clear()
