@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -433,4 +434,36 @@ def test_an_analyst_adds_payload_pairs_without_reloading(browser_page, live_serv
         "kind=usermember",
         "role=maintainer",
         "",
+    ]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_result_row_shows_every_listed_column_escaped(analyst_client):
+    (stored,) = store(
+        event(
+            timestamp=BASE,
+            event_type="user_login",
+            caller="",
+            subject="<b>mallory</b>",
+            subject_type="user",
+            target="t&t",
+            success=False,
+            error_message="x" * 100,
+        )
+    )
+    html = analyst_client.get("/events/?period=all&tz=Asia/Kolkata").content.decode()
+    row = re.search(
+        rf'<tr><td class="nowrap"><a href="/events/{stored["event_uuid"]}/">.*?</tr>', html
+    )
+    assert row, "the event's row links to its page"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
+    local = BASE.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S")
+    assert cells[0].endswith(f">{local}</a>")  # in the display zone
+    assert cells[1:] == [
+        "<code>user_login</code>",
+        "—",  # no caller
+        '<span class="muted">user</span> &lt;b&gt;mallory&lt;/b&gt;',
+        "t&amp;t",
+        '<span class="badge bad">failed</span>',
+        "x" * 79 + "…",  # long errors are cut to 80 characters
     ]
