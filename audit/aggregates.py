@@ -25,7 +25,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from audit.models import LIFECYCLE_TYPES, Entity, EntityInterval, HourlyCount
+from audit.models import LIFECYCLE_TYPES, DailyCount, Entity, EntityInterval, HourlyCount
 from sphere_stats.db import bulk_cursor
 
 GONE = Entity.GONE
@@ -402,26 +402,31 @@ def _all_lifecycles() -> Iterator[tuple[Key, list[Lifecycle]]]:
 
 
 def rebuild_hourly_counts(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute event_counts_hourly for the UTC hours overlapping [start, end)."""
+    """Recompute event_counts_hourly for the UTC hours overlapping [start, end),
+    and event_counts_daily for the UTC days overlapping it."""
+    _rebuild_counts(HourlyCount._meta.db_table, "bucket", "hour", start, end)
+    _rebuild_counts(DailyCount._meta.db_table, "day", "day", start, end)
+
+
+def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
     where, params = [], []
     if start is not None:
-        where.append("bucket >= date_trunc('hour', %s::timestamptz, 'UTC')")
+        where.append(f"{column} >= date_trunc('{unit}', %s::timestamptz, 'UTC')")
         params.append(start)
     if end is not None:
-        where.append("bucket < %s::timestamptz")
+        where.append(f"{column} < %s::timestamptz")
         params.append(end)
     condition = " AND ".join(where) or "TRUE"
-    table = HourlyCount._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {condition}", params)
         cursor.execute(
-            f"INSERT INTO {table} (bucket, event_type, success, n) "
-            "SELECT * FROM (SELECT date_trunc('hour', timestamp, 'UTC') AS bucket, event_type, "
-            "success, count(*) FROM events "
-            f"WHERE timestamp >= coalesce(date_trunc('hour', %s::timestamptz, 'UTC'), '-infinity') "
-            "AND timestamp < coalesce(date_trunc('hour', %s::timestamptz, 'UTC') "
-            "+ interval '1 hour', 'infinity') GROUP BY 1, 2, 3) AS c "
-            f"WHERE {condition.replace('bucket', 'c.bucket')}",
+            f"INSERT INTO {table} ({column}, event_type, success, n) "
+            f"SELECT * FROM (SELECT date_trunc('{unit}', timestamp, 'UTC') AS {column}, "
+            "event_type, success, count(*) FROM events "
+            f"WHERE timestamp >= coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC'), "
+            f"'-infinity') AND timestamp < coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC') "
+            f"+ interval '1 {unit}', 'infinity') GROUP BY 1, 2, 3) AS c "
+            f"WHERE {condition.replace(column, 'c.' + column)}",
             [start, end, *params],
         )
 

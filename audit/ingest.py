@@ -442,6 +442,13 @@ WITH incoming AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (bucket, event_type, success) DO UPDATE SET n = c.n + excluded.n
+), counted_daily AS (
+    INSERT INTO event_counts_daily AS d (day, event_type, success, n)
+    SELECT date_trunc('day', timestamp, 'UTC'), event_type, success, count(*)
+    FROM inserted
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (day, event_type, success) DO UPDATE SET n = d.n + excluded.n
 )
 SELECT event_uuid FROM inserted
 """

@@ -94,8 +94,17 @@ def load(url: str, env: dict, events: int, base: int, days: int) -> int:
                 FROM events GROUP BY 1, 2, 3
                 """
             )
+            conn.execute("TRUNCATE event_counts_daily")
+            conn.execute(
+                """
+                INSERT INTO event_counts_daily (day, event_type, success, n)
+                SELECT date_trunc('day', bucket, 'UTC'), event_type, success, sum(n)
+                FROM event_counts_hourly GROUP BY 1, 2, 3
+                """
+            )
         conn.execute("VACUUM ANALYZE events")
         conn.execute("VACUUM ANALYZE event_counts_hourly")
+        conn.execute("VACUUM ANALYZE event_counts_daily")
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 

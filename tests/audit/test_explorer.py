@@ -1,5 +1,6 @@
 """The events explorer (/events/) and an event's page (/events/<uuid>/)."""
 
+import random
 import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -8,7 +9,7 @@ import pytest
 import time_machine
 
 from audit.filters import EventFilter
-from audit.models import Event
+from audit.models import Event, HourlyCount
 from tests.audit.exp_helpers import BASE, event, store, variety
 
 pytestmark = pytest.mark.django_db
@@ -467,3 +468,44 @@ def test_a_result_row_shows_every_listed_column_escaped(analyst_client):
         '<span class="badge bad">failed</span>',
         "x" * 79 + "…",  # long errors are cut to 80 characters
     ]
+
+
+def test_the_exact_count_equals_the_rows_for_any_window_across_days_and_hours():
+    # Events spread over ten days at odd minutes; windows start and end on
+    # arbitrary minutes, whole hours and midnights, so every piece of the
+    # count (raw edges, hourly, daily) is exercised and must add up.
+    rng = random.Random(7)
+    types = ["org_member_added", "org_member_updated", "org_member_deleted"]
+    store(
+        *(
+            event(
+                timestamp=BASE + timedelta(minutes=rng.randrange(10 * 24 * 60)),
+                event_type=rng.choice(types),
+                success=rng.random() < 0.8,
+            )
+            for _ in range(400)
+        )
+    )
+    midnight = BASE.replace(hour=0, minute=0, second=0, microsecond=0)
+    edges = [
+        midnight + timedelta(days=d, hours=h, minutes=m)
+        for d in range(-1, 12)
+        for h, m in ((0, 0), (0, 30), (5, 0), (23, 59))
+    ]
+    for _ in range(60):
+        start, end = sorted(rng.sample([*edges, None, None], 2), key=lambda t: t or BASE)
+        if start is not None and end is not None and start >= end:
+            continue
+        event_types = rng.choice([None, types[:1], types[1:]])
+        success = rng.choice([None, True, False])
+        rows = Event.objects.all()
+        if start is not None:
+            rows = rows.filter(timestamp__gte=start)
+        if end is not None:
+            rows = rows.filter(timestamp__lt=end)
+        if event_types:
+            rows = rows.filter(event_type__in=event_types)
+        if success is not None:
+            rows = rows.filter(success=success)
+        counted = HourlyCount.objects.exact_count(event_types, success, start, end)
+        assert counted == rows.count(), (start, end, event_types, success)

@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from audit.models import Event, HourlyCount
+from audit.models import DailyCount, Event, HourlyCount
 from tests.audit.exp_helpers import event, store, variety
 
 pytestmark = pytest.mark.django_db
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 def snapshot() -> tuple[list, list]:
     events = list(Event.objects.order_by("event_uuid").values_list(*Event.COLUMNS))
     counts = list(HourlyCount.objects.order_by("bucket", "event_type", "success").values_list())
+    counts += list(DailyCount.objects.order_by("day", "event_type", "success").values_list())
     return events, counts
 
 
@@ -35,6 +36,7 @@ def test_export_then_import_into_an_empty_database_gives_identical_rows(tmp_path
     call_command(*args, *(["--gzip"] if gz else []), stdout=StringIO())
     Event.objects.all().delete()
     HourlyCount.objects.all().delete()
+    DailyCount.objects.all().delete()
 
     report = run_import(path)
 
@@ -141,11 +143,13 @@ def test_the_derived_uuid_is_the_same_from_csv_and_ndjson(tmp_path):
     ndjson_path.write_text("".join(json.dumps(without(e, "event_uuid")) + "\n" for e in stored))
     Event.objects.all().delete()
     HourlyCount.objects.all().delete()
+    DailyCount.objects.all().delete()
 
     assert "2 accepted" in run_import(csv_path)
     from_csv = snapshot()
     Event.objects.all().delete()
     HourlyCount.objects.all().delete()
+    DailyCount.objects.all().delete()
     assert "2 accepted" in run_import(ndjson_path)
 
     assert snapshot() == from_csv

@@ -16,7 +16,7 @@ from audit.aggregates import rebuild_aggregates
 from audit.demo import generate
 from audit.ingest import ingest
 from audit.management.commands import prune_events
-from audit.models import Entity, EntityInterval, Event, HourlyCount
+from audit.models import DailyCount, Entity, EntityInterval, Event, HourlyCount
 
 NOW = "2026-06-01 12:00Z"
 
@@ -41,6 +41,7 @@ def snapshot() -> dict:
     """Every pre-aggregate, as comparable sets."""
     return {
         "hourly": set(HourlyCount.objects.values_list("bucket", "event_type", "success", "n")),
+        "daily": set(DailyCount.objects.values_list("day", "event_type", "success", "n")),
         "entities": set(Entity.objects.values_list("kind", "scope", "name", "state", "since")),
         "intervals": set(
             EntityInterval.objects.values_list("kind", "scope", "name", "state", "valid_from")

@@ -45,7 +45,7 @@ _LINE = "json_build_object({})::text".format(
 )
 
 # The oldest `limit` events before the cutoff (a backward scan of
-# idx_events_ts_uuid), deleted, their hourly counts lowered by as much.
+# idx_events_ts_uuid), deleted, their hourly and daily counts lowered by as much.
 DELETE_SQL = f"""
 WITH doomed AS (
     SELECT event_uuid FROM events
@@ -65,6 +65,13 @@ WITH doomed AS (
         FROM gone GROUP BY 1, 2, 3
     ) AS g
     WHERE c.bucket = g.bucket AND c.event_type = g.event_type AND c.success = g.success
+), lowered_daily AS (
+    UPDATE event_counts_daily AS c SET n = c.n - g.n
+    FROM (
+        SELECT date_trunc('day', timestamp, 'UTC') AS day, event_type, success, count(*) AS n
+        FROM gone GROUP BY 1, 2, 3
+    ) AS g
+    WHERE c.day = g.day AND c.event_type = g.event_type AND c.success = g.success
 )
 SELECT line, event_type, success, subject, target, project FROM gone
 ORDER BY timestamp, event_uuid
@@ -159,6 +166,11 @@ class Command(BaseCommand):
                             cursor.execute(
                                 "DELETE FROM event_counts_hourly "
                                 "WHERE bucket < %s + interval '1 hour' AND n <= 0",
+                                [cutoff],
+                            )
+                            cursor.execute(
+                                "DELETE FROM event_counts_daily "
+                                "WHERE day < %s + interval '1 day' AND n <= 0",
                                 [cutoff],
                             )
                         if not rows:
