@@ -206,6 +206,13 @@ class Event(models.Model):
             # One type over a time range, newest first: logins per bucket from
             # the raw table, the explorer filtered by type.
             models.Index(fields=["event_type", "-timestamp"], name="idx_events_type_ts"),
+            # One caller's events, newest first: the explorer's caller filter
+            # and its deeper pages. idx_events_caller (the seed's) finds the
+            # rows but not in time order, so a busy caller's first page
+            # sorted all of them or scanned the whole timeline for them.
+            models.Index(
+                fields=["caller", "-timestamp", "-event_uuid"], name="idx_events_caller_ts"
+            ),
             # An entity's timeline (its subject events, newest first) and the
             # reconstruction of its current state and members.
             models.Index(
