@@ -2,8 +2,13 @@
 # Built by docker-compose.yml; configuration comes from the environment (.env).
 FROM python:3.11-slim
 
+# GUNICORN_CMD_ARGS: gunicorn reads its settings file (workers, threads,
+# keep-alive) in deploy/web-entrypoint.sh's `exec gunicorn` too.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    GUNICORN_CMD_ARGS="--config deploy/gunicorn.conf.py" \
+    WEB_CONCURRENCY=2 \
+    WEB_THREADS=4 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

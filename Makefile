@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
-WORKERS ?= 3
+WORKERS ?= 2
 # The local server runs with DEBUG off, as in production; these two values
 # make that safe on 127.0.0.1 only.
 LOCAL_ENV = SECRET_KEY="$$(cat var/secret_key)" ALLOWED_HOSTS="$${ALLOWED_HOSTS:-127.0.0.1,localhost}"
@@ -36,8 +36,8 @@ run: install var/secret_key migrate
 # on Ctrl-C (which a background job ignores), the EXIT trap stops it.
 	$(LOCAL_ENV) $(BIN)/python manage.py demo_reporter & \
 	trap 'kill $$! 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
-	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi -b 127.0.0.1:$(PORT) -w $(WORKERS) \
-		--access-logfile - --graceful-timeout 10
+	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi --config deploy/gunicorn.conf.py \
+		-b 127.0.0.1:$(PORT) -w $(WORKERS) --access-logfile - --graceful-timeout 10
 
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -11,6 +11,10 @@ keeps the result exact for late and out-of-order events; a re-sent event is
 not inserted, so it changes nothing. Pages are therefore as fresh as the
 table: an event counts as soon as its ingest transaction commits.
 
+The counting pre-aggregates (event_counts_hourly, the daily caller and
+project counts, org_memberships) are written by the ingest statement itself
+(audit/ingest.py INSERT_SQL); this module rebuilds them from `events`.
+
 Events are only ever inserted. Whoever deletes events (a prune) calls
 `rebuild_aggregates(start, end)` in the same transaction; the
 `rebuild_aggregates` command rebuilds everything from scratch.
@@ -25,7 +29,18 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from audit.models import LIFECYCLE_TYPES, DailyCount, Entity, EntityInterval, HourlyCount
+from audit.models import (
+    LIFECYCLE_TYPES,
+    ORG_MEMBER_TYPES,
+    PROJECT_OF_EVENT,
+    DailyCallerCount,
+    DailyCount,
+    DailyProjectCount,
+    Entity,
+    EntityInterval,
+    HourlyCount,
+    OrgMembership,
+)
 from sphere_stats.db import bulk_cursor
 
 GONE = Entity.GONE
@@ -431,6 +446,71 @@ def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
         )
 
 
+# The daily pre-aggregates as SELECTs over `events` rows ({where}): the same
+# columns and groups as the ingest statement (audit/ingest.py INSERT_SQL)
+# adds for the rows it inserts.
+DAILY_CALLER_SQL = (
+    "SELECT date_trunc('day', timestamp, 'UTC') AS day, caller, count(*), "
+    "count(*) FILTER (WHERE event_type = 'user_login'), count(*) FILTER (WHERE NOT success) "
+    "FROM events WHERE {where} GROUP BY 1, 2"
+)
+DAILY_PROJECT_SQL = (
+    f"SELECT date_trunc('day', timestamp, 'UTC') AS day, {PROJECT_OF_EVENT} AS project, "
+    "count(*), count(*) FILTER (WHERE event_type = 'experiment_created' AND success), "
+    "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success), "
+    "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success) "
+    "FROM events WHERE ({where}) AND (payload->>'project' IS NOT NULL OR subject_type = 'project') "
+    "GROUP BY 1, 2"
+)
+
+
+def rebuild_daily_counts(start: datetime | None = None, end: datetime | None = None) -> None:
+    """Recompute the daily caller and project counts for the UTC days
+    overlapping [start, end) (None: unbounded)."""
+    # Whole UTC days: from the day `start` falls in to the end of the day
+    # `end` falls in (an `end` at midnight ends that day's predecessor).
+    lo = "coalesce(date_trunc('day', %(start)s::timestamptz, 'UTC'), '-infinity')"
+    hi = (
+        "coalesce(date_trunc('day', %(end)s::timestamptz - interval '1 microsecond', 'UTC') "
+        "+ interval '1 day', 'infinity')"
+    )
+    params = {"start": start, "end": end}
+    with connection.cursor() as cursor:
+        for model, select, columns in (
+            (DailyCallerCount, DAILY_CALLER_SQL, "day, caller, events, logins, failures"),
+            (
+                DailyProjectCount,
+                DAILY_PROJECT_SQL,
+                "day, project, events, experiments, realizations, materializations",
+            ),
+        ):
+            table = model._meta.db_table
+            cursor.execute(f"DELETE FROM {table} WHERE day >= {lo} AND day < {hi}", params)
+            where = f"timestamp >= {lo} AND timestamp < {hi}"
+            # In day order, as ingest writes them: a window's days are then
+            # a few adjacent pages, not rows scattered over the whole table.
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) {select.format(where=where)} ORDER BY 1, 2",
+                params,
+            )
+
+
+def rebuild_org_memberships() -> None:
+    """Recompute org_memberships from every membership event: a few percent
+    of the table, read through idx_events_type_ts, so always all of it."""
+    table = OrgMembership._meta.db_table
+    types = ", ".join(f"'{t}'" for t in ORG_MEMBER_TYPES)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table}")
+        cursor.execute(
+            f"INSERT INTO {table} (org, kind, member, last_at, last_uuid, removed) "
+            "SELECT DISTINCT ON (subject, payload->>'kind', target) subject, payload->>'kind', "
+            "target, timestamp, event_uuid, event_type = 'org_member_deleted' FROM events "
+            f"WHERE event_type IN ({types}) AND success "
+            "ORDER BY subject, payload->>'kind', target, timestamp DESC, event_uuid DESC"
+        )
+
+
 def rebuild_entities() -> int:
     """Recompute `entities` and `entity_intervals` from all events; returns
     the number of entities."""
@@ -448,12 +528,22 @@ def rebuild_entities() -> int:
     return count + len(chunk)
 
 
+def rebuild_counts(start: datetime | None = None, end: datetime | None = None) -> None:
+    """Recompute the pre-aggregates the ingest statement writes (hourly and
+    daily counts for the hours and days overlapping [start, end), all of
+    org_memberships) from `events`; the entities stay as they are."""
+    with transaction.atomic():
+        rebuild_hourly_counts(start, end)
+        rebuild_daily_counts(start, end)
+        rebuild_org_memberships()
+
+
 def rebuild_aggregates(start: datetime | None = None, end: datetime | None = None) -> None:
     """Make every pre-aggregate agree with `events` again after rows with
     timestamps in [start, end) were deleted (None: unbounded). Run it in the
     transaction that deletes them."""
     with transaction.atomic():
-        rebuild_hourly_counts(start, end)
+        rebuild_counts(start, end)
         if start is None and end is None:
             rebuild_entities()
             return

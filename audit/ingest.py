@@ -433,7 +433,11 @@ WITH incoming AS (
            success, error_message, payload::jsonb
     FROM incoming
     ON CONFLICT (event_uuid) DO NOTHING
-    RETURNING event_uuid, timestamp, event_type, success
+    RETURNING event_uuid, timestamp, event_type, success, caller, subject, target,
+              payload->>'kind' AS kind,
+              -- audit.models.PROJECT_OF_EVENT
+              coalesce(payload->>'project',
+                       CASE WHEN subject_type = 'project' THEN subject END) AS project
 ), counted AS (
     -- Sorted so concurrent batches lock pre-aggregate rows in one order.
     INSERT INTO event_counts_hourly AS c (bucket, event_type, success, n)
@@ -449,6 +453,46 @@ WITH incoming AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (day, event_type, success) DO UPDATE SET n = d.n + excluded.n
+), by_caller AS (
+    -- The daily pre-aggregates read `inserted` too: a re-sent event adds
+    -- nothing, a late one is added to its own (past) day.
+    INSERT INTO event_counts_daily_caller AS d (day, caller, events, logins, failures)
+    SELECT date_trunc('day', timestamp, 'UTC'), caller, count(*),
+           count(*) FILTER (WHERE event_type = 'user_login'),
+           count(*) FILTER (WHERE NOT success)
+    FROM inserted
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (day, caller) DO UPDATE SET events = d.events + excluded.events,
+        logins = d.logins + excluded.logins, failures = d.failures + excluded.failures
+), by_project AS (
+    INSERT INTO event_counts_daily_project AS d
+        (day, project, events, experiments, realizations, materializations)
+    SELECT date_trunc('day', timestamp, 'UTC'), project, count(*),
+           count(*) FILTER (WHERE event_type = 'experiment_created' AND success),
+           count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),
+           count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)
+    FROM inserted
+    WHERE project IS NOT NULL
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (day, project) DO UPDATE SET events = d.events + excluded.events,
+        experiments = d.experiments + excluded.experiments,
+        realizations = d.realizations + excluded.realizations,
+        materializations = d.materializations + excluded.materializations
+), members AS (
+    -- A membership's row takes only a newer event than the one it has, so
+    -- a late event changes nothing but the history in `events`.
+    INSERT INTO org_memberships AS m (org, kind, member, last_at, last_uuid, removed)
+    SELECT DISTINCT ON (subject, kind, target) subject, kind, target, timestamp, event_uuid,
+           event_type = 'org_member_deleted'
+    FROM inserted
+    WHERE event_type IN ('org_member_added', 'org_member_updated', 'org_member_deleted')
+      AND success
+    ORDER BY subject, kind, target, timestamp DESC, event_uuid DESC
+    ON CONFLICT (org, kind, member) DO UPDATE SET last_at = excluded.last_at,
+        last_uuid = excluded.last_uuid, removed = excluded.removed
+    WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)
 )
 SELECT event_uuid FROM inserted
 """

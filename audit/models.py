@@ -398,6 +398,100 @@ class DailyCount(models.Model):
         return f"{self.day:%Y-%m-%d} {self.event_type} {self.success}: {self.n}"
 
 
+# The project an event counts for in the top projects: the one its payload
+# names (experiments, realizations, ...), else itself for a project's own
+# events, else none. The ingest statement, the migration that backfilled
+# DailyProjectCount and audit/aggregates.py spell the same expression.
+PROJECT_OF_EVENT = (
+    "coalesce(payload->>'project', CASE WHEN subject_type = 'project' THEN subject END)"
+)
+
+
+class DailyCallerCount(models.Model):
+    """Pre-aggregate: events per UTC day and caller, with the logins and the
+    failures among them (the most active users).
+
+    Written by the ingest statement from the rows it inserted (a re-sent
+    event is not inserted, so it counts once; a late one lands in its own
+    day), lowered by prune_events, rebuilt by audit/aggregates.py. A window
+    reads its whole UTC days here and its partial days at both edges from
+    `events`, so the answer is exact for any window and zone.
+    """
+
+    pk = models.CompositePrimaryKey("day", "caller")
+    day = models.DateTimeField()  # UTC midnight
+    caller = models.TextField()
+    events = models.BigIntegerField()
+    logins = models.BigIntegerField()  # user_login, either outcome
+    failures = models.BigIntegerField()  # success = false, any type
+
+    class Meta:
+        db_table = "event_counts_daily_caller"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.caller}: {self.events}"
+
+
+class DailyProjectCount(models.Model):
+    """Pre-aggregate: per UTC day and project (PROJECT_OF_EVENT), its events
+    and the experiments, realizations and materializations created
+    successfully (the most active projects). Maintained like DailyCallerCount.
+    """
+
+    pk = models.CompositePrimaryKey("day", "project")
+    day = models.DateTimeField()  # UTC midnight
+    project = models.TextField()
+    events = models.BigIntegerField()
+    experiments = models.BigIntegerField()
+    realizations = models.BigIntegerField()
+    materializations = models.BigIntegerField()
+
+    class Meta:
+        db_table = "event_counts_daily_project"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.project}: {self.events}"
+
+
+ORG_MEMBER_TYPES = ("org_member_added", "org_member_updated", "org_member_deleted")
+
+
+class OrgMembership(models.Model):
+    """Pre-aggregate: the latest successful membership event of each
+    (organization, payload.kind, member), the newest by (timestamp,
+    event_uuid), and whether it removed the member (organizations by
+    members).
+
+    The ingest statement replaces a row only with a newer event, so the
+    order in which events arrive does not matter; prune_events deletes a row
+    with its latest event (everything older went before it);
+    audit/aggregates.py rebuilds it.
+    """
+
+    org = models.TextField()
+    kind = models.TextField(null=True)  # usermember, projectmember
+    member = models.TextField(null=True)  # the event's target
+    last_at = models.DateTimeField()
+    last_uuid = models.UUIDField()
+    removed = models.BooleanField()  # the latest event is org_member_deleted
+
+    class Meta:
+        db_table = "org_memberships"
+        constraints = [
+            # The ingest statement's ON CONFLICT target; a NULL kind or member
+            # is one key, as DISTINCT ON over `events` takes it. Also the
+            # members of one organization (org first).
+            models.UniqueConstraint(
+                fields=["org", "kind", "member"],
+                name="org_memberships_key",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org} {self.kind} {self.member}{' (removed)' if self.removed else ''}"
+
+
 class EntityQuerySet(models.QuerySet):
     def current(self) -> "EntityQuerySet":
         """Entities that exist now (idx_entities_kind_state)."""

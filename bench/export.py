@@ -86,25 +86,18 @@ def load(url: str, env: dict, events: int, base: int, days: int) -> int:
             grew = True
             print(f"  loaded {have:,} events ({time.perf_counter() - started:.0f}s)", flush=True)
         if grew:
-            conn.execute("TRUNCATE event_counts_hourly")
-            conn.execute(
-                """
-                INSERT INTO event_counts_hourly (bucket, event_type, success, n)
-                SELECT date_trunc('hour', timestamp, 'UTC'), event_type, success, count(*)
-                FROM events GROUP BY 1, 2, 3
-                """
-            )
-            conn.execute("TRUNCATE event_counts_daily")
-            conn.execute(
-                """
-                INSERT INTO event_counts_daily (day, event_type, success, n)
-                SELECT date_trunc('day', bucket, 'UTC'), event_type, success, sum(n)
-                FROM event_counts_hourly GROUP BY 1, 2, 3
-                """
-            )
-        conn.execute("VACUUM ANALYZE events")
-        conn.execute("VACUUM ANALYZE event_counts_hourly")
-        conn.execute("VACUUM ANALYZE event_counts_daily")
+            # The copies bypassed ingest: every counting pre-aggregate (hourly,
+            # daily, memberships) is rebuilt from the table.
+            manage(env, "rebuild_aggregates", "--counts-only")
+        for table in (
+            "events",
+            "event_counts_hourly",
+            "event_counts_daily",
+            "event_counts_daily_caller",
+            "event_counts_daily_project",
+            "org_memberships",
+        ):
+            conn.execute(f"VACUUM ANALYZE {table}")
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 

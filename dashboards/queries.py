@@ -4,15 +4,21 @@ straight from the raw `events` table (source="raw"), with equal answers.
 dashboards reads audit's tables only; it never writes them. Pre-aggregates:
 - event_counts_hourly (audit.HourlyCount): events per UTC hour, type and
   outcome. Whole hours of a window come from it, the partial hours at both
-  edges from `events`; buckets regroup with date_trunc(unit, hour, zone),
-  which is exact when the zone's offset is a whole number of hours over the
-  window (other zones, such as Asia/Kolkata, read `events`).
+  edges from `events`; buckets regroup with date_trunc(unit, hour, zone).
+  In zones such as Asia/Kolkata, the few hours a bucket edge cuts in two
+  are also partly read from `events` (HourPlan).
 - entities / entity_intervals (audit.aggregates): every entity's states over
-  time; counts at a moment and growth per bucket.
+  time; entity_changes_hourly (triggers on entity_intervals, audit migration
+  0008): how many entered and left each state per UTC hour, from which
+  counts at a moment and growth per bucket are sums over a few thousand rows.
+- event_counts_daily_caller: a user's own events per UTC day, for the
+  heatmap of their page (entity_daily).
 """
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -26,6 +32,8 @@ from sphere_stats.windows import Window
 HOURLY = HourlyCount._meta.db_table
 INTERVALS = EntityInterval._meta.db_table
 ENTITIES = Entity._meta.db_table
+# Written by triggers on entity_intervals (audit migration 0008); no model.
+CHANGES = "entity_changes_hourly"
 SOURCES = ("auto", "raw")
 HOUR = timedelta(hours=1)
 
@@ -81,28 +89,148 @@ def _ceil_hour(moment: datetime) -> datetime:
     return floor if floor == moment else floor + HOUR
 
 
+# A UTC hour with a bucket edge inside it, as the pre-aggregate sees it.
+# `first` is the bucket of the hour's start; `edge` where the next bucket
+# begins, or None when the zone's offset changes within the hour (the whole
+# hour is then read from `events`).
+Straddle = tuple[datetime, datetime, datetime | None]
+
+
 @lru_cache(maxsize=512)
-def _whole_hour_offsets(tz_name: str, start: datetime, end: datetime) -> bool:
-    from zoneinfo import ZoneInfo
+def _straddling_hours(unit: str, tz_name: str, year: int) -> tuple[Straddle, ...]:
+    """The UTC hours of one UTC year that fall into two buckets of `unit` in
+    the zone, cut by PostgreSQL's own date_trunc.
 
-    zone = ZoneInfo(tz_name)
-    # Offsets change at most a few times a year; a daily sample finds any
-    # offset that lasts longer than a day.
-    moment = start
-    while True:
-        offset = zone.utcoffset(moment.replace(tzinfo=None))
-        if offset is None or offset.total_seconds() % 3600:
-            return False
-        if moment >= end:
-            return True
-        moment = min(moment + timedelta(days=1), end)
+    Within an hour of constant offset, local time and so the bucket only
+    grow: equal buckets at both ends mean one bucket, and a bucket that
+    begins inside the hour is its only edge. An hour whose offset changes
+    (DST, or a zone changing its rules) is kept whole, with no edge. Zone
+    rules do not change while the server runs, so a year is cut once per
+    process (about 10 ms) and every window inside it reuses that.
+    """
+    if tz_name == "UTC":
+        return ()
+    lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    rows = _fetch(
+        "SELECT h, first, CASE WHEN o1 = o2 AND last > h AND last < h + interval '1 hour'"
+        "  AND date_trunc(%s, last - interval '1 microsecond', %s) = first"
+        "  AND date_trunc(%s, last, %s) = last THEN last END FROM ("
+        "  SELECT h, date_trunc(%s, h, %s) AS first, date_trunc(%s, t, %s) AS last,"
+        "   (h AT TIME ZONE %s) - (h AT TIME ZONE 'UTC') AS o1,"
+        "   (t AT TIME ZONE %s) - (t AT TIME ZONE 'UTC') AS o2"
+        "  FROM generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour') AS h,"
+        "   LATERAL (SELECT h + interval '1 hour' - interval '1 microsecond') AS e (t)"
+        ") AS s WHERE first <> last OR o1 <> o2 ORDER BY 1",
+        [unit, tz_name] * 4 + [tz_name, tz_name, lo, hi - HOUR],
+    )
+    return tuple(rows)
 
 
-def hourly_usable(window: Window, bucketed: bool = True) -> bool:
-    """Whether event_counts_hourly can answer for this window exactly."""
-    if not bucketed or (window.unit == "hour" and window.tz_name == "UTC"):
-        return True
-    return _whole_hour_offsets(window.tz_name, window.start, window.end)
+def _straddles(unit: str, tz_name: str, start: datetime, end: datetime) -> list[Straddle]:
+    """The straddling hours in [start, end) (both on the hour)."""
+    found = []
+    for year in range(start.year, (end - HOUR).year + 1):
+        hours = _straddling_hours(unit, tz_name, year)
+        first = bisect_left(hours, (start,))
+        found.extend(h for h in hours[first:] if h[0] < end)
+    return found
+
+
+# A raw range of an HourPlan: [lo, hi), the bucket of all its rows when one
+# is known (else each row's own), and the bucket its hour's row went to.
+RawRange = tuple[datetime, datetime, datetime | None, datetime | None]
+
+
+@dataclass(frozen=True)
+class HourPlan:
+    """How an hourly pre-aggregate answers [start, end) bucketed by a zone.
+
+    Each hour in [hours_from, hours_to) but those in `whole_raw` comes from
+    the pre-aggregate, in its bucket or, for a `split` hour, in `keep`.
+    `ranges` (lo, hi, label, keep) are read from the raw table: each row
+    counts in `label` (or its own bucket) and, where keep is set, against
+    `keep`, where its hour's row already counted it. Whole-hour zones have
+    no split or whole_raw hours: only the partial hours at both edges are
+    raw. In Asia/Kolkata a day has one split hour, 18:00 UTC, of which the
+    half before local midnight (18:30) is read raw; in Asia/Kathmandu a
+    quarter.
+    """
+
+    hours_from: datetime | None
+    hours_to: datetime | None
+    whole_raw: list[datetime]
+    split: list[datetime]
+    keep: list[datetime]
+    ranges: list[RawRange]
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, unit: str | None, tz_name: str) -> "HourPlan":
+        """The plan for [start, end); unit None when the rows are not bucketed."""
+        full_start, full_end = _ceil_hour(start), _floor_hour(end)
+        if full_start >= full_end:
+            return cls(None, None, [], [], [], [(start, end, None, None)])
+        ranges: list[RawRange] = [(start, full_start, None, None)] if start < full_start else []
+        whole_raw, split, keep = [], [], []
+        for hour, first, edge in _straddles(unit, tz_name, full_start, full_end) if unit else []:
+            if edge is None:
+                whole_raw.append(hour)
+                ranges.append((hour, hour + HOUR, None, None))
+                continue
+            # The hour's row counts for the bucket of its longer side; the
+            # events of the shorter side move from there to their own.
+            split.append(hour)
+            if edge - hour <= HOUR / 2:
+                keep.append(edge)
+                ranges.append((hour, edge, first, edge))
+            else:
+                keep.append(first)
+                ranges.append((edge, hour + HOUR, edge, first))
+        if full_end < end:
+            ranges.append((full_end, end, None, None))
+        merged: list[RawRange] = []
+        for lo, hi, label, kept in ranges:
+            whole = label is None and kept is None
+            if whole and merged and merged[-1][1] == lo and merged[-1][2:] == (None, None):
+                merged[-1] = (merged[-1][0], hi, None, None)
+            else:
+                merged.append((lo, hi, label, kept))
+        return cls(full_start, full_end, whole_raw, split, keep, merged)
+
+    def range_params(self) -> list[list]:
+        return [list(column) for column in zip(*self.ranges, strict=True)] or [[], [], [], []]
+
+    def hourly(self, table: str, column: str, bucket_of: str, params: list) -> tuple[str, list]:
+        """A FROM item `c`: the rows of the pre-aggregate `table` in the
+        plan's hours (`column`: their UTC hour), each with `b`, the bucket it
+        counts for; bucket_of is the bucket SQL with `{col}` and its params.
+        With split hours, each hour is cut once and joined to its rows."""
+        if not self.split and not self.whole_raw:
+            return (
+                f"(SELECT {bucket_of.format(col=f't.{column}')} AS b, t.* FROM {table} AS t"
+                f" WHERE t.{column} >= %s AND t.{column} < %s) AS c",
+                [*params, self.hours_from, self.hours_to],
+            )
+        return (
+            f"(SELECT hours.b, t.* FROM {table} AS t JOIN ("
+            f"  SELECT h.hour, coalesce(k.keep, {bucket_of.format(col='h.hour')}) AS b"
+            "  FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour',"
+            "   interval '1 hour') AS h (hour)"
+            "  LEFT JOIN unnest(%s::timestamptz[], %s::timestamptz[]) AS k (hour, keep)"
+            "   ON k.hour = h.hour"
+            "  WHERE h.hour <> ALL(%s::timestamptz[])"
+            f" ) AS hours ON hours.hour = t.{column}"
+            f" WHERE t.{column} >= %s AND t.{column} < %s) AS c",
+            [
+                *params,
+                self.hours_from,
+                self.hours_to,
+                self.split,
+                self.keep,
+                self.whole_raw,
+                self.hours_from,
+                self.hours_to,
+            ],
+        )
 
 
 def seen_event_types(types: Iterable[str]) -> set[str]:
@@ -125,7 +253,8 @@ def event_counts(
     source: str = "auto",
 ) -> list[tuple]:
     """(bucket, event_type, success, n) for events in the window; bucket is
-    None when not bucketed. Whole hours come from event_counts_hourly."""
+    None when not bucketed. Whole hours come from event_counts_hourly, the
+    rest from `events` (HourPlan), in any zone."""
     types = list(types) if types else None
     bucket_of = "date_trunc(%s, {col}, %s)" if bucketed else "NULL::timestamptz"
     bucket_params = [window.unit, window.tz_name] if bucketed else []
@@ -137,33 +266,37 @@ def event_counts(
         extra += " AND success = %s"
         extra_params.append(success)
 
-    full_start, full_end = _ceil_hour(window.start), _floor_hour(window.end)
-    use_hourly = source != "raw" and full_start < full_end and hourly_usable(window, bucketed)
-    if not use_hourly:
+    plan = HourPlan.of(window.start, window.end, window.unit if bucketed else None, window.tz_name)
+    if source == "raw" or plan.hours_from is None:
         return _fetch(
             f"SELECT {bucket_of.format(col='timestamp')} AS b, event_type, success, count(*) "
             f"FROM events WHERE timestamp >= %s AND timestamp < %s{extra} GROUP BY 1, 2, 3",
             [*bucket_params, window.start, window.end, *extra_params],
         )
+    # Each raw range is one index scan (OFFSET 0 keeps the planner from
+    # flattening it into one scan of every row filtered by the ranges). A
+    # split hour's raw rows count twice, +n in their bucket and -n in the
+    # bucket their hour's row went to, so a bucket can sum to 0: dropped.
+    hourly, hourly_params = plan.hourly(HOURLY, "bucket", bucket_of, bucket_params)
     return _fetch(
-        "SELECT b, event_type, success, sum(n)::bigint FROM ("
-        f"  SELECT {bucket_of.format(col='bucket')} AS b, event_type, success, n FROM {HOURLY}"
-        f"  WHERE bucket >= %s AND bucket < %s{extra}"
-        "  UNION ALL"
-        f"  SELECT {bucket_of.format(col='timestamp')}, event_type, success, 1 FROM events"
-        "  WHERE ((timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s))"
-        f"  {extra}"
-        ") AS s GROUP BY 1, 2, 3",
+        "WITH raw AS ("
+        f"  SELECT coalesce(r.label, {bucket_of.format(col='e.timestamp')}) AS b, r.keep,"
+        "   e.event_type, e.success, count(*) AS n"
+        "  FROM unnest(%s::timestamptz[], %s::timestamptz[], %s::timestamptz[],"
+        "   %s::timestamptz[]) AS r (lo, hi, label, keep)"
+        "  CROSS JOIN LATERAL (SELECT timestamp, event_type, success FROM events"
+        f"   WHERE timestamp >= r.lo AND timestamp < r.hi{extra} OFFSET 0) AS e"
+        "  GROUP BY 1, 2, 3, 4)"
+        " SELECT b, event_type, success, sum(n)::bigint FROM ("
+        f"  SELECT b, event_type, success, n FROM {hourly} WHERE TRUE{extra}"
+        "  UNION ALL SELECT b, event_type, success, n FROM raw"
+        "  UNION ALL SELECT keep, event_type, success, -n FROM raw WHERE keep IS NOT NULL"
+        ") AS s GROUP BY 1, 2, 3 HAVING sum(n) <> 0",
         [
             *bucket_params,
-            full_start,
-            full_end,
+            *plan.range_params(),
             *extra_params,
-            *bucket_params,
-            window.start,
-            full_start,
-            full_end,
-            window.end,
+            *hourly_params,
             *extra_params,
         ],
     )
@@ -206,30 +339,45 @@ def entity_counts_at(
                     counts[kind, state] += 1
             answers.append(dict(counts))
         return answers
-    # Alive at t = alive now (entities, idx_entities_kind_state)
-    #   - open intervals that began at or after t (idx_intervals_from)
-    #   + closed intervals that began before t and ended at or after t
-    #     (idx_intervals_to).
-    # Only intervals touching [t, now) are read, so recent moments are cheap
-    # however long the history.
-    now = _fetch(
-        f"SELECT kind, state, count(*) FROM {ENTITIES} "
-        "WHERE kind = ANY(%s) AND state <> %s GROUP BY 1, 2",
-        [kinds, Entity.GONE],
-    )
+    # In a state at t = entered it before t - left it before t: the deltas
+    # of every UTC hour before t's (entity_changes_hourly, a few thousand
+    # rows a year, each read once: width_bucket puts it between the moments'
+    # hours, and the sums accumulate), plus the intervals beginning or ending
+    # in t's partial hour (idx_intervals_from, idx_intervals_to).
+    if not moments:
+        return []
+    floors = sorted({_floor_hour(m) for m in moments})
+    before: list[dict[tuple[str, str], int]] = [defaultdict(int) for _ in floors]
+    edges: dict[tuple[int, str, str], int] = defaultdict(int)
+    for part, i, kind, state, n in _fetch(
+        f"SELECT 'hours', width_bucket(hour, %s::timestamptz[]), kind, state, sum(delta)::bigint"
+        f" FROM {CHANGES} WHERE kind = ANY(%s) AND hour < %s GROUP BY 2, 3, 4"
+        " UNION ALL SELECT 'edge', m.i, v.kind, v.state, sum(v.d)::bigint"
+        " FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS m (t, floor, i)"
+        " CROSS JOIN LATERAL ("
+        f"  SELECT kind, state, 1 AS d FROM {INTERVALS}"
+        "   WHERE kind = ANY(%s) AND valid_from >= m.floor AND valid_from < m.t"
+        f"  UNION ALL SELECT kind, state, -1 FROM {INTERVALS}"
+        "   WHERE kind = ANY(%s) AND valid_to >= m.floor AND valid_to < m.t) AS v"
+        " GROUP BY 2, 3, 4",
+        [floors, kinds, floors[-1], moments, [_floor_hour(m) for m in moments], kinds, kinds],
+    ):
+        if part == "hours":
+            # Bucket i holds the hours in [floors[i-1], floors[i]).
+            before[i][kind, state] += n
+        else:
+            edges[i - 1, kind, state] += n
+    totals, running = {}, defaultdict(int)
+    for floor, deltas in zip(floors, before, strict=True):
+        for key, n in deltas.items():
+            running[key] += n
+        totals[floor] = dict(running)
     answers = []
-    for moment in moments:
-        counts: dict[tuple[str, str], int] = defaultdict(int)
-        for kind, state, n in now:
-            counts[kind, state] += n
-        for kind, state, n in _fetch(
-            f"SELECT kind, state, -count(*) FROM {INTERVALS} WHERE kind = ANY(%s) "
-            "AND valid_from >= %s AND valid_to IS NULL GROUP BY 1, 2 "
-            f"UNION ALL SELECT kind, state, count(*) FROM {INTERVALS} WHERE kind = ANY(%s) "
-            "AND valid_to >= %s AND valid_from < %s GROUP BY 1, 2",
-            [kinds, moment, kinds, moment, moment],
-        ):
-            counts[kind, state] += n
+    for i, moment in enumerate(moments):
+        counts = defaultdict(int, totals[_floor_hour(moment)])
+        for (j, kind, state), n in edges.items():
+            if j == i:
+                counts[kind, state] += n
         answers.append({key: n for key, n in counts.items() if n})
     return answers
 
@@ -255,34 +403,37 @@ def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") ->
         for (kind, _, sign), (bucket,) in zip(moments, cut, strict=True):
             deltas[kind, bucket] += sign
     else:
-        for kind, bucket, delta in _fetch(
-            "SELECT kind, b, sum(d)::bigint FROM ("
-            f"  SELECT kind, date_trunc(%s, valid_from, %s) AS b, 1 AS d FROM {INTERVALS}"
-            "   WHERE kind = ANY(%s) AND valid_from >= %s AND valid_from < %s"
-            "  UNION ALL"
-            f"  SELECT kind, date_trunc(%s, valid_to, %s), -1 FROM {INTERVALS}"
-            "   WHERE kind = ANY(%s) AND valid_to >= %s AND valid_to < %s"
+        # The hourly deltas regrouped into buckets, as event_counts does
+        # (HourPlan); the raw ranges read the intervals' ends instead.
+        plan = HourPlan.of(window.start, window.end, window.unit, window.tz_name)
+        bucket = "date_trunc(%s, {col}, %s)"
+        unit_tz = [window.unit, window.tz_name]
+        hourly, hourly_params = plan.hourly(CHANGES, "hour", bucket, unit_tz)
+        for kind, b, delta in _fetch(
+            "WITH r AS (SELECT * FROM unnest(%s::timestamptz[], %s::timestamptz[],"
+            "  %s::timestamptz[], %s::timestamptz[]) AS r (lo, hi, label, keep)),"
+            " ends AS ("
+            f"  SELECT coalesce(r.label, {bucket.format(col='v.at')}) AS b, r.keep, v.kind,"
+            "   sum(v.d) AS d FROM r CROSS JOIN LATERAL ("
+            f"   SELECT kind, valid_from AS at, 1 AS d FROM {INTERVALS}"
+            "   WHERE kind = ANY(%s) AND valid_from >= r.lo AND valid_from < r.hi"
+            f"   UNION ALL SELECT kind, valid_to, -1 FROM {INTERVALS}"
+            "   WHERE kind = ANY(%s) AND valid_to >= r.lo AND valid_to < r.hi OFFSET 0) AS v"
+            "  GROUP BY 1, 2, 3)"
+            " SELECT kind, b, sum(d)::bigint FROM ("
+            f"  SELECT kind, b, delta AS d FROM {hourly} WHERE kind = ANY(%s)"
+            "  UNION ALL SELECT kind, b, d FROM ends"
+            "  UNION ALL SELECT kind, keep, -d FROM ends WHERE keep IS NOT NULL"
             ") AS s GROUP BY 1, 2",
-            [
-                window.unit,
-                window.tz_name,
-                kinds,
-                window.start,
-                window.end,
-                window.unit,
-                window.tz_name,
-                kinds,
-                window.start,
-                window.end,
-            ],
+            [*plan.range_params(), *unit_tz, kinds, kinds, *hourly_params, kinds],
         ):
-            deltas[kind, bucket] += delta
+            deltas[kind, b] += delta
     series = {}
     for kind in kinds:
         total = sum(n for (k, _), n in baseline.items() if k == kind)
         values = []
-        for bucket in starts:
-            total += deltas.get((kind, bucket), 0)
+        for start in starts:
+            total += deltas.get((kind, start), 0)
             values.append(total)
         series[kind] = values
     return {"buckets": starts, "series": series}
@@ -320,15 +471,91 @@ def active_users(window: Window) -> list[tuple[str, datetime, int]]:
     return sorted(rows, key=lambda r: (order[r[0]], r[1]))
 
 
-def top_callers(window: Window, n: int) -> list[tuple]:
-    """Users by events they caused in the window: (user, events, logins, failures)."""
+DAY = timedelta(days=1)
+
+
+def _whole_utc_days(window: Window) -> tuple[datetime, datetime] | None:
+    """[first, end) of the UTC days wholly inside the window, or None if no
+    day is: what the daily pre-aggregates can answer for it."""
+
+    def floor(moment: datetime) -> datetime:
+        return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    first = floor(window.start)
+    if first != window.start:
+        first += DAY
+    end = floor(window.end)
+    return (first, end) if first < end else None
+
+
+def _with_edges(window: Window, daily_sql: str, edge_sql: str, days: tuple) -> tuple[str, list]:
+    """The rows of the whole days (daily_sql: `day >= %s AND day < %s`)
+    UNION ALL those of the partial days at both edges, counted from `events`
+    (edge_sql: its timestamp condition is `{edges}`)."""
+    first, end = days
+    edges = "((timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s))"
+    return (
+        f"{daily_sql} UNION ALL {edge_sql.format(edges=edges)}",
+        [first, end, window.start, first, end, window.end],
+    )
+
+
+CALLER_COUNTS = (
+    "count(*), count(*) FILTER (WHERE event_type = 'user_login'), "
+    "count(*) FILTER (WHERE NOT success)"
+)
+
+
+def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
+    """Users by events they caused in the window: (user, events, logins, failures).
+
+    Whole UTC days come from event_counts_daily_caller, the partial days at
+    both edges from `events`; source="raw" (or a window without a whole
+    UTC day) counts everything from `events`.
+    """
+    from audit.models import DailyCallerCount
+
+    users = f"caller IN (SELECT name FROM {ENTITIES} WHERE kind = 'user')"
+    days = None if source == "raw" else _whole_utc_days(window)
+    if days is None:
+        return _fetch(
+            f"SELECT caller, {CALLER_COUNTS} FROM events "
+            f"WHERE timestamp >= %s AND timestamp < %s AND {users} "
+            "GROUP BY caller ORDER BY 2 DESC, 1 LIMIT %s",
+            [window.start, window.end, n],
+        )
+    rows, params = _with_edges(
+        window,
+        f"SELECT caller, events, logins, failures FROM {DailyCallerCount._meta.db_table} "
+        "WHERE day >= %s AND day < %s",
+        f"SELECT caller, {CALLER_COUNTS} FROM events WHERE {{edges}} GROUP BY caller",
+        days,
+    )
+    ranking = (
+        "SELECT caller, sum(events)::bigint, sum(logins)::bigint, sum(failures)::bigint"
+        f" FROM ({rows}) AS s (caller, events, logins, failures) GROUP BY caller"
+    )
+    # Only the head of the ranking is checked against the users' entities:
+    # the top n users are the first n users of any head that holds n of
+    # them (the order is total). Checking every caller (11k a month) cost
+    # more than summing them; the whole ranking is filtered only when the
+    # head holds too few users and is not the whole ranking.
+    head = 2 * n + 50
+    ranked = _fetch(f"{ranking} ORDER BY 2 DESC, 1 LIMIT %s", [*params, head])
+    known = {
+        name
+        for (name,) in _fetch(
+            f"SELECT name FROM {ENTITIES} WHERE kind = 'user' AND scope = '' AND name = ANY(%s)",
+            [[row[0] for row in ranked]],
+        )
+    }
+    found = [row for row in ranked if row[0] in known][:n]
+    if len(found) == n or len(ranked) < head:
+        return found
     return _fetch(
-        "SELECT caller, count(*), count(*) FILTER (WHERE event_type = 'user_login'), "
-        "count(*) FILTER (WHERE NOT success) FROM events "
-        "WHERE timestamp >= %s AND timestamp < %s AND caller IN "
-        f"(SELECT name FROM {ENTITIES} WHERE kind = 'user') "
-        "GROUP BY caller ORDER BY 2 DESC, 1 LIMIT %s",
-        [window.start, window.end, n],
+        f"SELECT * FROM ({ranking}) AS ranked (caller, events, logins, failures) "
+        f"WHERE {users} ORDER BY 2 DESC, 1 LIMIT %s",
+        [*params, n],
     )
 
 
@@ -342,29 +569,45 @@ PROJECT_MEASURES = {
 }
 
 
-def top_projects(window: Window, n: int, by: str) -> list[tuple]:
+def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[tuple]:
     """Projects by events about them or naming them in payload.project, experiments created,
-    realizations or materializations in the window (idx_events_project_ts
-    for 'events', idx_events_type_ts otherwise)."""
-    types = {
-        "experiments": ["experiment_created"],
-        "realizations": ["realization_allocated"],
-        "materializations": ["materialization_allocated"],
-    }.get(by)
-    where = (
-        "AND event_type = ANY(%s)"
-        if types
-        else "AND (payload->>'project' IS NOT NULL OR subject_type = 'project')"
-    )
+    realizations or materializations in the window: (project, events,
+    experiments, realizations, materializations), every column over the
+    same events whatever `by` ranks them.
+
+    Whole UTC days come from event_counts_daily_project, the partial days at
+    both edges from `events` (idx_events_project_ts); source="raw" (or a
+    window without a whole UTC day) counts everything from `events`.
+    """
+    from audit.models import DailyProjectCount
+
     order = list(PROJECT_MEASURES).index(by) + 2
     # A project's own events (created, members) count as well as those
     # naming it in payload.project (experiments, realizations).
+    project_events = "(payload->>'project' IS NOT NULL OR subject_type = 'project')"
+    counts = ", ".join(PROJECT_MEASURES.values())
+    days = None if source == "raw" else _whole_utc_days(window)
+    if days is None:
+        return _fetch(
+            f"SELECT coalesce(payload->>'project', subject) AS project, {counts} FROM events "
+            f"WHERE timestamp >= %s AND timestamp < %s AND {project_events} "
+            f"GROUP BY 1 HAVING {PROJECT_MEASURES[by]} > 0 ORDER BY {order} DESC, 1 LIMIT %s",
+            [window.start, window.end, n],
+        )
+    columns = ", ".join(PROJECT_MEASURES)
+    rows, params = _with_edges(
+        window,
+        f"SELECT project, {columns} FROM {DailyProjectCount._meta.db_table} "
+        "WHERE day >= %s AND day < %s",
+        f"SELECT coalesce(payload->>'project', subject), {counts} FROM events "
+        f"WHERE {{edges}} AND {project_events} GROUP BY 1",
+        days,
+    )
+    sums = ", ".join(f"sum({c})::bigint" for c in PROJECT_MEASURES)
     return _fetch(
-        "SELECT coalesce(payload->>'project', subject) AS project, "
-        f"{', '.join(PROJECT_MEASURES.values())} "
-        f"FROM events WHERE timestamp >= %s AND timestamp < %s {where} "
-        f"GROUP BY 1 HAVING {PROJECT_MEASURES[by]} > 0 ORDER BY {order} DESC, 1 LIMIT %s",
-        [window.start, window.end, *([types] if types else []), n],
+        f"SELECT project, {sums} FROM ({rows}) AS s (project, {columns}) "
+        f"GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %s",
+        [*params, n],
     )
 
 
@@ -411,23 +654,64 @@ def members(subject_type: str, name: str, since: datetime | None) -> list[tuple]
     return rows
 
 
-def top_orgs_by_members(n: int, at: datetime) -> list[tuple]:
+def top_orgs_by_members(n: int, at: datetime, source: str = "auto") -> list[tuple]:
     """Organizations existing at `at` by current user and project members
-    (membership events since each org's latest creation)."""
+    (membership events since each org's latest creation): (organization,
+    user members, project members).
+
+    A membership counts when its latest successful event before `at` (and
+    since the org's creation) did not remove the member. org_memberships
+    holds each membership's latest event: it answers for every org none of
+    whose memberships changed at or after `at` (every org, for a window
+    that ends now), and the others replay their membership events
+    (idx_events_subject_ts), as source="raw" does for all of them.
+    """
+    from audit.models import OrgMembership
+
+    if source == "raw":
+        return _fetch(
+            "SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
+            " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
+            "  SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject AS org,"
+            "   e.payload->>'kind' AS kind, e.event_type"
+            f"  FROM events e JOIN {ENTITIES} o ON o.kind = 'organization' AND o.scope = ''"
+            "   AND o.name = e.subject AND o.since < %s AND (o.until IS NULL OR o.until >= %s)"
+            "  WHERE e.event_type IN ('org_member_added', 'org_member_updated',"
+            "   'org_member_deleted') AND e.success AND e.timestamp >= o.since"
+            "   AND e.timestamp < %s"
+            "  ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
+            "   e.event_uuid DESC"
+            ") AS latest WHERE event_type <> 'org_member_deleted'"
+            " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %s",
+            [at, at, at, n],
+        )
     return _fetch(
-        "SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
+        "WITH orgs AS MATERIALIZED ("
+        f"  SELECT name, since FROM {ENTITIES} WHERE kind = 'organization' AND scope = ''"
+        "   AND since < %s AND (until IS NULL OR until >= %s)"
+        "), latest AS MATERIALIZED ("
+        "  SELECT m.org, m.kind, m.removed, m.last_at"
+        f"  FROM {OrgMembership._meta.db_table} m JOIN orgs o ON o.name = m.org"
+        "  WHERE m.last_at >= o.since"
+        "), changed AS (SELECT DISTINCT org FROM latest WHERE last_at >= %s)"
+        " SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
         " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
-        "  SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject AS org,"
-        "   e.payload->>'kind' AS kind, e.event_type"
-        f"  FROM events e JOIN {ENTITIES} o ON o.kind = 'organization' AND o.scope = ''"
-        "   AND o.name = e.subject AND o.since < %s AND (o.until IS NULL OR o.until >= %s)"
-        "  WHERE e.event_type IN ('org_member_added', 'org_member_updated',"
-        "   'org_member_deleted') AND e.success AND e.timestamp >= o.since AND e.timestamp < %s"
-        "  ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
-        "   e.event_uuid DESC"
-        ") AS latest WHERE event_type <> 'org_member_deleted'"
+        "  SELECT org, kind, removed FROM latest WHERE org NOT IN (SELECT org FROM changed)"
+        "  UNION ALL"
+        "  SELECT * FROM ("
+        "   SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject,"
+        "    e.payload->>'kind', e.event_type = 'org_member_deleted'"
+        "   FROM events e JOIN orgs o ON o.name = e.subject"
+        "   WHERE e.subject IN (SELECT org FROM changed) AND e.subject_type = 'organization'"
+        "    AND e.event_type IN ('org_member_added', 'org_member_updated',"
+        "     'org_member_deleted') AND e.success AND e.timestamp >= o.since"
+        "    AND e.timestamp < %s"
+        "   ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
+        "    e.event_uuid DESC"
+        "  ) AS replayed"
+        ") AS members (org, kind, removed) WHERE NOT removed"
         " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %s",
-        [at, at, at, n],
+        [at, at, at, at, n],
     )
 
 
@@ -482,15 +766,127 @@ def involving(kind: str, name: str, project: str = "") -> QuerySet:
     return Event.objects.involving(kind, name, project)
 
 
-def entity_daily(kind: str, name: str, project: str, tz_name: str, start: datetime) -> list:
-    """(local day, events) for one entity since `start`."""
+DAY_SPAN = timedelta(hours=24)
+# No local day lasts longer than this, so every event of a local day that
+# begins before `end` is older than end + LONGEST_DAY.
+LONGEST_DAY = timedelta(hours=26)
+
+
+@lru_cache(maxsize=256)
+def _whole_local_days(tz_name: str, year: int) -> tuple[datetime, ...]:
+    """The UTC days of a UTC year that lie inside one local day of the zone
+    (all of them in UTC, none in most other zones): what a per-UTC-day
+    pre-aggregate can answer for per-local-day counts. Cut by PostgreSQL's
+    date_trunc, with the offset the same at both ends, as _straddling_hours."""
+    lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    if tz_name == "UTC":
+        return tuple(lo + DAY_SPAN * i for i in range((hi - lo) // DAY_SPAN))
+    rows = _fetch(
+        "SELECT d FROM generate_series(%s::timestamptz, %s::timestamptz, interval '24 hours')"
+        " AS d, LATERAL (SELECT d + interval '24 hours' - interval '1 microsecond') AS e (t)"
+        " WHERE date_trunc('day', d, %s) = date_trunc('day', t, %s)"
+        " AND (d AT TIME ZONE %s) - (d AT TIME ZONE 'UTC')"
+        "  = (t AT TIME ZONE %s) - (t AT TIME ZONE 'UTC') ORDER BY 1",
+        [lo, hi - DAY_SPAN, tz_name, tz_name, tz_name, tz_name],
+    )
+    return tuple(r[0] for r in rows)
+
+
+def _user_daily(name: str, tz_name: str, start: datetime, upper: datetime, end: datetime):
+    """entity_daily of a user from event_counts_daily_caller where it can
+    answer, or None where it cannot (no whole UTC day in a local day)."""
+    days = [
+        d
+        for year in range(start.year, upper.year + 1)
+        for d in _whole_local_days(tz_name, year)
+        if start <= d and d + DAY_SPAN <= upper
+    ]
+    if not days:
+        return None
+    # The user's own events (caller) per whole UTC day from the daily
+    # pre-aggregate, the rest of their own from `events` (one index scan of
+    # idx_events_timestamp per gap); then, disjoint from those, the events
+    # about them by others (idx_events_user_by_others) and the membership
+    # changes of theirs made by others (idx_events_target).
+    gaps, edge = [], start
+    for d in days:
+        if d > edge:
+            gaps.append((edge, d))
+        edge = d + DAY_SPAN
+    if edge < upper:
+        gaps.append((edge, upper))
+    lows, highs = ([list(c) for c in zip(*gaps, strict=True)]) if gaps else ([], [])
+    return _fetch(
+        "SELECT day, sum(n)::bigint FROM ("
+        "  SELECT date_trunc('day', day, %s) AS day, events AS n"
+        "  FROM event_counts_daily_caller WHERE caller = %s AND day >= %s AND day < %s"
+        "   AND day = ANY(%s::timestamptz[])"
+        "  UNION ALL SELECT date_trunc('day', e.timestamp, %s), 1"
+        "  FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r (lo, hi)"
+        "  CROSS JOIN LATERAL (SELECT timestamp FROM events WHERE caller = %s"
+        "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e"
+        "  UNION ALL SELECT date_trunc('day', timestamp, %s), 1 FROM events"
+        "  WHERE subject_type = 'user' AND subject = %s AND caller <> subject"
+        "   AND timestamp >= %s AND timestamp < %s"
+        "  UNION ALL SELECT date_trunc('day', timestamp, %s), 1 FROM events"
+        "  WHERE target = %s AND subject_type IN ('organization', 'project') AND caller <> %s"
+        "   AND timestamp >= %s AND timestamp < %s"
+        ") AS s GROUP BY 1 HAVING day < %s ORDER BY 1",
+        [
+            tz_name,
+            name,
+            days[0],
+            days[-1] + DAY_SPAN,
+            days,
+            tz_name,
+            lows,
+            highs,
+            name,
+            tz_name,
+            name,
+            start,
+            upper,
+            tz_name,
+            name,
+            name,
+            start,
+            upper,
+            end,
+        ],
+    )
+
+
+def entity_daily(
+    kind: str,
+    name: str,
+    project: str,
+    tz_name: str,
+    start: datetime,
+    end: datetime,
+    source: str = "auto",
+) -> list:
+    """(local day, events) for one entity, every local day from `start`
+    (a local midnight) to the last one beginning before `end`, whole.
+
+    A user's own events (the bulk: a busy user causes millions) come from
+    event_counts_daily_caller for the UTC days inside one local day (every
+    day in UTC); source="raw", other kinds and other zones read `events`.
+    """
+    upper = end + LONGEST_DAY
+    if kind == "user" and source != "raw":
+        found = _user_daily(name, tz_name, start, upper, end)
+        if found is not None:
+            return found
+    # No upper bound in SQL: with one, the planner trades the busy user's
+    # bitmap scans for a scan of the whole table (measured: 5.2 s for 3.1 s).
     qs = involving(kind, name, project).filter(timestamp__gte=start)
     sql, params = qs.order_by().values("timestamp").query.sql_with_params()
-    return _fetch(
+    rows = _fetch(
         f"SELECT date_trunc('day', e.timestamp, %s), count(*) FROM ({sql}) AS e "
         "GROUP BY 1 ORDER BY 1",
         [tz_name, *params],
     )
+    return [(day, n) for day, n in rows if day < end]
 
 
 def entity_type_counts(kind: str, name: str, project: str, window: Window) -> list[tuple]:

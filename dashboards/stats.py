@@ -586,9 +586,10 @@ class TopUsers(Stat):
     title = "Most active users"
     description = "Users by the events they caused in the period (logins, changes, requests)."
     params = (N,)
+    uses_preaggregates = True
 
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in queries.top_callers(window, filters["n"])]
+        rows = [list(r) for r in queries.top_callers(window, filters["n"], source)]
         return Result(
             [
                 Column("user", link="user"),
@@ -613,8 +614,10 @@ class TopProjects(Stat):
         Param("by", "what to rank by", default="events", choices=tuple(queries.PROJECT_MEASURES)),
     )
 
+    uses_preaggregates = True
+
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in queries.top_projects(window, filters["n"], filters["by"])]
+        rows = [list(r) for r in queries.top_projects(window, filters["n"], filters["by"], source)]
         return Result(
             [
                 Column("project", link="project"),
@@ -636,9 +639,10 @@ class TopOrgs(Stat):
         "members then, reconstructed from membership events."
     )
     params = (N,)
+    uses_preaggregates = True
 
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in queries.top_orgs_by_members(filters["n"], window.end)]
+        rows = [list(r) for r in queries.top_orgs_by_members(filters["n"], window.end, source)]
         return Result(
             [
                 Column("organization", link="organization"),
@@ -764,14 +768,21 @@ class EntityActivity(Stat):
     )
     chart = "heatmap"
     params = ENTITY_PARAMS
+    uses_preaggregates = True
 
     def compute(self, window, filters, source="auto"):
-        start = activity_year_start(window)
         rows = queries.entity_daily(
-            filters["kind"], filters["name"], filters["project"], window.tz_name, start
+            filters["kind"],
+            filters["name"],
+            filters["project"],
+            window.tz_name,
+            activity_year_start(window),
+            window.end,
+            source,
         )
-        rows = [[day, n] for day, n in rows if day < window.end]
-        return Result([Column("day", "datetime"), Column("events", "integer")], rows)
+        return Result(
+            [Column("day", "datetime"), Column("events", "integer")], [list(r) for r in rows]
+        )
 
     def figure(self, result, window):
         start = window.local(activity_year_start(window)).date()

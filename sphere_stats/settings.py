@@ -98,6 +98,13 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", envint("DB_CONNECT_TIMEOUT", 5))
+# Django turns psycopg's prepared statements off (for transaction-mode
+# poolers). Only the server-side-binding cursors of sphere_stats.db can use
+# them: a statement they run a fifth time on a connection is prepared there,
+# which saves PostgreSQL planning the ingest INSERT again on every request
+# (0.4 ms of its CPU per single-event POST, a third of the database's share).
+if envbool("DB_PREPARED_STATEMENTS", True):
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 # Lets several test runs share one server without clashing (pytest-xdist adds
 # its own _gwN suffix to whatever name this gives).
 DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME") or None}

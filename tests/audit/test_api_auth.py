@@ -66,3 +66,12 @@ def test_tokens_are_stored_hashed(ingest_token):
     token = ApiToken.objects.get(name="test-ingest")
     assert token.key_hash == hash_token(ingest_token)
     assert ingest_token not in (token.key_hash, token.prefix)
+
+
+def test_the_bearer_scheme_is_read_in_any_case_and_other_schemes_are_refused(ingest_token):
+    assert post(HTTP_AUTHORIZATION=f"bearer {ingest_token}").status_code == 201
+    assert post(HTTP_AUTHORIZATION=f"BEARER {ingest_token}").status_code == 201
+    for refused in (f"Token {ingest_token}", f"Basic {ingest_token}", ingest_token, "Bearer"):
+        response = post(HTTP_AUTHORIZATION=refused)
+        assert response.status_code == 401, refused
+        assert response.json()["error"].startswith("Missing or invalid API token")

@@ -12,7 +12,13 @@ from django.db import connection
 from django.test.client import FakePayload
 
 from audit import catalog, ingest
-from audit.models import Event, HourlyCount
+from audit.models import (
+    DailyCallerCount,
+    DailyProjectCount,
+    Event,
+    HourlyCount,
+    OrgMembership,
+)
 
 SEED_ROWS = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_rows.json").read_text())
 pytestmark = pytest.mark.django_db
@@ -511,3 +517,125 @@ def test_gzip_is_not_mistaken_for_json(api_client):
         "/api/v1/events", data=gzip.compress(b"[]"), content_type="application/json"
     )
     assert response.status_code == 400
+
+
+def _daily_callers() -> dict:
+    return {
+        (c.day.date().isoformat(), c.caller): (c.events, c.logins, c.failures)
+        for c in DailyCallerCount.objects.all()
+    }
+
+
+def test_a_resent_event_is_counted_once_by_the_daily_pre_aggregates(post_events):
+    batch = [
+        event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T10:00:00Z"),
+        event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T23:59:59Z", success=False),
+        event(
+            event_uuid=str(uuid.uuid4()),
+            timestamp="2026-04-23T12:00:00Z",
+            event_type="experiment_created",
+            subject="exp1",
+            subject_type="experiment",
+            payload={"project": "botnets"},
+        ),
+        member_added := event(
+            event_uuid=str(uuid.uuid4()),
+            timestamp="2026-04-23T13:00:00Z",
+            event_type="org_member_added",
+            subject="isi",
+            subject_type="organization",
+            target="bob",
+            payload={"kind": "usermember", "role": "member", "state": "active"},
+        ),
+    ]
+    assert post_events(batch).json()["accepted"] == 4
+    # The whole batch again, and one event of it alone: all duplicates.
+    assert post_events(batch).json()["duplicates"] == 4
+    assert post_events(member_added).json()["duplicates"] == 1
+
+    # Two logins (one failed) and two other events, on one UTC day.
+    assert _daily_callers() == {("2026-04-23", "alice"): (4, 2, 1)}
+    assert list(
+        DailyProjectCount.objects.values_list("project", "events", "experiments", "realizations")
+    ) == [("botnets", 1, 1, 0)]
+    membership = OrgMembership.objects.get()
+    assert (membership.org, membership.member, membership.removed) == ("isi", "bob", False)
+
+
+def test_a_late_event_lands_in_its_own_utc_day(post_events):
+    post_events(event(timestamp="2026-04-23T20:00:00Z"))
+    # Sent afterwards, but from ten days before (and from the last second
+    # of a UTC day: the day is UTC's, not the sender's offset's).
+    post_events(event(timestamp="2026-04-14T01:30:00+02:00", success=False))
+    post_events(event(timestamp="2026-04-13T23:59:59Z", caller="bob"))
+    assert _daily_callers() == {
+        ("2026-04-23", "alice"): (1, 1, 0),
+        ("2026-04-13", "alice"): (1, 1, 1),
+        ("2026-04-13", "bob"): (1, 1, 0),
+    }
+
+
+def test_a_late_membership_event_never_replaces_a_newer_one(post_events):
+    def membership(ts: str, event_type: str) -> dict:
+        payload = {"kind": "usermember"}
+        if event_type != "org_member_deleted":
+            payload |= {"role": "member", "state": "active"}
+        return event(
+            timestamp=ts,
+            event_type=event_type,
+            subject="isi",
+            subject_type="organization",
+            target="bob",
+            payload=payload,
+        )
+
+    post_events(membership("2026-04-20T10:00:00Z", "org_member_deleted"))
+    # Older than the removal: the removal stays the latest.
+    post_events(membership("2026-04-19T10:00:00Z", "org_member_added"))
+    assert OrgMembership.objects.get().removed is True
+    # A failed event is no membership change at all.
+    post_events(membership("2026-04-21T10:00:00Z", "org_member_added") | {"success": False})
+    assert OrgMembership.objects.get().removed is True
+    post_events(membership("2026-04-22T10:00:00Z", "org_member_added"))
+    assert OrgMembership.objects.get().removed is False
+
+
+def test_every_kind_of_ingest_answer_is_exactly_the_documented_schema(post_events):
+    # The view returns its JSON as built, not through ninja's response model,
+    # so this holds it to IngestOut: what the OpenAPI schema promises.
+    from audit.api import IngestOut
+
+    stored = event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T20:50:23Z")
+    answers = [
+        post_events(stored),  # accepted
+        post_events([stored, event()]),  # a duplicate and a new one
+        post_events({**stored, "caller": "mallory"}),  # a conflict
+    ]
+    for response in answers:
+        assert response.status_code == 201
+        assert response["Content-Type"] == "application/json; charset=utf-8"
+        body = response.json()
+        assert IngestOut.model_validate(body).model_dump(mode="json") == body
+    assert [a.json()["accepted"] for a in answers] == [1, 1, 0]
+    assert answers[1].json()["duplicates"] == 1
+    assert answers[2].json()["conflicts"][0]["event_uuid"] == stored["event_uuid"]
+
+
+def test_ingest_keeps_working_once_its_statement_is_prepared_on_the_connection(post_events):
+    # psycopg prepares a statement on its fifth run (DB_PREPARED_STATEMENTS):
+    # the posts after that use the prepared INSERT and must store the same.
+    sent = [
+        event(event_uuid=str(uuid.uuid4()), timestamp="2026-04-23T20:50:23Z", caller=f"u{n}")
+        for n in range(8)
+    ]
+    for one in sent:
+        assert post_events(one).json()["accepted"] == 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%INSERT INTO events%"],
+        )
+        assert cursor.fetchone()[0] == 1
+    assert Event.objects.filter(event_uuid__in=[e["event_uuid"] for e in sent]).count() == 8
+    resent = post_events(sent[0]).json()
+    assert (resent["accepted"], resent["duplicates"]) == (0, 1)

@@ -225,3 +225,13 @@ def test_an_experiment_page_shows_its_description(viewer_client, dataset):
     body = viewer_client.get("/experiments/botnets/exp2/").content.decode()
     assert "<tr><th>Description</th><td>worm spread on a LAN</td></tr>" in body
     assert "<th>Category</th>" not in body
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
+def test_a_user_page_heatmap_counts_each_event_involving_them_once(viewer_client, dataset, tz):
+    # alice on March 6: created, activated by ops, isi created, her own and
+    # bob's membership added by her, botnets created; on March 7 (also in
+    # Kolkata, whose day starts at 18:30 UTC): two logins and botnets deleted.
+    body = viewer_client.get(f"/users/alice/?tz={tz}").content.decode()
+    assert "Fri 2026-03-06: 6 events" in body
+    assert "Sat 2026-03-07: 3 events" in body

@@ -3,7 +3,7 @@
 Audit data is kept forever unless this command is run. Each batch is one
 transaction that deletes the oldest events (DELETE … RETURNING each row as
 the export's NDJSON object), writes and flushes those lines to the archive,
-lowers the hourly pre-aggregate by exactly what was deleted, rebuilds the
+lowers the hourly and daily pre-aggregates by exactly what was deleted, rebuilds the
 entities whose lifecycle events went, and only then commits. A crash loses
 nothing: the batch in flight is either committed after its lines reached the
 archive, or rolled back and still in the table.
@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from audit import aggregates
 from audit.export import _UTC  # the export's timestamp format, so archives match exports
-from audit.models import Event, HourlyCount
+from audit.models import PROJECT_OF_EVENT, Event, HourlyCount
 
 _T = '"events"'
 # The export's NDJSON object (audit/export.py), built for the deleted rows.
@@ -56,7 +56,8 @@ WITH doomed AS (
 ), gone AS (
     DELETE FROM events WHERE event_uuid IN (SELECT event_uuid FROM doomed)
     RETURNING {_LINE} AS line, {_T}.timestamp, {_T}.event_uuid, {_T}.event_type,
-              {_T}.success, {_T}.subject, {_T}.target, {_T}.payload->>'project' AS project
+              {_T}.success, {_T}.subject, {_T}.target, {_T}.payload->>'project' AS project,
+              {_T}.caller, {PROJECT_OF_EVENT} AS counted_project
 ), lowered AS (
     UPDATE event_counts_hourly AS c SET n = c.n - g.n
     FROM (
@@ -72,6 +73,38 @@ WITH doomed AS (
         FROM gone GROUP BY 1, 2, 3
     ) AS g
     WHERE c.day = g.day AND c.event_type = g.event_type AND c.success = g.success
+), lowered_callers AS (
+    UPDATE event_counts_daily_caller AS c SET events = c.events - g.events,
+        logins = c.logins - g.logins, failures = c.failures - g.failures
+    FROM (
+        SELECT date_trunc('day', timestamp, 'UTC') AS day, caller, count(*) AS events,
+               count(*) FILTER (WHERE event_type = 'user_login') AS logins,
+               count(*) FILTER (WHERE NOT success) AS failures
+        FROM gone GROUP BY 1, 2
+    ) AS g
+    WHERE c.day = g.day AND c.caller = g.caller
+), lowered_projects AS (
+    UPDATE event_counts_daily_project AS c SET events = c.events - g.events,
+        experiments = c.experiments - g.experiments,
+        realizations = c.realizations - g.realizations,
+        materializations = c.materializations - g.materializations
+    FROM (
+        SELECT date_trunc('day', timestamp, 'UTC') AS day, counted_project AS project,
+               count(*) AS events,
+               count(*) FILTER (WHERE event_type = 'experiment_created' AND success)
+                   AS experiments,
+               count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)
+                   AS realizations,
+               count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)
+                   AS materializations
+        FROM gone WHERE counted_project IS NOT NULL GROUP BY 1, 2
+    ) AS g
+    WHERE c.day = g.day AND c.project = g.project
+), forgotten AS (
+    -- Deleted oldest first: a membership whose latest event went has no
+    -- event left.
+    DELETE FROM org_memberships AS m USING gone AS g
+    WHERE m.org = g.subject AND m.last_uuid = g.event_uuid
 )
 SELECT line, event_type, success, subject, target, project FROM gone
 ORDER BY timestamp, event_uuid
@@ -173,6 +206,15 @@ class Command(BaseCommand):
                                 "WHERE day < %s + interval '1 day' AND n <= 0",
                                 [cutoff],
                             )
+                            for table in (
+                                "event_counts_daily_caller",
+                                "event_counts_daily_project",
+                            ):
+                                cursor.execute(
+                                    f"DELETE FROM {table} "
+                                    "WHERE day < %s + interval '1 day' AND events <= 0",
+                                    [cutoff],
+                                )
                         if not rows:
                             break
                         # Deleted events: each entity they touched is re-read

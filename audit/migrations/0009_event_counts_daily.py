@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0006_error_trigram_index'),
+        ('audit', '0008_entity_changes_hourly'),
     ]
 
     operations = [

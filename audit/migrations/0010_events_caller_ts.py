@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("audit", "0007_event_counts_daily"),
+        ("audit", "0009_event_counts_daily"),
     ]
 
     operations = [

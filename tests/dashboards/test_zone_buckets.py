@@ -1,0 +1,188 @@
+"""Counts per bucket in zones whose bucket edges cut UTC hours in two
+(Asia/Kolkata +05:30, Asia/Kathmandu +05:45, Lord Howe Island's 30-minute
+DST shift): the hourly pre-aggregate answers them too, and they equal the
+same counts from raw `events`, to the event on either side of each edge."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.http import QueryDict
+
+from audit.ingest import ingest
+from audit.models import HourlyCount
+from dashboards import queries
+from dashboards.stats import STATS
+from sphere_stats.windows import Window
+from tests.dashboards.conftest import event
+
+NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def login(ts: str, user: str = "alice", success: bool = True) -> dict:
+    return event(ts, "user_login", user, "user", caller=user, success=success)
+
+
+def window(**query: str) -> Window:
+    data = QueryDict(mutable=True)
+    data.update(query)
+    return Window.from_query(data, now=NOW)
+
+
+def both(name: str, win: Window, **filters) -> list:
+    """The stat from the pre-aggregates, asserted equal to the one from raw events."""
+    stat = STATS[name]
+    values = {p.name: p.default for p in stat.params} | filters
+    auto = stat.compute(win, values, "auto").rows
+    assert auto == stat.compute(win, values, "raw").rows
+    return auto
+
+
+# Local midnight of March 6 is 18:30 UTC on March 5 in Kolkata, 18:15 in
+# Kathmandu. Each edge has events just before and just after it, and the
+# hour it cuts has its own pre-aggregate row (18:00 UTC).
+EDGE_EVENTS = [
+    login("2026-03-05T17:59:00Z"),
+    login("2026-03-05T18:00:00Z"),
+    login("2026-03-05T18:14:59Z", "bob"),
+    login("2026-03-05T18:15:00Z", "bob", success=False),
+    login("2026-03-05T18:29:59Z"),
+    login("2026-03-05T18:30:00Z", success=False),
+    login("2026-03-05T18:59:59Z", "bob"),
+    login("2026-03-05T19:00:00Z"),
+    login("2026-03-06T18:20:00Z", "carol"),
+    login("2026-03-06T18:40:00Z", "carol"),
+    event("2026-03-05T18:10:00Z", "user_created", "dave", "user", caller="ops"),
+    event("2026-03-05T18:50:00Z", "user_created", "erin", "user", caller="ops"),
+]
+
+
+@pytest.fixture
+def edges(db):
+    ingest(EDGE_EVENTS, now=NOW)
+
+
+def test_a_kolkata_day_begins_at_18_30_utc_inside_an_hourly_row(edges):
+    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    rows = both("logins", days)
+    # Mar 5 (from 18:30 UTC Mar 4): 17:59, 18:00, 18:14:59, 18:15 (failed), 18:29:59.
+    # Mar 6: 18:30 (failed), 18:59:59, 19:00 and carol's 18:20 on Mar 6.
+    # Mar 7 (from 18:30 UTC Mar 6): carol's 18:40.
+    assert rows == [
+        [utc(2026, 3, 4, 18, 30), 4, 1],
+        [utc(2026, 3, 5, 18, 30), 3, 1],
+        [utc(2026, 3, 6, 18, 30), 1, 0],
+    ]
+    by_type = {(r[0], r[1]): r[2] for r in both("events_by_type", days)}
+    assert by_type[utc(2026, 3, 4, 18, 30), "user_created"] == 1  # dave at 18:10
+    assert by_type[utc(2026, 3, 5, 18, 30), "user_created"] == 1  # erin at 18:50
+
+
+def test_a_kathmandu_day_begins_at_18_15_utc(edges):
+    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kathmandu", res="1d")
+    # Before 18:15 UTC: 17:59, 18:00, bob's 18:14:59; from it on, the rest of the hour.
+    assert both("logins", days) == [
+        [utc(2026, 3, 4, 18, 15), 3, 0],
+        [utc(2026, 3, 5, 18, 15), 3, 2],
+        [utc(2026, 3, 6, 18, 15), 2, 0],
+    ]
+
+
+def test_half_hour_zones_count_equally_hourly_weekly_monthly_and_with_filters(edges):
+    for tz in ("Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham", "Australia/Lord_Howe"):
+        for res in ("1h", "1d", "7d", "30d"):
+            win = window(since="2026-03-05T12:00", until="2026-03-07T03:00", tz=tz, res=res)
+            assert both("events_by_type", win), (tz, res)
+            assert both("events_by_type", win, event_type=["user_login"], success=False)
+            assert both("logins", win)
+            failures = both("failures_by_type", win)
+            assert both("period_summary", win)
+            if tz == "Asia/Kolkata":
+                # From 06:30 UTC Mar 5 to 21:30 UTC Mar 6: every login.
+                assert failures == [["user_login", 2, 10, 20.0]]
+
+
+def test_the_hours_a_kolkata_day_does_not_cut_come_from_the_pre_aggregate(edges):
+    # A pre-aggregate row that no event backs shows up in the answer only if
+    # the stat reads the pre-aggregate: 03:00 UTC lies wholly inside March 6
+    # in Kolkata, while 18:00 UTC is cut by midnight and partly read raw.
+    HourlyCount.objects.create(
+        bucket=utc(2026, 3, 6, 3), event_type="user_login", success=True, n=7
+    )
+    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    rows = {r[0]: r[1:] for r in STATS["logins"].compute(days, {}, "auto").rows}
+    assert rows[utc(2026, 3, 5, 18, 30)] == [3 + 7, 1]
+
+
+# Lord Howe Island leaves DST at 02:00 +11 on 5 April 2026 (15:00 UTC on
+# April 4), back to 01:30 +10:30: local 01:30-02:00 happens twice, and local
+# midnight moves from 13:00 UTC (a whole hour) to 13:30 UTC (inside one).
+LORD_HOWE = "Australia/Lord_Howe"
+DST_EVENTS = [
+    login(f"2026-04-0{day}T{hm}:00Z", user)
+    for day, hm, user in [
+        (3, "12:59", "alice"),
+        (3, "13:00", "alice"),
+        (4, "12:59", "bob"),
+        (4, "13:00", "bob"),
+        (4, "14:10", "alice"),
+        (4, "14:40", "alice"),
+        (4, "14:59", "bob"),
+        (4, "15:00", "bob"),
+        (4, "15:20", "carol"),
+        (4, "15:30", "carol"),
+        (4, "15:45", "alice"),
+        (4, "16:10", "alice"),
+        (5, "13:20", "bob"),
+        (5, "13:29", "bob"),
+        (5, "13:30", "carol"),
+        (5, "13:40", "carol"),
+        (6, "13:29", "alice"),
+        (6, "13:31", "alice"),
+    ]
+]
+
+
+@pytest.fixture
+def dst_change(db):
+    ingest(DST_EVENTS, now=NOW)
+
+
+def test_lord_howe_days_follow_its_30_minute_dst_change(dst_change):
+    days = window(since="2026-04-03", until="2026-04-06", tz=LORD_HOWE, res="1d")
+    # April 5 lasts 24.5 hours: 13:00 UTC April 4 to 13:30 UTC April 5.
+    assert both("logins", days) == [
+        [utc(2026, 4, 2, 13), 1, 0],  # 12:59 Apr 3
+        [utc(2026, 4, 3, 13), 2, 0],  # 13:00 Apr 3, 12:59 Apr 4
+        [utc(2026, 4, 4, 13), 11, 0],  # 13:00 Apr 4 to 13:29 Apr 5
+        [utc(2026, 4, 5, 13, 30), 3, 0],  # 13:30, 13:40 Apr 5, 13:29 Apr 6
+    ]
+
+
+def test_lord_howe_hours_across_the_dst_change_equal_raw_events(dst_change):
+    for res in ("1h", "1d", "7d", "30d"):
+        win = window(since="2026-04-04T10:00", until="2026-04-06T02:00", tz=LORD_HOWE, res=res)
+        rows = both("logins", win)
+        # From 23:00 UTC Apr 3 to 15:30 UTC Apr 5.
+        assert sum(r[1] for r in rows) == 14, res
+    # 20:00 +11 to 04:00 +10:30 (09:00 to 17:30 UTC), through the repeated half hour.
+    hours = window(since="2026-04-04T20:00", until="2026-04-05T04:00", tz=LORD_HOWE, res="1h")
+    assert sum(r[1] for r in both("logins", hours)) == 10
+
+
+def test_a_window_of_a_few_minutes_in_kolkata_is_counted_from_raw_events(edges):
+    win = window(since="2026-03-05T18:20Z", until="2026-03-05T18:40Z", tz="Asia/Kolkata", res="1h")
+    assert both("logins", win) == [[utc(2026, 3, 5, 17, 30), 1, 0], [utc(2026, 3, 5, 18, 30), 0, 1]]
+
+
+def test_the_year_is_cut_once_per_zone_and_unit():
+    # One day per day: the hour before each Kolkata midnight; none in UTC.
+    cut = queries._straddles("day", "Asia/Kolkata", utc(2026, 1, 1), utc(2026, 2, 1))
+    assert [h for h, _, _ in cut] == [
+        utc(2025, 12, 31, 18) + timedelta(days=d) for d in range(1, 32)
+    ]
+    assert all(edge == hour + timedelta(minutes=30) for hour, _, edge in cut)
+    assert queries._straddles("day", "UTC", utc(2026, 1, 1), utc(2026, 2, 1)) == []
