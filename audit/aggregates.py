@@ -424,16 +424,17 @@ def rebuild_hourly_counts(start: datetime | None = None, end: datetime | None = 
 
 
 def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
-    where, params = [], []
-    if start is not None:
-        where.append(f"{column} >= date_trunc('{unit}', %s::timestamptz, 'UTC')")
-        params.append(start)
-    if end is not None:
-        where.append(f"{column} < %s::timestamptz")
-        params.append(end)
-    condition = " AND ".join(where) or "TRUE"
+    def condition(col: str) -> str:
+        where = []
+        if start is not None:
+            where.append(f"{col} >= date_trunc('{unit}', %s::timestamptz, 'UTC')")
+        if end is not None:
+            where.append(f"{col} < %s::timestamptz")
+        return " AND ".join(where) or "TRUE"
+
+    params = [p for p in (start, end) if p is not None]
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE {condition}", params)
+        cursor.execute(f"DELETE FROM {table} WHERE {condition(column)}", params)
         cursor.execute(
             f"INSERT INTO {table} ({column}, event_type, success, n) "
             f"SELECT * FROM (SELECT date_trunc('{unit}', timestamp, 'UTC') AS {column}, "
@@ -441,7 +442,7 @@ def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
             f"WHERE timestamp >= coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC'), "
             f"'-infinity') AND timestamp < coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC') "
             f"+ interval '1 {unit}', 'infinity') GROUP BY 1, 2, 3) AS c "
-            f"WHERE {condition.replace(column, 'c.' + column)}",
+            f"WHERE {condition('c.' + column)}",
             [start, end, *params],
         )
 
