@@ -53,6 +53,7 @@ def main() -> None:
         "--no-raw", action="store_true", help="skip the raw-table timings (minutes at 10M)"
     )
     parser.add_argument("--stats-only", action="store_true", help="skip the page timings")
+    parser.add_argument("--pages-only", action="store_true", help="skip the stat timings")
     args = parser.parse_args()
 
     url = scratch_database("bench_dash", fresh=not args.reuse)
@@ -155,7 +156,7 @@ def main() -> None:
     )
 
     print(f"\n{'stat':44} {'auto p50':>9} {'auto p95':>9} {'raw p50':>9} {'raw p95':>9}")
-    for name, label, win, filters in cases:
+    for name, label, win, filters in cases if not args.pages_only else ():
         stat = STATS[name]
 
         def auto(stat=stat, win=win, filters=filters):
