@@ -37,17 +37,7 @@ PAGE_SIZE = 50
 PAGING_PARAMS = ("before", "after")
 # The results table shows these; the payload (often the largest column) is
 # only on an event's own page, so a page of results never fetches or parses it.
-ROW_COLUMNS = (
-    "event_uuid",
-    "timestamp",
-    "event_type",
-    "caller",
-    "subject",
-    "subject_type",
-    "target",
-    "success",
-    "error_message",
-)
+ROW_COLUMNS = tuple(c for c in Event.COLUMNS if c != "payload")
 SUBJECT_TYPES = sorted({spec.subject_type for spec in catalog.CATALOG.values()})
 
 
