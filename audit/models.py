@@ -1,10 +1,11 @@
 import uuid
-from datetime import UTC, timedelta
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
+
+from sphere_stats.windows import utc_ceil, utc_floor
 
 # Events that change whether an entity exists, and its state; kept here (not
 # in audit/aggregates.py) because the partial index below names them.
@@ -283,18 +284,6 @@ class Event(models.Model):
         }
 
 
-def _floor(moment, unit: str):
-    """`moment` cut down to its UTC hour or day (buckets are UTC, whatever
-    the caller's offset)."""
-    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0) if unit == "day" else moment
-
-
-def _ceil(moment, unit: str):
-    floor = _floor(moment, unit)
-    return floor if floor == moment else floor + timedelta(**{f"{unit}s": 1})
-
-
 class HourlyCountQuerySet(models.QuerySet):
     def exact_count(self, event_types, success, start=None, end=None) -> int:
         """Exact number of events of these types/outcome in [start, end)
@@ -315,12 +304,7 @@ class HourlyCountQuerySet(models.QuerySet):
             return qs
 
         def raw(lo, hi) -> int:
-            qs = Event.objects.in_window(lo, hi)
-            if event_types:
-                qs = qs.of_types(*event_types)
-            if success is not None:
-                qs = qs.filter(success=success)
-            return qs.count()
+            return narrowed(Event.objects.in_window(lo, hi)).count()
 
         def summed(qs, column: str, lo, hi) -> int:
             qs = narrowed(qs)
@@ -330,8 +314,8 @@ class HourlyCountQuerySet(models.QuerySet):
                 qs = qs.filter(**{f"{column}__lt": hi})
             return qs.aggregate(n=models.Sum("n"))["n"] or 0
 
-        hour_lo = _ceil(start, "hour") if start is not None else None
-        hour_hi = _floor(end, "hour") if end is not None else None
+        hour_lo = utc_ceil(start, "hour") if start is not None else None
+        hour_hi = utc_floor(end, "hour") if end is not None else None
         if hour_lo is not None and hour_hi is not None and hour_lo >= hour_hi:
             return raw(start, end)
         total = 0
@@ -339,8 +323,8 @@ class HourlyCountQuerySet(models.QuerySet):
             total += raw(start, hour_lo)
         if end is not None and hour_hi != end:
             total += raw(hour_hi, end)
-        day_lo = _ceil(hour_lo, "day") if hour_lo is not None else None
-        day_hi = _floor(hour_hi, "day") if hour_hi is not None else None
+        day_lo = utc_ceil(hour_lo, "day") if hour_lo is not None else None
+        day_hi = utc_floor(hour_hi, "day") if hour_hi is not None else None
         if day_lo is not None and day_hi is not None and day_lo >= day_hi:
             return total + summed(self, "bucket", hour_lo, hour_hi)
         if hour_lo is not None and day_lo != hour_lo:

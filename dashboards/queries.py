@@ -26,8 +26,16 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from audit import aggregates
-from audit.models import Entity, EntityInterval, Event, HourlyCount
-from sphere_stats.windows import Window
+from audit.models import (
+    DailyCallerCount,
+    DailyProjectCount,
+    Entity,
+    EntityInterval,
+    Event,
+    HourlyCount,
+    OrgMembership,
+)
+from sphere_stats.windows import Window, utc_ceil, utc_floor
 
 HOURLY = HourlyCount._meta.db_table
 INTERVALS = EntityInterval._meta.db_table
@@ -78,15 +86,6 @@ def buckets(window: Window) -> list[datetime]:
 
 
 # --- event counts (event_counts_hourly + edges) -------------------------------------
-
-
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(moment: datetime) -> datetime:
-    floor = _floor_hour(moment)
-    return floor if floor == moment else floor + HOUR
 
 
 # A UTC hour with a bucket edge inside it, as the pre-aggregate sees it.
@@ -166,7 +165,7 @@ class HourPlan:
     @classmethod
     def of(cls, start: datetime, end: datetime, unit: str | None, tz_name: str) -> "HourPlan":
         """The plan for [start, end); unit None when the rows are not bucketed."""
-        full_start, full_end = _ceil_hour(start), _floor_hour(end)
+        full_start, full_end = utc_ceil(start, "hour"), utc_floor(end, "hour")
         if full_start >= full_end:
             return cls(None, None, [], [], [], [(start, end, None, None)])
         ranges: list[RawRange] = [(start, full_start, None, None)] if start < full_start else []
@@ -346,7 +345,7 @@ def entity_counts_at(
     # in t's partial hour (idx_intervals_from, idx_intervals_to).
     if not moments:
         return []
-    floors = sorted({_floor_hour(m) for m in moments})
+    floors = sorted({utc_floor(m, "hour") for m in moments})
     before: list[dict[tuple[str, str], int]] = [defaultdict(int) for _ in floors]
     edges: dict[tuple[int, str, str], int] = defaultdict(int)
     for part, i, kind, state, n in _fetch(
@@ -360,7 +359,7 @@ def entity_counts_at(
         f"  UNION ALL SELECT kind, state, -1 FROM {INTERVALS}"
         "   WHERE kind = ANY(%s) AND valid_to >= m.floor AND valid_to < m.t) AS v"
         " GROUP BY 2, 3, 4",
-        [floors, kinds, floors[-1], moments, [_floor_hour(m) for m in moments], kinds, kinds],
+        [floors, kinds, floors[-1], moments, [utc_floor(m, "hour") for m in moments], kinds, kinds],
     ):
         if part == "hours":
             # Bucket i holds the hours in [floors[i-1], floors[i]).
@@ -374,7 +373,7 @@ def entity_counts_at(
         totals[floor] = dict(running)
     answers = []
     for i, moment in enumerate(moments):
-        counts = defaultdict(int, totals[_floor_hour(moment)])
+        counts = defaultdict(int, totals[utc_floor(moment, "hour")])
         for (j, kind, state), n in edges.items():
             if j == i:
                 counts[kind, state] += n
@@ -474,20 +473,11 @@ def active_users(window: Window) -> list[tuple[str, datetime, int]]:
     return sorted(rows, key=lambda r: (order[r[0]], r[1]))
 
 
-DAY = timedelta(days=1)
-
-
 def _whole_utc_days(window: Window) -> tuple[datetime, datetime] | None:
     """[first, end) of the UTC days wholly inside the window, or None if no
     day is: what the daily pre-aggregates can answer for it."""
 
-    def floor(moment: datetime) -> datetime:
-        return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-    first = floor(window.start)
-    if first != window.start:
-        first += DAY
-    end = floor(window.end)
+    first, end = utc_ceil(window.start, "day"), utc_floor(window.end, "day")
     return (first, end) if first < end else None
 
 
@@ -516,7 +506,6 @@ def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
     both edges from `events`; source="raw" (or a window without a whole
     UTC day) counts everything from `events`.
     """
-    from audit.models import DailyCallerCount
 
     users = f"caller IN (SELECT name FROM {ENTITIES} WHERE kind = 'user')"
     days = None if source == "raw" else _whole_utc_days(window)
@@ -582,7 +571,6 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     both edges from `events` (idx_events_project_ts); source="raw" (or a
     window without a whole UTC day) counts everything from `events`.
     """
-    from audit.models import DailyProjectCount
 
     order = list(PROJECT_MEASURES).index(by) + 2
     # A project's own events (created, members) count as well as those
@@ -669,7 +657,6 @@ def top_orgs_by_members(n: int, at: datetime, source: str = "auto") -> list[tupl
     that ends now), and the others replay their membership events
     (idx_events_subject_ts), as source="raw" does for all of them.
     """
-    from audit.models import OrgMembership
 
     if source == "raw":
         return _fetch(

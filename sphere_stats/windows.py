@@ -58,6 +58,19 @@ COMMON_ZONES = [
 ]
 
 
+def utc_floor(moment: datetime, unit: str) -> datetime:
+    """`moment` cut down to the start of its UTC hour or day ("hour" or
+    "day"): the pre-aggregates' buckets are UTC, whatever the caller's offset."""
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if unit == "day" else moment
+
+
+def utc_ceil(moment: datetime, unit: str) -> datetime:
+    """The first UTC hour or day start at or after `moment`."""
+    floor = utc_floor(moment, unit)
+    return floor if floor == moment else floor + timedelta(**{f"{unit}s": 1})
+
+
 class WindowError(ValueError):
     """A bad window parameter; `field` names it for the 400 answer."""
 
