@@ -4,7 +4,7 @@ and of every stat, from the pre-aggregates and straight from `events`.
     .venv/bin/python bench/dashboards.py --events 10000000      # the size
     .venv/bin/python bench/dashboards.py --events 1000000 --reuse  # keep the loaded db
 
-Loads N events with `seed_demo` into a scratch database `bench_dash` on the
+Loads N events with `seed_demo --bulk` (COPY, then one rebuild) into a scratch database `bench_dash` on the
 configured PostgreSQL server (the embedded one unless DATABASE_URL is set),
 then times requests in-process through Django's test client (server time,
 no network) after one warm-up, and prints p50/p95 in milliseconds.
@@ -65,6 +65,7 @@ def main() -> None:
             str(args.events),
             "--days",
             str(args.days),
+            "--bulk",
             "-v",
             "0",
             database_url=url,

@@ -4,6 +4,7 @@ from collections import defaultdict
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 
 from audit.demo import FACILITIES, generate
@@ -134,3 +135,69 @@ def test_it_refuses_a_count_below_one_with_a_usage_error(option, value, message)
     with pytest.raises(CommandError, match=message):
         call_command("seed_demo", option, value, stdout=StringIO(), verbosity=0)
     assert Event.objects.count() == 0
+
+
+def _everything() -> dict:
+    """The events and every table derived from them, without surrogate ids
+    (and without the zero rows a delete leaves in entity_changes_hourly)."""
+    from audit.models import (
+        DailyCallerCount,
+        DailyCount,
+        DailyProjectCount,
+        Entity,
+        EntityInterval,
+        HourlyCount,
+        OrgMembership,
+    )
+
+    def rows(model, *exclude):
+        names = [f.attname for f in model._meta.concrete_fields if f.name not in exclude]
+        return sorted(model.objects.values_list(*names), key=str)
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM entity_changes_hourly WHERE delta <> 0")
+        changes = sorted(cursor.fetchall(), key=str)
+    return {
+        "events": rows(Event),
+        "hourly": rows(HourlyCount, "id"),
+        "daily": rows(DailyCount, "id"),
+        "callers": rows(DailyCallerCount, "id"),
+        "projects": rows(DailyProjectCount, "id"),
+        "memberships": rows(OrgMembership, "id"),
+        "entities": rows(Entity, "id"),
+        "intervals": rows(EntityInterval, "id", "entity"),
+        "changes": changes,
+    }
+
+
+@pytest.mark.django_db
+def test_bulk_seeding_stores_what_ingest_stores_with_every_pre_aggregate():
+    args = ("seed_demo", "--events", "3000", "--days", "40", "--batch", "700")
+    # The history ends at "now": both runs at the same moment.
+    frozen = time_machine.travel("2026-06-01T12:00:00Z", tick=False)
+    with frozen:
+        call_command(*args, stdout=StringIO(), verbosity=0)
+    through_ingest = _everything()
+    Event.objects.all().delete()
+    from audit.aggregates import rebuild_aggregates
+
+    rebuild_aggregates()
+    assert not any(_everything().values()), "every derived table emptied with the events"
+
+    out = StringIO()
+    with frozen:
+        call_command(*args, "--bulk", stdout=out, verbosity=0)
+    assert "Seeded 3000 events" in out.getvalue()
+    bulk = _everything()
+    assert all(bulk.values()), "the history filled every pre-aggregate"
+    assert bulk == through_ingest
+
+
+@pytest.mark.django_db
+def test_bulk_seeding_refuses_a_table_that_has_events():
+    call_command("seed_demo", "--events", "100", "--days", "5", stdout=StringIO(), verbosity=0)
+    with pytest.raises(CommandError, match="empty events table only"):
+        call_command("seed_demo", "--events", "100", "--bulk", stdout=StringIO(), verbosity=0)
+    assert Event.objects.count() == 100
