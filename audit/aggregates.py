@@ -39,6 +39,7 @@ from audit.models import (
     Entity,
     EntityInterval,
     HourlyCount,
+    HourlyLoginUser,
     OrgMembership,
 )
 from sphere_stats.db import bulk_cursor
@@ -417,13 +418,35 @@ def _all_lifecycles() -> Iterator[tuple[Key, list[Lifecycle]]]:
 
 
 def rebuild_hourly_counts(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute event_counts_hourly for the UTC hours overlapping [start, end),
-    and event_counts_daily for the UTC days overlapping it."""
+    """Recompute event_counts_hourly and login_users_hourly for the UTC hours
+    overlapping [start, end), and event_counts_daily for the UTC days
+    overlapping it."""
     _rebuild_counts(HourlyCount._meta.db_table, "bucket", "hour", start, end)
     _rebuild_counts(DailyCount._meta.db_table, "day", "day", start, end)
+    _rebuild_counts(
+        HourlyLoginUser._meta.db_table,
+        "hour",
+        "hour",
+        start,
+        end,
+        keys=(("username", "subject"),),
+        only="event_type = 'user_login' AND success",
+    )
 
 
-def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
+def _rebuild_counts(
+    table: str,
+    column: str,
+    unit: str,
+    start,
+    end,
+    *,
+    keys: tuple[tuple[str, str], ...] = (("event_type", "event_type"), ("success", "success")),
+    only: str = "TRUE",
+) -> None:
+    """Recompute `table`: (column: the UTC `unit`, *keys, n) counted from
+    the `events` rows matching `only`; each key is (its column, its SQL)."""
+
     def condition(col: str) -> str:
         where = []
         if start is not None:
@@ -433,15 +456,19 @@ def _rebuild_counts(table: str, column: str, unit: str, start, end) -> None:
         return " AND ".join(where) or "TRUE"
 
     params = [p for p in (start, end) if p is not None]
+    columns = ", ".join(name for name, _ in keys)
+    select = ", ".join(sql for _, sql in keys)
+    groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {condition(column)}", params)
         cursor.execute(
-            f"INSERT INTO {table} ({column}, event_type, success, n) "
+            f"INSERT INTO {table} ({column}, {columns}, n) "
             f"SELECT * FROM (SELECT date_trunc('{unit}', timestamp, 'UTC') AS {column}, "
-            "event_type, success, count(*) FROM events "
-            f"WHERE timestamp >= coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC'), "
-            f"'-infinity') AND timestamp < coalesce(date_trunc('{unit}', %s::timestamptz, 'UTC') "
-            f"+ interval '1 {unit}', 'infinity') GROUP BY 1, 2, 3) AS c "
+            f"{select}, count(*) FROM events "
+            f"WHERE {only} AND timestamp >= coalesce(date_trunc('{unit}', %s::timestamptz, "
+            f"'UTC'), '-infinity') AND timestamp < coalesce(date_trunc('{unit}', "
+            f"%s::timestamptz, 'UTC') + interval '1 {unit}', 'infinity') "
+            f"GROUP BY {groups}) AS c "
             f"WHERE {condition('c.' + column)}",
             [start, end, *params],
         )

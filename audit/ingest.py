@@ -480,6 +480,14 @@ WITH incoming AS (
         experiments = d.experiments + excluded.experiments,
         realizations = d.realizations + excluded.realizations,
         materializations = d.materializations + excluded.materializations
+), logins AS (
+    INSERT INTO login_users_hourly AS l (hour, username, n)
+    SELECT date_trunc('hour', timestamp, 'UTC'), subject, count(*)
+    FROM inserted
+    WHERE event_type = 'user_login' AND success
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (hour, username) DO UPDATE SET n = l.n + excluded.n
 ), members AS (
     -- A membership's row takes only a newer event than the one it has, so
     -- a late event changes nothing but the history in `events`.

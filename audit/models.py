@@ -382,6 +382,30 @@ class DailyCount(models.Model):
         return f"{self.day:%Y-%m-%d} {self.event_type} {self.success}: {self.n}"
 
 
+class HourlyLoginUser(models.Model):
+    """Pre-aggregate: successful logins per UTC hour and user (the subject
+    of user_login), for the daily, weekly and monthly active users.
+
+    A month of logins is some 20 times more rows than distinct (hour, user)
+    pairs, and those regroup into the local days of any zone: whole hours
+    come from here, the hours a local midnight cuts (Asia/Kolkata) and the
+    partial hours at a window's edges from `events`. Written by the ingest
+    statement from the rows it inserted, lowered by prune_events, rebuilt
+    with the hourly counts.
+    """
+
+    pk = models.CompositePrimaryKey("hour", "username")
+    hour = models.DateTimeField()  # UTC, on the hour
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "login_users_hourly"
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.username}: {self.n}"
+
+
 # The project an event counts for in the top projects: the one its payload
 # names (experiments, realizations, ...), else itself for a project's own
 # events, else none. The ingest statement, the migration that backfilled

@@ -33,6 +33,7 @@ from audit.models import (
     EntityInterval,
     Event,
     HourlyCount,
+    HourlyLoginUser,
     OrgMembership,
 )
 from sphere_stats.windows import Window, utc_ceil, utc_floor
@@ -453,21 +454,45 @@ def distinct_login_users(window: Window) -> int:
     )[0][0]
 
 
-def active_users(window: Window) -> list[tuple[str, datetime, int]]:
+def active_users(window: Window, source: str = "auto") -> list[tuple[str, datetime, int]]:
     """(unit, bucket, distinct users logged in) for days, weeks and months of
-    the display zone. The distinct (local day, user) pairs are found once
-    (an index-only scan of idx_events_logins_ts); weeks and months are
-    regrouped from them."""
+    the display zone. The distinct (local day, user) pairs are found once;
+    weeks and months are regrouped from them (a local week or month is
+    whole local days).
+
+    The pairs come from login_users_hourly for every whole hour inside one
+    local day, and from `events` (idx_events_logins_ts) for the partial
+    hours at the edges and the hours a local midnight cuts (Asia/Kolkata)
+    or an offset change spans; source="raw" reads every login from `events`.
+    """
+    full_start, full_end = utc_ceil(window.start, "hour"), utc_floor(window.end, "hour")
+    if source == "raw" or full_start >= full_end:
+        ranges, hourly_sql, hourly_params = [(window.start, window.end)], "", []
+    else:
+        cut = [h for h, _, _ in _straddles("day", window.tz_name, full_start, full_end)]
+        edges = [(window.start, full_start), *((h, h + HOUR) for h in cut), (full_end, window.end)]
+        ranges = [(lo, hi) for lo, hi in edges if lo < hi]
+        hourly_sql = (
+            "  SELECT date_trunc('day', hour, %s), username"
+            f"  FROM {HourlyLoginUser._meta.db_table}"
+            "  WHERE hour >= %s AND hour < %s AND hour <> ALL(%s::timestamptz[]) UNION ALL"
+        )
+        hourly_params = [window.tz_name, full_start, full_end, cut]
+    lows, highs = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [])
     rows = _fetch(
-        "WITH pairs AS MATERIALIZED ("
-        "  SELECT DISTINCT date_trunc('day', timestamp, %s) AS day, subject FROM events"
-        "  WHERE event_type = 'user_login' AND success AND timestamp >= %s AND timestamp < %s"
-        ") SELECT 'day', day, count(*) FROM pairs GROUP BY 2"
+        "WITH pairs AS MATERIALIZED (SELECT DISTINCT * FROM ("
+        f"{hourly_sql}"
+        "  SELECT date_trunc('day', e.timestamp, %s), e.subject"
+        "  FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r (lo, hi)"
+        "  CROSS JOIN LATERAL (SELECT timestamp, subject FROM events"
+        "   WHERE event_type = 'user_login' AND success"
+        "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e"
+        ") AS s) SELECT 'day', day, count(*) FROM pairs AS p (day, subject) GROUP BY 2"
         " UNION ALL SELECT 'week', date_trunc('week', day, %s), count(DISTINCT subject)"
-        "  FROM pairs GROUP BY 2"
+        "  FROM pairs AS p (day, subject) GROUP BY 2"
         " UNION ALL SELECT 'month', date_trunc('month', day, %s), count(DISTINCT subject)"
-        "  FROM pairs GROUP BY 2",
-        [window.tz_name, window.start, window.end, window.tz_name, window.tz_name],
+        "  FROM pairs AS p (day, subject) GROUP BY 2",
+        [*hourly_params, window.tz_name, lows, highs, window.tz_name, window.tz_name],
     )
     order = {"day": 0, "week": 1, "month": 2}
     return sorted(rows, key=lambda r: (order[r[0]], r[1]))

@@ -549,9 +549,10 @@ class ActiveUsers(Stat):
         "the period."
     )
     chart = "line"
+    uses_preaggregates = True
 
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in queries.active_users(window)]
+        rows = [list(r) for r in queries.active_users(window, source)]
         return Result(
             [Column("per"), Column("bucket", "datetime"), Column("users", "integer")], rows
         )

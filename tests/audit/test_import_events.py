@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from audit.models import DailyCount, Event, HourlyCount
+from audit.models import DailyCount, Event, HourlyCount, HourlyLoginUser
 from tests.audit.exp_helpers import event, store, variety
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +17,7 @@ def snapshot() -> tuple[list, list]:
     events = list(Event.objects.order_by("event_uuid").values_list(*Event.COLUMNS))
     counts = list(HourlyCount.objects.order_by("bucket", "event_type", "success").values_list())
     counts += list(DailyCount.objects.order_by("day", "event_type", "success").values_list())
+    counts += list(HourlyLoginUser.objects.order_by("hour", "username").values_list())
     return events, counts
 
 

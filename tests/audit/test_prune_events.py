@@ -16,7 +16,7 @@ from audit.aggregates import rebuild_aggregates
 from audit.demo import generate
 from audit.ingest import ingest
 from audit.management.commands import prune_events
-from audit.models import DailyCount, Entity, EntityInterval, Event, HourlyCount
+from audit.models import DailyCount, Entity, EntityInterval, Event, HourlyCount, HourlyLoginUser
 
 NOW = "2026-06-01 12:00Z"
 
@@ -42,6 +42,7 @@ def snapshot() -> dict:
     return {
         "hourly": set(HourlyCount.objects.values_list("bucket", "event_type", "success", "n")),
         "daily": set(DailyCount.objects.values_list("day", "event_type", "success", "n")),
+        "logins": set(HourlyLoginUser.objects.values_list("hour", "username", "n")),
         "entities": set(Entity.objects.values_list("kind", "scope", "name", "state", "since")),
         "intervals": set(
             EntityInterval.objects.values_list("kind", "scope", "name", "state", "valid_from")
@@ -103,6 +104,7 @@ def test_the_pre_aggregates_stay_exact(history):
     assert after_prune == snapshot()
     assert sum(n for *_, n in after_prune["hourly"]) == Event.objects.count()
     assert all(n > 0 for *_, n in after_prune["hourly"])
+    assert after_prune["logins"] and all(n > 0 for *_, n in after_prune["logins"])
 
 
 def test_the_archive_takes_the_events_back_through_ingest(history, tmp_path):

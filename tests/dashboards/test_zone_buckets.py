@@ -9,7 +9,7 @@ import pytest
 from django.http import QueryDict
 
 from audit.ingest import ingest
-from audit.models import HourlyCount
+from audit.models import HourlyCount, HourlyLoginUser
 from dashboards import queries
 from dashboards.stats import STATS
 from sphere_stats.windows import Window
@@ -100,6 +100,7 @@ def test_half_hour_zones_count_equally_hourly_weekly_monthly_and_with_filters(ed
             assert both("logins", win)
             failures = both("failures_by_type", win)
             assert both("period_summary", win)
+            assert both("active_users", win), (tz, res)
             if tz == "Asia/Kolkata":
                 # From 06:30 UTC Mar 5 to 21:30 UTC Mar 6: every login.
                 assert failures == [["user_login", 2, 10, 20.0]]
@@ -115,6 +116,45 @@ def test_the_hours_a_kolkata_day_does_not_cut_come_from_the_pre_aggregate(edges)
     days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {r[0]: r[1:] for r in STATS["logins"].compute(days, {}, "auto").rows}
     assert rows[utc(2026, 3, 5, 18, 30)] == [3 + 7, 1]
+
+
+def test_active_users_of_a_kolkata_day_split_the_hour_midnight_cuts(edges):
+    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    rows = both("active_users", days)
+    # Mar 5 (to 18:30 UTC): alice, and bob at 18:14:59. Mar 6: bob at 18:59:59,
+    # alice at 19:00, carol at 18:20 on Mar 6. Mar 7: carol's 18:40.
+    assert [r for r in rows if r[0] == "day"] == [
+        ["day", utc(2026, 3, 4, 18, 30), 2],
+        ["day", utc(2026, 3, 5, 18, 30), 3],
+        ["day", utc(2026, 3, 6, 18, 30), 1],
+    ]
+    # One week (from Monday Mar 2) and one month, cut to the period.
+    assert [r for r in rows if r[0] != "day"] == [
+        ["week", utc(2026, 3, 1, 18, 30), 3],
+        ["month", utc(2026, 2, 28, 18, 30), 3],
+    ]
+
+
+def test_active_users_read_the_whole_hours_from_the_pre_aggregate(edges):
+    # As for the logins above: a row no event backs shows up only if read.
+    # 03:00 UTC lies inside March 6 in Kolkata; 18:00 UTC is read raw.
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 6, 3), username="zed", n=1)
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1)
+    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    rows = {
+        r[1]: r[2] for r in STATS["active_users"].compute(days, {}, "auto").rows if r[0] == "day"
+    }
+    assert rows[utc(2026, 3, 5, 18, 30)] == 3 + 1
+
+
+def test_a_resent_or_late_login_counts_its_user_once_in_its_own_hour(edges):
+    assert ingest(EDGE_EVENTS, now=NOW).accepted == 0
+    late = login("2026-03-05T18:05:00Z", "alice")
+    ingest([late], now=NOW)
+    assert HourlyLoginUser.objects.get(hour=utc(2026, 3, 5, 18), username="alice").n == 3
+    assert not HourlyLoginUser.objects.filter(username="nobody").exists()
+    # A failed login makes no one active.
+    assert not HourlyLoginUser.objects.filter(hour=utc(2026, 3, 5, 18), n=0).exists()
 
 
 # Lord Howe Island leaves DST at 02:00 +11 on 5 April 2026 (15:00 UTC on
@@ -166,6 +206,7 @@ def test_lord_howe_hours_across_the_dst_change_equal_raw_events(dst_change):
     for res in ("1h", "1d", "7d", "30d"):
         win = window(since="2026-04-04T10:00", until="2026-04-06T02:00", tz=LORD_HOWE, res=res)
         rows = both("logins", win)
+        assert both("active_users", win), res
         # From 23:00 UTC Apr 3 to 15:30 UTC Apr 5.
         assert sum(r[1] for r in rows) == 14, res
     # 20:00 +11 to 04:00 +10:30 (09:00 to 17:30 UTC), through the repeated half hour.

@@ -100,6 +100,13 @@ WITH doomed AS (
         FROM gone WHERE counted_project IS NOT NULL GROUP BY 1, 2
     ) AS g
     WHERE c.day = g.day AND c.project = g.project
+), lowered_logins AS (
+    UPDATE login_users_hourly AS c SET n = c.n - g.n
+    FROM (
+        SELECT date_trunc('hour', timestamp, 'UTC') AS hour, subject, count(*) AS n
+        FROM gone WHERE event_type = 'user_login' AND success GROUP BY 1, 2
+    ) AS g
+    WHERE c.hour = g.hour AND c.username = g.subject
 ), forgotten AS (
     -- Deleted oldest first: a membership whose latest event went has no
     -- event left.
@@ -204,6 +211,11 @@ class Command(BaseCommand):
                             cursor.execute(
                                 "DELETE FROM event_counts_daily "
                                 "WHERE day < %s + interval '1 day' AND n <= 0",
+                                [cutoff],
+                            )
+                            cursor.execute(
+                                "DELETE FROM login_users_hourly "
+                                "WHERE hour < %s + interval '1 hour' AND n <= 0",
                                 [cutoff],
                             )
                             for table in (

@@ -92,4 +92,3 @@ def _copy(chunk: list[dict]) -> int:
                 )
             )
     return len(rows)
-
