@@ -127,6 +127,12 @@ def test_a_users_activity_counts_own_events_others_and_memberships_once(zoe):
         [utc(2026, 3, 7, 18, 30), 2],
         [utc(2026, 3, 8, 18, 30), 5],
     ]
+    # New York's March 8 (05:00 UTC to 04:00 UTC, DST starts in it) holds all
+    # but admin-zoe's login at 04:00 UTC, New York's midnight of March 9.
+    assert activity("America/New_York") == [
+        [utc(2026, 3, 8, 5), 6],
+        [utc(2026, 3, 9, 4), 1],
+    ]
     # A window ending on March 8 shows that day whole, and nothing after it.
     assert activity("UTC", since="2026-03-01", until="2026-03-08T10:30Z") == [[utc(2026, 3, 8), 3]]
 
