@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from audit import aggregates, catalog
 from audit.models import Event
-from sphere_stats.db import bulk_cursor
+from sphere_stats.db import bulk_cursor, compact_sql
 
 MAX_FUTURE = timedelta(minutes=5)
 # Earlier UTC values can be BC dates (0001-01-01T00:00+01:00 is year 0 in UTC)
@@ -419,7 +419,7 @@ def validate(events: list[Any], now: datetime | None = None) -> list[Row]:
 
 # %b: the arrays travel in PostgreSQL's binary format (bulk_cursor), with no
 # per-value quoting or escaping on either side.
-INSERT_SQL = """
+INSERT_SQL = compact_sql("""
 WITH incoming AS (
     SELECT * FROM unnest(
         %b::uuid[], %b::timestamptz[], %b::text[], %b::text[], %b::text[],
@@ -503,7 +503,7 @@ WITH incoming AS (
     WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)
 )
 SELECT event_uuid FROM inserted
-"""
+""")
 
 
 # The positions (1-based) of the rows that are the same as the event stored

@@ -1,14 +1,18 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
-
-application = get_wsgi_application()
+django.setup(set_prefix=False)
 
 from django.urls import get_resolver  # noqa: E402  (needs settings loaded)
 
+from sphere_stats.handlers import Application  # noqa: E402
 from sphere_stats.security import check_startup  # noqa: E402
+
+# POST /api/v1/events through the API handler, the rest through Django's.
+application = Application()
+
 
 check_startup()
 # Import every view and API module now (plotly, folium, the OpenAPI routers),
