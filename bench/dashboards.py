@@ -26,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._server import manage, scratch_database
 
 
+NY = "America/New_York"
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -54,6 +57,7 @@ def main() -> None:
     )
     parser.add_argument("--stats-only", action="store_true", help="skip the page timings")
     parser.add_argument("--pages-only", action="store_true", help="skip the stat timings")
+    parser.add_argument("--stat", action="append", help="time only this stat (repeatable)")
     args = parser.parse_args()
 
     url = scratch_database("bench_dash", fresh=not args.reuse)
@@ -155,6 +159,13 @@ def main() -> None:
     cases.append(
         ("events_by_type", "90d daily Asia/Kolkata", window(period="90d", tz="Asia/Kolkata"), {})
     )
+    cases.append(("active_users", "90d America/New_York", window(period="90d", tz=NY), {}))
+    cases.append(("active_users", "1y Asia/Kolkata", window(period="1y", tz="Asia/Kolkata"), {}))
+    heatmap = {"kind": "user", "name": busiest, "project": ""}
+    for tz in (NY, "Asia/Kolkata"):
+        cases.append(("entity_activity", f"{busiest}, {tz}", window(period="30d", tz=tz), heatmap))
+    if args.stat:
+        cases = [c for c in cases if c[0] in args.stat]
 
     print(f"\n{'stat':44} {'auto p50':>9} {'auto p95':>9} {'raw p50':>9} {'raw p95':>9}")
     for name, label, win, filters in cases if not args.pages_only else ():
