@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._server import manage, scratch_database
 
-
 NY = "America/New_York"
 
 
