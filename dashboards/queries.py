@@ -439,18 +439,25 @@ def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") ->
     return {"buckets": starts, "series": series}
 
 
-# --- raw-only queries (the raw table answers them fast enough) ----------------------
+# --- login users and top-N: pre-aggregates with raw edges, or raw where that is fast -
 
 
-def distinct_login_users(window: Window) -> int:
-    """Distinct users with a successful login in the window (idx_events_type_ts)."""
-    # DISTINCT in a subquery, not count(DISTINCT …): PostgreSQL then hashes
-    # the few hundred users instead of sorting the month's logins (half the time).
+def distinct_login_users(window: Window, source: str = "auto") -> int:
+    """Distinct users with a successful login in the window: the whole UTC
+    hours from login_users_hourly, the partial ones at both edges from
+    `events` (idx_events_logins_ts); source="raw" reads every login."""
+    full_start, full_end = utc_ceil(window.start, "hour"), utc_floor(window.end, "hour")
+    if source == "raw" or full_start >= full_end:
+        full_start = full_end = window.end
+    # UNION, not count(DISTINCT …): PostgreSQL hashes the few hundred users
+    # instead of sorting every row.
     return _fetch(
-        "SELECT count(*) FROM (SELECT DISTINCT subject FROM events"
-        " WHERE event_type = 'user_login' AND success AND timestamp >= %s AND timestamp < %s"
+        f"SELECT count(*) FROM (SELECT username FROM {HourlyLoginUser._meta.db_table}"
+        "  WHERE hour >= %s AND hour < %s"
+        " UNION SELECT subject FROM events WHERE event_type = 'user_login' AND success"
+        "  AND ((timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s))"
         ") AS users",
-        [window.start, window.end],
+        [full_start, full_end, window.start, full_start, full_end, window.end],
     )[0][0]
 
 

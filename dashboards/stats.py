@@ -348,7 +348,7 @@ class PeriodSummary(Stat):
         return {
             "logins_succeeded": totals["logins_succeeded"],
             "logins_failed": totals["logins_failed"],
-            "login_users": queries.distinct_login_users(window),
+            "login_users": queries.distinct_login_users(window, source),
             "events": totals["events"],
             "failure_rate": round(100.0 * totals["failures"] / totals["events"], 2)
             if totals["events"]
