@@ -1,6 +1,7 @@
 """Table size per million events, for docs/scaling.md.
 
     .venv/bin/python bench/table_size.py [--events 1000000]
+    .venv/bin/python bench/table_size.py --reuse bench_dash   # an already loaded database
 
 Loads `seed_demo --events N` into a scratch database and prints the size of
 `events` (heap, TOAST and every index) and of the pre-aggregates, per
@@ -13,28 +14,42 @@ import time
 import _server
 import psycopg
 
-TABLES = ("events", "event_counts_hourly", "entities", "entity_intervals")
+TABLES = (
+    "events",
+    "event_counts_hourly",
+    "event_counts_daily",
+    "event_counts_daily_caller",
+    "event_counts_daily_project",
+    "login_users_hourly",
+    "org_memberships",
+    "entities",
+    "entity_intervals",
+    "entity_changes_hourly",
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--reuse", metavar="DATABASE", help="measure this loaded database")
     args = parser.parse_args()
-    url = _server.scratch_database("bench_table_size")
+    url = _server.scratch_database(args.reuse or "bench_table_size", fresh=not args.reuse)
     start = time.perf_counter()
-    _server.manage(
-        "seed_demo", "--events", str(args.events), "--days", str(args.days), database_url=url
-    )
+    if not args.reuse:
+        _server.manage(
+            "seed_demo", "--events", str(args.events), "--days", str(args.days), database_url=url
+        )
     elapsed = time.perf_counter() - start
-    per_million = 1_000_000 / args.events
     with psycopg.connect(_server.psycopg_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         rows = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-        print(
-            f"{rows:,} events loaded by seed_demo in {elapsed:.0f} s "
-            f"({rows / elapsed:,.0f} events/s through validation + ingest)"
-        )
+        per_million = 1_000_000 / rows
+        if not args.reuse:
+            print(
+                f"{rows:,} events loaded by seed_demo in {elapsed:.0f} s "
+                f"({rows / elapsed:,.0f} events/s through validation + ingest)"
+            )
         for table in TABLES:
             total, heap, indexes = conn.execute(
                 "SELECT pg_total_relation_size(%s), pg_table_size(%s), pg_indexes_size(%s)",
