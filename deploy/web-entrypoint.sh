@@ -9,10 +9,11 @@ if [ "${MIGRATE_ON_START:-true}" = "true" ]; then
   python manage.py migrate --no-input
 fi
 
+# Workers, threads and keep-alive come from deploy/gunicorn.conf.py
+# (GUNICORN_CMD_ARGS in the Dockerfile), which reads WEB_CONCURRENCY and
+# WEB_THREADS: one place for them, as `make run` and bench/ use.
 exec gunicorn sphere_stats.wsgi \
   --bind 0.0.0.0:8000 \
-  --workers "${WEB_CONCURRENCY:-4}" \
-  --threads "${WEB_THREADS:-2}" \
   --timeout 300 \
   --graceful-timeout 30 \
   --forwarded-allow-ips '*' \

@@ -7,6 +7,7 @@ and nginx's configuration is run for real in front of the test server (the
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,39 @@ def test_a_dead_web_service_answers_503_json_with_the_security_headers(
     assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors" in response.headers["Content-Security-Policy"]
+
+
+def _container_gunicorn(tmp_path, **env: str) -> list[str]:
+    """The workers, threads and keep-alive gunicorn would run with in the
+    container: deploy/web-entrypoint.sh run with the Dockerfile's
+    GUNICORN_CMD_ARGS and a `gunicorn` that prints its parsed settings."""
+    cmd_args = re.search(r'GUNICORN_CMD_ARGS="([^"]+)"', (ROOT / "Dockerfile").read_text())
+    fake = tmp_path / "gunicorn"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "from gunicorn.app.wsgiapp import WSGIApplication\n"
+        "cfg = WSGIApplication('%(prog)s [OPTIONS] [APP_MODULE]').cfg\n"
+        "print(cfg.workers, cfg.threads, cfg.keepalive, cfg.worker_class_str)\n"
+    )
+    fake.chmod(0o755)
+    result = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "web-entrypoint.sh")],
+        cwd=ROOT,
+        env={
+            "PATH": f"{tmp_path}:/usr/bin:/bin",
+            "MIGRATE_ON_START": "false",
+            "GUNICORN_CMD_ARGS": cmd_args.group(1),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_the_container_runs_gunicorn_with_the_documented_settings(tmp_path):
+    # README: WEB_CONCURRENCY 2, WEB_THREADS 4, gthread, keep-alive 75 s.
+    assert _container_gunicorn(tmp_path) == ["2", "4", "75", "gthread"]
+    assert _container_gunicorn(tmp_path, WEB_CONCURRENCY="3", WEB_THREADS="8")[:2] == ["3", "8"]
