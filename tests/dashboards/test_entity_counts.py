@@ -150,6 +150,22 @@ def test_a_users_own_events_come_from_the_daily_pre_aggregate_in_utc(zoe):
     assert stat.compute(window(tz="UTC"), filters, "raw").rows[0] == [utc(2026, 3, 8), 3]
 
 
+def test_outside_utc_the_daily_counts_are_corrected_by_the_hours_that_differ(zoe):
+    # New York's March 5 (05:00 UTC Mar 5 to 05:00 UTC Mar 6) takes UTC March
+    # 5's daily row; its events before 05:00 UTC belong to March 4 and are
+    # taken off. No event backs the rows, so only a read shows them.
+    DailyCallerCount.objects.create(
+        day=utc(2026, 3, 5), caller="zoe", events=5, logins=0, failures=0
+    )
+    ingest([event("2026-03-05T04:00:00Z", "user_login", "zoe", "user", caller="zoe")], now=NOW)
+    stat = STATS["entity_activity"]
+    filters = {"kind": "user", "name": "zoe", "project": ""}
+    rows = stat.compute(window(tz="America/New_York"), filters, "auto").rows
+    # The real login (04:00 UTC = 23:00 EST Mar 4) counts on March 4; the
+    # daily row now holds 5 + 1, less that login: 5 on March 5.
+    assert rows[:2] == [[utc(2026, 3, 4, 5), 1], [utc(2026, 3, 5, 5), 5]]
+
+
 def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
     busiest = (
         Event.objects.filter(caller__in=Entity.objects.filter(kind="user").values("name"))
