@@ -467,44 +467,78 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
     weeks and months are regrouped from them (a local week or month is
     whole local days).
 
-    The pairs come from login_users_hourly for every whole hour inside one
-    local day, and from `events` (idx_events_logins_ts) for the partial
-    hours at the edges and the hours a local midnight cuts (Asia/Kolkata)
-    or an offset change spans; source="raw" reads every login from `events`.
+    The pairs come from login_users_hourly for the whole hours of each local
+    day (one range of its primary key per day, so no row needs its local day
+    computed), and from `events` (idx_events_logins_ts) for the partial
+    hours at the window's edges and the hours a local midnight cuts (Asia/
+    Kolkata: both halves, each labelled with its day) or an offset change
+    spans; source="raw" reads every login from `events`.
     """
     full_start, full_end = utc_ceil(window.start, "hour"), utc_floor(window.end, "hour")
+    # Raw ranges: (lo, hi, the local day of all its rows, or None: each row's own).
+    ranges: list[tuple[datetime, datetime, datetime | None]] = []
+    cut: list[datetime] = []
     if source == "raw" or full_start >= full_end:
-        ranges, hourly_sql, hourly_params = [(window.start, window.end)], "", []
+        ranges.append((window.start, window.end, None))
+        full_start = full_end = window.end
     else:
-        cut = [h for h, _, _ in _straddles("day", window.tz_name, full_start, full_end)]
-        edges = [(window.start, full_start), *((h, h + HOUR) for h in cut), (full_end, window.end)]
-        ranges = [(lo, hi) for lo, hi in edges if lo < hi]
-        # Each hour's local day found once (a year: 8,760 of them), not once
-        # per row (253k at 10M events).
-        hourly_sql = (
-            "  SELECT h.day, t.username"
-            f"  FROM {HourlyLoginUser._meta.db_table} AS t JOIN ("
-            "   SELECT hour, date_trunc('day', hour, %s) AS day FROM generate_series("
-            "    %s::timestamptz, %s::timestamptz - interval '1 hour', interval '1 hour') AS hour"
-            "  ) AS h ON h.hour = t.hour"
-            "  WHERE t.hour >= %s AND t.hour < %s AND t.hour <> ALL(%s::timestamptz[]) UNION ALL"
-        )
-        hourly_params = [window.tz_name, full_start, full_end, full_start, full_end, cut]
-    lows, highs = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [])
+        ranges.append((window.start, full_start, None))
+        for hour, first, edge in _straddles("day", window.tz_name, full_start, full_end):
+            cut.append(hour)
+            if edge is None:
+                ranges.append((hour, hour + HOUR, None))
+            else:
+                ranges += [(hour, edge, first), (edge, hour + HOUR, edge)]
+        ranges.append((full_end, window.end, None))
+    ranges = [r for r in ranges if r[0] < r[1]]
+    lows, highs, labels = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [], [])
+    tz = window.tz_name
     rows = _fetch(
-        "WITH pairs AS MATERIALIZED (SELECT DISTINCT * FROM ("
-        f"{hourly_sql}"
-        "  SELECT date_trunc('day', e.timestamp, %s), e.subject"
-        "  FROM unnest(%s::timestamptz[], %s::timestamptz[]) AS r (lo, hi)"
+        # The local days over the window, each with its whole UTC hours and
+        # its week and month, computed once per day.
+        "WITH days AS ("
+        "  SELECT lo, date_trunc('week', lo, %s) AS week, date_trunc('month', lo, %s) AS month,"
+        "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
+        "    'UTC'), %s::timestamptz) AS h_lo,"
+        "   least(date_trunc('hour', hi, 'UTC'), %s::timestamptz) AS h_hi FROM ("
+        "   SELECT (t AT TIME ZONE %s) AS lo, ((t + interval '1 day') AT TIME ZONE %s) AS hi"
+        "   FROM generate_series(date_trunc('day', %s::timestamptz, %s) AT TIME ZONE %s,"
+        "    %s::timestamptz AT TIME ZONE %s, interval '1 day') AS t) AS l"
+        "  WHERE lo < %s"
+        "), pairs AS MATERIALIZED ("
+        "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
+        f"   SELECT DISTINCT username FROM {HourlyLoginUser._meta.db_table}"
+        "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%s::timestamptz[])) AS u"
+        "  UNION SELECT coalesce(r.label, date_trunc('day', e.timestamp, %s)), e.subject"
+        "  FROM unnest(%s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
+        "   AS r (lo, hi, label)"
         "  CROSS JOIN LATERAL (SELECT timestamp, subject FROM events"
         "   WHERE event_type = 'user_login' AND success"
         "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e"
-        ") AS s) SELECT 'day', day, count(*) FROM pairs AS p (day, subject) GROUP BY 2"
-        " UNION ALL SELECT 'week', date_trunc('week', day, %s), count(DISTINCT subject)"
-        "  FROM pairs AS p (day, subject) GROUP BY 2"
-        " UNION ALL SELECT 'month', date_trunc('month', day, %s), count(DISTINCT subject)"
-        "  FROM pairs AS p (day, subject) GROUP BY 2",
-        [*hourly_params, window.tz_name, lows, highs, window.tz_name, window.tz_name],
+        "), dated AS ("
+        "  SELECT p.day, d.week, d.month, p.username FROM pairs AS p JOIN days AS d ON d.lo = p.day"
+        ") SELECT 'day', day, count(*) FROM dated GROUP BY 2"
+        " UNION ALL SELECT 'week', week, count(DISTINCT username) FROM dated GROUP BY 2"
+        " UNION ALL SELECT 'month', month, count(DISTINCT username) FROM dated GROUP BY 2",
+        [
+            tz,
+            tz,
+            full_start,
+            full_end,
+            tz,
+            tz,
+            window.start,
+            tz,
+            tz,
+            window.end,
+            tz,
+            window.end,
+            cut,
+            tz,
+            lows,
+            highs,
+            labels,
+        ],
     )
     order = {"day": 0, "week": 1, "month": 2}
     return sorted(rows, key=lambda r: (order[r[0]], r[1]))
