@@ -483,9 +483,11 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         full_start = full_end = window.end
     else:
         ranges.append((window.start, full_start, None))
+        # An hour a local midnight cuts lies outside every day's whole hours
+        # by itself; one in which the offset changes is kept out by name.
         for hour, first, edge in _straddles("day", window.tz_name, full_start, full_end):
-            cut.append(hour)
             if edge is None:
+                cut.append(hour)
                 ranges.append((hour, hour + HOUR, None))
             else:
                 ranges += [(hour, edge, first), (edge, hour + HOUR, edge)]
@@ -517,9 +519,12 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e"
         "), dated AS ("
         "  SELECT p.day, d.week, d.month, p.username FROM pairs AS p JOIN days AS d ON d.lo = p.day"
+        # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
         ") SELECT 'day', day, count(*) FROM dated GROUP BY 2"
-        " UNION ALL SELECT 'week', week, count(DISTINCT username) FROM dated GROUP BY 2"
-        " UNION ALL SELECT 'month', month, count(DISTINCT username) FROM dated GROUP BY 2",
+        " UNION ALL SELECT 'week', week, count(*)"
+        "  FROM (SELECT DISTINCT week, username FROM dated) AS w GROUP BY 2"
+        " UNION ALL SELECT 'month', month, count(*)"
+        "  FROM (SELECT DISTINCT month, username FROM dated) AS m GROUP BY 2",
         [
             tz,
             tz,
