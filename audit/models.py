@@ -210,9 +210,13 @@ class Event(models.Model):
             # One caller's events, newest first: the explorer's caller filter
             # and its deeper pages. idx_events_caller (the seed's) finds the
             # rows but not in time order, so a busy caller's first page
-            # sorted all of them or scanned the whole timeline for them.
+            # sorted all of them or scanned the whole timeline for them. It
+            # carries the type and outcome so that a user's events per type
+            # (their page) are an index-only scan (audit 0012).
             models.Index(
-                fields=["caller", "-timestamp", "-event_uuid"], name="idx_events_caller_ts"
+                fields=["caller", "-timestamp", "-event_uuid"],
+                include=["event_type", "success"],
+                name="idx_events_caller_ts",
             ),
             # An entity's timeline (its subject events, newest first) and the
             # reconstruction of its current state and members.

@@ -933,8 +933,33 @@ def entity_daily(
     return [(day, n) for day, n in rows if day < end]
 
 
-def entity_type_counts(kind: str, name: str, project: str, window: Window) -> list[tuple]:
-    """(event_type, succeeded, failed) for one entity in the window."""
+def entity_type_counts(
+    kind: str, name: str, project: str, window: Window, source: str = "auto"
+) -> list[tuple]:
+    """(event_type, succeeded, failed) for one entity in the window.
+
+    A user's events are three disjoint parts, each read through its own
+    index: their own (idx_events_caller_ts, which carries the type and the
+    outcome, so a busy user's month is an index-only scan), those about
+    them by others and their memberships changed by others; source="raw"
+    and other kinds filter `events` by Event.objects.involving."""
+    if kind == "user" and source != "raw":
+        counts = (
+            "SELECT event_type, count(*) FILTER (WHERE success) AS ok,"
+            " count(*) FILTER (WHERE NOT success) AS bad FROM events"
+        )
+        span = "timestamp >= %s AND timestamp < %s"
+        return _fetch(
+            "SELECT event_type, sum(ok)::bigint, sum(bad)::bigint FROM ("
+            f"  {counts} WHERE caller = %s AND {span} GROUP BY 1"
+            f"  UNION ALL {counts} WHERE subject_type = 'user' AND subject = %s"
+            f"   AND caller <> subject AND {span} GROUP BY 1"
+            f"  UNION ALL {counts} WHERE target = %s"
+            "   AND subject_type IN ('organization', 'project') AND caller <> %s"
+            f"   AND {span} GROUP BY 1"
+            ") AS s GROUP BY 1 ORDER BY 2 DESC, 1",
+            [name, window.start, window.end] * 2 + [name, name, window.start, window.end],
+        )
     qs = involving(kind, name, project).in_window(window.start, window.end)
     return list(
         qs.values_list("event_type")

@@ -841,7 +841,7 @@ class EntityEvents(Stat):
         rows = [
             [t, ok, bad, (catalog.get(t).description if catalog.get(t) else "uncatalogued")]
             for t, ok, bad in queries.entity_type_counts(
-                filters["kind"], filters["name"], filters["project"], window
+                filters["kind"], filters["name"], filters["project"], window, source
             )
         ]
         return Result(
