@@ -182,3 +182,14 @@ def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
                 "entity_activity", window(tz=tz, period="30d"), kind="user", name=name, project=""
             )
             assert sum(n for _, n in rows) > 0
+
+
+def test_a_users_events_per_type_count_own_others_and_memberships_once(zoe):
+    rows = both("entity_events", window(tz="UTC"), kind="user", name="zoe", project="")
+    assert [r[:3] for r in rows] == [
+        ["user_login", 2, 1],  # her own two (one failed) and admin-zoe's about her
+        ["org_member_added", 1, 0],
+        ["project_member_added", 1, 0],
+        ["user_activated", 1, 0],
+        ["user_created", 1, 0],
+    ]
