@@ -511,12 +511,20 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
         f"   SELECT DISTINCT username FROM {HourlyLoginUser._meta.db_table}"
         "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%s::timestamptz[])) AS u"
-        "  UNION SELECT coalesce(r.label, date_trunc('day', e.timestamp, %s)), e.subject"
+        # A labelled range's users are found apart (a half hour's logins,
+        # a few users); an unlabelled one's rows each find their day.
+        "  UNION SELECT r.label, e.subject"
+        "  FROM unnest(%s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
+        "   AS r (lo, hi, label)"
+        "  CROSS JOIN LATERAL (SELECT DISTINCT subject FROM events"
+        "   WHERE event_type = 'user_login' AND success"
+        "   AND timestamp >= r.lo AND timestamp < r.hi) AS e WHERE r.label IS NOT NULL"
+        "  UNION SELECT date_trunc('day', e.timestamp, %s), e.subject"
         "  FROM unnest(%s::timestamptz[], %s::timestamptz[], %s::timestamptz[])"
         "   AS r (lo, hi, label)"
         "  CROSS JOIN LATERAL (SELECT timestamp, subject FROM events"
         "   WHERE event_type = 'user_login' AND success"
-        "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e"
+        "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e WHERE r.label IS NULL"
         "), dated AS ("
         "  SELECT p.day, d.week, d.month, p.username FROM pairs AS p JOIN days AS d ON d.lo = p.day"
         # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
@@ -539,6 +547,9 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
             tz,
             window.end,
             cut,
+            lows,
+            highs,
+            labels,
             tz,
             lows,
             highs,
