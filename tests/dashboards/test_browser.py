@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import models
 from django.utils import timezone
 
 from audit.demo import generate
@@ -116,4 +117,38 @@ def test_an_entity_page_draws_its_heatmap(browser_page, live_server, roles, anal
     page.goto(f"{live_server.url}/top/?period=90d")
     page.wait_for_selector("#table-top_projects")
     screenshot(page, "dashboards_top")
+    assert page.blocked_requests == []
+
+
+def test_a_busy_users_page_in_new_york_draws_their_year_and_types(
+    browser_page, live_server, roles, analyst, history
+):
+    from audit.models import Event
+
+    page = browser_page
+    browser_login(page, live_server, analyst)
+    busiest = (
+        Event.objects.filter(caller__in=Entity.objects.filter(kind="user").values("name"))
+        .values_list("caller", flat=True)
+        .order_by()
+        .annotate(n=models.Count("event_uuid"))
+        .order_by("-n")[0]
+    )
+    page.goto(f"{live_server.url}/users/{busiest}/?period=1y&tz=America/New_York")
+    page.wait_for_selector("#chart-entity_activity .main-svg")
+    # The heatmap holds as many events as the same year counted from raw events.
+    shown = page.evaluate(
+        "document.querySelector('#chart-entity_activity .js-plotly-plot').data[0].z"
+        ".flat().reduce((a, b) => a + (b || 0), 0)"
+    )
+    from dashboards.stats import STATS
+    from sphere_stats.windows import Window
+
+    year = Window.from_query({"period": "1y", "tz": "America/New_York"})
+    raw = STATS["entity_activity"].compute(
+        year, {"kind": "user", "name": busiest, "project": ""}, "raw"
+    )
+    assert shown == sum(n for _, n in raw.rows) > 0
+    assert page.locator("#table-entity_events tbody tr").count() > 1
+    screenshot(page, "dashboards_user_page_new_york")
     assert page.blocked_requests == []
