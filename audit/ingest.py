@@ -525,7 +525,7 @@ WHERE (e.timestamp, e.event_type, e.caller, e.subject, e.subject_type, e.target,
 """
 
 
-def _columns(rows: list[Row]) -> list[list]:
+def row_columns(rows: list[Row]) -> list[list]:
     """The rows as the column arrays INSERT_SQL and SAME_AS_STORED_SQL take."""
     return [
         [r.event_uuid for r in rows],
@@ -560,7 +560,7 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
         first.setdefault(row.event_uuid, row)
     batch = list(first.values())
 
-    columns = _columns(batch)
+    columns = row_columns(batch)
     # A batch with no lifecycle event (logins, status reports: most single
     # events) is one statement, events and hourly counts together, and one
     # statement is atomic by itself: outside a transaction block it saves
@@ -590,7 +590,7 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     if not repeated:
         return result
     with bulk_cursor() as cursor:
-        cursor.execute(SAME_AS_STORED_SQL, _columns(repeated))
+        cursor.execute(SAME_AS_STORED_SQL, row_columns(repeated))
         same = {r[0] for r in cursor.fetchall()}
     conflicting: set[uuid.UUID] = set()
     for position, row in enumerate(repeated, start=1):

@@ -4,10 +4,10 @@ and of every stat, from the pre-aggregates and straight from `events`.
     .venv/bin/python bench/dashboards.py --events 10000000      # the size
     .venv/bin/python bench/dashboards.py --events 1000000 --reuse  # keep the loaded db
 
-Loads N events with `seed_demo --bulk` (COPY, then one rebuild) into a scratch database `bench_dash` on the
-configured PostgreSQL server (the embedded one unless DATABASE_URL is set),
-then times requests in-process through Django's test client (server time,
-no network) after one warm-up, and prints p50/p95 in milliseconds.
+Loads N events with `seed_demo --bulk` (COPY, then one rebuild) into a
+scratch database `bench_dash` on the configured PostgreSQL server (the
+embedded one unless DATABASE_URL is set), then times requests in-process
+through Django's test client (server time, no network) after one warm-up, and prints p50/p95 in milliseconds.
 Goals at 10M events: overview p95 <= 100 ms warm, every stat <= 200 ms.
 Stats are timed through `compute()` (never cached); pages cold (cache off)
 and warm (the 30-second stat cache as deployed).

@@ -442,6 +442,21 @@ def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") ->
 # --- login users and top-N: pre-aggregates with raw edges, or raw where that is fast -
 
 
+def _local_days(tz_name: str, start: datetime, end: datetime) -> tuple[str, list]:
+    """A FROM item `l` (lo, hi): the local days of the zone from the one
+    holding `start` to the last beginning before `end`. Local midnights are
+    stepped in local time and read back in the zone, so each day begins
+    where date_trunc('day', …, zone) puts it, DST days included."""
+    return (
+        "(SELECT lo, hi FROM ("
+        "  SELECT (t AT TIME ZONE %s) AS lo, ((t + interval '1 day') AT TIME ZONE %s) AS hi"
+        "  FROM generate_series(date_trunc('day', %s::timestamptz, %s) AT TIME ZONE %s,"
+        "   %s::timestamptz AT TIME ZONE %s, interval '1 day') AS t) AS d"
+        " WHERE lo < %s) AS l",
+        [tz_name, tz_name, start, tz_name, tz_name, end, tz_name, end],
+    )
+
+
 def distinct_login_users(window: Window, source: str = "auto") -> int:
     """Distinct users with a successful login in the window: the whole UTC
     hours from login_users_hourly, the partial ones at both edges from
@@ -495,6 +510,7 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
     ranges = [r for r in ranges if r[0] < r[1]]
     lows, highs, labels = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [], [])
     tz = window.tz_name
+    local_days, local_params = _local_days(tz, window.start, window.end)
     rows = _fetch(
         # The local days over the window, each with its whole UTC hours and
         # its week and month, computed once per day.
@@ -502,11 +518,7 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         "  SELECT lo, date_trunc('week', lo, %s) AS week, date_trunc('month', lo, %s) AS month,"
         "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
         "    'UTC'), %s::timestamptz) AS h_lo,"
-        "   least(date_trunc('hour', hi, 'UTC'), %s::timestamptz) AS h_hi FROM ("
-        "   SELECT (t AT TIME ZONE %s) AS lo, ((t + interval '1 day') AT TIME ZONE %s) AS hi"
-        "   FROM generate_series(date_trunc('day', %s::timestamptz, %s) AT TIME ZONE %s,"
-        "    %s::timestamptz AT TIME ZONE %s, interval '1 day') AS t) AS l"
-        "  WHERE lo < %s"
+        f"   least(date_trunc('hour', hi, 'UTC'), %s::timestamptz) AS h_hi FROM {local_days}"
         "), pairs AS MATERIALIZED ("
         "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
         f"   SELECT DISTINCT username FROM {HourlyLoginUser._meta.db_table}"
@@ -538,14 +550,7 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
             tz,
             full_start,
             full_end,
-            tz,
-            tz,
-            window.start,
-            tz,
-            tz,
-            window.end,
-            tz,
-            window.end,
+            *local_params,
             cut,
             lows,
             highs,
@@ -843,6 +848,16 @@ def involving(kind: str, name: str, project: str = "") -> QuerySet:
     return Event.objects.involving(kind, name, project)
 
 
+# A user's events (Event.objects.involving("user", name)) as three disjoint
+# parts, each with its own index: their own, those about them by others
+# (idx_events_user_by_others) and their memberships changed by others
+# (idx_events_target). Each takes the user's name once.
+USER_OWN = "caller = %s"
+USER_BY_OTHERS = "subject_type = 'user' AND subject = %s AND caller <> subject"
+USER_MEMBERSHIPS_BY_OTHERS = (
+    "target = %s AND subject_type IN ('organization', 'project') AND caller <> target"
+)
+
 # No local day lasts longer than this, so every event of a local day that
 # begins before `end` is older than end + LONGEST_DAY.
 LONGEST_DAY = timedelta(hours=26)
@@ -859,16 +874,10 @@ def _user_daily(name: str, tz_name: str, start: datetime, end: datetime) -> list
     the membership changes of theirs made by others (idx_events_target),
     few enough to bucket row by row."""
     upper = end + LONGEST_DAY
-    # The local days from `start` (a local midnight) that begin before
-    # `end`: local midnights stepped in local time and read back in the
-    # zone, so each begins where date_trunc('day', …, zone) puts it.
+    days, days_params = _local_days(tz_name, start, end)
     return _fetch(
         "WITH local_days AS ("
-        "  SELECT lo, hi, date_trunc('day', lo + (hi - lo) / 2, 'UTC') AS d FROM ("
-        "   SELECT (t AT TIME ZONE %s) AS lo, ((t + interval '1 day') AT TIME ZONE %s) AS hi"
-        "   FROM generate_series(%s::timestamptz AT TIME ZONE %s,"
-        "    %s::timestamptz AT TIME ZONE %s, interval '1 day') AS t"
-        "  ) AS l WHERE lo < %s"
+        f"  SELECT lo, hi, date_trunc('day', lo + (hi - lo) / 2, 'UTC') AS d FROM {days}"
         "), pieces AS ("
         "  SELECT lo AS day, least(lo, d) AS p_lo, greatest(lo, d) AS p_hi,"
         "   CASE WHEN lo < d THEN 1 ELSE -1 END AS sign FROM local_days WHERE lo <> d"
@@ -880,23 +889,15 @@ def _user_daily(name: str, tz_name: str, start: datetime, end: datetime) -> list
         "  SELECT l.lo AS day, c.events AS n FROM local_days AS l"
         "  JOIN event_counts_daily_caller AS c ON c.caller = %s AND c.day = l.d"
         "  UNION ALL SELECT p.day, p.sign * c.n FROM pieces AS p CROSS JOIN LATERAL ("
-        "   SELECT count(*) AS n FROM events WHERE caller = %s"
+        f"   SELECT count(*) AS n FROM events WHERE {USER_OWN}"
         "    AND timestamp >= p.p_lo AND timestamp < p.p_hi) AS c"
         "  UNION ALL SELECT date_trunc('day', timestamp, %s), 1 FROM events"
-        "  WHERE subject_type = 'user' AND subject = %s AND caller <> subject"
-        "   AND timestamp >= %s AND timestamp < %s"
+        f"  WHERE {USER_BY_OTHERS} AND timestamp >= %s AND timestamp < %s"
         "  UNION ALL SELECT date_trunc('day', timestamp, %s), 1 FROM events"
-        "  WHERE target = %s AND subject_type IN ('organization', 'project') AND caller <> %s"
-        "   AND timestamp >= %s AND timestamp < %s"
+        f"  WHERE {USER_MEMBERSHIPS_BY_OTHERS} AND timestamp >= %s AND timestamp < %s"
         ") AS s GROUP BY 1 HAVING day < %s AND sum(n) > 0 ORDER BY 1",
         [
-            tz_name,
-            tz_name,
-            start,
-            tz_name,
-            end,
-            tz_name,
-            end,
+            *days_params,
             name,
             name,
             tz_name,
@@ -904,7 +905,6 @@ def _user_daily(name: str, tz_name: str, start: datetime, end: datetime) -> list
             start,
             upper,
             tz_name,
-            name,
             name,
             start,
             upper,
@@ -959,17 +959,14 @@ def entity_type_counts(
             "SELECT event_type, count(*) FILTER (WHERE success) AS ok,"
             " count(*) FILTER (WHERE NOT success) AS bad FROM events"
         )
-        span = "timestamp >= %s AND timestamp < %s"
+        parts = " UNION ALL ".join(
+            f"{counts} WHERE {part} AND timestamp >= %s AND timestamp < %s GROUP BY 1"
+            for part in (USER_OWN, USER_BY_OTHERS, USER_MEMBERSHIPS_BY_OTHERS)
+        )
         return _fetch(
-            "SELECT event_type, sum(ok)::bigint, sum(bad)::bigint FROM ("
-            f"  {counts} WHERE caller = %s AND {span} GROUP BY 1"
-            f"  UNION ALL {counts} WHERE subject_type = 'user' AND subject = %s"
-            f"   AND caller <> subject AND {span} GROUP BY 1"
-            f"  UNION ALL {counts} WHERE target = %s"
-            "   AND subject_type IN ('organization', 'project') AND caller <> %s"
-            f"   AND {span} GROUP BY 1"
-            ") AS s GROUP BY 1 ORDER BY 2 DESC, 1",
-            [name, window.start, window.end] * 2 + [name, name, window.start, window.end],
+            f"SELECT event_type, sum(ok)::bigint, sum(bad)::bigint FROM ({parts}) AS s"
+            " GROUP BY 1 ORDER BY 2 DESC, 1",
+            [name, window.start, window.end] * 3,
         )
     qs = involving(kind, name, project).in_window(window.start, window.end)
     return list(

@@ -203,21 +203,16 @@ class Command(BaseCommand):
                         with connection.cursor() as cursor:
                             cursor.execute(DELETE_SQL, [cutoff, batch_size])
                             rows = cursor.fetchall()
-                            cursor.execute(
-                                "DELETE FROM event_counts_hourly "
-                                "WHERE bucket < %s + interval '1 hour' AND n <= 0",
-                                [cutoff],
-                            )
-                            cursor.execute(
-                                "DELETE FROM event_counts_daily "
-                                "WHERE day < %s + interval '1 day' AND n <= 0",
-                                [cutoff],
-                            )
-                            cursor.execute(
-                                "DELETE FROM login_users_hourly "
-                                "WHERE hour < %s + interval '1 hour' AND n <= 0",
-                                [cutoff],
-                            )
+                            for table, column, unit in (
+                                ("event_counts_hourly", "bucket", "hour"),
+                                ("event_counts_daily", "day", "day"),
+                                ("login_users_hourly", "hour", "hour"),
+                            ):
+                                cursor.execute(
+                                    f"DELETE FROM {table} "
+                                    f"WHERE {column} < %s + interval '1 {unit}' AND n <= 0",
+                                    [cutoff],
+                                )
                             for table in (
                                 "event_counts_daily_caller",
                                 "event_counts_daily_project",

@@ -1,4 +1,3 @@
-import json
 from contextlib import nullcontext
 from itertools import islice
 
@@ -10,7 +9,7 @@ from tqdm import tqdm
 
 from audit.aggregates import rebuild_aggregates
 from audit.demo import generate
-from audit.ingest import FIELDS, ingest, validate
+from audit.ingest import FIELDS, ingest, row_columns, validate
 from audit.models import Event
 from sphere_stats.cli import positive_int
 from sphere_stats.db import bulk_cursor
@@ -76,19 +75,7 @@ class Command(BaseCommand):
 def _copy(chunk: list[dict]) -> int:
     rows = validate(chunk)
     with bulk_cursor() as cursor, cursor.copy(COPY_SQL) as copy:
-        for r in rows:
-            copy.write_row(
-                (
-                    r.event_uuid,
-                    r.timestamp,
-                    r.event_type,
-                    r.caller,
-                    r.subject,
-                    r.subject_type,
-                    r.target,
-                    r.success,
-                    r.error_message,
-                    r.payload_json or json.dumps(r.payload),
-                )
-            )
+        # The same columns, in FIELDS order, that the ingest statement takes.
+        for row in zip(*row_columns(rows), strict=True):
+            copy.write_row(row)
     return len(rows)
