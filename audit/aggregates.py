@@ -417,110 +417,94 @@ def _all_lifecycles() -> Iterator[tuple[Key, list[Lifecycle]]]:
         yield from pending.items()
 
 
-def rebuild_hourly_counts(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute event_counts_hourly and login_users_hourly for the UTC hours
-    overlapping [start, end), and event_counts_daily for the UTC days
-    overlapping it."""
-    _rebuild_counts(HourlyCount._meta.db_table, "bucket", "hour", start, end)
-    _rebuild_counts(DailyCount._meta.db_table, "day", "day", start, end)
-    _rebuild_counts(
-        HourlyLoginUser._meta.db_table,
-        "hour",
-        "hour",
-        start,
-        end,
-        keys=(("username", "subject"),),
-        only="event_type = 'user_login' AND success",
-    )
+@dataclass(frozen=True)
+class CountTable:
+    """A counting pre-aggregate, as its rebuild from `events` sees it: the
+    rows matching `only`, grouped by the UTC `unit` (hour or day) in column
+    `time` and by `keys`, with `counts`. Each key and count is (its column,
+    its SQL over `events`): the columns and groups the ingest statement
+    (audit/ingest.py INSERT_SQL) writes for the rows it inserts."""
 
+    model: type
+    time: str
+    unit: str
+    keys: tuple[tuple[str, str], ...]
+    counts: tuple[tuple[str, str], ...] = (("n", "count(*)"),)
+    only: str = "TRUE"
 
-def _rebuild_counts(
-    table: str,
-    column: str,
-    unit: str,
-    start,
-    end,
-    *,
-    keys: tuple[tuple[str, str], ...] = (("event_type", "event_type"), ("success", "success")),
-    only: str = "TRUE",
-) -> None:
-    """Recompute `table`: (column: the UTC `unit`, *keys, n) counted from
-    the `events` rows matching `only`; each key is (its column, its SQL)."""
-
-    def condition(col: str) -> str:
-        where = []
-        if start is not None:
-            where.append(f"{col} >= date_trunc('{unit}', %s::timestamptz, 'UTC')")
-        if end is not None:
-            where.append(f"{col} < %s::timestamptz")
-        return " AND ".join(where) or "TRUE"
-
-    params = [p for p in (start, end) if p is not None]
-    columns = ", ".join(name for name, _ in keys)
-    select = ", ".join(sql for _, sql in keys)
-    groups = ", ".join(str(i) for i in range(1, len(keys) + 2))
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE {condition(column)}", params)
+    def rebuild(self, cursor, start: datetime | None, end: datetime | None) -> None:
+        """Recompute the hours or days overlapping [start, end) (None: unbounded)."""
+        # Whole units: from the one `start` falls in to the end of the one
+        # `end` falls in (an `end` on a unit's boundary ends its predecessor).
+        lo = f"coalesce(date_trunc('{self.unit}', %(start)s::timestamptz, 'UTC'), '-infinity')"
+        hi = (
+            f"coalesce(date_trunc('{self.unit}', %(end)s::timestamptz - interval '1 microsecond',"
+            f" 'UTC') + interval '1 {self.unit}', 'infinity')"
+        )
+        params = {"start": start, "end": end}
+        table = self.model._meta.db_table
+        columns = ", ".join(name for name, _ in (*self.keys, *self.counts))
+        select = ", ".join(sql for _, sql in (*self.keys, *self.counts))
+        groups = ", ".join(str(i) for i in range(1, len(self.keys) + 2))
         cursor.execute(
-            f"INSERT INTO {table} ({column}, {columns}, n) "
-            f"SELECT * FROM (SELECT date_trunc('{unit}', timestamp, 'UTC') AS {column}, "
-            f"{select}, count(*) FROM events "
-            f"WHERE {only} AND timestamp >= coalesce(date_trunc('{unit}', %s::timestamptz, "
-            f"'UTC'), '-infinity') AND timestamp < coalesce(date_trunc('{unit}', "
-            f"%s::timestamptz, 'UTC') + interval '1 {unit}', 'infinity') "
-            f"GROUP BY {groups}) AS c "
-            f"WHERE {condition('c.' + column)}",
-            [start, end, *params],
+            f"DELETE FROM {table} WHERE {self.time} >= {lo} AND {self.time} < {hi}", params
+        )
+        # In time order, as ingest writes them: a window's rows are then a
+        # few adjacent pages, not rows scattered over the whole table.
+        cursor.execute(
+            f"INSERT INTO {table} ({self.time}, {columns}) "
+            f"SELECT date_trunc('{self.unit}', timestamp, 'UTC'), {select} FROM events "
+            f"WHERE ({self.only}) AND timestamp >= {lo} AND timestamp < {hi} "
+            f"GROUP BY {groups} ORDER BY {groups}",
+            params,
         )
 
 
-# The daily pre-aggregates as SELECTs over `events` rows ({where}): the same
-# columns and groups as the ingest statement (audit/ingest.py INSERT_SQL)
-# adds for the rows it inserts.
-DAILY_CALLER_SQL = (
-    "SELECT date_trunc('day', timestamp, 'UTC') AS day, caller, count(*), "
-    "count(*) FILTER (WHERE event_type = 'user_login'), count(*) FILTER (WHERE NOT success) "
-    "FROM events WHERE {where} GROUP BY 1, 2"
-)
-DAILY_PROJECT_SQL = (
-    f"SELECT date_trunc('day', timestamp, 'UTC') AS day, {PROJECT_OF_EVENT} AS project, "
-    "count(*), count(*) FILTER (WHERE event_type = 'experiment_created' AND success), "
-    "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success), "
-    "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success) "
-    "FROM events WHERE ({where}) AND (payload->>'project' IS NOT NULL OR subject_type = 'project') "
-    "GROUP BY 1, 2"
-)
-
-
-def rebuild_daily_counts(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute the daily caller and project counts for the UTC days
-    overlapping [start, end) (None: unbounded)."""
-    # Whole UTC days: from the day `start` falls in to the end of the day
-    # `end` falls in (an `end` at midnight ends that day's predecessor).
-    lo = "coalesce(date_trunc('day', %(start)s::timestamptz, 'UTC'), '-infinity')"
-    hi = (
-        "coalesce(date_trunc('day', %(end)s::timestamptz - interval '1 microsecond', 'UTC') "
-        "+ interval '1 day', 'infinity')"
-    )
-    params = {"start": start, "end": end}
-    with connection.cursor() as cursor:
-        for model, select, columns in (
-            (DailyCallerCount, DAILY_CALLER_SQL, "day, caller, events, logins, failures"),
+_TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
+COUNT_TABLES = (
+    CountTable(HourlyCount, "bucket", "hour", _TYPE_AND_OUTCOME),
+    CountTable(DailyCount, "day", "day", _TYPE_AND_OUTCOME),
+    CountTable(
+        HourlyLoginUser,
+        "hour",
+        "hour",
+        (("username", "subject"),),
+        only="event_type = 'user_login' AND success",
+    ),
+    CountTable(
+        DailyCallerCount,
+        "day",
+        "day",
+        (("caller", "caller"),),
+        counts=(
+            ("events", "count(*)"),
+            ("logins", "count(*) FILTER (WHERE event_type = 'user_login')"),
+            ("failures", "count(*) FILTER (WHERE NOT success)"),
+        ),
+    ),
+    CountTable(
+        DailyProjectCount,
+        "day",
+        "day",
+        (("project", PROJECT_OF_EVENT),),
+        counts=(
+            ("events", "count(*)"),
             (
-                DailyProjectCount,
-                DAILY_PROJECT_SQL,
-                "day, project, events, experiments, realizations, materializations",
+                "experiments",
+                "count(*) FILTER (WHERE event_type = 'experiment_created' AND success)",
             ),
-        ):
-            table = model._meta.db_table
-            cursor.execute(f"DELETE FROM {table} WHERE day >= {lo} AND day < {hi}", params)
-            where = f"timestamp >= {lo} AND timestamp < {hi}"
-            # In day order, as ingest writes them: a window's days are then
-            # a few adjacent pages, not rows scattered over the whole table.
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) {select.format(where=where)} ORDER BY 1, 2",
-                params,
-            )
+            (
+                "realizations",
+                "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)",
+            ),
+            (
+                "materializations",
+                "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)",
+            ),
+        ),
+        only="payload->>'project' IS NOT NULL OR subject_type = 'project'",
+    ),
+)
 
 
 def rebuild_org_memberships() -> None:
@@ -560,9 +544,9 @@ def rebuild_counts(start: datetime | None = None, end: datetime | None = None) -
     """Recompute the pre-aggregates the ingest statement writes (hourly and
     daily counts for the hours and days overlapping [start, end), all of
     org_memberships) from `events`; the entities stay as they are."""
-    with transaction.atomic():
-        rebuild_hourly_counts(start, end)
-        rebuild_daily_counts(start, end)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in COUNT_TABLES:
+            table.rebuild(cursor, start, end)
         rebuild_org_memberships()
 
 
