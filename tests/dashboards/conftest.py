@@ -13,6 +13,7 @@ from django.http import QueryDict
 
 from audit.ingest import ingest
 from dashboards import queries
+from dashboards.stats import STATS
 from sphere_stats.windows import Window
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -169,9 +170,31 @@ def dataset(db) -> list[dict]:
     return FIRST_BATCH + LATE_BATCH
 
 
-def make_window(**query: str) -> Window:
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def login(ts: str, who: str = "alice", success: bool = True) -> dict:
+    return event(ts, "user_login", who, "user", caller=who, success=success)
+
+
+def make_window(now: datetime = NOW, **query: str) -> Window:
     data = QueryDict(mutable=True)
     data.update(query)
     # As the pages do: period=all starts at the first event (without it, the
     # window falls back to the last day).
-    return Window.from_query(data, now=NOW, earliest=queries.first_event_time)
+    return Window.from_query(data, now=now, earliest=queries.first_event_time)
+
+
+def stat_rows(stat_name: str, window: Window, source: str = "auto", /, **filters) -> list:
+    """The rows of a stat for `window`, its parameters' defaults overridden by `filters`."""
+    stat = STATS[stat_name]
+    values = {p.name: p.default for p in stat.params} | filters
+    return stat.compute(window, values, source).rows
+
+
+def both(stat_name: str, window: Window, /, **filters) -> list:
+    """The stat from the pre-aggregates, asserted equal to the one from raw events."""
+    auto = stat_rows(stat_name, window, **filters)
+    assert auto == stat_rows(stat_name, window, "raw", **filters), (stat_name, window, filters)
+    return auto

@@ -12,20 +12,9 @@ from audit import aggregates
 from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import DailyCallerCount, DailyProjectCount, Entity, Event, OrgMembership
-from dashboards.stats import STATS
-from tests.dashboards.conftest import NOW, event, make_window, member
+from tests.dashboards.conftest import NOW, event, login, make_window, member, stat_rows
 
 CATEGORY = {"category": "Research"}
-
-
-def run(name: str, window, source: str = "auto", **filters):
-    stat = STATS[name]
-    values = {p.name: p.default for p in stat.params} | filters
-    return stat.compute(window, values, source).rows
-
-
-def login(ts: str, who: str, success: bool = True) -> dict:
-    return event(ts, "user_login", who, "user", caller=who, success=success)
 
 
 def test_a_window_counts_its_partial_days_from_events_and_its_whole_days_once(db):
@@ -44,8 +33,8 @@ def test_a_window_counts_its_partial_days_from_events_and_its_whole_days_once(db
         now=NOW,
     )
     window = make_window(since="2026-03-02T06:00:00Z", until="2026-03-04T18:00:00Z")
-    assert run("top_users", window) == [["bob", 3, 3, 0], ["alice", 2, 2, 1]]
-    assert run("top_users", window) == run("top_users", window, "raw")
+    assert stat_rows("top_users", window) == [["bob", 3, 3, 0], ["alice", 2, 2, 1]]
+    assert stat_rows("top_users", window) == stat_rows("top_users", window, "raw")
 
 
 def test_top_projects_rank_by_each_measure_over_the_same_events(db):
@@ -73,11 +62,13 @@ def test_top_projects_rank_by_each_measure_over_the_same_events(db):
     )
     window = make_window(since="2026-03-01T06:00:00Z", until="2026-03-05T00:00:00Z")
     # iot: created, two members, a failed experiment; dns: created, two experiments.
-    assert run("top_projects", window) == [["iot", 4, 0, 0, 0], ["dns", 3, 2, 0, 0]]
+    assert stat_rows("top_projects", window) == [["iot", 4, 0, 0, 0], ["dns", 3, 2, 0, 0]]
     # Ranked by experiments, a row still counts all of its project's events.
-    assert run("top_projects", window, by="experiments") == [["dns", 3, 2, 0, 0]]
+    assert stat_rows("top_projects", window, by="experiments") == [["dns", 3, 2, 0, 0]]
     for by in ("events", "experiments", "realizations"):
-        assert run("top_projects", window, by=by) == run("top_projects", window, "raw", by=by)
+        assert stat_rows("top_projects", window, by=by) == stat_rows(
+            "top_projects", window, "raw", by=by
+        )
 
 
 def test_top_orgs_before_a_later_change_replays_that_org(db):
@@ -95,11 +86,11 @@ def test_top_orgs_before_a_later_change_replays_that_org(db):
         now=NOW,
     )
     then = make_window(since="2026-03-01T00:00:00Z", until="2026-03-04T00:00:00Z")
-    assert run("top_orgs", then) == [["usc", 2, 0], ["isi", 1, 0]]
-    assert run("top_orgs", then) == run("top_orgs", then, "raw")
+    assert stat_rows("top_orgs", then) == [["usc", 2, 0], ["isi", 1, 0]]
+    assert stat_rows("top_orgs", then) == stat_rows("top_orgs", then, "raw")
     later = make_window(since="2026-03-01T00:00:00Z", until="2026-03-06T00:00:00Z")
-    assert run("top_orgs", later) == [["isi", 1, 0]]  # usc has no members left
-    assert run("top_orgs", later) == run("top_orgs", later, "raw")
+    assert stat_rows("top_orgs", later) == [["isi", 1, 0]]  # usc has no members left
+    assert stat_rows("top_orgs", later) == stat_rows("top_orgs", later, "raw")
 
 
 def _counts() -> tuple:
@@ -136,8 +127,8 @@ def test_a_prune_keeps_the_top_n_pre_aggregates_exact(db):
     # And the stats still equal a count of the remaining events, across the cutoff.
     window = make_window(since=(NOW - timedelta(days=200)).isoformat(), until=NOW.isoformat())
     for name in ("top_users", "top_projects", "top_orgs"):
-        assert run(name, window) == run(name, window, "raw"), name
-        assert run(name, window), name
+        assert stat_rows(name, window) == stat_rows(name, window, "raw"), name
+        assert stat_rows(name, window), name
 
 
 def test_rebuilding_a_range_of_days_equals_a_rebuild_of_everything(db):
@@ -177,8 +168,8 @@ def test_top_users_skip_callers_that_are_no_users_however_many_outrank_them(db):
         now=NOW,
     )
     window = make_window(since="2026-03-01T06:00:00Z", until="2026-03-05T00:00:00Z")
-    assert run("top_users", window, n=1) == [["zoe", 2, 1, 0]]
-    assert run("top_users", window, n=1) == run("top_users", window, "raw", n=1)
+    assert stat_rows("top_users", window, n=1) == [["zoe", 2, 1, 0]]
+    assert stat_rows("top_users", window, n=1) == stat_rows("top_users", window, "raw", n=1)
 
 
 def test_the_rebuild_command_restores_the_counts_alone_after_a_bulk_copy(db):

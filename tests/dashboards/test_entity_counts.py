@@ -3,38 +3,18 @@
 answers, and kept exact by ingest, late events and rebuilds."""
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.models import Count
-from django.http import QueryDict
 
 from audit import aggregates
 from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import DailyCallerCount, Entity, Event
 from dashboards.stats import STATS
-from sphere_stats.windows import Window
-from tests.dashboards.conftest import NOW, event, member
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def window(**query: str) -> Window:
-    data = QueryDict(mutable=True)
-    data.update(query)
-    return Window.from_query(data, now=NOW)
-
-
-def both(stat_name: str, win: Window, **filters) -> list:
-    stat = STATS[stat_name]
-    values = {p.name: p.default for p in stat.params} | filters
-    auto = stat.compute(win, values, "auto").rows
-    assert auto == stat.compute(win, values, "raw").rows, (stat_name, win, filters)
-    return auto
+from tests.dashboards.conftest import NOW, both, event, make_window, member, utc
 
 
 def _changes() -> list[tuple]:
@@ -85,7 +65,7 @@ def test_counts_and_growth_from_hourly_changes_equal_raw_in_every_zone(shuffled)
             end = NOW - timedelta(minutes=rng.randrange(0, 150 * 24 * 60))
             length = timedelta(days=3) if res == "1h" else timedelta(days=rng.randrange(2, 150))
             start = end - length - timedelta(minutes=rng.randrange(0, 60))
-            win = window(since=start.isoformat(), until=end.isoformat(), tz=zone, res=res)
+            win = make_window(since=start.isoformat(), until=end.isoformat(), tz=zone, res=res)
             counts = both("current_counts", win)
             assert any(row[2] for row in counts)
             growth = both("entity_growth", win)
@@ -117,7 +97,7 @@ def zoe(db) -> None:
 
 
 def activity(tz: str, **query: str) -> list:
-    return both("entity_activity", window(tz=tz, **query), kind="user", name="zoe", project="")
+    return both("entity_activity", make_window(tz=tz, **query), kind="user", name="zoe", project="")
 
 
 def test_a_users_activity_counts_own_events_others_and_memberships_once(zoe):
@@ -145,9 +125,9 @@ def test_a_users_own_events_come_from_the_daily_pre_aggregate_in_utc(zoe):
     )
     stat = STATS["entity_activity"]
     filters = {"kind": "user", "name": "zoe", "project": ""}
-    rows = stat.compute(window(tz="UTC"), filters, "auto").rows
+    rows = stat.compute(make_window(tz="UTC"), filters, "auto").rows
     assert rows[0] == [utc(2026, 3, 5), 5]
-    assert stat.compute(window(tz="UTC"), filters, "raw").rows[0] == [utc(2026, 3, 8), 3]
+    assert stat.compute(make_window(tz="UTC"), filters, "raw").rows[0] == [utc(2026, 3, 8), 3]
 
 
 def test_outside_utc_the_daily_counts_are_corrected_by_the_hours_that_differ(zoe):
@@ -160,7 +140,7 @@ def test_outside_utc_the_daily_counts_are_corrected_by_the_hours_that_differ(zoe
     ingest([event("2026-03-05T04:00:00Z", "user_login", "zoe", "user", caller="zoe")], now=NOW)
     stat = STATS["entity_activity"]
     filters = {"kind": "user", "name": "zoe", "project": ""}
-    rows = stat.compute(window(tz="America/New_York"), filters, "auto").rows
+    rows = stat.compute(make_window(tz="America/New_York"), filters, "auto").rows
     # The real login (04:00 UTC = 23:00 EST Mar 4) counts on March 4; the
     # daily row now holds 5 + 1, less that login: 5 on March 5.
     assert rows[:2] == [[utc(2026, 3, 4, 5), 1], [utc(2026, 3, 5, 5), 5]]
@@ -179,13 +159,17 @@ def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
     for tz in ("UTC", "Europe/London", "Asia/Kolkata", "America/New_York"):
         for name in names:
             rows = both(
-                "entity_activity", window(tz=tz, period="30d"), kind="user", name=name, project=""
+                "entity_activity",
+                make_window(tz=tz, period="30d"),
+                kind="user",
+                name=name,
+                project="",
             )
             assert sum(n for _, n in rows) > 0
 
 
 def test_a_users_events_per_type_count_own_others_and_memberships_once(zoe):
-    rows = both("entity_events", window(tz="UTC"), kind="user", name="zoe", project="")
+    rows = both("entity_events", make_window(tz="UTC"), kind="user", name="zoe", project="")
     assert [r[:3] for r in rows] == [
         ["user_login", 2, 1],  # her own two (one failed) and admin-zoe's about her
         ["org_member_added", 1, 0],

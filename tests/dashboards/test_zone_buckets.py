@@ -6,39 +6,14 @@ same counts from raw `events`, to the event on either side of each edge."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.http import QueryDict
 
 from audit.ingest import ingest
 from audit.models import HourlyCount, HourlyLoginUser
 from dashboards import queries
 from dashboards.stats import STATS
-from sphere_stats.windows import Window
-from tests.dashboards.conftest import event
+from tests.dashboards.conftest import both, event, login, make_window, utc
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-def login(ts: str, user: str = "alice", success: bool = True) -> dict:
-    return event(ts, "user_login", user, "user", caller=user, success=success)
-
-
-def window(**query: str) -> Window:
-    data = QueryDict(mutable=True)
-    data.update(query)
-    return Window.from_query(data, now=NOW)
-
-
-def both(name: str, win: Window, **filters) -> list:
-    """The stat from the pre-aggregates, asserted equal to the one from raw events."""
-    stat = STATS[name]
-    values = {p.name: p.default for p in stat.params} | filters
-    auto = stat.compute(win, values, "auto").rows
-    assert auto == stat.compute(win, values, "raw").rows
-    return auto
 
 
 # Local midnight of March 6 is 18:30 UTC on March 5 in Kolkata, 18:15 in
@@ -66,7 +41,7 @@ def edges(db):
 
 
 def test_a_kolkata_day_begins_at_18_30_utc_inside_an_hourly_row(edges):
-    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = both("logins", days)
     # Mar 5 (from 18:30 UTC Mar 4): 17:59, 18:00, 18:14:59, 18:15 (failed), 18:29:59.
     # Mar 6: 18:30 (failed), 18:59:59, 19:00 and carol's 18:20 on Mar 6.
@@ -82,7 +57,7 @@ def test_a_kolkata_day_begins_at_18_30_utc_inside_an_hourly_row(edges):
 
 
 def test_a_kathmandu_day_begins_at_18_15_utc(edges):
-    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kathmandu", res="1d")
+    days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kathmandu", res="1d")
     # Before 18:15 UTC: 17:59, 18:00, bob's 18:14:59; from it on, the rest of the hour.
     assert both("logins", days) == [
         [utc(2026, 3, 4, 18, 15), 3, 0],
@@ -94,7 +69,9 @@ def test_a_kathmandu_day_begins_at_18_15_utc(edges):
 def test_half_hour_zones_count_equally_hourly_weekly_monthly_and_with_filters(edges):
     for tz in ("Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham", "Australia/Lord_Howe"):
         for res in ("1h", "1d", "7d", "30d"):
-            win = window(since="2026-03-05T12:00", until="2026-03-07T03:00", tz=tz, res=res)
+            win = make_window(
+                NOW, since="2026-03-05T12:00", until="2026-03-07T03:00", tz=tz, res=res
+            )
             assert both("events_by_type", win), (tz, res)
             assert both("events_by_type", win, event_type=["user_login"], success=False)
             assert both("logins", win)
@@ -113,13 +90,13 @@ def test_the_hours_a_kolkata_day_does_not_cut_come_from_the_pre_aggregate(edges)
     HourlyCount.objects.create(
         bucket=utc(2026, 3, 6, 3), event_type="user_login", success=True, n=7
     )
-    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {r[0]: r[1:] for r in STATS["logins"].compute(days, {}, "auto").rows}
     assert rows[utc(2026, 3, 5, 18, 30)] == [3 + 7, 1]
 
 
 def test_active_users_of_a_kolkata_day_split_the_hour_midnight_cuts(edges):
-    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = both("active_users", days)
     # Mar 5 (to 18:30 UTC): alice, and bob at 18:14:59. Mar 6: bob at 18:59:59,
     # alice at 19:00, carol at 18:20 on Mar 6. Mar 7: carol's 18:40.
@@ -140,7 +117,7 @@ def test_active_users_read_the_whole_hours_from_the_pre_aggregate(edges):
     # 03:00 UTC lies inside March 6 in Kolkata; 18:00 UTC is read raw.
     HourlyLoginUser.objects.create(hour=utc(2026, 3, 6, 3), username="zed", n=1)
     HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1)
-    days = window(since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
+    days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {
         r[1]: r[2] for r in STATS["active_users"].compute(days, {}, "auto").rows if r[0] == "day"
     }
@@ -192,7 +169,7 @@ def dst_change(db):
 
 
 def test_lord_howe_days_follow_its_30_minute_dst_change(dst_change):
-    days = window(since="2026-04-03", until="2026-04-06", tz=LORD_HOWE, res="1d")
+    days = make_window(NOW, since="2026-04-03", until="2026-04-06", tz=LORD_HOWE, res="1d")
     # April 5 lasts 24.5 hours: 13:00 UTC April 4 to 13:30 UTC April 5.
     assert both("logins", days) == [
         [utc(2026, 4, 2, 13), 1, 0],  # 12:59 Apr 3
@@ -204,18 +181,24 @@ def test_lord_howe_days_follow_its_30_minute_dst_change(dst_change):
 
 def test_lord_howe_hours_across_the_dst_change_equal_raw_events(dst_change):
     for res in ("1h", "1d", "7d", "30d"):
-        win = window(since="2026-04-04T10:00", until="2026-04-06T02:00", tz=LORD_HOWE, res=res)
+        win = make_window(
+            NOW, since="2026-04-04T10:00", until="2026-04-06T02:00", tz=LORD_HOWE, res=res
+        )
         rows = both("logins", win)
         assert both("active_users", win), res
         # From 23:00 UTC Apr 3 to 15:30 UTC Apr 5.
         assert sum(r[1] for r in rows) == 14, res
     # 20:00 +11 to 04:00 +10:30 (09:00 to 17:30 UTC), through the repeated half hour.
-    hours = window(since="2026-04-04T20:00", until="2026-04-05T04:00", tz=LORD_HOWE, res="1h")
+    hours = make_window(
+        NOW, since="2026-04-04T20:00", until="2026-04-05T04:00", tz=LORD_HOWE, res="1h"
+    )
     assert sum(r[1] for r in both("logins", hours)) == 10
 
 
 def test_a_window_of_a_few_minutes_in_kolkata_is_counted_from_raw_events(edges):
-    win = window(since="2026-03-05T18:20Z", until="2026-03-05T18:40Z", tz="Asia/Kolkata", res="1h")
+    win = make_window(
+        NOW, since="2026-03-05T18:20Z", until="2026-03-05T18:40Z", tz="Asia/Kolkata", res="1h"
+    )
     assert both("logins", win) == [[utc(2026, 3, 5, 17, 30), 1, 0], [utc(2026, 3, 5, 18, 30), 0, 1]]
 
 
