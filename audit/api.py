@@ -11,10 +11,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from ninja import Field, Query, Router, Schema
+from pydantic import ConfigDict
 
 from audit.export import Export, ExportError, accepts_gzip, parse_fields
 from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
-from audit.ingest import IngestError, ingest, parse_body
+from audit.ingest import (
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_NAME_LENGTH,
+    NOT_BLANK,
+    SLUG,
+    TIMESTAMP,
+    IngestError,
+    ingest,
+    parse_body,
+)
 from audit.models import Event
 from sphere_stats.api import ERRORS, ApiError, Error, token_auth
 from sphere_stats.ratelimit import rate_limit
@@ -25,19 +35,30 @@ INGEST_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 class EventIn(Schema):
+    # The limits audit.ingest.validate_event enforces, from its own
+    # constants, so the schema a client reads is the check it meets (and
+    # schemathesis sends mostly valid events, which reach the database).
+    # What a schema cannot say stays the validator's alone: a timestamp no
+    # more than 5 minutes ahead, text without NUL, each known event type's
+    # payload fields.
+    model_config = ConfigDict(extra="forbid")
+
     event_uuid: uuid.UUID | None = Field(None, description="Generated when absent.")
     timestamp: str | None = Field(
         None,
         description="RFC 3339 with an offset, or PostgreSQL's text form; absent means now.",
         examples=["2026-04-23T20:50:23.597554Z"],
+        pattern=TIMESTAMP.pattern,
     )
-    event_type: str = Field(..., examples=["org_member_added"])
-    caller: str = Field(..., examples=["glawler"])
-    subject: str = Field(..., examples=["orgtest"])
-    subject_type: str = Field(..., examples=["organization"])
-    target: str | None = None
+    event_type: str = Field(..., examples=["org_member_added"], pattern=SLUG.pattern)
+    caller: str = Field(..., examples=["glawler"], max_length=MAX_NAME_LENGTH)
+    subject: str = Field(
+        ..., examples=["orgtest"], max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK.pattern
+    )
+    subject_type: str = Field(..., examples=["organization"], pattern=SLUG.pattern)
+    target: str | None = Field(None, max_length=MAX_NAME_LENGTH)
     success: bool
-    error_message: str | None = None
+    error_message: str | None = Field(None, max_length=MAX_ERROR_MESSAGE_LENGTH)
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -77,6 +98,12 @@ class EventPage(Schema):
 # Inlined rather than a $ref: no operation takes EventIn as a parameter, so
 # ninja leaves it out of components and a $ref would dangle.
 _EVENT_IN = EventIn.model_json_schema()
+_EVENT_ARRAY = {
+    "type": "array",
+    "items": _EVENT_IN,
+    "minItems": 1,
+    "maxItems": settings.INGEST_MAX_EVENTS,
+}
 _INGEST_BODY = {
     "requestBody": {
         "required": True,
@@ -85,16 +112,11 @@ _INGEST_BODY = {
                 "schema": {
                     "oneOf": [
                         _EVENT_IN,
-                        {"type": "array", "items": _EVENT_IN},
+                        _EVENT_ARRAY,
                         {
                             "type": "object",
                             "required": ["events"],
-                            "properties": {
-                                "events": {
-                                    "type": "array",
-                                    "items": _EVENT_IN,
-                                }
-                            },
+                            "properties": {"events": _EVENT_ARRAY},
                         },
                     ]
                 }

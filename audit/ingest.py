@@ -33,6 +33,8 @@ MAX_PAYLOAD_DEPTH = 16
 FIELDS = Event.COLUMNS
 FIELD_SET = frozenset(FIELDS)
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# A required name must hold something besides whitespace.
+NOT_BLANK = re.compile(r"\S")
 TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}(:?\d{2})?)$"
 )
@@ -283,7 +285,7 @@ def _string(
     if not isinstance(value, str):
         errors.append((name, "must be a string"))
         return None
-    if not allow_empty and not value.strip():
+    if not allow_empty and not NOT_BLANK.search(value):
         errors.append((name, "must not be empty"))
         return None
     if len(value) > limit:

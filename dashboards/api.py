@@ -1,7 +1,7 @@
 """The stats API: every stat of the registry as JSON or CSV (mounted under /api/v1/)."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -75,6 +75,17 @@ class StatOut(Schema):
     source: str
     columns: list[StatColumn]
     rows: list[list[Any]]
+
+
+class StatNames:
+    """A stat name's schema: the registered stats as an enum, read from the
+    registry each time the schema is generated, so a stat added later is
+    listed too. An unknown name still gets the API's 404."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler) -> dict:
+        schema = handler(core_schema)
+        schema["enum"] = sorted(STATS)
+        return schema
 
 
 class StatQuery(Schema):
@@ -175,7 +186,9 @@ def list_stats(request: HttpRequest) -> dict:
         }
     },
 )
-def get_stat(request: HttpRequest, name: str, query: Query[StatQuery]) -> Any:
+def get_stat(
+    request: HttpRequest, name: Annotated[str, StatNames()], query: Query[StatQuery]
+) -> Any:
     """One stat over a window: columns and rows (JSON), or CSV with format=csv."""
     stat = STATS.get(name)
     if stat is None:
