@@ -5,14 +5,14 @@ from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
 from ninja.security import SessionAuth
 
 from dashboards import queries
 from dashboards.stats import STATS, Stat, StatError, serialize_rows, to_csv
 from sphere_stats.api import ERRORS, ApiError, token_auth
 from sphere_stats.roles import Role, has_role
-from sphere_stats.windows import MAX_BUCKETS, Window, WindowError
+from sphere_stats.windows import MAX_BUCKETS, PERIODS, RESOLUTIONS, Window, WindowError
 
 router = Router(tags=["stats"])
 
@@ -88,11 +88,18 @@ class StatNames:
         return schema
 
 
+# The window's choices, from sphere_stats.windows, which parses them. The
+# schema lists them; Window.from_query still checks them, so a bad value
+# gets the window's own 400 naming the parameter.
+PERIOD_CHOICES = [*PERIODS, "custom"]
+RES_CHOICES = list(RESOLUTIONS)
+
+
 class StatQuery(Schema):
-    period: str | None = None
+    period: str | None = Field(None, json_schema_extra={"enum": PERIOD_CHOICES})
     since: str | None = None
     until: str | None = None
-    res: str | None = None
+    res: str | None = Field(None, json_schema_extra={"enum": RES_CHOICES})
     tz: str | None = None
     format: Literal["json", "csv"] = "json"
     source: Literal["auto", "raw"] = "auto"
@@ -111,7 +118,7 @@ WINDOW_PARAMETERS = [
         type="string",
         description="last 1h, 24h, 7d, 30d, 90d, 1y, all, or custom (with since/until)",
         default="30d",
-        choices=["1h", "24h", "7d", "30d", "90d", "1y", "all", "custom"],
+        choices=PERIOD_CHOICES,
     ),
     StatParam(name="since", type="string", description="custom range start (date or time)"),
     StatParam(name="until", type="string", description="custom range end (a date includes it)"),
@@ -119,7 +126,7 @@ WINDOW_PARAMETERS = [
         name="res",
         type="string",
         description="bucket size; chosen from the period's length when absent",
-        choices=["1h", "1d", "7d", "30d"],
+        choices=RES_CHOICES,
     ),
     StatParam(name="tz", type="string", description="display time zone (IANA)", default="UTC"),
     StatParam(name="format", type="string", default="json", description="json or csv"),

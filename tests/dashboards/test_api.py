@@ -120,3 +120,16 @@ def test_an_event_type_filter_must_name_a_known_or_stored_type(token_client, dat
     rows = token_client.get(url + "portal_beta_feature&event_type=user_login").json()["rows"]
     assert ["2026-03-08T00:00:00-05:00", "portal_beta_feature", 1] in rows
     assert {r[1] for r in rows} == {"portal_beta_feature", "user_login"}
+
+
+def test_the_schema_lists_exactly_the_periods_and_resolutions_a_stat_accepts(token_client):
+    operation = token_client.get("/api/v1/openapi.json").json()["paths"]
+    parameters = {p["name"]: p for p in operation["/api/v1/stats/{name}"]["get"]["parameters"]}
+    for name, extra in (("period", "&since=2026-03-06"), ("res", "&period=30d")):
+        choices = parameters[name]["schema"]["enum"]
+        for choice in choices:
+            response = token_client.get(f"/api/v1/stats/logins?{name}={choice}{extra}")
+            assert response.status_code == 200, (name, choice, response.json())
+        response = token_client.get(f"/api/v1/stats/logins?{name}=2w{extra}")
+        assert response.status_code == 400
+        assert response.json()["details"][0]["field"] == name
