@@ -8,6 +8,7 @@ import time_machine
 from django.test import Client
 
 from audit.ingest import ingest
+from dashboards.stats import STATS, Stat, register
 from sphere_stats.models import ApiToken
 from tests.dashboards.conftest import NOW, event
 
@@ -122,14 +123,37 @@ def test_an_event_type_filter_must_name_a_known_or_stored_type(token_client, dat
     assert {r[1] for r in rows} == {"portal_beta_feature", "user_login"}
 
 
+def stat_parameters(client: Client) -> dict[tuple[str, str], dict]:
+    """The parameters of GET /api/v1/stats/{name} in the served schema, by
+    (where, name): the path's `name` and the query's `name` are two."""
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    return {(p["in"], p["name"]): p for p in paths["/api/v1/stats/{name}"]["get"]["parameters"]}
+
+
 def test_the_schema_lists_exactly_the_periods_and_resolutions_a_stat_accepts(token_client):
-    operation = token_client.get("/api/v1/openapi.json").json()["paths"]
-    parameters = {p["name"]: p for p in operation["/api/v1/stats/{name}"]["get"]["parameters"]}
+    parameters = stat_parameters(token_client)
     for name, extra in (("period", "&since=2026-03-06"), ("res", "&period=30d")):
-        choices = parameters[name]["schema"]["enum"]
+        choices = parameters["query", name]["schema"]["enum"]
         for choice in choices:
             response = token_client.get(f"/api/v1/stats/logins?{name}={choice}{extra}")
             assert response.status_code == 200, (name, choice, response.json())
         response = token_client.get(f"/api/v1/stats/logins?{name}=2w{extra}")
         assert response.status_code == 400
         assert response.json()["details"][0]["field"] == name
+
+
+def test_a_stat_name_in_the_schema_is_one_of_the_registered_stats(token_client):
+    assert stat_parameters(token_client)["path", "name"]["schema"]["enum"] == sorted(STATS)
+
+
+def test_a_stat_registered_later_is_in_the_next_schema(token_client):
+    @register
+    class Late(Stat):
+        name = "late_plugin_stat"
+        title = "Late"
+
+    try:
+        enum = stat_parameters(token_client)["path", "name"]["schema"]["enum"]
+        assert "late_plugin_stat" in enum
+    finally:
+        del STATS["late_plugin_stat"]
