@@ -1,439 +1,134 @@
-"""Entity pre-aggregates: the state of every user, org, project, experiment,
-realization and materialization, and the intervals it spent in each state.
+"""The pre-aggregates of `events`, each declared once.
 
-Mechanism: `refresh_for_rows` runs inside the ingest transaction, right after
-the INSERT into `events`. It collects the entities the batch's lifecycle
-events touch, locks them (advisory locks in a fixed order, so two concurrent
-batches about one user serialise), re-reads each one's complete lifecycle
-from `events` (idx_events_lifecycle) and replaces its rows in `entities` and
-`entity_intervals`. Recomputing from the table, rather than applying a delta,
-keeps the result exact for late and out-of-order events; a re-sent event is
-not inserted, so it changes nothing. Pages are therefore as fresh as the
-table: an event counts as soon as its ingest transaction commits.
+Every table here is derived from `events` alone and kept exact by
+statement-level triggers on `events` (AFTER INSERT, DELETE, UPDATE and
+TRUNCATE, with transition tables), whoever writes the rows: ingest, the
+portal's own INSERTs, psql, COPY, pg_restore, a prune. A row counts the
+moment its transaction commits, and a deleted row stops counting the same
+way; nothing has to call the API or run a command.
 
-The counting pre-aggregates (event_counts_hourly, the daily caller and
-project counts, org_memberships) are written by the ingest statement itself
-(audit/ingest.py INSERT_SQL); this module rebuilds them from `events`.
+Three families, each a list of declarations below:
 
-Events are only ever inserted. Whoever deletes events (a prune) calls
-`rebuild_aggregates(start, end)` in the same transaction; the
-`rebuild_aggregates` command rebuilds everything from scratch.
+- COUNT_TABLES: counts per UTC hour or day and some keys (event type and
+  outcome, caller, project, login user). One CountTable says which rows it
+  counts, grouped how; from it come the trigger's upsert (+1 per inserted
+  row, -1 per deleted one), the rebuild of a time range, the comparison
+  with the raw table (verify_aggregates) and nothing else to keep in step.
+- MEMBERSHIPS: the latest membership event of each (org, kind, member).
+- ENTITIES: every user, organization, project, experiment, realization and
+  materialization with its state and the intervals it spent in each state,
+  folded by one SQL statement (ENTITY_FOLD) from the entity's successful
+  lifecycle events, preceded by a "seen" step at its first mention when it
+  appears in an event before any lifecycle event of its own (it predates
+  the log). What each event type does comes from audit/catalog.py.
+
+`install()` runs after every `migrate` (audit/apps.py): it (re)creates the
+trigger functions from these declarations and rebuilds, with a progress bar,
+each pre-aggregate whose declaration changed since it was last built (all of
+them on a database adopted with rows in it). The digest of each declaration
+is kept in `aggregate_definitions`.
 """
 
-import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from itertools import groupby
-from typing import Any
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from tqdm import tqdm
 
-from audit.models import (
-    LIFECYCLE_TYPES,
-    ORG_MEMBER_TYPES,
-    PROJECT_OF_EVENT,
-    DailyCallerCount,
-    DailyCount,
-    DailyProjectCount,
-    Entity,
-    EntityInterval,
-    HourlyCount,
-    HourlyLoginUser,
-    OrgMembership,
-)
-from sphere_stats.db import bulk_cursor
-
-GONE = Entity.GONE
-# event type -> (entity kind, what it does: "create" or the state it sets)
-ACTIONS: dict[str, tuple[str, str]] = {
-    "user_created": ("user", "create"),
-    "user_activated": ("user", "active"),
-    "user_frozen": ("user", "frozen"),
-    "user_declined": ("user", GONE),
-    "user_deleted": ("user", GONE),
-    "org_created": ("organization", "create"),
-    "org_deleted": ("organization", GONE),
-    "project_created": ("project", "create"),
-    "project_deleted": ("project", GONE),
-    "experiment_created": ("experiment", "create"),
-    "experiment_deleted": ("experiment", GONE),
-    "realization_allocated": ("realization", "create"),
-    "realization_freed": ("realization", GONE),
-    "materialization_allocated": ("materialization", "create"),
-    "materialization_freed": ("materialization", GONE),
-}
-assert set(ACTIONS) == set(LIFECYCLE_TYPES)
-# The state a "create" gives an entity that does not exist. A create of an
-# entity that exists changes nothing (a user stays active).
-INITIAL = {
-    "user": "pending",
-    "organization": "exists",
-    "project": "exists",
-    "experiment": "exists",
-    "realization": "active",
-    "materialization": "active",
-}
-KINDS = tuple(INITIAL)
-TYPES_OF_KIND = {kind: [t for t, (k, _) in ACTIONS.items() if k == kind] for kind in KINDS}
+from audit import catalog
+from audit.catalog import CATALOGUED, CREATE, ENTITY_KINDS, GONE
+from audit.models import PROJECT_OF_EVENT
 
 Key = tuple[str, str, str]  # (kind, scope, name)
+ENTITY_LOCK = 7_400_042  # pg_advisory_xact_lock key, see REFRESH_FUNCTION
 
 
-def entity_key(
-    event_type: str, subject: str, target: str | None, payload: dict | None
-) -> Key | None:
-    """The entity a lifecycle event is about, or None for other events.
-
-    Experiments are named within their project; realizations and
-    materializations within their facility (the event's target).
-    """
-    action = ACTIONS.get(event_type)
-    if action is None:
-        return None
-    kind = action[0]
-    if kind == "experiment":
-        scope = str((payload or {}).get("project") or "")
-    elif kind in ("realization", "materialization"):
-        scope = target or ""
-    else:
-        scope = ""
-    return kind, scope, subject
+def _quoted(names) -> str:
+    """A SQL list of literals: catalog names and states are slugs."""
+    return ", ".join(f"'{name}'" for name in names)
 
 
-@dataclass
-class Lifecycle:
-    """One successful lifecycle event, as the fold needs it."""
+LIFECYCLE = _quoted(catalog.LIFECYCLE_TYPES)
+MEMBER_TYPES = _quoted(t for types in catalog.MEMBER_TYPES.values() for t in types)
+ORG_MEMBER_TYPES = _quoted(catalog.MEMBER_TYPES["organization"])
+SEEN_KINDS = _quoted(k.name for k in ENTITY_KINDS.values() if k.seen)
 
-    event_type: str
-    timestamp: datetime
-    caller: str
-    category: str | None
-    description: str | None
-
-
-@dataclass
-class Folded:
-    intervals: list[list]  # [state, valid_from, valid_to | None]
-    state: str
-    since: datetime | None
-    until: datetime | None
-    created_by: str
-    category: str
-    description: str
-    first_seen: datetime
-    last_change: datetime
-    # The newest lifecycle event folded in: a later event can resume from here.
-    last_event: datetime | None = None
+# The scope an entity is named in, for an event about it (alias e):
+# experiments within their project, realizations within their facility.
+SCOPE_OF_EVENT = (
+    "CASE e.subject_type WHEN 'experiment' THEN coalesce(e.payload->>'project', '') "
+    "WHEN 'realization' THEN coalesce(e.target, '') "
+    "WHEN 'materialization' THEN coalesce(e.target, '') ELSE '' END"
+)
 
 
-def fold(kind: str, events: Iterable[Lifecycle], start: Folded | None = None) -> Folded | None:
-    """Replay one entity's lifecycle events (oldest first) into its state
-    history. Created or activated makes it exist, deleted (or declined)
-    ends that; a later create starts a new existence (re-creation).
-
-    With `start` (the stored result of folding every earlier event), only
-    the events after those are replayed: the same answer as a full replay.
-    """
-    state, intervals = GONE, []
-    since = until = None
-    created_by = category = description = ""
-    first = last = last_event = None
-    if start is not None:
-        state, since, until = start.state, start.since, start.until
-        created_by, category, description = start.created_by, start.category, start.description
-        first, last, last_event = start.first_seen, start.last_change, start.last_event
-        # The open interval of the current state began at its last change.
-        intervals = [[state, last, None]] if state != GONE else []
-    for event in events:
-        last_event = event.timestamp
-        first = first or event.timestamp
-        action = ACTIONS[event.event_type][1]
-        new = (INITIAL[kind] if state == GONE else state) if action == "create" else action
-        if new != state:
-            last = event.timestamp
-            if state != GONE:
-                intervals[-1][2] = event.timestamp
-            if new != GONE:
-                intervals.append([new, event.timestamp, None])
-            if state == GONE:
-                since, until = event.timestamp, None
-                created_by, category, description = event.caller, "", ""
-            if new == GONE:
-                until = event.timestamp
-            state = new
-        if action == "create" and state != GONE:
-            category = event.category if event.category is not None else category
-            description = event.description if event.description is not None else description
-    if first is None:
-        return None
-    return Folded(
-        intervals=intervals,
-        state=state,
-        since=since,
-        until=until,
-        created_by=created_by,
-        category=category,
-        description=description,
-        first_seen=first,
-        last_change=last or first,
-        last_event=last_event,
-    )
-
-
-# --- reading lifecycles ---------------------------------------------------------
-
-LIFECYCLE_SQL = """
-SELECT subject, event_type, coalesce(payload->>'project', ''), coalesce(target, ''),
-       timestamp, caller, payload->>'category', payload->>'description'
-FROM events
-WHERE subject_type = %s AND subject = ANY(%b) AND success
-  AND event_type IN ({types})
-ORDER BY subject, timestamp, event_uuid
-"""
-# The IN list is spelled out (not a parameter) so the planner can prove the
-# predicate of the partial index idx_events_lifecycle.
-_ALL_TYPES_SQL = ", ".join(f"'{t}'" for t in LIFECYCLE_TYPES)
-
-
-def _read_lifecycles(kind: str, names: list[str]) -> dict[Key, list[Lifecycle]]:
-    """Every successful lifecycle event of the named entities of one kind."""
-    found: dict[Key, list[Lifecycle]] = {}
-    with bulk_cursor() as cursor:
-        # subject_type equals the kind for every lifecycle event type.
-        cursor.execute(LIFECYCLE_SQL.format(types=_ALL_TYPES_SQL), [kind, names])
-        for subject, event_type, project, target, ts, caller, category, description in cursor:
-            if ACTIONS[event_type][0] != kind:
-                continue
-            key = entity_key(event_type, subject, target, {"project": project})
-            found.setdefault(key, []).append(
-                Lifecycle(event_type, ts, caller, category, description)
-            )
-    return found
-
-
-# --- writing ------------------------------------------------------------------------
-
-
-def _lock(keys: list[Key]) -> None:
-    # Sorted by hash inside the subquery, so every transaction takes its
-    # locks in the same order and two batches cannot deadlock on entities.
-    with bulk_cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(h)) FROM ("
-            "  SELECT hashtextextended(k, 7) AS h FROM unnest(%b::text[]) AS k ORDER BY 1"
-            ") AS s",
-            [["\x1f".join(key) for key in keys]],
-        )
-
-
-def _replace(folded: dict[Key, Folded | None]) -> None:
-    """Replace the rows of these entities with their recomputed state."""
-    if not folded:
-        return
-    _delete(list(folded), open_intervals_only=False)
-    _insert([(key, f) for key, f in folded.items() if f is not None])
-
-
-def _delete(keys: list[Key], *, open_intervals_only: bool) -> None:
-    """Delete these entities' rows: all their intervals, or only the open one."""
-    if not keys:
-        return
-    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
-    which = "valid_to IS NULL AND" if open_intervals_only else ""
-    with bulk_cursor() as cursor:
-        for table, condition in (("entity_intervals", which), ("entities", "")):
-            cursor.execute(
-                f"DELETE FROM {table} WHERE {condition} (kind, scope, name) IN "
-                "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-                [kinds, scopes, names],
-            )
-
-
-def _insert(items: list[tuple[Key, Folded]]) -> None:
-    if not items:
-        return
-    intervals = [(*key, state, start, end) for key, f in items for state, start, end in f.intervals]
-    with bulk_cursor() as cursor:
-        if intervals:
-            cursor.execute(
-                "INSERT INTO entity_intervals (kind, scope, name, state, valid_from, valid_to) "
-                "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
-                "%b::timestamptz[], %b::timestamptz[])",
-                [list(column) for column in zip(*intervals, strict=True)],
-            )
-        rows = [
-            (
-                *key,
-                f.state,
-                f.since,
-                f.until,
-                f.created_by,
-                f.category,
-                f.description,
-                f.first_seen,
-                f.last_change,
-                f.last_event,
-            )
-            for key, f in items
-        ]
-        cursor.execute(
-            "INSERT INTO entities (kind, scope, name, state, since, until, created_by, "
-            "category, description, first_seen, last_change, last_event_at) "
-            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], "
-            "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], "
-            "%b::timestamptz[], %b::timestamptz[], %b::timestamptz[])",
-            [list(column) for column in zip(*rows, strict=True)],
-        )
-
-
-def refresh_entities(keys: Iterable[Key], *, locked: bool = False) -> None:
-    """Recompute these entities from all their events (inside a transaction)."""
-    keys = sorted(set(keys))
-    if not keys:
-        return
-    if not locked:
-        _lock(keys)
-    folded: dict[Key, Folded | None] = {}
-    for kind, group in groupby(keys, key=lambda k: k[0]):
-        group = list(group)
-        lifecycles = _read_lifecycles(kind, sorted({name for _, _, name in group}))
-        for key in group:
-            folded[key] = fold(kind, lifecycles.get(key, []))
-    _replace(folded)
-
-
-def _payload_text(value: Any) -> str | None:
-    # What `payload->>'key'` gives for the same value, as the full path reads it.
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def _stored(keys: list[Key]) -> dict[Key, Folded]:
-    """The stored state of these entities, for those that have one."""
-    kinds, scopes, names = (list(column) for column in zip(*keys, strict=True))
-    with bulk_cursor() as cursor:
-        cursor.execute(
-            "SELECT kind, scope, name, state, since, until, created_by, category, description, "
-            "first_seen, last_change, last_event_at FROM entities "
-            "WHERE (kind, scope, name) IN "
-            "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))",
-            [kinds, scopes, names],
-        )
-        return {
-            (kind, scope, name): Folded([], *rest) for kind, scope, name, *rest in cursor.fetchall()
-        }
-
-
-def _keyed(rows: Iterable[Any]) -> Iterator[tuple[Key, Any]]:
-    for row in rows:
-        if row.success:
-            key = entity_key(row.event_type, row.subject, row.target, row.payload)
-            if key is not None:
-                yield key, row
-
-
-def entity_keys(rows: Iterable[Any]) -> set[Key]:
-    """The entities that successful lifecycle events among `rows` are about."""
-    return {key for key, _ in _keyed(rows)}
-
-
-def refresh_for_rows(rows: Iterable[Any]) -> None:
-    """Called by audit.ingest.store() with the rows it just inserted, in the
-    same transaction: bring every entity a successful lifecycle event of the
-    batch is about up to date.
-
-    Events usually arrive in order, so most entities resume from their stored
-    state with just the batch's events: no re-read of their history, whose
-    length would otherwise make ingest slower as the table grows. An entity
-    with no stored row has no earlier lifecycle event to read. An event that
-    is not newer than the entity's newest folded event (late, or at the same
-    instant) takes the full path: a re-read of its whole lifecycle.
-    """
-    batch: dict[Key, list[Any]] = {}
-    for key, row in _keyed(rows):
-        batch.setdefault(key, []).append(row)
-    if not batch:
-        return
-    keys = sorted(batch)
-    _lock(keys)
-    stored = _stored(keys)
-    resumed: dict[Key, Folded] = {}
-    full: list[Key] = []
-    for key in keys:
-        events = sorted(batch[key], key=lambda r: (r.timestamp, str(r.event_uuid)))
-        start = stored.get(key)
-        if start is not None and (
-            start.last_event is None or events[0].timestamp <= start.last_event
-        ):
-            full.append(key)
-            continue
-        lifecycle = [
-            Lifecycle(
-                r.event_type,
-                r.timestamp,
-                r.caller,
-                _payload_text(r.payload.get("category")),
-                _payload_text(r.payload.get("description")),
-            )
-            for r in events
-        ]
-        resumed[key] = fold(key[0], lifecycle, start)
-    if resumed:
-        _replace_resumed(resumed, [key for key in resumed if key in stored])
-    if full:
-        refresh_entities(full, locked=True)
-
-
-def _replace_resumed(folded: dict[Key, Folded], existing: list[Key]) -> None:
-    """Write resumed entities: their closed intervals stay, the open one and
-    the entity row are replaced."""
-    _delete(existing, open_intervals_only=True)
-    _insert(list(folded.items()))
-
-
-# --- rebuilding (after deleting events, or from scratch) --------------------------------
-
-
-def _all_lifecycles() -> Iterator[tuple[Key, list[Lifecycle]]]:
-    # A named (server-side) cursor: memory stays flat at any table size.
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(
-            "SELECT subject_type, subject, event_type, coalesce(payload->>'project', ''), "
-            "coalesce(target, ''), timestamp, caller, payload->>'category', "
-            "payload->>'description' FROM events "
-            f"WHERE success AND event_type IN ({_ALL_TYPES_SQL}) "
-            "ORDER BY subject_type, subject, timestamp, event_uuid"
-        )
-        current: tuple[str, str] | None = None
-        pending: dict[Key, list[Lifecycle]] = {}
-        for subject_type, subject, event_type, project, target, ts, caller, cat, desc in cursor:
-            if (subject_type, subject) != current:
-                yield from pending.items()
-                pending, current = {}, (subject_type, subject)
-            key = entity_key(event_type, subject, target, {"project": project})
-            pending.setdefault(key, []).append(Lifecycle(event_type, ts, caller, cat, desc))
-        yield from pending.items()
+# --- counting tables ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CountTable:
-    """A counting pre-aggregate, as its rebuild from `events` sees it: the
-    rows matching `only`, grouped by the UTC `unit` (hour or day) in column
-    `time` and by `keys`, with `counts`. Each key and count is (its column,
-    its SQL over `events`): the columns and groups the ingest statement
-    (audit/ingest.py INSERT_SQL) writes for the rows it inserts."""
+    """Rows of `events` matching `only`, counted per UTC `unit` (hour or
+    day, in column `time`) and `keys`. Each key and count is (its column,
+    its SQL over an events row). The first count is count(*): a group whose
+    first count falls to 0 has no rows left and its row is deleted."""
 
-    model: type
+    table: str
     time: str
     unit: str
     keys: tuple[tuple[str, str], ...]
     counts: tuple[tuple[str, str], ...] = (("n", "count(*)"),)
     only: str = "TRUE"
 
-    def rebuild(self, cursor, start: datetime | None, end: datetime | None) -> None:
-        """Recompute the hours or days overlapping [start, end) (None: unbounded)."""
+    @property
+    def name(self) -> str:
+        return self.table
+
+    @property
+    def definition(self) -> str:
+        return repr(self)
+
+    def _grouped(self, rows: str, sign: int = 1, where: str = "TRUE") -> str:
+        select = ", ".join(
+            [f"date_trunc('{self.unit}', timestamp, 'UTC')"]
+            + [sql for _, sql in self.keys]
+            + [f"{sign} * {sql}" if sign != 1 else sql for _, sql in self.counts]
+        )
+        groups = ", ".join(str(i) for i in range(1, len(self.keys) + 2))
+        # Sorted so that concurrent statements lock the rows in one order.
+        return (
+            f"SELECT {select} FROM {rows} WHERE ({self.only}) AND ({where}) "
+            f"GROUP BY {groups} ORDER BY {groups}"
+        )
+
+    def _columns(self) -> str:
+        return ", ".join([self.time, *(c for c, _ in self.keys), *(c for c, _ in self.counts)])
+
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        """The trigger's statements: add (sign 1) or take back (-1) `rows`."""
+        key_columns = ", ".join([self.time, *(c for c, _ in self.keys)])
+        added = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.counts)
+        statements = [
+            f"INSERT INTO {self.table} AS t ({self._columns()}) {self._grouped(rows, sign)} "
+            f"ON CONFLICT ({key_columns}) DO UPDATE SET {added}"
+        ]
+        if sign < 0:
+            keys = ", ".join(
+                [f"date_trunc('{self.unit}', timestamp, 'UTC') AS k0"]
+                + [f"{sql} AS k{i}" for i, (_, sql) in enumerate(self.keys, start=1)]
+            )
+            same = " AND ".join(
+                [f"t.{self.time} = g.k0"]
+                + [f"t.{c} = g.k{i}" for i, (c, _) in enumerate(self.keys, start=1)]
+            )
+            statements.append(
+                f"DELETE FROM {self.table} AS t USING (SELECT DISTINCT {keys} FROM {rows} "
+                f"WHERE ({self.only})) AS g WHERE {same} AND t.{self.counts[0][0]} = 0"
+            )
+        return statements
+
+    def _range(self) -> tuple[str, str]:
         # Whole units: from the one `start` falls in to the end of the one
         # `end` falls in (an `end` on a unit's boundary ends its predecessor).
         lo = f"coalesce(date_trunc('{self.unit}', %(start)s::timestamptz, 'UTC'), '-infinity')"
@@ -441,38 +136,84 @@ class CountTable:
             f"coalesce(date_trunc('{self.unit}', %(end)s::timestamptz - interval '1 microsecond',"
             f" 'UTC') + interval '1 {self.unit}', 'infinity')"
         )
+        return lo, hi
+
+    def rebuild(self, cursor, start: datetime | None, end: datetime | None) -> None:
+        """Recompute the hours or days overlapping [start, end) (None: unbounded)."""
+        lo, hi = self._range()
         params = {"start": start, "end": end}
-        table = self.model._meta.db_table
-        columns = ", ".join(name for name, _ in (*self.keys, *self.counts))
-        select = ", ".join(sql for _, sql in (*self.keys, *self.counts))
-        groups = ", ".join(str(i) for i in range(1, len(self.keys) + 2))
         cursor.execute(
-            f"DELETE FROM {table} WHERE {self.time} >= {lo} AND {self.time} < {hi}", params
+            f"DELETE FROM {self.table} WHERE {self.time} >= {lo} AND {self.time} < {hi}", params
         )
-        # In time order, as ingest writes them: a window's rows are then a
-        # few adjacent pages, not rows scattered over the whole table.
+        # In time order, as the triggers write them: a window's rows are then
+        # a few adjacent pages, not rows scattered over the whole table.
         cursor.execute(
-            f"INSERT INTO {table} ({self.time}, {columns}) "
-            f"SELECT date_trunc('{self.unit}', timestamp, 'UTC'), {select} FROM events "
-            f"WHERE ({self.only}) AND timestamp >= {lo} AND timestamp < {hi} "
-            f"GROUP BY {groups} ORDER BY {groups}",
+            f"INSERT INTO {self.table} ({self._columns()}) "
+            + self._grouped("events", where=f"timestamp >= {lo} AND timestamp < {hi}"),
             params,
         )
 
+    def differences(self, cursor, start: datetime | None, end: datetime | None) -> list[str]:
+        """Each group where the table and `events` disagree, as a sentence."""
+        lo, hi = self._range()
+        key_columns = [self.time, *(c for c, _ in self.keys)]
+        counts = [c for c, _ in self.counts]
+        stored = (
+            f"SELECT {', '.join(key_columns + counts)} FROM {self.table} "
+            f"WHERE {self.time} >= {lo} AND {self.time} < {hi}"
+        )
+        computed = self._grouped("events", where=f"timestamp >= {lo} AND timestamp < {hi}")
+        cursor.execute(
+            f"SELECT {', '.join(f's.{c}' for c in key_columns)}, "
+            f"{', '.join(f'r.{c}' for c in key_columns)}, "
+            f"{', '.join(f's.{c}' for c in counts)}, {', '.join(f'r.{c}' for c in counts)} "
+            f"FROM ({stored}) AS s FULL JOIN ({computed}) AS r ({', '.join(key_columns + counts)}) "
+            f"ON {' AND '.join(f's.{c} = r.{c}' for c in key_columns)} "
+            f"WHERE ({', '.join(f's.{c}' for c in counts)}) IS DISTINCT FROM "
+            f"({', '.join(f'r.{c}' for c in counts)}) ORDER BY 1, 2 LIMIT 1000",
+            {"start": start, "end": end},
+        )
+        width = len(key_columns)
+        found = []
+        for row in cursor.fetchall():
+            key = row[:width] if row[0] is not None else row[width : 2 * width]
+            have, want = row[2 * width : 2 * width + len(counts)], row[2 * width + len(counts) :]
+            found.append(
+                f"{self.table} {dict(zip(key_columns, key, strict=True))}: "
+                f"stored {dict(zip(counts, have, strict=True))}, "
+                f"events say {dict(zip(counts, want, strict=True))}"
+            )
+        return found
+
+    def time_span(self, cursor) -> list[tuple[datetime, datetime]]:
+        """The months holding events, as [start, end) chunks of a rebuild."""
+        cursor.execute(
+            "SELECT date_trunc('month', min(timestamp), 'UTC'), max(timestamp) FROM events"
+        )
+        first, last = cursor.fetchone()
+        chunks = []
+        while first is not None and first <= last:
+            nxt = (first.replace(day=1) + _MONTH).replace(day=1)
+            chunks.append((first, nxt))
+            first = nxt
+        return chunks
+
+
+_MONTH = timedelta(days=32)
 
 _TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
 COUNT_TABLES = (
-    CountTable(HourlyCount, "bucket", "hour", _TYPE_AND_OUTCOME),
-    CountTable(DailyCount, "day", "day", _TYPE_AND_OUTCOME),
+    CountTable("event_counts_hourly", "bucket", "hour", _TYPE_AND_OUTCOME),
+    CountTable("event_counts_daily", "day", "day", _TYPE_AND_OUTCOME),
     CountTable(
-        HourlyLoginUser,
+        "login_users_hourly",
         "hour",
         "hour",
         (("username", "subject"),),
         only="event_type = 'user_login' AND success",
     ),
     CountTable(
-        DailyCallerCount,
+        "event_counts_daily_caller",
         "day",
         "day",
         (("caller", "caller"),),
@@ -483,7 +224,7 @@ COUNT_TABLES = (
         ),
     ),
     CountTable(
-        DailyProjectCount,
+        "event_counts_daily_project",
         "day",
         "day",
         (("project", PROJECT_OF_EVENT),),
@@ -507,62 +248,579 @@ COUNT_TABLES = (
 )
 
 
-def rebuild_org_memberships() -> None:
-    """Recompute org_memberships from every membership event: a few percent
-    of the table, read through idx_events_type_ts, so always all of it."""
-    table = OrgMembership._meta.db_table
-    types = ", ".join(f"'{t}'" for t in ORG_MEMBER_TYPES)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table}")
-        cursor.execute(
-            f"INSERT INTO {table} (org, kind, member, last_at, last_uuid, removed) "
-            "SELECT DISTINCT ON (subject, payload->>'kind', target) subject, payload->>'kind', "
-            "target, timestamp, event_uuid, event_type = 'org_member_deleted' FROM events "
-            f"WHERE event_type IN ({types}) AND success "
-            "ORDER BY subject, payload->>'kind', target, timestamp DESC, event_uuid DESC"
+# --- the latest membership event per (org, kind, member) -------------------------------
+
+
+@dataclass(frozen=True)
+class LatestMemberships:
+    """org_memberships: the newest (timestamp, event_uuid) successful
+    membership event of each (organization, payload.kind, member), and
+    whether it removed the member. An inserted event replaces a row only if
+    it is newer, so arrival order does not matter; a deleted event's keys
+    are recomputed from what remains."""
+
+    table: str = "org_memberships"
+    types: str = ORG_MEMBER_TYPES
+    removals: str = _quoted(catalog.MEMBER_REMOVALS)
+
+    @property
+    def name(self) -> str:
+        return self.table
+
+    @property
+    def definition(self) -> str:
+        return repr(self)
+
+    def _latest(self, rows: str, where: str = "TRUE") -> str:
+        return (
+            "SELECT DISTINCT ON (e.subject, e.payload->>'kind', e.target) e.subject, "
+            f"e.payload->>'kind', e.target, e.timestamp, e.event_uuid, "
+            f"e.event_type IN ({self.removals}) FROM {rows} AS e "
+            f"WHERE e.event_type IN ({self.types}) AND e.success AND ({where}) "
+            "ORDER BY e.subject, e.payload->>'kind', e.target, e.timestamp DESC, "
+            "e.event_uuid DESC"
         )
 
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        columns = "org, kind, member, last_at, last_uuid, removed"
+        if sign > 0:
+            return [
+                f"INSERT INTO {self.table} AS m ({columns}) {self._latest(rows)} "
+                "ON CONFLICT (org, kind, member) DO UPDATE SET last_at = excluded.last_at, "
+                "last_uuid = excluded.last_uuid, removed = excluded.removed "
+                "WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)"
+            ]
+        keys = (
+            "SELECT DISTINCT e.subject AS org, e.payload->>'kind' AS kind, e.target AS member "
+            f"FROM {rows} AS e WHERE e.event_type IN ({self.types}) AND e.success"
+        )
+        return [
+            f"DELETE FROM {self.table} AS m USING ({keys}) AS g WHERE m.org = g.org "
+            "AND m.kind IS NOT DISTINCT FROM g.kind AND m.member IS NOT DISTINCT FROM g.member",
+            f"INSERT INTO {self.table} ({columns}) "
+            + self._latest(
+                "events",
+                f"EXISTS (SELECT 1 FROM ({keys}) AS g WHERE e.subject = g.org "
+                "AND e.payload->>'kind' IS NOT DISTINCT FROM g.kind "
+                "AND e.target IS NOT DISTINCT FROM g.member)",
+            ),
+        ]
 
-def rebuild_entities() -> int:
-    """Recompute `entities` and `entity_intervals` from all events; returns
-    the number of entities."""
-    EntityInterval.objects.all().delete()
-    Entity.objects.all().delete()
-    count, chunk = 0, []
-    for key, events in _all_lifecycles():
-        folded = fold(key[0], events)
-        if folded is not None:
-            chunk.append((key, folded))
-        if len(chunk) >= 5000:
-            _insert(chunk)
-            count, chunk = count + len(chunk), []
-    _insert(chunk)
-    return count + len(chunk)
+    def rebuild(self, cursor) -> None:
+        cursor.execute(f"DELETE FROM {self.table}")
+        cursor.execute(
+            f"INSERT INTO {self.table} (org, kind, member, last_at, last_uuid, removed) "
+            + self._latest("events")
+        )
+
+    def differences(self, cursor) -> list[str]:
+        cursor.execute(
+            "SELECT coalesce(s.org, r.org), coalesce(s.kind, r.kind), "
+            "coalesce(s.member, r.member), s.last_uuid, r.last_uuid, s.removed, r.removed "
+            f"FROM {self.table} AS s FULL JOIN ({self._latest('events')}) "
+            "AS r (org, kind, member, last_at, last_uuid, removed) "
+            "ON s.org = r.org AND s.kind IS NOT DISTINCT FROM r.kind "
+            "AND s.member IS NOT DISTINCT FROM r.member "
+            "WHERE (s.last_uuid, s.removed) IS DISTINCT FROM (r.last_uuid, r.removed) "
+            "ORDER BY 1, 2, 3 LIMIT 1000"
+        )
+        return [
+            f"{self.table} ({org}, {kind}, {member}): stored event {have} "
+            f"(removed={have_removed}), events say {want} (removed={want_removed})"
+            for org, kind, member, have, want, have_removed, want_removed in cursor.fetchall()
+        ]
+
+
+MEMBERSHIPS = LatestMemberships()
+
+
+# --- entities ----------------------------------------------------------------------------
+
+_KIND_ROWS = ", ".join(
+    f"('{k.name}', '{k.initial}', '{k.seen}', ARRAY[{_quoted(k.states)}]::text[])"
+    for k in ENTITY_KINDS.values()
+)
+_ACTION_ROWS = ", ".join(
+    f"('{name}', '{spec.lifecycle[1]}')" for name, spec in catalog.CATALOG.items() if spec.lifecycle
+)
+
+# Where an entity is mentioned (alias e): as the subject of a successful
+# event, as the member of a membership event, as the project of one. Each
+# arm has an index for one entity's earliest mention (idx_events_subject_ts,
+# idx_events_target, idx_events_project_ts).
+_MENTIONS = f"""
+SELECT e.subject_type AS kind, {SCOPE_OF_EVENT} AS scope, e.subject AS name, e.timestamp AS ts
+FROM {{rows}} AS e WHERE e.success AND e.subject_type IN ({SEEN_KINDS})
+UNION ALL
+SELECT CASE e.payload->>'kind' WHEN 'usermember' THEN 'user' ELSE 'project' END, '', e.target,
+       e.timestamp
+FROM {{rows}} AS e WHERE e.success AND e.event_type IN ({MEMBER_TYPES})
+  AND e.payload->>'kind' IN ('usermember', 'projectmember') AND e.target IS NOT NULL
+UNION ALL
+SELECT 'project', '', e.payload->>'project', e.timestamp
+FROM {{rows}} AS e WHERE e.success AND e.payload->>'project' IS NOT NULL
+"""
+
+# One entity's earliest mention, for each key of k (index probes per key).
+_FIRST_MENTION = f"""
+SELECT k.kind, k.scope, k.name, least(
+    (SELECT min(e.timestamp) FROM events AS e WHERE e.subject_type = k.kind
+       AND e.subject = k.name AND e.success AND {SCOPE_OF_EVENT} = k.scope),
+    CASE WHEN k.kind IN ('user', 'project') THEN
+       (SELECT min(e.timestamp) FROM events AS e WHERE e.target = k.name AND e.success
+          AND e.event_type IN ({MEMBER_TYPES})
+          AND e.payload->>'kind' = CASE k.kind WHEN 'user' THEN 'usermember'
+                                   ELSE 'projectmember' END) END,
+    CASE WHEN k.kind = 'project' THEN
+       (SELECT min(e.timestamp) FROM events AS e
+         WHERE e.payload->>'project' = k.name AND e.success) END
+) AS ts
+FROM k WHERE k.kind IN ({SEEN_KINDS})
+"""
+
+# The fold, for the entities in relation k (kind, scope, name). Steps are
+# ordered by (ts, ord, id); a "create" or "seen" step keeps a state that
+# exists and gives one that does not the kind's initial (or seen) state;
+# every other step sets its state. The CTEs end in `folded` (one row per
+# entity) and `intervals` (one row per stretch in a state other than gone).
+ENTITY_FOLD = f"""
+kinds (kind, initial, seen, states) AS (VALUES {_KIND_ROWS}),
+actions (event_type, action) AS (VALUES {_ACTION_ROWS}),
+life AS (
+    SELECT k.kind, k.scope, k.name, e.timestamp AS ts, e.event_uuid AS id, e.caller,
+           a.action, e.payload->>'state' AS named, e.payload->>'category' AS category,
+           e.payload->>'description' AS description
+    FROM k
+    JOIN events AS e ON e.subject_type = k.kind AND e.subject = k.name
+    JOIN actions AS a ON a.event_type = e.event_type
+    WHERE e.success AND e.event_type IN ({LIFECYCLE}) AND {SCOPE_OF_EVENT} = k.scope
+),
+mention AS ({_FIRST_MENTION}),
+steps AS (
+    SELECT m.kind, m.scope, m.name, m.ts, NULL::uuid AS id, '' AS caller, 'seen' AS action,
+           NULL AS named, NULL AS category, NULL AS description, 0 AS ord
+    FROM mention AS m
+    WHERE m.ts IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM life AS l
+        WHERE l.kind = m.kind AND l.scope = m.scope AND l.name = m.name AND l.ts <= m.ts)
+    UNION ALL
+    SELECT kind, scope, name, ts, id, caller, action, named, category, description, 1 FROM life
+),
+setting AS (
+    SELECT s.*, CASE
+        WHEN s.action IN ('{CREATE}', 'seen') THEN NULL
+        WHEN s.action = '{CATALOGUED}' THEN
+            CASE WHEN s.named = ANY(kd.states) THEN s.named ELSE kd.seen END
+        ELSE s.action END AS sets,
+        kd.initial, kd.seen
+    FROM steps AS s JOIN kinds AS kd USING (kind)
+),
+grouped AS (
+    SELECT g.*, count(g.sets) OVER (PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS grp
+    FROM setting AS g
+),
+stated AS (
+    SELECT g.*, coalesce(g.sets, nullif(first_value(g.sets) OVER (
+               PARTITION BY kind, scope, name, grp ORDER BY ts, ord, id), '{GONE}'),
+           CASE g.action WHEN 'seen' THEN g.seen ELSE g.initial END) AS state
+    FROM grouped AS g
+),
+changed AS (
+    SELECT s.*, lag(s.state, 1, '{GONE}') OVER (
+               PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS before
+    FROM stated AS s
+),
+changes AS (
+    SELECT c.*, lead(c.ts) OVER (PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS next_ts
+    FROM changed AS c WHERE c.state <> c.before
+),
+intervals AS (
+    SELECT kind, scope, name, state, ts AS valid_from, next_ts AS valid_to
+    FROM changes WHERE state <> '{GONE}'
+),
+latest AS (
+    SELECT DISTINCT ON (kind, scope, name) kind, scope, name, ts AS since, caller AS created_by
+    FROM changes WHERE before = '{GONE}'
+    ORDER BY kind, scope, name, ts DESC, ord DESC, id DESC NULLS LAST
+),
+summary AS (
+    SELECT s.kind, s.scope, s.name,
+           (array_agg(s.state ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST))[1] AS state,
+           (array_agg(s.action ORDER BY s.ts, s.ord, s.id))[1] IN ('seen', '{CATALOGUED}')
+               AS predates_log,
+           min(s.ts) AS first_step, max(s.ts) FILTER (WHERE s.ord = 1) AS last_event_at,
+           max(s.ts) FILTER (WHERE s.state <> s.before) AS last_change
+    FROM changed AS s GROUP BY 1, 2, 3
+),
+details AS (
+    SELECT s.kind, s.scope, s.name,
+           (array_agg(s.category ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST)
+               FILTER (WHERE s.category IS NOT NULL))[1] AS category,
+           (array_agg(s.description ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST)
+               FILTER (WHERE s.description IS NOT NULL))[1] AS description
+    FROM stated AS s JOIN latest AS l USING (kind, scope, name)
+    WHERE s.ts >= l.since AND s.state <> '{GONE}' AND s.action IN ('{CREATE}', '{CATALOGUED}')
+    GROUP BY 1, 2, 3
+),
+folded AS (
+    SELECT u.kind, u.scope, u.name, u.state, l.since,
+           CASE WHEN u.state = '{GONE}' THEN u.last_change END AS until,
+           coalesce(l.created_by, '') AS created_by, coalesce(d.category, '') AS category,
+           coalesce(d.description, '') AS description,
+           least(u.first_step, m.ts) AS first_seen,
+           coalesce(u.last_change, least(u.first_step, m.ts)) AS last_change,
+           u.last_event_at, u.predates_log
+    FROM summary AS u
+    LEFT JOIN latest AS l USING (kind, scope, name)
+    LEFT JOIN details AS d USING (kind, scope, name)
+    LEFT JOIN mention AS m USING (kind, scope, name)
+)
+"""
+ENTITY_COLUMNS = (
+    "kind, scope, name, state, since, until, created_by, category, description, "
+    "first_seen, last_change, last_event_at, predates_log"
+)
+_KEYS_FROM_ARRAYS = (
+    "k AS (SELECT DISTINCT kind, scope, name "
+    "FROM unnest(kinds, scopes, names) AS t(kind, scope, name))"
+)
+
+# The one function that writes `entities` and `entity_intervals`: called by
+# the triggers with the entities a statement touched, and by rebuild.
+REFRESH_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION sphere_stats_refresh_entities(kinds text[], scopes text[],
+                                                         names text[])
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+BEGIN
+    -- One lock for every entity: a statement that changes entities waits
+    -- for any other transaction that does, so each fold reads the committed
+    -- events of the one before it. It is the lock the triggers of
+    -- entity_changes_hourly take on every change of entity_intervals (audit
+    -- migration 0008), taken here first so that no lock comes before it.
+    PERFORM pg_advisory_xact_lock({ENTITY_LOCK});
+    DELETE FROM entity_intervals AS i USING unnest(kinds, scopes, names) AS t(k, s, n)
+    WHERE i.kind = t.k AND i.scope = t.s AND i.name = t.n;
+    WITH {_KEYS_FROM_ARRAYS}, {ENTITY_FOLD},
+    unseen AS (
+        DELETE FROM entities AS x USING k
+        WHERE x.kind = k.kind AND x.scope = k.scope AND x.name = k.name
+          AND NOT EXISTS (SELECT 1 FROM folded AS f
+                          WHERE f.kind = k.kind AND f.scope = k.scope AND f.name = k.name)
+    ),
+    stretches AS (
+        INSERT INTO entity_intervals (kind, scope, name, state, valid_from, valid_to)
+        SELECT * FROM intervals ORDER BY valid_from
+    )
+    INSERT INTO entities ({ENTITY_COLUMNS})
+    SELECT {ENTITY_COLUMNS} FROM folded
+    ON CONFLICT (kind, scope, name) DO UPDATE SET state = excluded.state,
+        since = excluded.since, until = excluded.until, created_by = excluded.created_by,
+        category = excluded.category, description = excluded.description,
+        first_seen = excluded.first_seen, last_change = excluded.last_change,
+        last_event_at = excluded.last_event_at, predates_log = excluded.predates_log;
+END
+$fn$;
+"""
+
+
+def _touched_entities(rows: str, inserted: bool) -> str:
+    """The keys whose fold a statement's `rows` may change: every entity a
+    successful lifecycle event is about, and every entity mentioned at or
+    before its known first appearance (inserted) or at it (deleted)."""
+    test = (
+        "NOT EXISTS (SELECT 1 FROM entities AS x WHERE x.kind = m.kind AND x.scope = m.scope "
+        "AND x.name = m.name AND x.first_seen <= m.ts)"
+        if inserted
+        else "EXISTS (SELECT 1 FROM entities AS x WHERE x.kind = m.kind AND x.scope = m.scope "
+        "AND x.name = m.name AND x.first_seen >= m.ts)"
+    )
+    return (
+        f"SELECT e.subject_type AS kind, {SCOPE_OF_EVENT} AS scope, e.subject AS name "
+        f"FROM {rows} AS e WHERE e.success AND e.event_type IN ({LIFECYCLE}) "
+        f"UNION SELECT m.kind, m.scope, m.name FROM ({_MENTIONS.format(rows=rows)}) AS m "
+        f"WHERE {test}"
+    )
+
+
+@dataclass(frozen=True)
+class Entities:
+    name: str = "entities"
+    definition: str = field(default=REFRESH_FUNCTION, repr=False)
+
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        return [
+            "SELECT array_agg(kind), array_agg(scope), array_agg(name) INTO kinds, scopes, names "
+            f"FROM ({_touched_entities(rows, sign > 0)}) AS touched",
+            "IF kinds IS NOT NULL THEN "
+            "PERFORM sphere_stats_refresh_entities(kinds, scopes, names); END IF",
+        ]
+
+    def all_keys(self, cursor) -> list[Key]:
+        """Every entity `events` knows of: lifecycle subjects and mentions."""
+        cursor.execute(
+            f"SELECT e.subject_type, {SCOPE_OF_EVENT}, e.subject FROM events AS e "
+            f"WHERE e.success AND e.event_type IN ({LIFECYCLE}) "
+            f"UNION SELECT kind, scope, name FROM ({_MENTIONS.format(rows='events')}) AS m "
+            "UNION SELECT kind, scope, name FROM entities ORDER BY 1, 2, 3"
+        )
+        return cursor.fetchall()
+
+    def refresh(self, cursor, keys: list[Key]) -> None:
+        if keys:
+            kinds, scopes, names = (list(c) for c in zip(*keys, strict=True))
+            cursor.execute(
+                "SELECT sphere_stats_refresh_entities(%(kinds)s, %(scopes)s, %(names)s)",
+                {"kinds": kinds, "scopes": scopes, "names": names},
+            )
+
+    def folded(self, cursor, keys: list[Key], what: str = "folded") -> list[tuple]:
+        """The fold of these entities computed from `events`, not stored:
+        `folded` rows (ENTITY_COLUMNS) or `intervals`."""
+        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
+        columns = (
+            ENTITY_COLUMNS if what == "folded" else "kind, scope, name, state, valid_from, valid_to"
+        )
+        cursor.execute(
+            "WITH k AS (SELECT DISTINCT kind, scope, name FROM unnest("
+            "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name)), "
+            f"{ENTITY_FOLD} SELECT {columns} FROM {what} ORDER BY 1, 2, 3",
+            {"kinds": kinds, "scopes": scopes, "names": names},
+        )
+        return cursor.fetchall()
+
+    def differences(self, cursor, keys: list[Key]) -> list[str]:
+        found = []
+        want = {row[:3]: row for row in self.folded(cursor, keys)}
+        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
+        cursor.execute(
+            f"SELECT {ENTITY_COLUMNS} FROM entities AS x JOIN unnest(%(kinds)s::text[], "
+            "%(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name) "
+            "USING (kind, scope, name)",
+            {"kinds": kinds, "scopes": scopes, "names": names},
+        )
+        have = {row[:3]: row for row in cursor.fetchall()}
+        columns = [c.strip() for c in ENTITY_COLUMNS.split(",")]
+        for key in sorted(set(want) | set(have)):
+            a, b = have.get(key), want.get(key)
+            if a != b:
+                diff = (
+                    {c: (x, y) for c, x, y in zip(columns, a, b, strict=True) if x != y}
+                    if a and b
+                    else ("missing" if b else "not in events")
+                )
+                found.append(f"entities {key}: {diff}")
+        intervals_want = self.folded(cursor, keys, "intervals")
+        cursor.execute(
+            "SELECT kind, scope, name, state, valid_from, valid_to FROM entity_intervals AS i "
+            "JOIN unnest(%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) "
+            "AS t(kind, scope, name) USING (kind, scope, name) ORDER BY 1, 2, 3",
+            {"kinds": kinds, "scopes": scopes, "names": names},
+        )
+        intervals_have = cursor.fetchall()
+        if sorted(intervals_have, key=repr) != sorted(intervals_want, key=repr):
+            stale = {r[:3] for r in set(intervals_have) ^ set(intervals_want)}
+            found.extend(f"entity_intervals {key}: differ from the events" for key in sorted(stale))
+        return found
+
+
+ENTITIES = Entities()
+AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES)
+
+
+# --- the triggers ------------------------------------------------------------------------
+
+
+def _trigger(op: str, referencing: str, body: list[str]) -> str:
+    name = f"sphere_stats_events_{op.lower()}"
+    statements = "\n    ".join(f"{s};" for s in body)
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+DECLARE kinds text[]; scopes text[]; names text[];
+BEGIN
+    {statements}
+    RETURN NULL;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER {name} AFTER {op} ON events {referencing}
+    FOR EACH STATEMENT EXECUTE FUNCTION {name}();
+"""
+
+
+def _applied(rows: str, sign: int) -> list[str]:
+    return [s for aggregate in AGGREGATES for s in aggregate.apply_sql(rows, sign)]
+
+
+DERIVED_TABLES = (
+    *(t.table for t in COUNT_TABLES),
+    MEMBERSHIPS.table,
+    "entity_intervals",
+    "entities",
+)
+TRIGGERS_SQL = "\n".join(
+    [
+        REFRESH_FUNCTION,
+        _trigger("INSERT", "REFERENCING NEW TABLE AS new_rows", _applied("new_rows", 1)),
+        _trigger("DELETE", "REFERENCING OLD TABLE AS old_rows", _applied("old_rows", -1)),
+        # Events are immutable here, but not to psql: an UPDATE is a delete
+        # of the old rows and an insert of the new ones.
+        _trigger(
+            "UPDATE",
+            "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            _applied("old_rows", -1) + _applied("new_rows", 1),
+        ),
+        # A TRUNCATE that names the derived tables too (Django's flush) has
+        # emptied them already and still holds them: those are skipped.
+        _trigger(
+            "TRUNCATE",
+            "",
+            [
+                f"BEGIN TRUNCATE {table}; EXCEPTION WHEN object_in_use THEN NULL; END"
+                for table in DERIVED_TABLES
+            ],
+        ),
+    ]
+)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- install, rebuild, verify ---------------------------------------------------------------
+
+
+def _progress(total: int, desc: str, stream) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="chunk", file=stream, disable=stream is None)
+
+
+def _locked_chunk(cursor) -> None:
+    # Writers wait for the chunk (a month of counts, a few thousand
+    # entities) instead of committing rows the rebuild's reads miss and its
+    # deletes take back; readers never wait.
+    cursor.execute("LOCK TABLE events IN SHARE MODE")
+
+
+def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
+    """Recompute one pre-aggregate from `events`, chunk by chunk, each chunk
+    a transaction of its own."""
+    with connection.cursor() as cursor:
+        if isinstance(aggregate, CountTable):
+            whole = start is None and end is None
+            chunks = aggregate.time_span(cursor) if whole else [(start, end)]
+            with _progress(len(chunks) + whole, aggregate.table, stream) as bar:
+                for lo, hi in chunks:
+                    with transaction.atomic():
+                        _locked_chunk(cursor)
+                        aggregate.rebuild(cursor, lo, hi)
+                    bar.update()
+                if whole:
+                    # Rows outside the months that hold events have none.
+                    span = {
+                        "lo": chunks[0][0] if chunks else None,
+                        "hi": chunks[-1][1] if chunks else None,
+                    }
+                    with transaction.atomic():
+                        _locked_chunk(cursor)
+                        cursor.execute(
+                            f"DELETE FROM {aggregate.table} WHERE %(lo)s::timestamptz IS NULL "
+                            f"OR {aggregate.time} < %(lo)s OR {aggregate.time} >= %(hi)s",
+                            span,
+                        )
+                    bar.update()
+        elif aggregate is MEMBERSHIPS:
+            with transaction.atomic(), _progress(1, aggregate.table, stream) as bar:
+                _locked_chunk(cursor)
+                aggregate.rebuild(cursor)
+                bar.update()
+        else:
+            keys = aggregate.all_keys(cursor)
+            chunk = 5000
+            with _progress(max(1, -(-len(keys) // chunk)), "entities", stream) as bar:
+                for offset in range(0, max(len(keys), 1), chunk):
+                    with transaction.atomic():
+                        _locked_chunk(cursor)
+                        aggregate.refresh(cursor, keys[offset : offset + chunk])
+                    bar.update()
+        cursor.execute(f"ANALYZE {aggregate.name}")
+
+
+def install(stream=None, force: bool = False) -> list[str]:
+    """(Re)create the triggers on `events` from the declarations, then
+    rebuild each pre-aggregate whose declaration is new or changed (all, with
+    force). Returns the names rebuilt."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(TRIGGERS_SQL)
+        cursor.execute("SELECT name, digest FROM aggregate_definitions")
+        built = dict(cursor.fetchall())
+    rebuilt = []
+    for aggregate in AGGREGATES:
+        wanted = digest(aggregate.definition)
+        if force or built.get(aggregate.name) != wanted:
+            rebuild_one(aggregate, stream)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO aggregate_definitions (name, digest, built_at) "
+                    "VALUES (%(name)s, %(digest)s, now()) ON CONFLICT (name) DO UPDATE "
+                    "SET digest = excluded.digest, built_at = excluded.built_at",
+                    {"name": aggregate.name, "digest": wanted},
+                )
+            rebuilt.append(aggregate.name)
+    return rebuilt
 
 
 def rebuild_counts(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Recompute the pre-aggregates the ingest statement writes (hourly and
-    daily counts for the hours and days overlapping [start, end), all of
-    org_memberships) from `events`; the entities stay as they are."""
+    """Recompute the counting pre-aggregates for the hours and days
+    overlapping [start, end), and all of org_memberships."""
     with transaction.atomic(), connection.cursor() as cursor:
         for table in COUNT_TABLES:
             table.rebuild(cursor, start, end)
-        rebuild_org_memberships()
+        MEMBERSHIPS.rebuild(cursor)
+
+
+def rebuild_entities() -> int:
+    """Recompute every entity and its intervals; returns how many there are."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM entity_intervals")
+        cursor.execute("DELETE FROM entities")
+        keys = ENTITIES.all_keys(cursor)
+        for offset in range(0, len(keys), 5000):
+            ENTITIES.refresh(cursor, keys[offset : offset + 5000])
+        cursor.execute("SELECT count(*) FROM entities")
+        return cursor.fetchone()[0]
 
 
 def rebuild_aggregates(start: datetime | None = None, end: datetime | None = None) -> None:
-    """Make every pre-aggregate agree with `events` again after rows with
-    timestamps in [start, end) were deleted (None: unbounded). Run it in the
-    transaction that deletes them."""
+    """Make every pre-aggregate agree with `events` again (the counts for
+    [start, end), None: unbounded; memberships and entities whole)."""
     with transaction.atomic():
         rebuild_counts(start, end)
-        if start is None and end is None:
-            rebuild_entities()
-            return
-        # An entity whose first event is at or after `end` lost nothing.
-        stale = Entity.objects.all()
-        if end is not None:
-            stale = stale.filter(first_seen__lt=end)
-        keys = list(stale.values_list("kind", "scope", "name"))
+        rebuild_entities()
+
+
+def differences(
+    start: datetime | None = None, end: datetime | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """(pre-aggregate, its differences from `events`) for each one: the
+    counts of the hours and days overlapping [start, end), every membership,
+    every entity (in chunks)."""
+    with connection.cursor() as cursor:
+        for table in COUNT_TABLES:
+            yield table.table, table.differences(cursor, start, end)
+        yield MEMBERSHIPS.table, MEMBERSHIPS.differences(cursor)
+        keys = ENTITIES.all_keys(cursor)
+        found = []
         for offset in range(0, len(keys), 5000):
-            refresh_entities(keys[offset : offset + 5000])
+            found.extend(ENTITIES.differences(cursor, keys[offset : offset + 5000]))
+        yield "entities", found
+
+
+def computed_intervals(kinds) -> list[tuple[str, str, datetime, datetime | None]]:
+    """(kind, state, valid_from, valid_to) folded from `events` without the
+    pre-aggregate: the raw-table answer to compare against."""
+    with connection.cursor() as cursor:
+        keys = [k for k in ENTITIES.all_keys(cursor) if k[0] in set(kinds)]
+        return [
+            (kind, state, start, end)
+            for kind, _, _, state, start, end in ENTITIES.folded(cursor, keys, "intervals")
+        ]

@@ -56,6 +56,11 @@ class EventType:
     target: str = ""
     payload: dict[str, PayloadKey] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)
+    # (entity kind, what it does) for an event that changes whether an
+    # entity exists or its state (see ENTITY_KINDS); None for the others.
+    lifecycle: tuple[str, str] | None = None
+    # SET_MEMBER or REMOVE_MEMBER for an org's or project's membership event.
+    membership: str = ""
 
     def payload_problems(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
         """(field, message) for each payload key that is missing or ill-typed."""
@@ -88,39 +93,125 @@ def names_in_group(group: str) -> list[str]:
     return [t.name for t in CATALOG.values() if t.group == group]
 
 
-# --- users -----------------------------------------------------------------
+# --- entity kinds --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntityKind:
+    """A kind of entity whose existence and state the lifecycle events
+    track (audit/aggregates.py folds them into `entities`).
+
+    `initial` is the state a create gives an entity that does not exist;
+    `seen` the state of one that is mentioned by a successful event before
+    any lifecycle event of its own (it predates the log), or "" if a
+    mention says nothing (realizations exist only through their events).
+    """
+
+    name: str
+    initial: str
+    seen: str
+    states: tuple[str, ...]
+
+
+GONE = "gone"
+ENTITY_KINDS: dict[str, EntityKind] = {
+    kind.name: kind
+    for kind in (
+        EntityKind("user", "pending", "active", ("pending", "active", "frozen")),
+        EntityKind("organization", "pending", "active", ("pending", "active", "frozen")),
+        EntityKind("project", "pending", "active", ("pending", "active", "frozen")),
+        EntityKind("experiment", "exists", "exists", ("exists",)),
+        EntityKind("realization", "active", "", ("active",)),
+        EntityKind("materialization", "active", "", ("active",)),
+    )
+}
+# What a lifecycle event does: "create" (the kind's initial state if the
+# entity does not exist, else nothing), "catalogued" (the state its payload
+# names: an inventory snapshot), or the state it sets (GONE ends it).
+CREATE, CATALOGUED = "create", "catalogued"
+# What a membership event does to the member: "set" (add or change the
+# role) or "remove".
+SET_MEMBER, REMOVE_MEMBER = "set", "remove"
+
+
+# --- users, organizations and projects -------------------------------------------
 
 _ADMIN = "the portal user or service that made the change (may be empty for automation)"
+_CATALOGUED = (
+    "A snapshot from the portal's inventory (manage.py import_inventory): the {kind} "
+    "exists in the state named, as of the event's time. Recorded only when the "
+    "inventory differs from what the events say."
+)
 
-for verb, text in [
-    ("created", "A user account was created (registration); it starts pending."),
-    ("activated", "A pending or frozen user was activated."),
-    ("frozen", "A user was frozen: the account exists but cannot log in."),
-    ("declined", "A pending registration was declined."),
-    ("deleted", "A user account was deleted."),
+# (verb, what it does, description); {a} is "a user", "an organization", ...
+_LIFECYCLE_VERBS = [
+    ("created", CREATE, "{A} was created; it starts pending."),
+    ("activated", "active", "{A} was activated (approved, or unfrozen)."),
+    ("frozen", "frozen", "{A} was frozen: it exists but cannot be used."),
+    ("unfrozen", "active", "{A} was unfrozen: active again."),
+    ("declined", GONE, "{A}'s pending request was declined."),
+    ("deleted", GONE, "{A} was deleted."),
+    ("catalogued", CATALOGUED, ""),
+]
+
+for kind, prefix, article, name_example, extra_payload in [
+    (
+        "user",
+        "user",
+        "a user",
+        "alice",
+        {
+            "institution": PayloadKey(STRING, description="the user's institution"),
+            "country": PayloadKey(STRING, description="ISO country name or code"),
+        },
+    ),
+    ("organization", "org", "an organization", "isi", {}),
+    ("project", "project", "a project", "botnets", {}),
 ]:
-    register(
-        EventType(
-            name=f"user_{verb}",
-            group="users",
-            description=text,
-            subject_type="user",
-            caller=_ADMIN,
-            subject="the username",
-            payload={
-                "institution": PayloadKey(STRING, description="the user's institution"),
-                "country": PayloadKey(STRING, description="ISO country name or code"),
-            },
-            example={
-                "event_type": f"user_{verb}",
-                "caller": "ops" if verb != "created" else "alice",
-                "subject": "alice",
-                "subject_type": "user",
-                "success": True,
-                "payload": {"institution": "USC/ISI"} if verb == "created" else {},
-            },
+    for verb, action, text in _LIFECYCLE_VERBS:
+        payload = dict(extra_payload)
+        example_payload: dict[str, Any] = {}
+        if kind != "user":
+            payload["category"] = PayloadKey(
+                STRING, required=verb == "created", description=f"{kind} category"
+            )
+            payload["description"] = PayloadKey(STRING, description=f"{kind} description")
+            if verb in ("created", "catalogued"):
+                example_payload = {"category": "Research", "description": "Botnet studies"}
+        elif verb == "created":
+            example_payload = {"institution": "USC/ISI"}
+        if action == CATALOGUED:
+            payload["state"] = PayloadKey(
+                STRING,
+                required=True,
+                choices=ENTITY_KINDS[kind].states,
+                description=f"the {kind}'s state in the inventory",
+            )
+            example_payload["state"] = "active"
+        register(
+            EventType(
+                name=f"{prefix}_{verb}",
+                group=f"{kind}s",
+                description=(
+                    _CATALOGUED.format(kind=kind)
+                    if action == CATALOGUED
+                    else text.replace("{A}", article[0].upper() + article[1:])
+                ),
+                subject_type=kind,
+                caller=_ADMIN,
+                subject=f"the {kind} name" if kind != "user" else "the username",
+                payload=payload,
+                example={
+                    "event_type": f"{prefix}_{verb}",
+                    "caller": "alice" if verb == "created" else "ops",
+                    "subject": name_example,
+                    "subject_type": kind,
+                    "success": True,
+                    "payload": example_payload,
+                },
+                lifecycle=(kind, action),
+            )
         )
-    )
 
 register(
     EventType(
@@ -143,55 +234,25 @@ register(
     )
 )
 
-# --- organizations and projects --------------------------------------------
+# --- memberships -------------------------------------------------------------------
 
-for kind, subject_type, prefix in [
-    ("organization", "organization", "org"),
-    ("project", "project", "project"),
-]:
-    for verb in ("created", "deleted"):
-        register(
-            EventType(
-                name=f"{prefix}_{verb}",
-                group=f"{subject_type}s",
-                description=f"An {kind} was {verb}."
-                if kind[0] in "ao"
-                else f"A {kind} was {verb}.",
-                subject_type=subject_type,
-                caller=f"the user who {verb} the {kind}",
-                subject=f"the {kind} name",
-                payload={
-                    "category": PayloadKey(
-                        STRING, required=verb == "created", description=f"{kind} category"
-                    ),
-                    "description": PayloadKey(STRING, description=f"{kind} description"),
-                },
-                example={
-                    "event_type": f"{prefix}_{verb}",
-                    "caller": "alice",
-                    "subject": "isi" if prefix == "org" else "botnets",
-                    "subject_type": subject_type,
-                    "success": True,
-                    "payload": {"category": "Research", "description": "Botnet studies"}
-                    if verb == "created"
-                    else {},
-                },
-            )
-        )
-    for verb, text in [
-        ("added", "A member was added"),
-        ("updated", "A member's role or state changed"),
-        ("deleted", "A member was removed"),
+for kind, prefix in [("organization", "org"), ("project", "project")]:
+    article = "an" if kind[0] in "aeiou" else "a"
+    for verb, action, text in [
+        ("added", SET_MEMBER, "A member was added"),
+        ("updated", SET_MEMBER, "A member's role or state changed"),
+        ("deleted", REMOVE_MEMBER, "A member was removed"),
+        ("catalogued", SET_MEMBER, "A member is listed in the portal's inventory"),
     ]:
         member_kinds = ("usermember", "projectmember") if prefix == "org" else ("usermember",)
         register(
             EventType(
                 name=f"{prefix}_member_{verb}",
-                group=f"{subject_type}s",
-                description=f"{text} to or from an {kind}."
-                if kind[0] in "ao"
-                else f"{text} to or from a {kind}.",
-                subject_type=subject_type,
+                group=f"{kind}s",
+                description=f"{text} to or from {article} {kind}."
+                if verb != "catalogued"
+                else f"{text} of {article} {kind} with this role (manage.py import_inventory).",
+                subject_type=kind,
                 caller="the user who made the change",
                 subject=f"the {kind} name",
                 target="the member: a username (usermember) or a project name (projectmember)",
@@ -209,13 +270,14 @@ for kind, subject_type, prefix in [
                     "event_type": f"{prefix}_member_{verb}",
                     "caller": "glawler",
                     "subject": "orgtest" if prefix == "org" else "botnets",
-                    "subject_type": subject_type,
+                    "subject_type": kind,
                     "target": "testuser",
                     "success": True,
                     "payload": {"kind": "usermember"}
                     if verb == "deleted"
                     else {"kind": "usermember", "role": "member", "state": "active"},
                 },
+                membership=action,
             )
         )
 
@@ -223,9 +285,15 @@ for kind, subject_type, prefix in [
 
 _EXPERIMENT_PAYLOAD = {"project": PayloadKey(STRING, required=True, description="owning project")}
 
-for verb, text in [
-    ("created", "An experiment was created."),
-    ("deleted", "An experiment was deleted."),
+for verb, action, text in [
+    ("created", CREATE, "An experiment was created."),
+    ("deleted", GONE, "An experiment was deleted."),
+    (
+        "catalogued",
+        CATALOGUED,
+        "A snapshot from the portal's inventory (manage.py import_inventory): the "
+        "experiment exists, as of the event's time.",
+    ),
 ]:
     register(
         EventType(
@@ -247,6 +315,7 @@ for verb, text in [
                 "success": True,
                 "payload": {"project": "glawler"},
             },
+            lifecycle=("experiment", action),
         )
     )
 
@@ -277,9 +346,9 @@ register(
 # --- realizations and materializations -----------------------------------------
 
 for noun in ("realization", "materialization"):
-    for verb, text in [
-        ("allocated", "resources were allocated"),
-        ("freed", "resources were freed"),
+    for verb, action, text in [
+        ("allocated", CREATE, "resources were allocated"),
+        ("freed", GONE, "resources were freed"),
     ]:
         register(
             EventType(
@@ -318,6 +387,7 @@ for noun in ("realization", "materialization"):
                         "lans": ["lan0"],
                     },
                 },
+                lifecycle=(noun, action),
             )
         )
 
@@ -345,3 +415,18 @@ register(
         },
     )
 )
+
+
+# --- what the aggregates derive from the catalog ------------------------------------
+
+LIFECYCLE_TYPES: tuple[str, ...] = tuple(n for n, t in CATALOG.items() if t.lifecycle)
+MEMBER_TYPES: dict[str, tuple[str, ...]] = {
+    kind: tuple(n for n, t in CATALOG.items() if t.membership and t.subject_type == kind)
+    for kind in ("organization", "project")
+}
+MEMBER_REMOVALS: tuple[str, ...] = tuple(
+    n for n, t in CATALOG.items() if t.membership == REMOVE_MEMBER
+)
+for _spec in CATALOG.values():
+    # Lifecycle events are about their own entity: subject_type is its kind.
+    assert not _spec.lifecycle or _spec.lifecycle[0] == _spec.subject_type, _spec.name

@@ -1,7 +1,7 @@
 """Ingest: parse a request body, validate every event, store the batch at once.
 
 validate (the catalog) → store (`events`, one set-based INSERT … ON CONFLICT)
-→ aggregate (the hourly pre-aggregate, in the same statement). A batch with
+→ aggregate (the triggers on `events`, in the same statement). A batch with
 any invalid event is rejected whole; a stored batch is all-or-nothing.
 """
 
@@ -9,16 +9,15 @@ import json
 import math
 import re
 import uuid
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection
 from django.utils import timezone
 
-from audit import aggregates, catalog
+from audit import catalog
 from audit.models import Event
 from sphere_stats.db import bulk_cursor, compact_sql
 
@@ -420,91 +419,21 @@ def validate(events: list[Any], now: datetime | None = None) -> list[Row]:
 # --- storage -------------------------------------------------------------------
 
 # %b: the arrays travel in PostgreSQL's binary format (bulk_cursor), with no
-# per-value quoting or escaping on either side.
+# per-value quoting or escaping on either side. The pre-aggregates are kept
+# by the triggers on `events` (audit/aggregates.py), in this statement's
+# transaction, as for every other writer.
 INSERT_SQL = compact_sql("""
-WITH incoming AS (
-    SELECT * FROM unnest(
-        %b::uuid[], %b::timestamptz[], %b::text[], %b::text[], %b::text[],
-        %b::text[], %b::text[], %b::boolean[], %b::text[], %b::text[]
-    ) AS t(event_uuid, ts, event_type, caller, subject, subject_type, target,
-           success, error_message, payload)
-), inserted AS (
-    INSERT INTO events (event_uuid, timestamp, event_type, caller, subject,
-                        subject_type, target, success, error_message, payload)
-    SELECT event_uuid, ts, event_type, caller, subject, subject_type, target,
-           success, error_message, payload::jsonb
-    FROM incoming
-    ON CONFLICT (event_uuid) DO NOTHING
-    RETURNING event_uuid, timestamp, event_type, success, caller, subject, target,
-              payload->>'kind' AS kind,
-              -- audit.models.PROJECT_OF_EVENT
-              coalesce(payload->>'project',
-                       CASE WHEN subject_type = 'project' THEN subject END) AS project
-), counted AS (
-    -- Sorted so concurrent batches lock pre-aggregate rows in one order.
-    INSERT INTO event_counts_hourly AS c (bucket, event_type, success, n)
-    SELECT date_trunc('hour', timestamp, 'UTC'), event_type, success, count(*)
-    FROM inserted
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
-    ON CONFLICT (bucket, event_type, success) DO UPDATE SET n = c.n + excluded.n
-), counted_daily AS (
-    INSERT INTO event_counts_daily AS d (day, event_type, success, n)
-    SELECT date_trunc('day', timestamp, 'UTC'), event_type, success, count(*)
-    FROM inserted
-    GROUP BY 1, 2, 3
-    ORDER BY 1, 2, 3
-    ON CONFLICT (day, event_type, success) DO UPDATE SET n = d.n + excluded.n
-), by_caller AS (
-    -- The daily pre-aggregates read `inserted` too: a re-sent event adds
-    -- nothing, a late one is added to its own (past) day.
-    INSERT INTO event_counts_daily_caller AS d (day, caller, events, logins, failures)
-    SELECT date_trunc('day', timestamp, 'UTC'), caller, count(*),
-           count(*) FILTER (WHERE event_type = 'user_login'),
-           count(*) FILTER (WHERE NOT success)
-    FROM inserted
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (day, caller) DO UPDATE SET events = d.events + excluded.events,
-        logins = d.logins + excluded.logins, failures = d.failures + excluded.failures
-), by_project AS (
-    INSERT INTO event_counts_daily_project AS d
-        (day, project, events, experiments, realizations, materializations)
-    SELECT date_trunc('day', timestamp, 'UTC'), project, count(*),
-           count(*) FILTER (WHERE event_type = 'experiment_created' AND success),
-           count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),
-           count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)
-    FROM inserted
-    WHERE project IS NOT NULL
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (day, project) DO UPDATE SET events = d.events + excluded.events,
-        experiments = d.experiments + excluded.experiments,
-        realizations = d.realizations + excluded.realizations,
-        materializations = d.materializations + excluded.materializations
-), logins AS (
-    INSERT INTO login_users_hourly AS l (hour, username, n)
-    SELECT date_trunc('hour', timestamp, 'UTC'), subject, count(*)
-    FROM inserted
-    WHERE event_type = 'user_login' AND success
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (hour, username) DO UPDATE SET n = l.n + excluded.n
-), members AS (
-    -- A membership's row takes only a newer event than the one it has, so
-    -- a late event changes nothing but the history in `events`.
-    INSERT INTO org_memberships AS m (org, kind, member, last_at, last_uuid, removed)
-    SELECT DISTINCT ON (subject, kind, target) subject, kind, target, timestamp, event_uuid,
-           event_type = 'org_member_deleted'
-    FROM inserted
-    WHERE event_type IN ('org_member_added', 'org_member_updated', 'org_member_deleted')
-      AND success
-    ORDER BY subject, kind, target, timestamp DESC, event_uuid DESC
-    ON CONFLICT (org, kind, member) DO UPDATE SET last_at = excluded.last_at,
-        last_uuid = excluded.last_uuid, removed = excluded.removed
-    WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)
-)
-SELECT event_uuid FROM inserted
+INSERT INTO events (event_uuid, timestamp, event_type, caller, subject,
+                    subject_type, target, success, error_message, payload)
+SELECT event_uuid, ts, event_type, caller, subject, subject_type, target,
+       success, error_message, payload::jsonb
+FROM unnest(
+    %b::uuid[], %b::timestamptz[], %b::text[], %b::text[], %b::text[],
+    %b::text[], %b::text[], %b::boolean[], %b::text[], %b::text[]
+) AS t(event_uuid, ts, event_type, caller, subject, subject_type, target,
+       success, error_message, payload)
+ON CONFLICT (event_uuid) DO NOTHING
+RETURNING event_uuid
 """)
 
 
@@ -563,28 +492,27 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     batch = list(first.values())
 
     columns = row_columns(batch)
-    # A batch with no lifecycle event (logins, status reports: most single
-    # events) is one statement, events and hourly counts together, and one
-    # statement is atomic by itself: outside a transaction block it saves
+    # One statement, atomic by itself: outside a transaction block it saves
     # the BEGIN and COMMIT round trips, a third of a single POST's time.
     # Inside a caller's atomic() (imports, tests) it simply joins that one.
-    lifecycle = bool(aggregates.entity_keys(batch))
     for attempt in range(attempts):
         try:
-            with transaction.atomic() if lifecycle else nullcontext(), bulk_cursor() as cursor:
+            with bulk_cursor() as cursor:
                 cursor.execute(INSERT_SQL, columns)
                 inserted = {r[0] for r in cursor.fetchall()}
-                # Entity pre-aggregates, exact and in the same transaction.
-                if lifecycle:
-                    aggregates.refresh_for_rows(r for r in batch if r.event_uuid in inserted)
             break
         except OperationalError as exc:
             # Two batches touching the same pre-aggregate rows can deadlock in
             # rare orders; PostgreSQL aborts one, and a retry is safe because
-            # the whole statement rolled back.
+            # the whole statement rolled back. Inside a caller's transaction
+            # the retry cannot help: that transaction is aborted.
             cause = getattr(exc, "__cause__", None)
             sqlstate = getattr(cause, "sqlstate", None)
-            if sqlstate not in ("40P01", "40001") or attempt == attempts - 1:
+            if (
+                sqlstate not in ("40P01", "40001")
+                or attempt == attempts - 1
+                or connection.in_atomic_block
+            ):
                 raise
     result.accepted = len(inserted)
 

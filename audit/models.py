@@ -5,27 +5,8 @@ from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
 
+from audit.catalog import LIFECYCLE_TYPES, MEMBER_TYPES
 from sphere_stats.windows import utc_ceil, utc_floor
-
-# Events that change whether an entity exists, and its state; kept here (not
-# in audit/aggregates.py) because the partial index below names them.
-LIFECYCLE_TYPES = (
-    "user_created",
-    "user_activated",
-    "user_frozen",
-    "user_declined",
-    "user_deleted",
-    "org_created",
-    "org_deleted",
-    "project_created",
-    "project_deleted",
-    "experiment_created",
-    "experiment_deleted",
-    "realization_allocated",
-    "realization_freed",
-    "materialization_allocated",
-    "materialization_freed",
-)
 
 
 class ILike(models.Func):
@@ -255,7 +236,7 @@ class Event(models.Model):
                 condition=models.Q(event_type="user_login", success=True),
             ),
             # The lifecycle events of a few entities, read by
-            # audit/aggregates.py inside every ingest transaction: small (about
+            # the entity fold (audit/aggregates.py) in the triggers: small (about
             # one event in ten), so a user with 100k logins costs nothing.
             models.Index(
                 fields=["subject_type", "subject", "timestamp"],
@@ -341,8 +322,8 @@ class HourlyCountQuerySet(models.QuerySet):
 class HourlyCount(models.Model):
     """Pre-aggregate: events per UTC hour, type and outcome.
 
-    Maintained in the same transaction as every insert into `events` (and
-    every prune), so it is exact and as fresh as the table. Hourly buckets
+    Maintained by the triggers on `events` in the transaction of every
+    insert and delete, whoever makes it, so it is exact and as fresh as the table. Hourly buckets
     regroup into days, weeks and months in any time zone whose offset is a
     whole number of hours; other zones are answered from the raw table.
     """
@@ -369,8 +350,8 @@ class HourlyCount(models.Model):
 class DailyCount(models.Model):
     """Pre-aggregate: events per UTC day, type and outcome, the hourly
     counts rolled up about 24 times smaller for exact counts over months
-    and years. Written by the same statements as event_counts_hourly
-    (ingest, prune, rebuild), so the two always agree.
+    and years. Written by the same trigger statements as
+    event_counts_hourly, so the two always agree.
     """
 
     pk = models.CompositePrimaryKey("day", "event_type", "success")
@@ -393,9 +374,8 @@ class HourlyLoginUser(models.Model):
     A month of logins is some 20 times more rows than distinct (hour, user)
     pairs, and those regroup into the local days of any zone: whole hours
     come from here, the hours a local midnight cuts (Asia/Kolkata) and the
-    partial hours at a window's edges from `events`. Written by the ingest
-    statement from the rows it inserted, lowered by prune_events, rebuilt
-    with the hourly counts.
+    partial hours at a window's edges from `events`. Kept by the triggers
+    on `events` like the hourly counts.
     """
 
     pk = models.CompositePrimaryKey("hour", "username")
@@ -412,8 +392,7 @@ class HourlyLoginUser(models.Model):
 
 # The project an event counts for in the top projects: the one its payload
 # names (experiments, realizations, ...), else itself for a project's own
-# events, else none. The ingest statement, the migration that backfilled
-# DailyProjectCount and audit/aggregates.py spell the same expression.
+# events, else none (audit/aggregates.py COUNT_TABLES).
 PROJECT_OF_EVENT = (
     "coalesce(payload->>'project', CASE WHEN subject_type = 'project' THEN subject END)"
 )
@@ -423,9 +402,9 @@ class DailyCallerCount(models.Model):
     """Pre-aggregate: events per UTC day and caller, with the logins and the
     failures among them (the most active users).
 
-    Written by the ingest statement from the rows it inserted (a re-sent
+    Kept exact by the triggers on `events` (audit/aggregates.py; a re-sent
     event is not inserted, so it counts once; a late one lands in its own
-    day), lowered by prune_events, rebuilt by audit/aggregates.py. A window
+    day; a deleted one is taken back). A window
     reads its whole UTC days here and its partial days at both edges from
     `events`, so the answer is exact for any window and zone.
     """
@@ -465,7 +444,7 @@ class DailyProjectCount(models.Model):
         return f"{self.day:%Y-%m-%d} {self.project}: {self.events}"
 
 
-ORG_MEMBER_TYPES = ("org_member_added", "org_member_updated", "org_member_deleted")
+ORG_MEMBER_TYPES = MEMBER_TYPES["organization"]
 
 
 class OrgMembership(models.Model):
@@ -474,10 +453,9 @@ class OrgMembership(models.Model):
     event_uuid), and whether it removed the member (organizations by
     members).
 
-    The ingest statement replaces a row only with a newer event, so the
-    order in which events arrive does not matter; prune_events deletes a row
-    with its latest event (everything older went before it);
-    audit/aggregates.py rebuilds it.
+    The triggers on `events` replace a row only with a newer event, so the
+    order in which events arrive does not matter, and recompute the rows of
+    deleted events (audit/aggregates.py MEMBERSHIPS).
     """
 
     org = models.TextField()
@@ -490,7 +468,7 @@ class OrgMembership(models.Model):
     class Meta:
         db_table = "org_memberships"
         constraints = [
-            # The ingest statement's ON CONFLICT target; a NULL kind or member
+            # The triggers' ON CONFLICT target; a NULL kind or member
             # is one key, as DISTINCT ON over `events` takes it. Also the
             # members of one organization (org first).
             models.UniqueConstraint(
@@ -519,10 +497,10 @@ class EntityQuerySet(models.QuerySet):
 
 class Entity(models.Model):
     """Pre-aggregate: every user, organization, project, experiment,
-    realization and materialization ever seen in a lifecycle event, with its
-    state now. Rebuilt per entity from its events inside the ingest
-    transaction (audit/aggregates.py), so it is exact whatever the order in
-    which events arrive.
+    realization and materialization seen in a successful event, with its
+    state now. Folded per entity from its events by the triggers on `events`
+    (audit/aggregates.py ENTITY_FOLD), so it is exact whatever wrote the
+    rows and in whatever order they arrived.
     """
 
     GONE = "gone"
@@ -532,8 +510,9 @@ class Entity(models.Model):
     # An experiment's project; a realization's or materialization's facility.
     scope = models.TextField(default="", blank=True)
     name = models.TextField()
-    # pending, active or frozen (users), exists (orgs, projects,
-    # experiments), active (realizations, materializations), or gone.
+    # pending, active or frozen (users, orgs, projects), exists
+    # (experiments), active (realizations, materializations), or gone
+    # (audit.catalog.ENTITY_KINDS).
     state = models.TextField()
     # The latest existence: when it began, who began it, when it ended.
     since = models.DateTimeField(null=True)
@@ -543,9 +522,11 @@ class Entity(models.Model):
     description = models.TextField(default="", blank=True)
     first_seen = models.DateTimeField()
     last_change = models.DateTimeField()
-    # The newest lifecycle event folded in; ingest resumes from here when the
-    # next events are newer (NULL: unknown, the next refresh re-reads all).
+    # The newest lifecycle event folded in.
     last_event_at = models.DateTimeField(null=True)
+    # No creation event: it was first seen in another event (a login, a
+    # membership) or in an inventory, and may be older than first_seen.
+    predates_log = models.BooleanField(default=False)
 
     objects = EntityQuerySet.as_manager()
 
@@ -601,3 +582,18 @@ class EntityInterval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name} {self.state} {self.valid_from}–{self.valid_to}"
+
+
+class AggregateDefinition(models.Model):
+    """The digest of each pre-aggregate's declaration (audit/aggregates.py)
+    as last built: `migrate` rebuilds the ones whose declaration changed."""
+
+    name = models.TextField(primary_key=True)
+    digest = models.TextField()
+    built_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "aggregate_definitions"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.digest}"

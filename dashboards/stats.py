@@ -26,6 +26,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from audit import catalog
+from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
 from dashboards import queries
 from sphere_stats.windows import Window
 
@@ -272,15 +273,9 @@ def _layout(**extra) -> dict:
 
 # --- cards ------------------------------------------------------------------------------
 
-CARD_ROWS = (
-    ("user", "pending"),
-    ("user", "active"),
-    ("user", "frozen"),
-    ("organization", "exists"),
-    ("project", "exists"),
-    ("experiment", "exists"),
-    ("realization", "active"),
-    ("materialization", "active"),
+# Every state of every entity kind (audit.catalog.ENTITY_KINDS), in order.
+CARD_ROWS = tuple(
+    (kind.name, state) for kind in ENTITY_KIND_SPECS.values() for state in kind.states
 )
 
 
@@ -289,10 +284,11 @@ class CurrentCounts(Stat):
     name = "current_counts"
     title = "Entities existing now"
     description = (
-        "Users by state, organizations, projects, experiments and active realizations "
-        "and materializations at the end of the period, derived from the events (created "
-        "or activated minus deleted, re-creations counted once), with the change since "
-        "the start of the period."
+        "Users, organizations and projects by state (pending, active, frozen), "
+        "experiments, and active realizations and materializations at the end of the "
+        "period, derived from the events (created, activated, frozen, catalogued minus "
+        "declined and deleted; re-creations counted once; an entity first seen in another "
+        "event exists from then), with the change since the start of the period."
     )
     chart = "cards"
     uses_preaggregates = True

@@ -13,21 +13,26 @@ from audit.models import Entity
 from dashboards import queries
 from dashboards.api import checked_window
 from dashboards.entities import KINDS, entity_url, find, suggestions
-from dashboards.stats import STATS, Result, StatError
+from dashboards.stats import CARD_ROWS, STATS, Result, StatError
 from sphere_stats.roles import Role, has_role, role_required
 from sphere_stats.windows import Window, WindowError
 
 TIMELINE_PAGE = 50
 CHART_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d"]}
+_PLURALS = {
+    "user": "users",
+    "organization": "organizations",
+    "project": "projects",
+    "experiment": "experiments",
+    "realization": "realizations",
+    "materialization": "materializations",
+}
+# "Active users", "Frozen projects", "Experiments" (a kind with one state).
 CARD_LABELS = {
-    ("user", "pending"): "Pending users",
-    ("user", "active"): "Active users",
-    ("user", "frozen"): "Frozen users",
-    ("organization", "exists"): "Organizations",
-    ("project", "exists"): "Projects",
-    ("experiment", "exists"): "Experiments",
-    ("realization", "active"): "Active realizations",
-    ("materialization", "active"): "Active materializations",
+    (kind, state): _PLURALS[kind].capitalize()
+    if state == "exists"
+    else f"{state.capitalize()} {_PLURALS[kind]}"
+    for kind, state in CARD_ROWS
 }
 SUMMARY_LABELS = {
     "logins_succeeded": ("Logins succeeded", True),

@@ -2,43 +2,13 @@
 
 event_counts_daily_caller, event_counts_daily_project and org_memberships
 (audit.models DailyCallerCount, DailyProjectCount, OrgMembership) are
-written by the ingest statement from now on; here they are filled from the
-events stored before. The SELECTs are those of audit/aggregates.py as of
-this migration, spelled out so that later changes there cannot change it.
-Rows go in in day order, so that a window's days lie on adjacent pages.
+kept by the triggers on `events` (audit/aggregates.py).
 """
 
 from django.db import migrations, models
 
-BACKFILL = """
-INSERT INTO event_counts_daily_caller (day, caller, events, logins, failures)
-SELECT date_trunc('day', timestamp, 'UTC'), caller, count(*),
-       count(*) FILTER (WHERE event_type = 'user_login'),
-       count(*) FILTER (WHERE NOT success)
-FROM events GROUP BY 1, 2 ORDER BY 1, 2;
-
-INSERT INTO event_counts_daily_project
-    (day, project, events, experiments, realizations, materializations)
-SELECT date_trunc('day', timestamp, 'UTC'),
-       coalesce(payload->>'project', CASE WHEN subject_type = 'project' THEN subject END),
-       count(*),
-       count(*) FILTER (WHERE event_type = 'experiment_created' AND success),
-       count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),
-       count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)
-FROM events WHERE payload->>'project' IS NOT NULL OR subject_type = 'project'
-GROUP BY 1, 2 ORDER BY 1, 2;
-
-INSERT INTO org_memberships (org, kind, member, last_at, last_uuid, removed)
-SELECT DISTINCT ON (subject, payload->>'kind', target) subject, payload->>'kind', target,
-       timestamp, event_uuid, event_type = 'org_member_deleted'
-FROM events
-WHERE event_type IN ('org_member_added', 'org_member_updated', 'org_member_deleted') AND success
-ORDER BY subject, payload->>'kind', target, timestamp DESC, event_uuid DESC;
-
-ANALYZE event_counts_daily_caller;
-ANALYZE event_counts_daily_project;
-ANALYZE org_memberships;
-"""
+# Rows for the events stored before are built after `migrate` by
+# audit.aggregates.install, with every other pre-aggregate.
 
 
 class Migration(migrations.Migration):
@@ -123,6 +93,4 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        # The tables go with the reverse of CreateModel, their rows with them.
-        migrations.RunSQL(BACKFILL, migrations.RunSQL.noop),
     ]

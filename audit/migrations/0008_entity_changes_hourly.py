@@ -29,6 +29,13 @@ visible; without it, telling them apart reads every login of the user.
 idx_daily_caller_caller: one caller's days (the heatmap's year) without
 reading every caller's rows of each day. Only columns ingest never updates,
 so its upserts of the daily counts stay HOT updates.
+
+Non-atomic: both indexes are built CONCURRENTLY, each in its own RunSQL, so
+that migrating a live portal database never blocks its writers (ingest
+writes event_counts_daily_caller too). The table, its triggers and its
+backfill then go in one transaction (RunPython, atomic=True): the triggers
+and the backfill must see the same intervals, and a failure leaves nothing
+behind.
 """
 
 from django.db import migrations
@@ -68,13 +75,19 @@ CREATE TRIGGER {name} AFTER {op} ON entity_intervals {referencing}
 """
 
 
-# The indexes first: ingest locks `events` before entity_intervals, and so
-# does this, so a migration running during ingest waits instead of deadlocking.
-SQL = f"""
-CREATE INDEX IF NOT EXISTS idx_events_user_by_others ON events (subject, timestamp)
-    WHERE subject_type = 'user' AND caller <> subject;
-CREATE INDEX IF NOT EXISTS idx_daily_caller_caller ON event_counts_daily_caller (caller, day);
+# Built before the transaction below, outside any transaction: that one then
+# locks no table ingest writes but entity_intervals, so a migration running
+# during ingest waits for it instead of deadlocking.
+USER_BY_OTHERS_INDEX = """
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_events_user_by_others ON events (subject, timestamp)
+    WHERE subject_type = 'user' AND caller <> subject
+"""
+DAILY_CALLER_INDEX = """
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_daily_caller_caller
+    ON event_counts_daily_caller (caller, day)
+"""
 
+SQL = f"""
 CREATE TABLE entity_changes_hourly (
     kind text NOT NULL,
     hour timestamptz NOT NULL,
@@ -109,8 +122,6 @@ ANALYZE entity_changes_hourly;
 """
 
 REVERSE = """
-DROP INDEX IF EXISTS idx_daily_caller_caller;
-DROP INDEX IF EXISTS idx_events_user_by_others;
 DROP TRIGGER IF EXISTS entity_changes_hourly_insert ON entity_intervals;
 DROP TRIGGER IF EXISTS entity_changes_hourly_delete ON entity_intervals;
 DROP TRIGGER IF EXISTS entity_changes_hourly_update ON entity_intervals;
@@ -123,9 +134,29 @@ DROP TABLE IF EXISTS entity_changes_hourly;
 """
 
 
+def run_script(sql: str):
+    """RunSQL's execution of `sql`, for a RunPython that can be atomic."""
+
+    def run(apps, schema_editor) -> None:
+        for statement in schema_editor.connection.ops.prepare_sql_script(sql):
+            schema_editor.execute(statement, params=None)
+
+    return run
+
+
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY: see the top
+
     dependencies = [
         ("audit", "0007_daily_counts"),
     ]
 
-    operations = [migrations.RunSQL(SQL, REVERSE)]
+    operations = [
+        migrations.RunSQL(
+            USER_BY_OTHERS_INDEX, "DROP INDEX CONCURRENTLY IF EXISTS idx_events_user_by_others"
+        ),
+        migrations.RunSQL(
+            DAILY_CALLER_INDEX, "DROP INDEX CONCURRENTLY IF EXISTS idx_daily_caller_caller"
+        ),
+        migrations.RunPython(run_script(SQL), run_script(REVERSE), atomic=True),
+    ]

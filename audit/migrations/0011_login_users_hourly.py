@@ -22,11 +22,5 @@ class Migration(migrations.Migration):
                 'db_table': 'login_users_hourly',
             },
         ),
-        # Filled from the logins already stored (idx_events_logins_ts).
-        migrations.RunSQL(
-            "INSERT INTO login_users_hourly (hour, username, n) "
-            "SELECT date_trunc('hour', timestamp, 'UTC'), subject, count(*) FROM events "
-            "WHERE event_type = 'user_login' AND success GROUP BY 1, 2",
-            migrations.RunSQL.noop,
-        ),
+        # Filled for the events stored before by audit.aggregates.install.
     ]

@@ -11,7 +11,6 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from audit import aggregates
 from audit.aggregates import rebuild_aggregates
 from audit.demo import generate
 from audit.ingest import ingest
@@ -169,6 +168,20 @@ def crash_on_call(n: int, function=None):
     return wrapper
 
 
+def crash_before_call(n: int, function):
+    """`function`, raising Crash instead of its nth call."""
+    calls = 0
+
+    def wrapper(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise Crash
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
 def old_uuids(days: int) -> set[str]:
     return {
         str(u)
@@ -202,7 +215,7 @@ def test_a_rerun_after_a_crash_keeps_the_batches_the_crashed_run_committed(
     args = ("--older-than", "180", "--archive", str(archive), "--batch-size", "97")
     # The second batch dies before its lines are written: it rolls back.
     monkeypatch.setattr(
-        aggregates, "refresh_entities", crash_on_call(2, aggregates.refresh_entities)
+        prune_events, "write_member", crash_before_call(2, prune_events.write_member)
     )
     with pytest.raises(Crash):
         prune(*args)
@@ -240,7 +253,7 @@ def test_a_member_torn_by_the_crash_is_cut_off_on_the_rerun(history, tmp_path, m
     partial = archive.with_name(archive.name + ".partial")
     args = ("--older-than", "180", "--archive", str(archive), "--batch-size", "97")
     monkeypatch.setattr(
-        aggregates, "refresh_entities", crash_on_call(2, aggregates.refresh_entities)
+        prune_events, "write_member", crash_before_call(2, prune_events.write_member)
     )
     with pytest.raises(Crash):
         prune(*args)

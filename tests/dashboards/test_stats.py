@@ -62,12 +62,13 @@ def test_the_same_logins_share_one_utc_day():
 def test_growth_counts_deletes_and_re_creations(ny_days):
     rows = run("entity_growth", ny_days).rows
     # users: alice+bob | bob declined at local midnight | carol | alice deleted
-    # projects: botnets | deleted | re-created | ; experiments: exp1 in two projects
+    # projects: botnets | deleted | re-created, and iot, first seen as the
+    # project of an experiment | ; experiments: exp1 in two projects
     assert rows == [
         [NY_DAYS[0], 2, 1, 1, 0],
         [NY_DAYS[1], 1, 1, 0, 0],
-        [NY_DAYS[2], 2, 1, 1, 2],
-        [NY_DAYS[3], 1, 1, 1, 2],
+        [NY_DAYS[2], 2, 1, 2, 2],
+        [NY_DAYS[3], 1, 1, 2, 2],
     ]
 
 
@@ -77,7 +78,10 @@ def test_current_counts_show_states_and_change_over_the_period(ny_days):
     assert rows["user", "frozen"] == [1, 0, 1]
     assert rows["user", "active"] == [0, 0, 0]
     assert rows["user", "pending"] == [0, 0, 0]
-    assert rows["project", "exists"] == [1, 0, 1]
+    # botnets was re-created (pending: never activated); iot, never
+    # created, was seen as an experiment's project and so exists, active.
+    assert rows["project", "pending"] == [1, 0, 1]
+    assert rows["project", "active"] == [1, 0, 1]
     assert rows["experiment", "exists"] == [2, 0, 2]
 
 
@@ -86,7 +90,7 @@ def test_counts_in_the_middle_of_the_history():
     rows = {(r[0], r[1]): r[2] for r in run("current_counts", window).rows}
     # At 12:00 UTC Mar 8: alice active, carol active (since 07:30), bob gone.
     assert rows["user", "active"] == 2
-    assert rows["project", "exists"] == 0
+    assert rows["project", "pending"] == rows["project", "active"] == 0
 
 
 def test_period_summary_counts_failures_and_login_users(ny_days):
@@ -233,7 +237,7 @@ def test_current_counts_of_resources_and_organizations(ny_days, allocations):
     # m2 (m3 failed); isi, created on March 6 at 15:00 UTC, after the start.
     assert rows["realization", "active"] == [2, 0, 2]
     assert rows["materialization", "active"] == [2, 0, 2]
-    assert rows["organization", "exists"] == [1, 0, 1]
+    assert rows["organization", "pending"] == [1, 0, 1]
     # Half-way, at 18:15 UTC on March 8: r1 and r2 only.
     middle = make_window(since="2026-03-06T00:00", until="2026-03-08T18:15", tz="UTC")
     rows = {(r[0], r[1]): r[2] for r in run("current_counts", middle).rows}

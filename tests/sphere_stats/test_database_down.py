@@ -124,8 +124,9 @@ def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_rese
             connections.close_all()
 
     with psycopg.connect(**params) as blocker, psycopg.connect(**params, autocommit=True) as admin:
-        # Hold the pre-aggregate table so the ingest transaction stops after
-        # inserting the events and before committing, then kill its server
+        # Hold a pre-aggregate table so the ingest statement stops in the
+        # triggers on `events`, after inserting the events and before
+        # committing, then kill its server
         # process, as a crash or restart of PostgreSQL would.
         blocker.execute("LOCK TABLE event_counts_hourly IN EXCLUSIVE MODE")
         sender = threading.Thread(target=send)
@@ -134,7 +135,7 @@ def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_rese
         for _ in range(200):
             row = admin.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%%WITH incoming AS%%'"
+                "AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO events%%'"
             ).fetchone()
             if row:
                 pid = row[0]

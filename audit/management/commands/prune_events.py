@@ -3,8 +3,8 @@
 Audit data is kept forever unless this command is run. Each batch is one
 transaction that deletes the oldest events (DELETE … RETURNING each row as
 the export's NDJSON object), writes and flushes those lines to the archive,
-lowers the hourly and daily pre-aggregates by exactly what was deleted, rebuilds the
-entities whose lifecycle events went, and only then commits. A crash loses
+while the triggers on `events` take the rows out of every pre-aggregate, and
+only then commits. A crash loses
 nothing: the batch in flight is either committed after its lines reached the
 archive, or rolled back and still in the table.
 
@@ -27,9 +27,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from audit import aggregates
 from audit.export import _UTC  # the export's timestamp format, so archives match exports
-from audit.models import PROJECT_OF_EVENT, Event, HourlyCount
+from audit.models import Event, HourlyCount
 
 _T = '"events"'
 # The export's NDJSON object (audit/export.py), built for the deleted rows.
@@ -45,7 +44,8 @@ _LINE = "json_build_object({})::text".format(
 )
 
 # The oldest `limit` events before the cutoff (a backward scan of
-# idx_events_ts_uuid), deleted, their hourly and daily counts lowered by as much.
+# idx_events_ts_uuid), deleted; the triggers on `events` take them out of
+# every pre-aggregate in the same statement.
 DELETE_SQL = f"""
 WITH doomed AS (
     SELECT event_uuid FROM events
@@ -55,66 +55,9 @@ WITH doomed AS (
     FOR UPDATE
 ), gone AS (
     DELETE FROM events WHERE event_uuid IN (SELECT event_uuid FROM doomed)
-    RETURNING {_LINE} AS line, {_T}.timestamp, {_T}.event_uuid, {_T}.event_type,
-              {_T}.success, {_T}.subject, {_T}.target, {_T}.payload->>'project' AS project,
-              {_T}.caller, {PROJECT_OF_EVENT} AS counted_project
-), lowered AS (
-    UPDATE event_counts_hourly AS c SET n = c.n - g.n
-    FROM (
-        SELECT date_trunc('hour', timestamp, 'UTC') AS bucket, event_type, success,
-               count(*) AS n
-        FROM gone GROUP BY 1, 2, 3
-    ) AS g
-    WHERE c.bucket = g.bucket AND c.event_type = g.event_type AND c.success = g.success
-), lowered_daily AS (
-    UPDATE event_counts_daily AS c SET n = c.n - g.n
-    FROM (
-        SELECT date_trunc('day', timestamp, 'UTC') AS day, event_type, success, count(*) AS n
-        FROM gone GROUP BY 1, 2, 3
-    ) AS g
-    WHERE c.day = g.day AND c.event_type = g.event_type AND c.success = g.success
-), lowered_callers AS (
-    UPDATE event_counts_daily_caller AS c SET events = c.events - g.events,
-        logins = c.logins - g.logins, failures = c.failures - g.failures
-    FROM (
-        SELECT date_trunc('day', timestamp, 'UTC') AS day, caller, count(*) AS events,
-               count(*) FILTER (WHERE event_type = 'user_login') AS logins,
-               count(*) FILTER (WHERE NOT success) AS failures
-        FROM gone GROUP BY 1, 2
-    ) AS g
-    WHERE c.day = g.day AND c.caller = g.caller
-), lowered_projects AS (
-    UPDATE event_counts_daily_project AS c SET events = c.events - g.events,
-        experiments = c.experiments - g.experiments,
-        realizations = c.realizations - g.realizations,
-        materializations = c.materializations - g.materializations
-    FROM (
-        SELECT date_trunc('day', timestamp, 'UTC') AS day, counted_project AS project,
-               count(*) AS events,
-               count(*) FILTER (WHERE event_type = 'experiment_created' AND success)
-                   AS experiments,
-               count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)
-                   AS realizations,
-               count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)
-                   AS materializations
-        FROM gone WHERE counted_project IS NOT NULL GROUP BY 1, 2
-    ) AS g
-    WHERE c.day = g.day AND c.project = g.project
-), lowered_logins AS (
-    UPDATE login_users_hourly AS c SET n = c.n - g.n
-    FROM (
-        SELECT date_trunc('hour', timestamp, 'UTC') AS hour, subject, count(*) AS n
-        FROM gone WHERE event_type = 'user_login' AND success GROUP BY 1, 2
-    ) AS g
-    WHERE c.hour = g.hour AND c.username = g.subject
-), forgotten AS (
-    -- Deleted oldest first: a membership whose latest event went has no
-    -- event left.
-    DELETE FROM org_memberships AS m USING gone AS g
-    WHERE m.org = g.subject AND m.last_uuid = g.event_uuid
+    RETURNING {_LINE} AS line, {_T}.timestamp, {_T}.event_uuid
 )
-SELECT line, event_type, success, subject, target, project FROM gone
-ORDER BY timestamp, event_uuid
+SELECT line FROM gone ORDER BY timestamp, event_uuid
 """
 
 
@@ -203,32 +146,8 @@ class Command(BaseCommand):
                         with connection.cursor() as cursor:
                             cursor.execute(DELETE_SQL, [cutoff, batch_size])
                             rows = cursor.fetchall()
-                            for table, column, unit in (
-                                ("event_counts_hourly", "bucket", "hour"),
-                                ("event_counts_daily", "day", "day"),
-                                ("login_users_hourly", "hour", "hour"),
-                            ):
-                                cursor.execute(
-                                    f"DELETE FROM {table} "
-                                    f"WHERE {column} < %s + interval '1 {unit}' AND n <= 0",
-                                    [cutoff],
-                                )
-                            for table in (
-                                "event_counts_daily_caller",
-                                "event_counts_daily_project",
-                            ):
-                                cursor.execute(
-                                    f"DELETE FROM {table} "
-                                    "WHERE day < %s + interval '1 day' AND events <= 0",
-                                    [cutoff],
-                                )
                         if not rows:
                             break
-                        # Deleted events: each entity they touched is re-read
-                        # from what remains (the full path, never a resume).
-                        aggregates.refresh_entities(
-                            aggregates.entity_keys(_Deleted(*row[1:]) for row in rows)
-                        )
                         if out is not None:
                             write_member(out, rows)
                     deleted += len(rows)
@@ -315,16 +234,3 @@ def _complete_members(path: Path) -> tuple[list[tuple[int, int]], list[str]]:
             start += used
             members.append((start, len(uuids)))
             last_uuids = uuids
-
-
-class _Deleted:
-    """What aggregates.entity_keys reads of a deleted event."""
-
-    __slots__ = ("event_type", "payload", "subject", "success", "target")
-
-    def __init__(self, event_type, success, subject, target, project) -> None:
-        self.event_type = event_type
-        self.success = success
-        self.subject = subject
-        self.target = target
-        self.payload = {"project": project} if project is not None else {}
