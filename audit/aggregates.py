@@ -438,42 +438,39 @@ intervals AS (
     SELECT kind, scope, name, state, ts AS valid_from, next_ts AS valid_to
     FROM changes WHERE state <> '{GONE}'
 ),
-latest AS (
-    SELECT DISTINCT ON (kind, scope, name) kind, scope, name, ts AS since, caller AS created_by
-    FROM changes WHERE before = '{GONE}'
-    ORDER BY kind, scope, name, ts DESC, ord DESC, id DESC NULLS LAST
+-- life: how many times the entity had begun to exist by this step; the
+-- steps of its latest existence are those of the highest.
+lived AS (
+    SELECT c.*, count(*) FILTER (WHERE c.before = '{GONE}' AND c.state <> '{GONE}') OVER (
+               PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS life
+    FROM changed AS c
 ),
-summary AS (
-    SELECT s.kind, s.scope, s.name,
-           (array_agg(s.state ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST))[1] AS state,
-           (array_agg(s.action ORDER BY s.ts, s.ord, s.id))[1] IN ('seen', '{CATALOGUED}')
-               AS predates_log,
-           min(s.ts) AS first_step, max(s.ts) FILTER (WHERE s.ord = 1) AS last_event_at,
-           max(s.ts) FILTER (WHERE s.state <> s.before) AS last_change
-    FROM changed AS s GROUP BY 1, 2, 3
-),
-details AS (
-    SELECT s.kind, s.scope, s.name,
-           (array_agg(s.category ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST)
-               FILTER (WHERE s.category IS NOT NULL))[1] AS category,
-           (array_agg(s.description ORDER BY s.ts DESC, s.ord DESC, s.id DESC NULLS LAST)
-               FILTER (WHERE s.description IS NOT NULL))[1] AS description
-    FROM stated AS s JOIN latest AS l USING (kind, scope, name)
-    WHERE s.ts >= l.since AND s.state <> '{GONE}' AND s.action IN ('{CREATE}', '{CATALOGUED}')
-    GROUP BY 1, 2, 3
+lives AS (
+    SELECT l.*, max(l.life) OVER (PARTITION BY kind, scope, name) AS last_life FROM lived AS l
 ),
 folded AS (
-    SELECT u.kind, u.scope, u.name, u.state, l.since,
-           CASE WHEN u.state = '{GONE}' THEN u.last_change END AS until,
-           coalesce(l.created_by, '') AS created_by, coalesce(d.category, '') AS category,
-           coalesce(d.description, '') AS description,
-           least(u.first_step, m.ts) AS first_seen,
-           coalesce(u.last_change, least(u.first_step, m.ts)) AS last_change,
-           u.last_event_at, u.predates_log
-    FROM summary AS u
-    LEFT JOIN latest AS l USING (kind, scope, name)
-    LEFT JOIN details AS d USING (kind, scope, name)
-    LEFT JOIN mention AS m USING (kind, scope, name)
+    SELECT kind, scope, name,
+           (array_agg(state ORDER BY ts DESC, ord DESC, id DESC NULLS LAST))[1] AS state,
+           min(ts) FILTER (WHERE life = last_life AND life > 0) AS since,
+           CASE WHEN (array_agg(state ORDER BY ts DESC, ord DESC, id DESC NULLS LAST))[1]
+                     = '{GONE}' THEN max(ts) FILTER (WHERE state <> before) END AS until,
+           coalesce((array_agg(caller ORDER BY ts, ord, id)
+               FILTER (WHERE life = last_life AND life > 0))[1], '') AS created_by,
+           coalesce((array_agg(category ORDER BY ts DESC, ord DESC, id DESC NULLS LAST)
+               FILTER (WHERE life = last_life AND life > 0 AND state <> '{GONE}'
+                       AND action IN ('{CREATE}', '{CATALOGUED}')
+                       AND category IS NOT NULL))[1], '') AS category,
+           coalesce((array_agg(description ORDER BY ts DESC, ord DESC, id DESC NULLS LAST)
+               FILTER (WHERE life = last_life AND life > 0 AND state <> '{GONE}'
+                       AND action IN ('{CREATE}', '{CATALOGUED}')
+                       AND description IS NOT NULL))[1], '') AS description,
+           -- The seen step, when there is one, is the earliest mention.
+           min(ts) AS first_seen,
+           coalesce(max(ts) FILTER (WHERE state <> before), min(ts)) AS last_change,
+           max(ts) FILTER (WHERE ord = 1) AS last_event_at,
+           (array_agg(action ORDER BY ts, ord, id))[1] IN ('seen', '{CATALOGUED}')
+               AS predates_log
+    FROM lives GROUP BY kind, scope, name
 )
 """
 ENTITY_COLUMNS = (
@@ -490,7 +487,11 @@ _KEYS_FROM_ARRAYS = (
 REFRESH_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION sphere_stats_refresh_entities(kinds text[], scopes text[],
                                                          names text[])
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+-- Index probes per entity, whatever the planner believes of `events`: inside
+-- the statement that filled a new table, its statistics still say empty,
+-- and a scan of all of it per entity was quadratic.
+SET enable_seqscan = off AS $fn$
 BEGIN
     -- One lock for every entity: a statement that changes entities waits
     -- for any other transaction that does, so each fold reads the committed
@@ -754,6 +755,11 @@ def install(stream=None, force: bool = False) -> list[str]:
         cursor.execute("SELECT name, digest FROM aggregate_definitions")
         built = dict(cursor.fetchall())
     rebuilt = []
+    if any(built.get(a.name) != digest(a.definition) for a in AGGREGATES) or force:
+        # Fresh statistics first: a table adopted or restored moments ago
+        # may never have been analyzed, and the rebuild's plans rely on them.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE events")
     for aggregate in AGGREGATES:
         wanted = digest(aggregate.definition)
         if force or built.get(aggregate.name) != wanted:
