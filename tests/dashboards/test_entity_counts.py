@@ -53,6 +53,7 @@ def test_hourly_entity_changes_follow_late_events_rebuilds_and_prunes(shuffled):
     assert _changes() == _changes_from_intervals()
     cutoff = NOW - timedelta(days=120)
     Event.objects.filter(timestamp__lt=cutoff).delete()
+    assert _changes() == _changes_from_intervals()
     aggregates.rebuild_aggregates(None, cutoff)
     assert _changes() == _changes_from_intervals()
 
