@@ -67,8 +67,24 @@ SCOPE_OF_EVENT = (
 # --- counting tables ------------------------------------------------------------------
 
 
+class TableDeclaration:
+    """A pre-aggregate stored in one table, declared by its dataclass fields:
+    its name is the table's, and its definition (whose digest says when to
+    rebuild it) is the declaration itself."""
+
+    table: str
+
+    @property
+    def name(self) -> str:
+        return self.table
+
+    @property
+    def definition(self) -> str:
+        return repr(self)
+
+
 @dataclass(frozen=True)
-class CountTable:
+class CountTable(TableDeclaration):
     """Rows of `events` matching `only`, counted per UTC `unit` (hour or
     day, in column `time`) and `keys`. Each key and count is (its column,
     its SQL over an events row). The first count is count(*): a group whose
@@ -80,14 +96,6 @@ class CountTable:
     keys: tuple[tuple[str, str], ...]
     counts: tuple[tuple[str, str], ...] = (("n", "count(*)"),)
     only: str = "TRUE"
-
-    @property
-    def name(self) -> str:
-        return self.table
-
-    @property
-    def definition(self) -> str:
-        return repr(self)
 
     def _grouped(self, rows: str, sign: int = 1, where: str = "TRUE") -> str:
         select = ", ".join(
@@ -252,7 +260,7 @@ COUNT_TABLES = (
 
 
 @dataclass(frozen=True)
-class LatestMemberships:
+class LatestMemberships(TableDeclaration):
     """org_memberships: the newest (timestamp, event_uuid) successful
     membership event of each (organization, payload.kind, member), and
     whether it removed the member. An inserted event replaces a row only if
@@ -262,14 +270,6 @@ class LatestMemberships:
     table: str = "org_memberships"
     types: str = ORG_MEMBER_TYPES
     removals: str = _quoted(catalog.MEMBER_REMOVALS)
-
-    @property
-    def name(self) -> str:
-        return self.table
-
-    @property
-    def definition(self) -> str:
-        return repr(self)
 
     def _latest(self, rows: str, where: str = "TRUE") -> str:
         return (
