@@ -25,7 +25,7 @@ from functools import lru_cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
-from audit import aggregates
+from audit import aggregates, catalog
 from audit.models import (
     DailyCallerCount,
     DailyProjectCount,
@@ -686,10 +686,10 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     )
 
 
-MEMBER_TYPES = {
-    "organization": ("org_member_added", "org_member_updated", "org_member_deleted"),
-    "project": ("project_member_added", "project_member_updated", "project_member_deleted"),
-}
+MEMBER_TYPES = catalog.MEMBER_TYPES
+# SQL lists of the organization membership types and of the removals among them.
+_ORG_MEMBER_SQL = ", ".join(f"'{t}'" for t in MEMBER_TYPES["organization"])
+_REMOVAL_SQL = ", ".join(f"'{t}'" for t in catalog.MEMBER_REMOVALS)
 
 
 def members(subject_type: str, name: str, since: datetime | None) -> list[tuple]:
@@ -697,33 +697,33 @@ def members(subject_type: str, name: str, since: datetime | None) -> list[tuple]
     its latest creation: (member, kind, role, state, since), where since is
     the first add after the member's latest removal (a re-added member is a
     member since the re-add, not since the first time)."""
-    added, _, deleted = MEMBER_TYPES[subject_type]
     # `removals_after` counts the removals at or after each event, in event
-    # order (timestamp, event_uuid): an add with none after it belongs to
-    # the current membership.
+    # order (timestamp, event_uuid): an add (or update, or inventory entry)
+    # with none after it belongs to the current membership.
+    removals = list(catalog.MEMBER_REMOVALS)
     rows = _fetch(
         "SELECT target, kind, role, state, joined FROM ("
         "  SELECT DISTINCT ON (target, kind) target, kind, role, state, event_type,"
-        "   min(timestamp) FILTER (WHERE event_type = %s AND removals_after = 0)"
+        "   min(timestamp) FILTER (WHERE event_type <> ALL(%s) AND removals_after = 0)"
         "    OVER (PARTITION BY target, kind) AS joined"
         "  FROM ("
         "   SELECT target, payload->>'kind' AS kind, payload->>'role' AS role,"
         "    payload->>'state' AS state, event_type, timestamp, event_uuid,"
-        "    count(*) FILTER (WHERE event_type = %s) OVER (PARTITION BY target,"
+        "    count(*) FILTER (WHERE event_type = ANY(%s)) OVER (PARTITION BY target,"
         "     payload->>'kind' ORDER BY timestamp DESC, event_uuid DESC) AS removals_after"
         "   FROM events WHERE subject_type = %s AND subject = %s AND success"
         "    AND event_type = ANY(%s) AND timestamp >= %s AND target IS NOT NULL"
         "  ) AS history"
         "  ORDER BY target, kind, timestamp DESC, event_uuid DESC"
-        ") AS latest WHERE event_type <> %s ORDER BY kind DESC, role, target",
+        ") AS latest WHERE event_type <> ALL(%s) ORDER BY kind DESC, role, target",
         [
-            added,
-            deleted,
+            removals,
+            removals,
             subject_type,
             name,
             list(MEMBER_TYPES[subject_type]),
             since or datetime(1, 1, 1, tzinfo=UTC),
-            deleted,
+            removals,
         ],
     )
     return rows
@@ -750,12 +750,11 @@ def top_orgs_by_members(n: int, at: datetime, source: str = "auto") -> list[tupl
             "   e.payload->>'kind' AS kind, e.event_type"
             f"  FROM events e JOIN {ENTITIES} o ON o.kind = 'organization' AND o.scope = ''"
             "   AND o.name = e.subject AND o.since < %s AND (o.until IS NULL OR o.until >= %s)"
-            "  WHERE e.event_type IN ('org_member_added', 'org_member_updated',"
-            "   'org_member_deleted') AND e.success AND e.timestamp >= o.since"
+            f"  WHERE e.event_type IN ({_ORG_MEMBER_SQL}) AND e.success AND e.timestamp >= o.since"
             "   AND e.timestamp < %s"
             "  ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
             "   e.event_uuid DESC"
-            ") AS latest WHERE event_type <> 'org_member_deleted'"
+            f") AS latest WHERE event_type NOT IN ({_REMOVAL_SQL})"
             " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %s",
             [at, at, at, n],
         )
@@ -774,11 +773,10 @@ def top_orgs_by_members(n: int, at: datetime, source: str = "auto") -> list[tupl
         "  UNION ALL"
         "  SELECT * FROM ("
         "   SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject,"
-        "    e.payload->>'kind', e.event_type = 'org_member_deleted'"
+        f"    e.payload->>'kind', e.event_type IN ({_REMOVAL_SQL})"
         "   FROM events e JOIN orgs o ON o.name = e.subject"
         "   WHERE e.subject IN (SELECT org FROM changed) AND e.subject_type = 'organization'"
-        "    AND e.event_type IN ('org_member_added', 'org_member_updated',"
-        "     'org_member_deleted') AND e.success AND e.timestamp >= o.since"
+        f"    AND e.event_type IN ({_ORG_MEMBER_SQL}) AND e.success AND e.timestamp >= o.since"
         "    AND e.timestamp < %s"
         "   ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
         "    e.event_uuid DESC"
