@@ -15,8 +15,15 @@ limit, and going back only as far as REPORT_SHARE of the events reaches. Days
 older than that have no reports and are unknown (grey) on the uptime bar; a
 controller reporting every few hours instead would fill the status changes
 with an "unknown" for every silence.
+
+Organizations and projects are created pending and reviewed later (REVIEW):
+most are activated within a day, some wait days, a few are declined; now
+and then one is frozen and later unfrozen. The log begins on a running
+portal: a few users, organizations and projects exist before it
+(LEGACY_SHARE) and first appear in a login or a membership, never created.
 """
 
+import heapq
 import random
 import uuid
 from collections import deque
@@ -58,6 +65,23 @@ REALIZE_ERRORS = (
     "facility unreachable",
 )
 MATERIALIZE_ERRORS = ("image boot timeout", "switch configuration failed", "DHCP lease failure")
+# How long a new organization or project waits for review, and how it ends:
+# (share, shortest wait, longest wait, verb). The rest are never reviewed
+# and stay pending.
+REVIEW = (
+    (0.70, timedelta(minutes=20), timedelta(hours=20), "activated"),
+    (0.15, timedelta(days=1), timedelta(days=6), "activated"),
+    (0.06, timedelta(days=7), timedelta(days=30), "activated"),
+    (0.05, timedelta(hours=2), timedelta(days=4), "declined"),
+)
+# The share of active organizations and projects that is frozen at a time
+# (at least one of each kind, once there are some).
+FROZEN_SHARE = 0.03
+# The share of each population's cap that exists before the log begins, and
+# the fewest there are (LEGACY_LEAST).
+LEGACY_SHARE = {"user": 0.02, "organization": 0.1, "project": 0.02}
+LEGACY_LEAST = {"user": 3, "organization": 2, "project": 2}
+GROUP_PREFIX = {"organization": "org", "project": "project"}
 
 
 @dataclass
@@ -116,6 +140,15 @@ class World:
     pushed_pool: Pool = field(default_factory=Pool)  # experiments with a model
     exps_per_project: dict[str, int] = field(default_factory=dict)
     deleted_projects: list[str] = field(default_factory=list)
+    # (kind, name) of each organization and project -> pending, active or
+    # frozen; the pools above hold the active ones only.
+    group_states: dict[tuple[str, str], str] = field(default_factory=dict)
+    frozen_groups: Pool = field(default_factory=Pool)
+    frozen_since: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    # Users, organizations and projects that predate the log and no event
+    # has named yet, as (kind, name): nothing changes their state before a
+    # login or a membership shows they exist.
+    unseen: set[tuple[str, str]] = field(default_factory=set)
     free_hosts: dict[str, Pool] = field(default_factory=dict)  # facility -> host numbers
     realized_at: dict[str, Pool] = field(default_factory=dict)  # facility -> experiment keys
     serial: int = 0
@@ -135,8 +168,33 @@ class World:
 
     def join(self, user: str, groups: dict, group: str, role: str) -> None:
         groups[group][user] = role
-        if not user.startswith("project:"):
+        if user.startswith("project:"):
+            self.unseen.discard(("project", user.removeprefix("project:")))
+        else:
             self.memberships[user] = self.memberships.get(user, 0) + 1
+            self.unseen.discard(("user", user))
+
+    def pool_of(self, kind: str) -> Pool:
+        return self.org_pool if kind == "organization" else self.project_pool
+
+    def groups_of(self, kind: str) -> dict[str, dict[str, str]]:
+        return self.orgs if kind == "organization" else self.projects
+
+    def set_group(self, kind: str, name: str, state: str | None) -> None:
+        """A group's new state (None: gone); only active ones are in its pool."""
+        key = (kind, name)
+        if state is None:
+            self.group_states.pop(key, None)
+        else:
+            self.group_states[key] = state
+        if state == "active":
+            self.pool_of(kind).add(name)
+        else:
+            self.pool_of(kind).discard(name)
+        if state == "frozen":
+            self.frozen_groups.add(key)
+        else:
+            self.frozen_groups.discard(key)
 
     def leave(self, user: str, groups: dict, group: str) -> None:
         del groups[group][user]
@@ -226,6 +284,41 @@ class Generator:
             for number in range(1, FACILITY_NODES[slug] + 1):
                 hosts.add(number)
             self.world.realized_at[slug] = Pool()
+        # Events due later (a review), as (time, order, method, arguments).
+        self.due: list[tuple[datetime, int, str, tuple]] = []
+        self.scheduled = 0
+        self.legacy()
+
+    def legacy(self) -> None:
+        """The users, organizations and projects that exist when the log
+        begins: active, with no event yet. Each legacy project has a legacy
+        user as its creator, so that it has someone to work in it."""
+        w = self.world
+
+        def how_many(kind: str, cap: int) -> int:
+            return max(LEGACY_LEAST[kind], int(LEGACY_SHARE[kind] * cap))
+
+        users = []
+        for _ in range(how_many("user", self.max_users)):
+            users.append(self.new_name(FIRST_NAMES, w.users))
+            w.set_user(users[-1], "active")
+            w.unseen.add(("user", users[-1]))
+        for _ in range(how_many("organization", self.max_orgs)):
+            name = self.new_name(ORG_WORDS, w.orgs)
+            w.orgs[name] = {}
+            w.set_group("organization", name, "active")
+            w.unseen.add(("organization", name))
+        for _ in range(how_many("project", self.max_projects)):
+            name = self.new_name(TOPICS, w.projects)
+            creator = self.rng.choice(users)
+            w.projects[name] = {creator: "creator"}
+            w.memberships[creator] = w.memberships.get(creator, 0) + 1
+            w.set_group("project", name, "active")
+            w.unseen.add(("project", name))
+
+    def schedule(self, ts: datetime, method: str, *args) -> None:
+        self.scheduled += 1
+        heapq.heappush(self.due, (ts, self.scheduled, method, args))
 
     def room(self, count: int, cap: int) -> bool:
         """Whether a population may grow: its cap rises over the history, so
@@ -252,7 +345,9 @@ class Generator:
         if not self.room(len(self.world.users), self.max_users) and self.world.pool("active"):
             return self.login(ts)
         name = self.new_name(FIRST_NAMES, self.world.users)
-        self.world.set_user(name, "pending")
+        # A few never confirm their account: pending for good, out of the
+        # pool the operators review.
+        self.world.set_user(name, "pending" if self.rng.random() > 0.03 else "unconfirmed")
         payload = {"institution": self.rng.choice(ORG_WORDS).upper()}
         return [self.ev(ts, "user_created", name, name, "user", payload=payload)]
 
@@ -265,19 +360,29 @@ class Generator:
             w.set_user(user, "active" if verb == "activated" else "declined")
             return [self.ev(ts, f"user_{verb}", "ops", user, "user")]
         roll = rng.random()
-        if frozen and roll < 0.3:
+        # The more are frozen, the likelier one is unfrozen: a few at a time.
+        if frozen and roll < 0.04 * len(frozen):
             user = frozen.choice(rng)
             w.set_user(user, "active")
-            return [self.ev(ts, "user_activated", "ops", user, "user")]
+            return [self.ev(ts, "user_unfrozen", "ops", user, "user")]
         if len(active) > 5 and roll < 0.65:
-            user = active.choice(rng)
-            if w.memberships.get(user):
+            # Only a user who is no member of anything: members act in their
+            # groups. Most active users are members, so look a little.
+            user = next(
+                (
+                    u
+                    for u in (active.choice(rng) for _ in range(3))
+                    if not w.memberships.get(u) and ("user", u) not in w.unseen
+                ),
+                None,
+            )
+            if user is None:
                 return []
             w.set_user(user, "frozen")
             return [self.ev(ts, "user_frozen", "ops", user, "user")]
         if len(active) > 5:
             user = active.choice(rng)
-            if w.memberships.get(user):
+            if w.memberships.get(user) or ("user", user) in w.unseen:
                 return []
             w.set_user(user, None)
             return [self.ev(ts, "user_deleted", "ops", user, "user")]
@@ -319,6 +424,7 @@ class Generator:
         # Activity is skewed: a few users log in much more than the rest.
         rank = int(rng.paretovariate(1.2)) - 1
         user = active.items[rank] if rank < len(active) else active.choice(rng)
+        w.unseen.discard(("user", user))
         return [
             self.ev(
                 ts,
@@ -344,20 +450,27 @@ class Generator:
             return self.experiment(ts) if w.projects else []
         if is_org:
             name = self.new_name(ORG_WORDS, w.orgs)
-            w.orgs[name] = {}
-            w.org_pool.add(name)
-            w.join(creator, w.orgs, name, "creator")
-            kind, prefix = "organization", "org"
+            kind = "organization"
         else:
-            # Sometimes a deleted project's name is taken again.
+            # Sometimes a deleted or declined project's name is taken again.
             if w.deleted_projects and rng.random() < 0.2:
                 name = w.deleted_projects.pop(rng.randrange(len(w.deleted_projects)))
             else:
                 name = self.new_name(TOPICS, _Either(w.projects, w.deleted_projects))
-            w.projects[name] = {}
-            w.project_pool.add(name)
-            w.join(creator, w.projects, name, "creator")
-            kind, prefix = "project", "project"
+            kind = "project"
+        prefix = GROUP_PREFIX[kind]
+        groups = w.groups_of(kind)
+        groups[name] = {}
+        # Pending until reviewed: nobody joins it or works in it before.
+        w.set_group(kind, name, "pending")
+        w.join(creator, groups, name, "creator")
+        roll = rng.random()
+        for share, shortest, longest, verb in REVIEW:
+            if roll < share:
+                wait = shortest + (longest - shortest) * rng.random()
+                self.schedule(ts + wait, "review", kind, name, verb)
+                break
+            roll -= share
         payload = {"category": rng.choice(CATEGORIES), "description": f"{name} studies"}
         return [
             self.ev(ts, f"{prefix}_created", creator, name, kind, payload=payload),
@@ -372,16 +485,70 @@ class Generator:
             ),
         ]
 
+    def review(self, ts, kind: str, name: str, verb: str) -> list[dict]:
+        """The portal's operators activate or decline a pending group."""
+        w = self.world
+        if w.group_states.get((kind, name)) != "pending":
+            return []
+        if verb == "activated":
+            w.set_group(kind, name, "active")
+        else:
+            self.remove_group(kind, name)
+        return [self.ev(ts, f"{GROUP_PREFIX[kind]}_{verb}", "ops", name, kind)]
+
+    def remove_group(self, kind: str, name: str) -> None:
+        w = self.world
+        groups = w.groups_of(kind)
+        for member in list(groups[name]):
+            w.leave(member, groups, name)
+        del groups[name]
+        w.set_group(kind, name, None)
+        if kind == "project":
+            # Orgs drop a deleted project silently, as the portal does.
+            for members in w.orgs.values():
+                members.pop(f"project:{name}", None)
+            w.deleted_projects.append(name)
+
+    def group_lifecycle(self, ts) -> list[dict]:
+        """An organization or project is frozen, or one frozen the longest is
+        unfrozen as another is frozen, keeping FROZEN_SHARE of each kind frozen."""
+        w, rng = self.world, self.rng
+        kind = "organization" if rng.random() < 0.3 else "project"
+        pool, prefix = w.pool_of(kind), GROUP_PREFIX[kind]
+        frozen = [key for key in w.frozen_groups.items if key[0] == kind]
+        if len(pool) < 5:
+            return []
+        name = pool.choice(rng)
+        if (kind, name) in w.unseen:
+            return []
+        events = []
+        if len(frozen) >= max(1, round(FROZEN_SHARE * len(pool))):
+            thawed = min(frozen, key=lambda key: w.frozen_since[key])
+            w.set_group(kind, thawed[1], "active")
+            events.append(self.ev(ts, f"{prefix}_unfrozen", "ops", thawed[1], kind))
+        w.set_group(kind, name, "frozen")
+        w.frozen_since[kind, name] = ts
+        events.append(
+            self.ev(ts + timedelta(milliseconds=10), f"{prefix}_frozen", "ops", name, kind)
+        )
+        return events
+
     def membership(self, ts) -> list[dict]:
         w, rng = self.world, self.rng
-        use_org = bool(w.orgs) and rng.random() < 0.35
+        use_org = bool(w.org_pool) and rng.random() < 0.35
         groups, pool = (w.orgs, w.org_pool) if use_org else (w.projects, w.project_pool)
-        if not groups:
+        if not pool:
             return self.create_group(ts)
         name = pool.choice(rng)
         members = groups[name]
         kind, prefix = ("organization", "org") if use_org else ("project", "project")
-        caller = next((m for m, r in members.items() if r == "creator"), rng.choice(list(members)))
+        users = [m for m in members if not m.startswith("project:")]
+        # An organization that predates the log may have no member on record:
+        # the operators add the first.
+        caller = next(
+            (m for m, r in members.items() if r == "creator"),
+            rng.choice(users) if users else "ops",
+        )
         # Project members of an org are added once and left alone.
         others = [m for m in members if members[m] != "creator" and not m.startswith("project:")]
         roll = rng.random()
@@ -414,12 +581,13 @@ class Generator:
                     payload={"kind": "usermember", "role": role, "state": "active"},
                 )
             ]
-        if use_org and w.projects and roll < 0.4:
+        if use_org and w.project_pool and roll < 0.4:
             project = w.project_pool.choice(rng)
             key = f"project:{project}"
             if key in members:
                 return []
-            members[key] = "member"
+            w.join(key, groups, name, "member")
+            w.unseen.discard((kind, name))
             return [
                 self.ev(
                     ts,
@@ -437,6 +605,7 @@ class Generator:
         if member in members:
             return []
         w.join(member, groups, name, "member")
+        w.unseen.discard((kind, name))
         return [
             self.ev(
                 ts,
@@ -449,12 +618,17 @@ class Generator:
             )
         ]
 
+    def is_frozen(self, project: str) -> bool:
+        return self.world.group_states.get(("project", project)) == "frozen"
+
     def experiment(self, ts) -> list[dict]:
         w, rng = self.world, self.rng
-        if not w.projects:
+        if not w.project_pool:
             return self.create_group(ts)
         if w.exp_pool and rng.random() < 0.6:
             exp = w.experiments[w.exp_pool.choice(rng)]
+            if self.is_frozen(exp.project):
+                return []
             if exp.realization is None and rng.random() < 0.1:
                 key = (exp.project, exp.name)
                 del w.experiments[key]
@@ -498,6 +672,7 @@ class Generator:
         w.experiments[(project, name)] = Experiment(project, name)
         w.exp_pool.add((project, name))
         w.exps_per_project[project] = w.exps_per_project.get(project, 0) + 1
+        w.unseen.discard(("project", project))
         caller = rng.choice(list(w.projects[project]))
         return [
             self.ev(
@@ -511,7 +686,7 @@ class Generator:
             return self.experiment(ts)
         exp = w.experiments[w.pushed_pool.choice(rng)]
         members = w.projects.get(exp.project)
-        if not members:
+        if not members or self.is_frozen(exp.project):
             return []
         caller = rng.choice(list(members))
         rlz = f"rlz.{exp.name}.{exp.project}"
@@ -677,29 +852,20 @@ class Generator:
 
     def delete_group(self, ts) -> list[dict]:
         w, rng = self.world, self.rng
-        if len(w.orgs) > 4 and rng.random() < 0.15:
-            org = w.org_pool.choice(rng)
-            creator = next((m for m, r in w.orgs[org].items() if r == "creator"), "ops")
-            for member in list(w.orgs[org]):
-                w.leave(member, w.orgs, org)
-            del w.orgs[org]
-            w.org_pool.discard(org)
-            return [self.ev(ts, "org_deleted", creator, org, "organization")]
-        if len(w.projects) < 4:
+        if len(w.org_pool) > 4 and rng.random() < 0.15:
+            kind, name = "organization", w.org_pool.choice(rng)
+        elif len(w.project_pool) >= 4:
+            kind, name = "project", w.project_pool.choice(rng)
+            if w.exps_per_project.get(name):
+                return []
+        else:
             return []
-        project = w.project_pool.choice(rng)
-        if w.exps_per_project.get(project):
+        if (kind, name) in w.unseen:
             return []
-        creator = next((m for m, r in w.projects[project].items() if r == "creator"), "ops")
-        for member in list(w.projects[project]):
-            w.leave(member, w.projects, project)
-        del w.projects[project]
-        w.project_pool.discard(project)
-        # Orgs drop a deleted project silently, as the portal does.
-        for members in w.orgs.values():
-            members.pop(f"project:{project}", None)
-        w.deleted_projects.append(project)
-        return [self.ev(ts, "project_deleted", creator, project, "project")]
+        members = w.groups_of(kind)[name]
+        creator = next((m for m, r in members.items() if r == "creator"), "ops")
+        self.remove_group(kind, name)
+        return [self.ev(ts, f"{GROUP_PREFIX[kind]}_deleted", creator, name, kind)]
 
     def facility_report(self, ts, slug: str) -> list[dict]:
         state, message = facility_state(slug, ts, self.end)
@@ -738,6 +904,7 @@ class Generator:
         ("experiment", 14),
         ("resources", 18),
         ("delete_group", 1),
+        ("group_lifecycle", 0.1),
     )
 
     def __iter__(self) -> Iterator[dict]:
@@ -746,9 +913,22 @@ class Generator:
         reports = deque(self.report_schedule())
         activity = self.n - len(reports)
 
-        def reports_until(ts: datetime) -> Iterator[dict]:
-            while reports and reports[0][0] <= ts:
-                yield from self.facility_report(*reports.popleft())
+        def due_until(ts: datetime) -> Iterator[tuple[dict, bool]]:
+            """(event, whether it is activity) for each report and review due
+            by ts, oldest first. Reports have their own share of the events."""
+            while True:
+                report_at = reports[0][0] if reports else None
+                review_at = self.due[0][0] if self.due else None
+                review_first = review_at is not None and review_at <= ts
+                if review_first and (report_at is None or review_at < report_at):
+                    _, _, method, args = heapq.heappop(self.due)
+                    for event in getattr(self, method)(review_at, *args):
+                        yield event, True
+                    continue
+                if report_at is None or report_at > ts:
+                    return
+                for event in self.facility_report(*reports.popleft()):
+                    yield event, False
 
         # The first users come first, so the cards have something to show
         # even for small n.
@@ -756,7 +936,7 @@ class Generator:
         ts = self.start
         for _ in range(min(10, activity)):
             ts += timedelta(seconds=step)
-            yield from reports_until(ts)
+            yield from (event for event, _ in due_until(ts))
             for event in self.user_signup(ts) + self.user_lifecycle(ts):
                 if produced < activity:
                     produced += 1
@@ -765,14 +945,21 @@ class Generator:
             self.progress = produced / activity
             ts = self.start + timedelta(seconds=step * produced)
             ts += timedelta(seconds=rng.random() * step)
-            yield from reports_until(ts)
+            for event, counted in due_until(ts):
+                if counted and produced >= activity:
+                    continue
+                produced += counted
+                yield event
+            if produced >= activity:
+                break
             action = rng.choices(names, weights)[0]
             for event in getattr(self, action)(ts):
                 if produced >= activity:
                     break
                 produced += 1
                 yield event
-        yield from reports_until(self.end)
+        # Reviews still due after the last activity stay pending.
+        yield from (event for event, counted in due_until(self.end) if not counted)
 
 
 def generate(n: int, days: int = 365, seed: int = 1, end: datetime | None = None) -> Iterator[dict]:

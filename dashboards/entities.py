@@ -1,8 +1,12 @@
-"""Entity kinds, their page URLs and the navigation search."""
+"""Entity kinds, their page URLs, the events that began and ended one, and
+the navigation search."""
 
+from django.db.models import Q
 from django.urls import reverse
 
-from audit.models import Entity
+from audit import catalog
+from audit.catalog import GONE
+from audit.models import Entity, Event
 
 KINDS = {
     "user": {"label": "User", "url": "user"},
@@ -21,6 +25,64 @@ def entity_url(kind: str, name: str, project: str = "") -> str:
     if kind == "facility":
         return reverse("facilities:detail", kwargs={"slug": name})
     return reverse(KINDS[kind]["url"], kwargs={"name": name})
+
+
+# The lifecycle event types that end an entity of each kind (declined, deleted).
+ENDINGS = {
+    kind: tuple(name for name, spec in catalog.CATALOG.items() if spec.lifecycle == (kind, GONE))
+    for kind in KINDS
+}
+MEMBER_TYPES = tuple(t for types in catalog.MEMBER_TYPES.values() for t in types)
+
+
+def _mentions(entity: Entity) -> Q:
+    """Where an event mentions `entity`, as the entity fold reads it
+    (audit/aggregates.py _MENTIONS): as the subject, as a member added or
+    removed, or as the project of an experiment or resource."""
+    about = Q(subject_type=entity.kind, subject=entity.name)
+    if entity.kind == "experiment":
+        return about & Q(payload__project=entity.scope)
+    if entity.kind == "user":
+        return about | Q(
+            target=entity.name, event_type__in=MEMBER_TYPES, payload__kind="usermember"
+        )
+    if entity.kind == "project":
+        return (
+            about
+            | Q(target=entity.name, event_type__in=MEMBER_TYPES, payload__kind="projectmember")
+            | Q(payload__project=entity.name)
+        )
+    return about
+
+
+def first_event(entity: Entity) -> Event | None:
+    """The successful event `entity` was first seen in (at its first_seen,
+    idx_events_ts_uuid): for one that predates the log, the event that
+    tells it existed."""
+    return (
+        Event.objects.filter(timestamp=entity.first_seen, success=True)
+        .filter(_mentions(entity))
+        .order_by("event_uuid")
+        .first()
+    )
+
+
+def ending_event(entity: Entity) -> Event | None:
+    """The declined or deleted event that ended `entity` (at its until), or None."""
+    if entity.until is None or not ENDINGS.get(entity.kind):
+        return None
+    return (
+        Event.objects.filter(
+            timestamp=entity.until,
+            success=True,
+            subject_type=entity.kind,
+            subject=entity.name,
+            event_type__in=ENDINGS[entity.kind],
+        )
+        .filter(Q(payload__project=entity.scope) if entity.kind == "experiment" else Q())
+        .order_by("-event_uuid")
+        .first()
+    )
 
 
 def _match(entity: Entity) -> dict:

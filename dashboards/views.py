@@ -12,8 +12,15 @@ from audit.filters import FilterError, decode_cursor, encode_cursor
 from audit.models import Entity
 from dashboards import queries
 from dashboards.api import checked_window
-from dashboards.entities import KINDS, entity_url, find, suggestions
-from dashboards.stats import CARD_ROWS, STATS, Result, StatError
+from dashboards.entities import (
+    KINDS,
+    ending_event,
+    entity_url,
+    find,
+    first_event,
+    suggestions,
+)
+from dashboards.stats import STATS, Result, StatError
 from sphere_stats.roles import Role, has_role, role_required
 from sphere_stats.windows import Window, WindowError
 
@@ -27,13 +34,57 @@ _PLURALS = {
     "realization": "realizations",
     "materialization": "materializations",
 }
-# "Active users", "Frozen projects", "Experiments" (a kind with one state).
-CARD_LABELS = {
-    (kind, state): _PLURALS[kind].capitalize()
-    if state == "exists"
-    else f"{state.capitalize()} {_PLURALS[kind]}"
-    for kind, state in CARD_ROWS
+# A kind's states on its card, the usual one first: "380 active · 25 pending · 7 frozen".
+STATE_ORDER = ("active", "pending", "frozen")
+# What a state means, for the badge on an entity page and the card's tooltip.
+STATE_HELP = {
+    "pending": "created, waiting for approval",
+    "active": "exists and can be used",
+    "frozen": "exists but cannot be used",
+    "exists": "",
+    "gone": "declined or deleted",
 }
+
+
+def _card_label(kind: str, states: tuple[str, ...]) -> str:
+    """A card's title: the kind's plural for one with several states (their
+    sum) or only "exists" (Experiments), else the state and the plural
+    (Active realizations)."""
+    plural = _PLURALS[kind].capitalize()
+    if len(states) > 1 or states == ("exists",):
+        return plural
+    return f"{states[0].capitalize()} {_PLURALS[kind]}"
+
+
+def entity_cards(rows: list[list]) -> list[dict[str, Any]]:
+    """The overview's cards from current_counts rows (kind, state, count,
+    at_period_start, change): one per kind, its states summed, with the count
+    and change of each state beside the total when it has several."""
+    by_kind: dict[str, list[tuple[str, int, int]]] = {}
+    for kind, state, count, _, change in rows:
+        by_kind.setdefault(kind, []).append((state, count, change))
+    cards = []
+    for kind, states in by_kind.items():
+        states.sort(key=lambda s: STATE_ORDER.index(s[0]) if s[0] in STATE_ORDER else 99)
+        change = sum(c for _, _, c in states)
+        cards.append(
+            {
+                "kind": kind,
+                "label": _card_label(kind, tuple(s for s, _, _ in states)),
+                "value": sum(n for _, n, _ in states),
+                "change": change,
+                "delta": _delta(change, True),
+                "states": [
+                    {"state": state, "count": n, "change": c, "help": STATE_HELP.get(state, "")}
+                    for state, n, c in states
+                ]
+                if len(states) > 1
+                else [],
+            }
+        )
+    return cards
+
+
 SUMMARY_LABELS = {
     "logins_succeeded": ("Logins succeeded", True),
     "logins_failed": ("Logins failed", False),
@@ -144,15 +195,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     window, error = _window(request)
     current = run_stat("current_counts", window)
     summary = run_stat("period_summary", window)
-    cards = [
-        {
-            "label": CARD_LABELS[kind, state],
-            "value": count,
-            "change": change,
-            "delta": _delta(change, True),
-        }
-        for kind, state, count, _, change in current["rows"]
-    ]
+    cards = entity_cards(current["rows"])
     period_cards = [
         {
             "label": SUMMARY_LABELS[metric][0],
@@ -240,6 +283,14 @@ def _entity_context(
     }
     if not known:
         return context, False
+    if entity is not None:
+        context["state_help"] = STATE_HELP.get(entity.state, "")
+        ended_by = ending_event(entity)
+        context["ended_by"] = ended_by
+        # "declined" or "deleted", from org_declined, user_deleted, ...
+        context["ended_how"] = ended_by.event_type.rsplit("_", 1)[-1] if ended_by else "ended"
+        if entity.predates_log:
+            context["first_event"] = first_event(entity)
     filters = {"kind": kind, "name": name, "project": project}
     context["heatmap"] = run_stat("entity_activity", window, **filters)
     context["counts"] = run_stat("entity_events", window, **filters)

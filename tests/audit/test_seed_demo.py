@@ -1,6 +1,7 @@
 """seed_demo writes a consistent history through ingest validation."""
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -31,12 +32,22 @@ def test_it_covers_every_kind_of_portal_activity(history):
     for needed in (
         "user_created",
         "user_activated",
+        "user_declined",
         "user_frozen",
+        "user_unfrozen",
         "user_deleted",
         "user_login",
         "org_created",
+        "org_activated",
+        "org_declined",
+        "org_frozen",
+        "org_unfrozen",
         "org_deleted",
         "project_created",
+        "project_activated",
+        "project_declined",
+        "project_frozen",
+        "project_unfrozen",
         "project_deleted",
         "org_member_added",
         "project_member_updated",
@@ -61,43 +72,123 @@ def test_it_covers_every_kind_of_portal_activity(history):
     )
 
 
+# What each lifecycle verb of a user, organization or project requires and
+# leaves: (the states it applies to, the state after; None is gone).
+MOVES = {
+    "created": ((None,), "pending"),
+    "activated": (("pending",), "active"),
+    "declined": (("pending",), None),
+    "frozen": (("active",), "frozen"),
+    "unfrozen": (("frozen",), "active"),
+    "deleted": (("active",), None),
+}
+
+
+class Portal:
+    """The state of every user, organization and project as the events
+    tell it, in the order they come. One the log has not mentioned before
+    may appear in a login, a membership or as an experiment's project (it
+    predates the log); one that is gone may not, until created again."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], str] = {}
+        self.mentioned: set[tuple[str, str]] = set()
+        self.predating: dict[tuple[str, str], str] = {}  # -> its first event's type
+        self.members: dict[tuple[str, str], set[str]] = {}
+
+    def mention(self, key: tuple[str, str], e: dict) -> str:
+        if key not in self.states:
+            assert key not in self.mentioned, ("used after it was gone", key, e)
+            self.states[key] = "active"
+            self.predating[key] = e["event_type"]
+        self.mentioned.add(key)
+        return self.states[key]
+
+    def lifecycle(self, key: tuple[str, str], verb: str, e: dict) -> None:
+        before, after = MOVES[verb]
+        assert self.states.get(key) in before, (key, self.states.get(key), e)
+        self.mentioned.add(key)
+        if after is None:
+            del self.states[key]
+            self.members.pop(key, None)
+        else:
+            self.states[key] = after
+            if verb == "created":
+                self.members[key] = set()
+
+
 def test_nothing_is_deleted_or_used_before_it_exists(history):
-    users: dict[str, str] = {}
-    groups: dict[tuple[str, str], set] = {}
+    portal = Portal()
     experiments: set = set()
     for e in history:
-        t, subject = e["event_type"], e["subject"]
-        if t == "user_created":
-            assert subject not in users
-            users[subject] = "pending"
-        elif t in ("user_activated", "user_frozen", "user_declined"):
-            assert subject in users, e
-            users[subject] = t
-        elif t == "user_deleted":
-            assert users.pop(subject, None) is not None, e
-        elif t in ("org_created", "project_created"):
-            key = (e["subject_type"], subject)
-            assert key not in groups, e
-            groups[key] = set()
-        elif t in ("org_deleted", "project_deleted"):
-            assert groups.pop((e["subject_type"], subject), None) is not None, e
-        elif t.endswith("_member_added"):
-            key = (e["subject_type"], subject)
-            assert key in groups, e
-            if e["payload"]["kind"] == "usermember":
-                assert users.get(e["target"]) == "user_activated" or e["target"] in users, e
-            groups[key].add(e["target"])
-        elif t.endswith("_member_deleted") or t.endswith("_member_updated"):
-            assert e["target"] in groups[(e["subject_type"], subject)], e
-            if t.endswith("_deleted"):
-                groups[(e["subject_type"], subject)].discard(e["target"])
+        if not e["success"]:
+            continue
+        t, subject, kind = e["event_type"], e["subject"], e["subject_type"]
+        verb = t.rsplit("_", 1)[1]
+        if "_member_" in t:
+            group = (kind, subject)
+            assert portal.mention(group, e) in ("pending", "active"), e
+            members = portal.members.setdefault(group, set())
+            member_kind = "user" if e["payload"]["kind"] == "usermember" else "project"
+            if t.endswith("_added"):
+                assert e["target"] not in members, e
+                assert portal.mention((member_kind, e["target"]), e) == "active", e
+                members.add(e["target"])
+            else:
+                assert e["target"] in members, e
+                if t.endswith("_deleted"):
+                    members.discard(e["target"])
+        elif kind in ("user", "organization", "project") and verb in MOVES:
+            portal.lifecycle((kind, subject), verb, e)
+        elif t == "user_login":
+            assert portal.mention(("user", subject), e) == "active", e
         elif t == "experiment_created":
-            assert ("project", e["payload"]["project"]) in groups, e
+            assert portal.mention(("project", e["payload"]["project"]), e) == "active", e
             experiments.add((e["payload"]["project"], subject))
         elif t in ("experiment_pushed", "experiment_deleted"):
+            assert portal.mention(("project", e["payload"]["project"]), e) == "active", e
             assert (e["payload"]["project"], subject) in experiments, e
             if t == "experiment_deleted":
                 experiments.discard((e["payload"]["project"], subject))
+    # A few of each predate the log, each first seen in a login, a
+    # membership or an experiment, never created: how a log that begins on a
+    # running portal reads.
+    for kind in ("user", "organization", "project"):
+        first = [t for (k, _), t in portal.predating.items() if k == kind]
+        everyone = {key for key in portal.mentioned if key[0] == kind}
+        assert 0 < len(first) <= 0.05 * len(everyone), (kind, first)
+    assert set(portal.predating.values()) <= {
+        "user_login",
+        "org_member_added",
+        "project_member_added",
+        "experiment_created",
+    }
+
+
+def test_organizations_and_projects_are_mostly_activated_within_a_day(history):
+    created: dict[tuple[str, str], datetime] = {}
+    waits, declined, frozen, unfrozen = [], 0, 0, 0
+    for e in history:
+        key, verb = (e["subject_type"], e["subject"]), e["event_type"].rsplit("_", 1)[1]
+        if e["subject_type"] not in ("organization", "project") or "_member_" in e["event_type"]:
+            continue
+        at = datetime.fromisoformat(e["timestamp"])
+        if verb == "created":
+            created[key] = at
+        elif verb == "activated":
+            waits.append(at - created.pop(key))
+        elif verb == "declined":
+            declined += 1
+            del created[key]
+        frozen += verb == "frozen"
+        unfrozen += verb == "unfrozen"
+    within_a_day = sum(wait < timedelta(days=1) for wait in waits)
+    assert within_a_day > 0.6 * (len(waits) + declined), (within_a_day, len(waits), declined)
+    assert max(waits) > timedelta(days=3)
+    # A few declined, a few frozen and unfrozen, a few still waiting.
+    assert 0 < declined < 0.1 * (len(waits) + declined)
+    assert 0 < unfrozen <= frozen < 0.3 * len(waits)
+    assert created
 
 
 def test_realizations_are_freed_at_most_once_and_only_after_allocation(history):

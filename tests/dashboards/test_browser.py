@@ -152,3 +152,65 @@ def test_a_busy_users_page_in_new_york_draws_their_year_and_types(
     assert page.locator("#table-entity_events tbody tr").count() > 1
     screenshot(page, "dashboards_user_page_new_york")
     assert page.blocked_requests == []
+
+
+@pytest.fixture
+def seed_rows(roles):
+    from tests.dashboards.test_lifecycle_pages import SEED_ROWS
+
+    assert ingest(SEED_ROWS).accepted == 8
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_the_overview_and_the_seeds_org_read_at_desktop_and_phone_widths(
+    browser_page, live_server, roles, analyst, seed_rows, width
+):
+    page = browser_page
+    page.set_viewport_size({"width": width, "height": 900})
+    browser_login(page, live_server, analyst)
+
+    def overflowing() -> list[str]:
+        """Elements reaching past the viewport's right edge, but for those
+        inside a box that scrolls or clips them: at 390 px a wide table
+        scrolls inside its card, and the page never scrolls sideways."""
+        return page.evaluate(
+            """[...document.querySelectorAll('body *')].filter((el) => {
+                if (el.getBoundingClientRect().right <= window.innerWidth + 1) return false;
+                for (let box = el.parentElement; box; box = box.parentElement) {
+                    if (getComputedStyle(box).overflowX !== 'visible') return false;
+                }
+                return true;
+            }).map((el) => el.tagName.toLowerCase() + '.' + el.className).slice(0, 5)"""
+        )
+
+    page.goto(f"{live_server.url}/?period=all")
+    page.wait_for_selector("#chart-logins .main-svg")
+    cards = page.locator(".entity-cards .stat-card")
+    assert cards.count() == 6
+    organizations = page.locator("#card-organization")
+    assert " ".join(organizations.inner_text().split()) == (
+        "Organizations 1 +1 1 active 0 pending 0 frozen"
+    )
+    # Each card shows its whole breakdown: no state wraps out of its card.
+    for i in range(cards.count()):
+        box, inner = cards.nth(i).bounding_box(), cards.nth(i).locator(".breakdown")
+        if inner.count():
+            assert (
+                inner.bounding_box()["x"] + inner.bounding_box()["width"] <= box["x"] + box["width"]
+            )
+    # Taken before the layout is checked, so that a failure can be looked at.
+    screenshot(page, f"dashboards_overview_seed_{width}")
+    assert overflowing() == []
+
+    page.goto(f"{live_server.url}/orgs/orgtest/")
+    page.wait_for_selector("#chart-entity_activity .main-svg")
+    assert page.locator("h1 .badge").inner_text() == "active"
+    note = page.locator(".note.predates")
+    assert " ".join(note.inner_text().split()) == (
+        "First seen 2026-04-23 20:50:23 UTC in org_member_added; no creation event was "
+        "recorded, so it may be older."
+    )
+    assert page.locator("#members tbody tr").all_inner_texts()[0].split()[0] == "testuser"
+    screenshot(page, f"dashboards_orgtest_{width}")
+    assert overflowing() == []
+    assert page.blocked_requests == []

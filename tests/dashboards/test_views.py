@@ -37,7 +37,10 @@ def test_the_overview_works_on_an_empty_database(viewer_client):
     response = viewer_client.get("/")
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Pending users" in body
+    users = body.split('id="card-user"', 1)[1].split('<div class="card stat-card"', 1)[0]
+    assert '<div class="label">Users</div>' in users
+    assert "0</span> pending" in users
+    assert '<div class="label">Active realizations</div>' in body
     assert "No events in this period." in body
     assert "vendor/plotly/plotly.min.js" in body
 
