@@ -521,6 +521,8 @@ BEGIN
         last_event_at = excluded.last_event_at, predates_log = excluded.predates_log;
 END
 $fn$;
+-- It runs as its owner: only the triggers (which run as the owner too) call it.
+REVOKE EXECUTE ON FUNCTION sphere_stats_refresh_entities(text[], text[], text[]) FROM PUBLIC;
 """
 
 
