@@ -34,9 +34,12 @@ run: install var/secret_key migrate
 # demo_reporter keeps the demo facilities reporting (else the map goes grey
 # after 15 minutes). One shell runs it and gunicorn: when gunicorn exits, or
 # on Ctrl-C (which a background job ignores), the EXIT trap stops it.
+# PROMETHEUS_MULTIPROC_DIR: the workers' ingest counts for /metrics, one
+# directory per port, emptied at start by deploy/gunicorn.conf.py.
 	$(LOCAL_ENV) $(BIN)/python manage.py demo_reporter & \
 	trap 'kill $$! 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
-	$(LOCAL_ENV) $(BIN)/gunicorn sphere_stats.wsgi --config deploy/gunicorn.conf.py \
+	$(LOCAL_ENV) PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/var/metrics-$(PORT)" \
+		$(BIN)/gunicorn sphere_stats.wsgi --config deploy/gunicorn.conf.py \
 		-b 127.0.0.1:$(PORT) -w $(WORKERS) --access-logfile - --graceful-timeout 10
 
 test: install

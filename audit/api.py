@@ -6,60 +6,33 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict
 
-from audit.export import Export, ExportError, accepts_gzip, parse_fields
+from audit.export import FORMATS, Export, ExportError, accepts_gzip, parse_fields
 from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
-from audit.ingest import (
-    MAX_ERROR_MESSAGE_LENGTH,
-    MAX_NAME_LENGTH,
-    NOT_BLANK,
-    SLUG,
-    TIMESTAMP,
-    IngestError,
-    ingest,
-    parse_body,
-)
+from audit.ingest import IngestError, ingest, parse_body
 from audit.models import Event
-from sphere_stats.api import ERRORS, ApiError, Error, token_auth
+from audit.schemas import EventBatch, EventIn, WrappedEvents, catalog_document
+from sphere_stats.api import (
+    ERRORS,
+    ApiError,
+    Error,
+    api,
+    chosen_format,
+    link_next,
+    token_auth,
+    varies_on_accept,
+)
+from sphere_stats.metrics import count_ingested
 from sphere_stats.ratelimit import rate_limit
 
 router = Router(tags=["events"])
 # What the API's renderer answers with (sphere_stats.api.Renderer).
 INGEST_CONTENT_TYPE = "application/json; charset=utf-8"
-
-
-class EventIn(Schema):
-    # The limits audit.ingest.validate_event enforces, from its own
-    # constants, so the schema a client reads is the check it meets (and
-    # schemathesis sends mostly valid events, which reach the database).
-    # What a schema cannot say stays the validator's alone: a timestamp no
-    # more than 5 minutes ahead, text without NUL, each known event type's
-    # payload fields.
-    model_config = ConfigDict(extra="forbid")
-
-    event_uuid: uuid.UUID | None = Field(None, description="Generated when absent.")
-    timestamp: str | None = Field(
-        None,
-        description="RFC 3339 with an offset, or PostgreSQL's text form; absent means now.",
-        examples=["2026-04-23T20:50:23.597554Z"],
-        pattern=TIMESTAMP.pattern,
-    )
-    event_type: str = Field(..., examples=["org_member_added"], pattern=SLUG.pattern)
-    caller: str = Field(..., examples=["glawler"], max_length=MAX_NAME_LENGTH)
-    subject: str = Field(
-        ..., examples=["orgtest"], max_length=MAX_NAME_LENGTH, pattern=NOT_BLANK.pattern
-    )
-    subject_type: str = Field(..., examples=["organization"], pattern=SLUG.pattern)
-    target: str | None = Field(None, max_length=MAX_NAME_LENGTH)
-    success: bool
-    error_message: str | None = Field(None, max_length=MAX_ERROR_MESSAGE_LENGTH)
-    payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventOut(Schema):
@@ -95,15 +68,12 @@ class EventPage(Schema):
     next: str | None = Field(None, description="URL of the next (older) page, if any.")
 
 
-# Inlined rather than a $ref: no operation takes EventIn as a parameter, so
-# ninja leaves it out of components and a $ref would dangle.
-_EVENT_IN = EventIn.model_json_schema()
-_EVENT_ARRAY = {
-    "type": "array",
-    "items": _EVENT_IN,
-    "minItems": 1,
-    "maxItems": settings.INGEST_MAX_EVENTS,
-}
+# The view reads the body itself (JSON or NDJSON), so ninja does not see
+# these models: they are put in components by name, which client generators
+# need to make a union of them.
+_INGEST_BODIES = (EventIn, EventBatch, WrappedEvents)
+for _model in _INGEST_BODIES:
+    api.component(_model)
 _INGEST_BODY = {
     "requestBody": {
         "required": True,
@@ -111,17 +81,17 @@ _INGEST_BODY = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        _EVENT_IN,
-                        _EVENT_ARRAY,
-                        {
-                            "type": "object",
-                            "required": ["events"],
-                            "properties": {"events": _EVENT_ARRAY},
-                        },
+                        {"$ref": f"#/components/schemas/{model.__name__}"}
+                        for model in _INGEST_BODIES
                     ]
                 }
             },
-            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": "One EventIn object per line.",
+                }
+            },
         },
     }
 }
@@ -149,10 +119,14 @@ def ingest_events(request: HttpRequest):
         raise ApiError(
             413, f"The body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes."
         ) from None
+    events = []
     try:
-        result = ingest(parse_body(body, request.content_type))
+        events = parse_body(body, request.content_type)
+        result = ingest(events)
     except IngestError as exc:
+        count_ingested(rejected=len(events))  # none of a batch with an invalid event is stored
         raise ApiError(exc.status, exc.error, exc.details) from None
+    count_ingested(result.accepted, result.duplicates, len(result.conflicts))
     # Already IngestOut's JSON (every uuid a string): returned as it is, not
     # validated again field by field, a tenth of a single-event POST's time.
     # tests/audit/test_ingest.py holds answers of each kind to the schema.
@@ -188,9 +162,14 @@ class FilterQuery(Schema):
     )
     error_contains: str | None = Field(None, description="Error message contains (any case).")
     since: str | None = Field(
-        None, description="RFC 3339; inclusive. With `period=custom`: a date or local time in tz."
+        None,
+        description="RFC 3339, or relative: now, now-45m, now-7d (units s, m, h, d, w); "
+        "inclusive. With `period=custom`: also a date or local time in tz.",
+        examples=["now-7d"],
     )
-    until: str | None = Field(None, description="RFC 3339; exclusive.")
+    until: str | None = Field(
+        None, description="RFC 3339 or relative (now-1h); exclusive.", examples=["now-1h"]
+    )
     period: str | None = Field(
         None, description="1h, 24h, 7d, 30d, 90d, 1y, all or custom (the stats pages' window)."
     )
@@ -200,15 +179,51 @@ class FilterQuery(Schema):
 class EventQuery(FilterQuery):
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = Field(None, description="From a previous page's `next`.")
+    format: Literal["json", "csv"] = Field(
+        "json",
+        description="csv: the page as the export's CSV, the next page's URL in the Link "
+        "header. Without format, `Accept: text/csv` picks CSV too.",
+    )
+
+
+# The formats of a list page, by media type (the default first).
+PAGE_FORMATS = {"json": "application/json", "csv": "text/csv"}
+EXPORT_FORMATS = {"csv": "text/csv", "json": "application/json", "ndjson": "application/x-ndjson"}
+
+
+def _text(description: str) -> dict:
+    return {"schema": {"type": "string", "description": description}}
+
+
+_LINK_HEADER = {
+    "Link": {
+        "description": 'The next page as `<URL>; rel="next"` (RFC 8288), when there is one.',
+        "schema": {"type": "string"},
+    }
+}
+_LIST_RESPONSES = {
+    "responses": {
+        200: {
+            "description": "One page of events, newest first: JSON, or CSV with format=csv "
+            "or Accept: text/csv.",
+            "headers": _LINK_HEADER,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/EventPage"}},
+                "text/csv": _text("The export's CSV header, then one event per row."),
+            },
+        }
+    }
+}
 
 
 @router.get(
     "/events",
     auth=token_auth("read"),
     response={200: EventPage, **ERRORS},
+    openapi_extra=_LIST_RESPONSES,
     summary="List events, newest first, with keyset pagination",
 )
-def list_events(request: HttpRequest, query: Query[EventQuery]):
+def list_events(request: HttpRequest, query: Query[EventQuery], response: HttpResponse):
     try:
         event_filter = EventFilter.from_query(request.GET)
         qs = event_filter.apply(Event.objects.all()).newest_first()
@@ -222,14 +237,37 @@ def list_events(request: HttpRequest, query: Query[EventQuery]):
         rows = rows[: query.limit]
         params = request.GET.copy()
         params["cursor"] = encode_cursor(rows[-1].timestamp, rows[-1].event_uuid)
+        # A relative bound (now-7d) is pinned to this page's moment: read
+        # again on the next page, it would have moved.
+        for name in ("since", "until"):
+            moment = getattr(event_filter, name)
+            if moment and params.get(name, "").strip().startswith("now"):
+                params[name] = moment.isoformat()
         next_url = request.build_absolute_uri(
             reverse("api:list_events") + "?" + urlencode(params, doseq=True)
         )
+    if chosen_format(request, PAGE_FORMATS) == "csv":
+        csv = HttpResponse(_page_csv(rows, event_filter), content_type=FORMATS["csv"])
+        return varies_on_accept(link_next(csv, next_url))
+    varies_on_accept(link_next(response, next_url))
     return {"events": [r.as_dict() for r in rows], "next": next_url}
 
 
+def _page_csv(rows: list[Event], event_filter: EventFilter) -> bytes:
+    """One page of events as the export writes them (its columns, local
+    times in the filter's tz, spreadsheet-safe cells)."""
+    page = Event.objects.filter(event_uuid__in=[row.event_uuid for row in rows])
+    export = Export(page, format="csv", zone=event_filter.zone)
+    # An empty IN () is no SQL Django will write: the header alone.
+    return b"".join(export.body()) if rows else export.header()
+
+
 class ExportQuery(FilterQuery):
-    format: Literal["csv", "json", "ndjson"] = "csv"
+    format: Literal["csv", "json", "ndjson"] = Field(
+        "csv",
+        description="Without format, the Accept header picks one: text/csv, "
+        "application/json or application/x-ndjson.",
+    )
     fields: str | None = Field(
         None, description="CSV only: payload keys as extra columns, e.g. payload.kind,payload.role."
     )
@@ -239,10 +277,6 @@ class ExportQuery(FilterQuery):
         "complete line received (or a cursor from the list endpoint). An empty value is a 400, "
         "not a fresh export.",
     )
-
-
-def _text(description: str) -> dict:
-    return {"schema": {"type": "string", "description": description}}
 
 
 _EXPORT_RESPONSES = {
@@ -284,16 +318,17 @@ def export_events(request: HttpRequest, query: Query[ExportQuery]):
             qs = qs.before(*_resume_point(request.GET["cursor"].strip()))
         export = Export(
             qs,
-            format=query.format,
+            format=chosen_format(request, EXPORT_FORMATS),
             zone=event_filter.zone,
             fields=parse_fields(query.fields),
         )
     except (FilterError, ExportError) as exc:
         raise ApiError(400, str(exc), [{"field": exc.field, "message": exc.message}]) from None
-    return export.response(
+    response = export.response(
         event_filter.file_stem(now=timezone.now()),
         content_encoding=accepts_gzip(request.headers.get("Accept-Encoding", "")),
     )
+    return varies_on_accept(response)
 
 
 def _resume_point(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -327,3 +362,44 @@ def get_event(request: HttpRequest, event_uuid: str):
     if event is None:
         raise ApiError(404, f"No event {key}.")
     return event.as_dict()
+
+
+class CatalogType(Schema):
+    name: str
+    group: str
+    description: str
+    subject_type: str = Field(..., description="The subject_type every event of this type has.")
+    caller: str = Field(..., description="Who the caller is in this type's events.")
+    subject: str = Field(..., description="What the subject names.")
+    target: str | None = Field(..., description="What the target names; null: none.")
+    event_schema: dict[str, Any] = Field(
+        ..., description="JSON Schema (draft 2020-12) of a whole event of this type."
+    )
+    payload_schema: dict[str, Any] = Field(
+        ..., description="JSON Schema (draft 2020-12) of its payload alone."
+    )
+    example: dict[str, Any]
+
+
+class CatalogOut(Schema):
+    dialect: str = Field(..., description="The JSON Schema dialect of every schema here.")
+    event_schema: dict[str, Any] = Field(
+        ...,
+        description="JSON Schema of any event. A type not in the catalog is stored as it "
+        "comes, with only these checks.",
+    )
+    types: list[CatalogType]
+
+
+@router.get(
+    "/catalog",
+    auth=token_auth("ingest", "read"),
+    response={200: CatalogOut, **ERRORS},
+    tags=["catalog"],
+    summary="The event catalog: each type's meaning, JSON Schemas and an example",
+)
+def get_catalog(request: HttpRequest):
+    """What the ingest checks for each catalogued event type, as JSON Schema,
+    so a producer can validate its events before it sends them. A token with
+    either scope reads it."""
+    return catalog_document()

@@ -28,3 +28,8 @@ class AuditConfig(AppConfig):
         # Once, after the last app's migrations (sphere_stats is listed last
         # of the three, but any order works: the hook needs only audit's).
         post_migrate.connect(install_aggregates, sender=self)
+        # GET /metrics reads the events and entities figures at each scrape.
+        from audit.metrics import EntityCollector, EventCollector
+        from sphere_stats.metrics import register
+
+        register(EventCollector(), EntityCollector())

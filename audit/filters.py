@@ -8,9 +8,9 @@ success (true/false; see SUCCESS_VALUES), entity (`user:alice`,
 `organization:isi`, `project:p1`, `experiment:p1/exp1`: every event its
 page's timeline shows, EventQuerySet.involving), payload (repeatable
 `key=value`, JSONB containment), error_contains, and the time range:
-either RFC 3339 since/until (the read API) or the stats pages' window
-(period, since, until, tz; see sphere_stats.windows) when `period` is given
-or the caller asks for it.
+either RFC 3339 or relative (`now-7d`) since/until (the read API) or the
+stats pages' window (period, since, until, tz; see sphere_stats.windows)
+when `period` is given or the caller asks for it.
 """
 
 import base64
@@ -24,10 +24,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.http import QueryDict
+from django.utils import timezone
 
 from audit.ingest import parse_timestamp
 from audit.models import Event, EventQuerySet, HourlyCount
-from sphere_stats.windows import Window, WindowError, parse_zone
+from sphere_stats.windows import RELATIVE_HELP, Window, WindowError, parse_relative, parse_zone
 
 PAYLOAD_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_PAYLOAD_PAIRS = 8
@@ -164,10 +165,7 @@ class EventFilter:
         for name in ("since", "until"):
             raw = query.get(name, "").strip()
             if raw:
-                try:
-                    setattr(f, name, parse_timestamp(raw))
-                except ValueError as exc:
-                    raise FilterError(name, str(exc)) from None
+                setattr(f, name, _parse_moment(raw, name, now or timezone.now()))
         return f
 
     def _parse_success(self, query: QueryDict) -> "EventFilter":
@@ -259,6 +257,20 @@ class EventFilter:
         ]
         stem = "_".join(re.sub(r"[^A-Za-z0-9._+-]+", "-", p).strip("-") or "x" for p in parts)
         return stem[:180]
+
+
+def _parse_moment(raw: str, name: str, now: datetime) -> datetime:
+    """RFC 3339 (or PostgreSQL's text form), or a relative time such as now-7d."""
+    try:
+        relative = parse_relative(raw, now, name)
+    except WindowError as exc:
+        raise FilterError(exc.field, exc.message) from None
+    if relative is not None:
+        return relative
+    try:
+        return parse_timestamp(raw)
+    except ValueError as exc:
+        raise FilterError(name, f"{exc}, or {RELATIVE_HELP}") from None
 
 
 def encode_cursor(timestamp: datetime, event_uuid: uuid.UUID) -> str:

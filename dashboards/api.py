@@ -1,5 +1,9 @@
-"""The stats API: every stat of the registry as JSON or CSV (mounted under /api/v1/)."""
+"""The stats API (mounted under /api/v1/): every stat of the registry as JSON
+or CSV, and what an entity page shows about one user, organization, project
+or experiment."""
 
+import csv
+import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -8,9 +12,11 @@ from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 from ninja.security import SessionAuth
 
+from audit.models import Entity
 from dashboards import queries
+from dashboards.entities import entity_url
 from dashboards.stats import STATS, Stat, StatError, serialize_rows, to_csv
-from sphere_stats.api import ERRORS, ApiError, token_auth
+from sphere_stats.api import ERRORS, ApiError, chosen_format, token_auth, varies_on_accept
 from sphere_stats.roles import Role, has_role
 from sphere_stats.windows import MAX_BUCKETS, PERIODS, RESOLUTIONS, Window, WindowError
 
@@ -95,13 +101,24 @@ PERIOD_CHOICES = [*PERIODS, "custom"]
 RES_CHOICES = list(RESOLUTIONS)
 
 
+SINCE_HELP = (
+    "custom range start: a date, a date-time, or relative: now, now-45m, now-7d "
+    "(units s, m, h, d, w)"
+)
+UNTIL_HELP = "custom range end (a date includes it; now-1h is relative); default now"
+# The formats of a stat, by media type (the default first).
+STAT_FORMATS = {"json": "application/json", "csv": "text/csv"}
+
+
 class StatQuery(Schema):
     period: str | None = Field(None, json_schema_extra={"enum": PERIOD_CHOICES})
-    since: str | None = None
-    until: str | None = None
+    since: str | None = Field(None, description=SINCE_HELP, examples=["now-7d"])
+    until: str | None = Field(None, description=UNTIL_HELP)
     res: str | None = Field(None, json_schema_extra={"enum": RES_CHOICES})
     tz: str | None = None
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "csv"] = Field(
+        "json", description="Without format, `Accept: text/csv` picks CSV."
+    )
     source: Literal["auto", "raw"] = "auto"
     n: str | None = None
     by: str | None = None
@@ -120,8 +137,8 @@ WINDOW_PARAMETERS = [
         default="30d",
         choices=PERIOD_CHOICES,
     ),
-    StatParam(name="since", type="string", description="custom range start (date or time)"),
-    StatParam(name="until", type="string", description="custom range end (a date includes it)"),
+    StatParam(name="since", type="string", description=SINCE_HELP),
+    StatParam(name="until", type="string", description=UNTIL_HELP),
     StatParam(
         name="res",
         type="string",
@@ -129,7 +146,13 @@ WINDOW_PARAMETERS = [
         choices=RES_CHOICES,
     ),
     StatParam(name="tz", type="string", description="display time zone (IANA)", default="UTC"),
-    StatParam(name="format", type="string", default="json", description="json or csv"),
+    StatParam(
+        name="format",
+        type="string",
+        default="json",
+        description="json or csv; without it, Accept: text/csv picks csv",
+        choices=list(STAT_FORMATS),
+    ),
     StatParam(
         name="source",
         type="string",
@@ -156,6 +179,17 @@ def checked_window(query) -> Window:
     return window
 
 
+def window_out(window: Window) -> dict[str, Any]:
+    """A window as StatWindow: its bounds in its display time zone."""
+    return {
+        "period": window.period,
+        "start": window.local(window.start),
+        "end": window.local(window.end),
+        "resolution": window.resolution,
+        "tz": window.tz_name,
+    }
+
+
 def compute(stat: Stat, request: HttpRequest) -> tuple[Window, dict, Any]:
     """The window, filters and result of one stat for a request's query
     string; raises StatError or WindowError on bad parameters."""
@@ -167,13 +201,53 @@ def compute(stat: Stat, request: HttpRequest) -> tuple[Window, dict, Any]:
     return window, filters, stat.result(window, filters, source)
 
 
-@router.get("/stats/", response={200: StatList, **ERRORS}, auth=AUTH, url_name="stats")
-def list_stats(request: HttpRequest) -> dict:
+class StatListQuery(Schema):
+    format: Literal["json", "csv"] = Field(
+        "json", description="Without format, `Accept: text/csv` picks CSV."
+    )
+
+
+STAT_LIST_COLUMNS = ("name", "title", "description", "chart", "parameters", "url")
+
+
+def _stat_list_csv(stats: list[dict]) -> HttpResponse:
+    """One row per stat; its parameters' names in one cell, space-separated."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(STAT_LIST_COLUMNS)
+    for stat in stats:
+        names = " ".join(p["name"] for p in stat["parameters"])
+        writer.writerow([names if c == "parameters" else stat[c] for c in STAT_LIST_COLUMNS])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="stats.csv"'
+    return response
+
+
+@router.get(
+    "/stats/",
+    response={200: StatList, **ERRORS},
+    auth=AUTH,
+    url_name="stats",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "Every stat as JSON, or as CSV (one row per stat) with "
+                "format=csv or Accept: text/csv.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/StatList"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        }
+    },
+)
+def list_stats(request: HttpRequest, query: Query[StatListQuery], response: HttpResponse) -> Any:
     """Every stat with its parameters and URL (plugin discovery)."""
-    return {
-        "window_parameters": WINDOW_PARAMETERS,
-        "stats": [{**stat.describe(), "url": stat_url(stat)} for stat in STATS.values()],
-    }
+    stats = [{**stat.describe(), "url": stat_url(stat)} for stat in STATS.values()]
+    if chosen_format(request, STAT_FORMATS) == "csv":
+        return varies_on_accept(_stat_list_csv(stats))
+    varies_on_accept(response)
+    return {"window_parameters": WINDOW_PARAMETERS, "stats": stats}
 
 
 @router.get(
@@ -184,7 +258,7 @@ def list_stats(request: HttpRequest) -> dict:
     openapi_extra={
         "responses": {
             200: {
-                "description": "The stat as JSON, or as CSV with format=csv.",
+                "description": "The stat as JSON, or as CSV with format=csv or Accept: text/csv.",
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/StatOut"}},
                     "text/csv": {"schema": {"type": "string"}},
@@ -194,9 +268,13 @@ def list_stats(request: HttpRequest) -> dict:
     },
 )
 def get_stat(
-    request: HttpRequest, name: Annotated[str, StatNames()], query: Query[StatQuery]
+    request: HttpRequest,
+    name: Annotated[str, StatNames()],
+    query: Query[StatQuery],
+    response: HttpResponse,
 ) -> Any:
-    """One stat over a window: columns and rows (JSON), or CSV with format=csv."""
+    """One stat over a window: columns and rows (JSON), or CSV with format=csv
+    or `Accept: text/csv`."""
     stat = STATS.get(name)
     if stat is None:
         raise ApiError(404, f"No stat named {name!r}; GET /api/v1/stats/ lists them.")
@@ -206,23 +284,157 @@ def get_stat(
         raise ApiError(
             400, f"Invalid parameter {exc.field}.", [{"field": exc.field, "message": exc.message}]
         ) from None
-    if query.format == "csv":
-        response = HttpResponse(to_csv(result, window), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{stat.name}.csv"'
-        return response
+    if chosen_format(request, STAT_FORMATS) == "csv":
+        csv = HttpResponse(to_csv(result, window), content_type="text/csv; charset=utf-8")
+        csv["Content-Disposition"] = f'attachment; filename="{stat.name}.csv"'
+        return varies_on_accept(csv)
+    varies_on_accept(response)
     return {
         "name": stat.name,
         "title": stat.title,
         "description": stat.description,
-        "window": {
-            "period": window.period,
-            "start": window.local(window.start),
-            "end": window.local(window.end),
-            "resolution": window.resolution,
-            "tz": window.tz_name,
-        },
+        "window": window_out(window),
         "parameters": filters,
         "source": "raw" if query.source == "raw" or not stat.uses_preaggregates else "auto",
         "columns": [{"name": c.name, "type": c.type} for c in result.columns],
         "rows": serialize_rows(result, window),
+    }
+
+
+# --- entities --------------------------------------------------------------------
+
+
+class MemberOut(Schema):
+    member: str = Field(..., description="A username, or a project name (projectmember).")
+    kind: str = Field(..., description="usermember or projectmember.")
+    role: str | None
+    state: str | None
+    since: datetime = Field(..., description="Member since (the latest add after any removal).")
+
+
+class MembershipOut(Schema):
+    kind: Literal["organization", "project"]
+    name: str
+    role: str | None
+    state: str | None
+
+
+class TypeCount(Schema):
+    event_type: str
+    succeeded: int
+    failed: int
+    description: str = Field(..., description="The catalog's description, or uncatalogued.")
+
+
+class EntityOut(Schema):
+    kind: str
+    name: str
+    project: str | None = Field(..., description="An experiment's project; null otherwise.")
+    page: str = Field(..., description="The entity's page in the portal.")
+    state: str | None = Field(
+        ...,
+        description="pending, active, frozen (users, organizations, projects), exists "
+        "(experiments) or gone; null when only failed events name it.",
+    )
+    since: datetime | None = Field(..., description="When its latest existence began.")
+    until: datetime | None = Field(..., description="When it ended (state gone).")
+    first_seen: datetime | None
+    predates_log: bool | None = Field(
+        ..., description="No creation event: first seen in another event or an inventory."
+    )
+    created_by: str | None
+    category: str | None
+    description: str | None
+    members: list[MemberOut] | None = Field(
+        ..., description="Current members of an organization or project; null for other kinds."
+    )
+    memberships: list[MembershipOut] | None = Field(
+        ..., description="A user's organizations and projects now; null for other kinds."
+    )
+    window: StatWindow
+    counts: list[TypeCount] = Field(..., description="Events involving it in the window, by type.")
+
+
+EntityKind = Literal["user", "organization", "project", "experiment"]
+
+
+class EntityQuery(Schema):
+    project: str | None = Field(None, description="The experiment's project (experiments only).")
+    period: str | None = Field(None, json_schema_extra={"enum": PERIOD_CHOICES})
+    since: str | None = Field(None, description=SINCE_HELP, examples=["now-7d"])
+    until: str | None = Field(None, description=UNTIL_HELP)
+    tz: str | None = None
+
+
+@router.get(
+    "/entities/{kind}/{name}",
+    response={200: EntityOut, **ERRORS},
+    auth=AUTH,
+    url_name="entity",
+    tags=["entities"],
+    summary="One user, organization, project or experiment: state, members, event counts",
+)
+def get_entity(
+    request: HttpRequest, kind: EntityKind, name: str, query: Query[EntityQuery]
+) -> dict[str, Any]:
+    """What its page shows: its state and history from the lifecycle events,
+    its members (organizations, projects) or memberships (users), and its
+    events in the window (default the last 30 days) counted by type."""
+    project = (query.project or "").strip() if kind == "experiment" else ""
+    if kind == "experiment" and not project:
+        raise ApiError(
+            400,
+            "Invalid parameter project.",
+            [{"field": "project", "message": "is required for an experiment"}],
+        )
+    try:
+        window = checked_window(request.GET)
+    except WindowError as exc:
+        raise ApiError(
+            400, f"Invalid parameter {exc.field}.", [{"field": exc.field, "message": exc.message}]
+        ) from None
+    entity = Entity.objects.filter(kind=kind, scope=project, name=name).first()
+    if entity is None and not queries.involving(kind, name, project).exists():
+        where = f" in project {project!r}" if project else ""
+        raise ApiError(404, f"No {kind} named {name!r}{where} in the audit log.")
+    members = memberships = None
+    if kind in ("organization", "project"):
+        current = entity is not None and entity.state != Entity.GONE
+        members = [
+            {"member": member, "kind": member_kind, "role": role, "state": state, "since": joined}
+            for member, member_kind, role, state, joined in (
+                queries.members(kind, name, entity.since) if current else []
+            )
+        ]
+    if kind == "user":
+        memberships = [
+            {"kind": group_kind, "name": group, "role": role, "state": state}
+            for group_kind, group, role, state in queries.memberships_of(name)
+        ]
+    counts = STATS["entity_events"].result(window, {"kind": kind, "name": name, "project": project})
+    return {
+        "kind": kind,
+        "name": name,
+        "project": project or None,
+        "page": entity_url(kind, name, project),
+        **_entity_fields(entity),
+        "members": members,
+        "memberships": memberships,
+        "window": window_out(window),
+        "counts": [
+            {"event_type": t, "succeeded": ok, "failed": bad, "description": about}
+            for t, ok, bad, about in counts.rows
+        ],
+    }
+
+
+def _entity_fields(entity: Entity | None) -> dict[str, Any]:
+    names = ("state", "since", "until", "first_seen", "predates_log")
+    texts = ("created_by", "category", "description")
+    if entity is None:
+        return dict.fromkeys((*names, *texts))
+    return {
+        **{name: getattr(entity, name) for name in names},
+        # Empty text in the table is "not known": null here, as for no row.
+        **{name: getattr(entity, name) or None for name in texts},
     }

@@ -14,6 +14,7 @@ the best single-event rate and p99 of the configurations tried (README,
 "Benchmarks"); sync workers gave half the rate.
 """
 
+import glob
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,3 +24,27 @@ worker_class = "gthread"
 # close it first, nginx could send a POST into the closing connection and,
 # as a POST is not retried, answer 502.
 keepalive = 75
+
+
+# GET /metrics sums the ingest counts of every worker from the files each
+# writes to PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode;
+# `make run` and deploy/web-entrypoint.sh set it). See docs/metrics.md.
+
+
+def on_starting(server) -> None:
+    """An empty directory at each start: files of the previous run's workers
+    would otherwise be summed into this run's counts."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+
+
+def child_exit(server, worker) -> None:
+    """A worker has exited: its live gauges go (its counters and histograms
+    stay in the sums, as a counter must never go down)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

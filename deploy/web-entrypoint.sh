@@ -9,6 +9,11 @@ if [ "${MIGRATE_ON_START:-true}" = "true" ]; then
   python manage.py migrate --no-input
 fi
 
+# The workers' ingest counts for /metrics, summed at each scrape
+# (docs/metrics.md); deploy/gunicorn.conf.py creates and empties it at start.
+# Exported here, for gunicorn alone: other commands count in their own process.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/sphere_stats_metrics}"
+
 # Workers, threads and keep-alive come from deploy/gunicorn.conf.py
 # (GUNICORN_CMD_ARGS in the Dockerfile), which reads WEB_CONCURRENCY and
 # WEB_THREADS: one place for them, as `make run` and bench/ use.

@@ -4,6 +4,7 @@ Each helper fails loudly on a value it cannot parse: a typo in a deployment's
 environment should stop the server at start, not change behaviour quietly.
 """
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -65,3 +66,19 @@ def envrate(name: str, default: str) -> Rate | None:
     if rate.requests < 1 or rate.seconds < 1:
         raise ImproperlyConfigured(f"{name}={raw!r}: both numbers must be positive")
     return rate
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def envnetworks(name: str, default: str = "") -> list[Network]:
+    """Comma-separated networks in CIDR form (`10.0.0.0/8,2001:db8::/32`); a
+    bare address is a network of one. Host bits set (`10.0.0.1/8`) are an
+    error: such a value usually means another network than it says."""
+    networks = []
+    for item in envlist(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network ({exc})") from None
+    return networks

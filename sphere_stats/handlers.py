@@ -1,9 +1,12 @@
 """The WSGI handlers behind sphere_stats.wsgi.application."""
 
+import time
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+
+from sphere_stats.metrics import ingest_answered
 
 # What a token-authenticated API call needs of settings.MIDDLEWARE, in its
 # order: the security headers (and HTTPS redirect), the 503 for a database
@@ -51,5 +54,22 @@ class Application:
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == INGEST_PATH and environ.get("REQUEST_METHOD") == "POST":
-            return self.ingest(environ, start_response)
+            return self._ingest(environ, start_response)
         return self.pages(environ, start_response)
+
+    def _ingest(self, environ, start_response):
+        # Timed and counted by status here, around the whole handler, so that
+        # /metrics sees every answer: the 401s, 413s and 503s too, which the
+        # view never reaches or never returns.
+        started = time.perf_counter()
+        status = "500"
+
+        def counting_start_response(status_line, headers, exc_info=None):
+            nonlocal status
+            status = status_line[:3]
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            return self.ingest(environ, counting_start_response)
+        finally:
+            ingest_answered(status, time.perf_counter() - started)

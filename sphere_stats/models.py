@@ -8,7 +8,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-SCOPES = ("ingest", "read")
+# ingest: POST events; read: the read API; metrics: GET /metrics (sphere_stats/metrics.py).
+SCOPES = ("ingest", "read", "metrics")
 TOKEN_PREFIX = "sst_"  # noqa: S105 (a marker, not a secret)
 
 

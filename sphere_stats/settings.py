@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from sphere_stats.env import envbool, envint, envlist, envrate, envstr
+from sphere_stats.env import envbool, envint, envlist, envnetworks, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -190,6 +190,18 @@ LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 15 * 60)
 # The request header a trusted reverse proxy puts the client address in
 # (HTTP_X_REAL_IP behind the compose nginx); empty means REMOTE_ADDR.
 CLIENT_IP_HEADER = envstr("CLIENT_IP_HEADER")
+
+# GET /metrics (docs/metrics.md): the client addresses that may read it with
+# no token, comma-separated CIDRs such as the Prometheus server's (the
+# address is CLIENT_IP_HEADER's when set); empty, only a token with the
+# `metrics` scope is let in.
+METRICS_ALLOWED_NETWORKS = envnetworks("METRICS_ALLOWED_NETWORKS")
+# Set for gunicorn (`make run`, deploy/web-entrypoint.sh): its workers write
+# their ingest counts to files in this directory and a scrape sums them
+# (prometheus_client's multiprocess mode, which reads the variable itself;
+# deploy/gunicorn.conf.py creates and empties it at start). Unset, each
+# process counts its own.
+PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR")
 
 # Seconds a computed stat is reused for the same window (0: never). Pages
 # are at most this stale; the pre-aggregates themselves are always current.

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from sphere_stats import views
+from sphere_stats import metrics, views
 from sphere_stats.api import api
 
 api.add_router("", "audit.api.router")
@@ -25,6 +25,7 @@ urlpatterns = [
     path("facilities/", include("facilities.urls")),
     path("api/", views.api_home, name="api_home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.scrape, name="metrics"),
     path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

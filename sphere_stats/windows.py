@@ -7,9 +7,11 @@ DST changes; `Window.bucket_sql` gives the expression.
 
 Query parameters: period (1h, 24h, 7d, 30d, 90d, 1y, all, custom), since and
 until (for custom: a date, or a local date-time in the display zone, or
-RFC 3339), res (1h, 1d, 7d, 30d), tz (an IANA zone; default UTC).
+RFC 3339, or a time relative to now: `now`, `now-45m`, `now-7d`), res (1h,
+1d, 7d, 30d), tz (an IANA zone; default UTC).
 """
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -80,6 +82,31 @@ class WindowError(ValueError):
         self.message = message
 
 
+# `now`, or `now-<count><unit>`: the relative times every since/until takes.
+RELATIVE = re.compile(r"now(?:-(\d{1,9})([smhdw]))?")
+RELATIVE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+RELATIVE_HELP = "a relative time such as now, now-45m or now-7d (units s, m, h, d, w)"
+
+
+def parse_relative(raw: str, now: datetime, field: str) -> datetime | None:
+    """The moment a relative time (`now`, `now-45m`, `now-7d`) names, or
+    None when `raw` does not start with `now`. A malformed one (`now-7x`,
+    `now+1d`) raises WindowError naming `field`: it is never read as a date."""
+    text = raw.strip()
+    if not text.startswith("now"):
+        return None
+    match = RELATIVE.fullmatch(text)
+    if match is None:
+        raise WindowError(field, f"{text[:40]!r} is not {RELATIVE_HELP}")
+    count, unit = match.groups()
+    if count is None:
+        return now
+    try:
+        return now - timedelta(**{RELATIVE_UNITS[unit]: int(count)})
+    except OverflowError:
+        raise WindowError(field, f"{text!r} reaches back before the year 1") from None
+
+
 def default_resolution(length: timedelta) -> str:
     if length <= timedelta(days=2):
         return "1h"
@@ -106,8 +133,11 @@ def parse_zone(name: str) -> ZoneInfo:
         raise WindowError("tz", f"unknown time zone {name!r}; use an IANA name") from None
 
 
-def _parse_bound(raw: str, zone: ZoneInfo, field: str, *, end: bool) -> datetime:
+def _parse_bound(raw: str, zone: ZoneInfo, field: str, *, end: bool, now: datetime) -> datetime:
     raw = raw.strip()
+    relative = parse_relative(raw, now, field)
+    if relative is not None:
+        return relative
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
@@ -117,7 +147,9 @@ def _parse_bound(raw: str, zone: ZoneInfo, field: str, *, end: bool) -> datetime
             return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise WindowError(field, "must be a date (2026-04-23) or date-time") from None
+        raise WindowError(
+            field, f"must be a date (2026-04-23), a date-time or {RELATIVE_HELP}"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(UTC)
@@ -143,10 +175,10 @@ class Window:
         if not period:
             period = "custom" if (since or until) else DEFAULT_PERIOD
         if period == "custom":
-            end = _parse_bound(until, zone, "until", end=True) if until else now
+            end = _parse_bound(until, zone, "until", end=True, now=now) if until else now
             if not since:
                 raise WindowError("since", "is required for a custom range")
-            start = _parse_bound(since, zone, "since", end=False)
+            start = _parse_bound(since, zone, "since", end=False, now=now)
             if start >= end:
                 raise WindowError("since", "must be before until")
         elif period in PERIODS:

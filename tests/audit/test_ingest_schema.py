@@ -49,9 +49,21 @@ CASES = [
 
 
 @pytest.fixture
-def body_schemas(db) -> list[dict]:
-    post = Client().get("/api/v1/openapi.json").json()["paths"]["/api/v1/events"]["post"]
-    return post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+def served(db) -> dict:
+    return Client().get("/api/v1/openapi.json").json()
+
+
+@pytest.fixture
+def body_schemas(served) -> list[dict]:
+    """The JSON body's alternatives (each a $ref to a named component, as
+    client generators need them), each with the components it refers to."""
+    post = served["paths"]["/api/v1/events"]["post"]
+    alternatives = post["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    return [{**alternative, "components": served["components"]} for alternative in alternatives]
+
+
+def named(served: dict, name: str) -> dict:
+    return served["components"]["schemas"][name]
 
 
 @pytest.mark.parametrize(("change", "field"), CASES)
@@ -63,10 +75,28 @@ def test_the_schema_accepts_exactly_what_the_validator_accepts(body_schemas, cha
     assert schema.is_valid(event) == (row is not None)
 
 
-def test_a_batch_in_the_schema_holds_one_to_the_configured_number_of_events(body_schemas):
-    array, wrapped = body_schemas[1], body_schemas[2]["properties"]["events"]
-    for batch in (array, wrapped):
-        assert (batch["minItems"], batch["maxItems"]) == (1, settings.INGEST_MAX_EVENTS)
-    schema = jsonschema_rs.validator_for(array)
+def test_the_body_is_one_event_a_batch_or_a_wrapped_batch(body_schemas):
+    assert [b["$ref"].rsplit("/", 1)[1] for b in body_schemas] == [
+        "EventIn",
+        "EventBatch",
+        "WrappedEvents",
+    ]
+    whole = jsonschema_rs.validator_for(
+        {"oneOf": body_schemas, "components": body_schemas[0]["components"]}
+    )
+    for body in (VALID, [VALID, VALID], {"events": [VALID]}):
+        assert whole.is_valid(body), body
+    for body in ([], {"events": []}, {"events": [VALID], "extra": 1}, "text"):
+        assert not whole.is_valid(body), body
+
+
+def test_a_batch_in_the_schema_holds_one_to_the_configured_number_of_events(served, body_schemas):
+    array = named(served, "EventBatch")
+    assert (array["minItems"], array["maxItems"]) == (1, settings.INGEST_MAX_EVENTS)
+    assert named(served, "WrappedEvents")["properties"]["events"] == {
+        "$ref": "#/components/schemas/EventBatch"
+    }
+    schema = jsonschema_rs.validator_for(body_schemas[1])
     assert schema.is_valid([VALID])
     assert not schema.is_valid([])
+    assert not schema.is_valid([VALID] * (settings.INGEST_MAX_EVENTS + 1))

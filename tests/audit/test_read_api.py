@@ -1,9 +1,11 @@
-"""GET /api/v1/events and /api/v1/events/<uuid>."""
+"""GET /api/v1/events (JSON or CSV pages), /api/v1/events/<uuid> and the
+export's choice of format by the Accept header."""
 
 import uuid
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+import time_machine
 
 pytestmark = pytest.mark.django_db
 
@@ -131,3 +133,106 @@ def test_an_unknown_uuid_is_a_404_and_a_malformed_one_a_400(api_client):
     assert missing.status_code == 404
     assert "error" in missing.json()
     assert api_client.get("/api/v1/events/nope").status_code == 400
+
+
+# --- Link headers, CSV pages, relative times ---------------------------------------------
+
+
+def test_each_page_but_the_last_has_a_link_header_to_the_next(api_client, events):
+    first = api_client.get("/api/v1/events?limit=3")
+    assert first["Link"] == f'<{first.json()["next"]}>; rel="next"'
+    last = api_client.get(first.json()["next"].replace("http://testserver", ""))
+    assert last.json()["next"] is None
+    assert "Link" not in last
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [("format=csv", {}), ("", {"HTTP_ACCEPT": "text/csv"})],
+)
+def test_a_page_comes_as_csv_with_the_next_page_in_the_link_header(
+    api_client, events, query, headers
+):
+    response = api_client.get(f"/api/v1/events?limit=2&{query}", **headers)
+    assert response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode().splitlines()
+    assert lines[0].startswith("event_uuid,timestamp,event_type,")
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        events[4]["event_uuid"],
+        events[3]["event_uuid"],
+    ]
+    link = response["Link"]
+    assert link.startswith("<http://testserver/api/v1/events?") and link.endswith('>; rel="next"')
+    assert "Accept" in response["Vary"]
+    following = api_client.get(
+        link[1:].split(">", 1)[0].replace("http://testserver", ""), **headers
+    )
+    assert [line.split(",")[0] for line in following.content.decode().splitlines()[1:]] == [
+        events[2]["event_uuid"],
+        events[1]["event_uuid"],
+    ]
+
+
+def test_an_empty_csv_page_is_the_header_alone(api_client, events):
+    response = api_client.get("/api/v1/events?format=csv&subject=nobody")
+    assert response.content.decode().splitlines() == [response.content.decode().strip()]
+    assert response.content.startswith(b"event_uuid,")
+    assert "Link" not in response
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("since=now-2d", [4, 3]),
+        ("until=now-3d", [1, 0]),
+        ("since=now-4d&until=now-2d", [2, 1]),
+        ("since=now-1w", [4, 3, 2, 1, 0]),
+        ("until=now", [4, 3, 2, 1, 0]),
+        ("since=now", []),
+    ],
+)
+def test_the_list_takes_times_relative_to_now(api_client, events, query, expected):
+    with time_machine.travel("2026-04-25T10:00:00Z", tick=False):
+        response = api_client.get(f"/api/v1/events?{query}")
+    assert response.status_code == 200
+    assert uuids(response) == expected
+
+
+def test_the_next_link_pins_a_relative_time_to_the_first_page(api_client, events):
+    with time_machine.travel("2026-04-25T10:00:00Z", tick=False):
+        page = api_client.get("/api/v1/events?limit=1&since=now-7d").json()
+    query = parse_qs(urlparse(page["next"]).query)
+    assert query["since"] == ["2026-04-18T10:00:00+00:00"]
+    # Read a week later, the next page still holds what the first page meant.
+    with time_machine.travel("2026-05-02T10:00:00Z", tick=False):
+        rest = api_client.get(page["next"].replace("http://testserver", "")).json()
+    assert uuids_from(rest) == [3]
+
+
+@pytest.mark.parametrize("query", ["since=now-7y", "since=now-", "until=tomorrow"])
+def test_a_bad_time_is_a_400_that_mentions_relative_times(api_client, query):
+    response = api_client.get(f"/api/v1/events?{query}")
+    assert response.status_code == 400
+    detail = response.json()["details"][0]
+    assert detail["field"] == query.split("=")[0]
+    assert "a relative time such as now, now-45m or now-7d" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        ("application/x-ndjson", "application/x-ndjson"),
+        ("application/json", "application/json"),
+        ("text/csv", "text/csv"),
+        ("*/*", "text/csv"),
+    ],
+)
+def test_an_export_without_format_follows_the_accept_header(
+    api_client, events, accept, content_type
+):
+    response = api_client.get("/api/v1/events/export", HTTP_ACCEPT=accept)
+    assert response["Content-Type"].startswith(content_type)
+    assert "Accept" in response["Vary"]
+    body = b"".join(response.streaming_content).decode()
+    if content_type == "application/x-ndjson":
+        assert len(body.splitlines()) == 5

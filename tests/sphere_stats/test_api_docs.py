@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.test import Client
+from openapi_spec_validator import validate
 
 from tests.conftest import screenshot
 
@@ -13,12 +14,37 @@ def test_the_schema_describes_every_api_operation_with_its_error_shape(db):
     schema = Client().get("/api/v1/openapi.json").json()
     assert schema["openapi"].startswith("3.")
     paths = schema["paths"]
-    for path in ("/api/v1/events", "/api/v1/events/export", "/api/v1/stats/", "/api/v1/facilities"):
+    for path in (
+        "/api/v1/events",
+        "/api/v1/events/export",
+        "/api/v1/catalog",
+        "/api/v1/stats/",
+        "/api/v1/entities/{kind}/{name}",
+        "/api/v1/facilities",
+    ):
         assert path in paths, path
     ingest = paths["/api/v1/events"]["post"]
     for status in ("201", "400", "401", "403", "413", "415", "429", "503"):
         assert status in ingest["responses"], status
     assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+def test_the_served_schema_is_valid_openapi_with_examples_as_example_maps(db):
+    schema = Client().get("/api/v1/openapi.json").json()
+    validate(schema)  # raises, naming the first thing out of place
+    since = next(
+        p for p in schema["paths"]["/api/v1/events"]["get"]["parameters"] if p["name"] == "since"
+    )
+    # OpenAPI's map of Example objects beside the parameter; JSON Schema's
+    # list inside its schema.
+    assert since["examples"] == {"example": {"value": "now-7d"}}
+    assert since["schema"]["examples"] == ["now-7d"]
+
+
+def test_operations_are_named_after_their_views(db):
+    paths = Client().get("/api/v1/openapi.json").json()["paths"]
+    assert paths["/api/v1/events"]["post"]["operationId"] == "ingest_events"
+    assert paths["/api/v1/stats/{name}"]["get"]["operationId"] == "get_stat"
 
 
 def test_the_docs_page_loads_its_scripts_and_styles_from_this_server(db):

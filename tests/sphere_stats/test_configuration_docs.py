@@ -19,7 +19,7 @@ def documented() -> set[str]:
 
 def test_every_environment_variable_of_the_settings_is_in_the_readme_table():
     settings = (ROOT / "sphere_stats" / "settings.py").read_text()
-    read = set(re.findall(r"\benv(?:str|int|bool|list|rate)\(\s*\"([A-Z_]+)\"", settings))
+    read = set(re.findall(r"\benv(?:str|int|bool|list|rate|networks)\(\s*\"([A-Z_]+)\"", settings))
     assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= read
     assert read - documented() == set()
 

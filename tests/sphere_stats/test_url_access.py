@@ -35,11 +35,16 @@ class Page:
 
 @dataclass(frozen=True)
 class Api:
-    """A ninja operation per method, each needing a token scope; `session` is
-    the lowest role whose logged-in browser session is accepted too."""
+    """A ninja operation per method, each needing a token scope (or one of a
+    tuple of scopes); `session` is the lowest role whose logged-in browser
+    session is accepted too."""
 
-    methods: dict[str, str]
+    methods: dict[str, str | tuple[str, ...]]
     session: Role | None = None
+
+
+def scopes_of(accepted: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (accepted,) if isinstance(accepted, str) else accepted
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,18 @@ ACCESS: dict[str, object] = {
     "api/v1/events": Api({"GET": "read", "POST": "ingest"}),
     "api/v1/events/export": Api({"GET": "read"}),
     "api/v1/events/<event_uuid>": Api({"GET": "read"}),
+    # A producer (ingest) validates its events against the catalog's schemas.
+    "api/v1/catalog": Api({"GET": ("ingest", "read")}),
     "api/v1/stats/": Api({"GET": "read"}, session=Role.VIEWER),
     "api/v1/stats/<name>": Api({"GET": "read"}, session=Role.VIEWER),
+    "api/v1/entities/<kind>/<name>": Api({"GET": "read"}, session=Role.VIEWER),
     "api/v1/facilities": Api({"GET": "read"}),
     "api/v1/facilities/<slug>": Api({"GET": "read"}),
     # the project
     "healthz": Public(),
+    # A metrics token or an address in METRICS_ALLOWED_NETWORKS
+    # (tests/sphere_stats/test_metrics.py); anyone else gets 401.
+    "metrics": Public(allowed_status=(401,)),
     "accounts/login/": Public(),
     # Logout is POST only; GET answers 405 to anyone.
     "accounts/logout/": Public(methods=("GET",), allowed_status=(405,)),
@@ -207,11 +218,11 @@ def test_each_api_path_has_exactly_the_operations_its_rule_names():
         if isinstance(rule, Public):
             continue
         for op in path_view.operations:
-            scopes = {cb.scope for cb in op.auth_callbacks if hasattr(cb, "scope")}
+            scopes = {s for cb in op.auth_callbacks for s in getattr(cb, "scopes", ())}
             for method in op.methods:
                 if not op.auth_callbacks:
                     problems.append(f"{method} {route} has no auth")
-                elif method in rule.methods and scopes != {rule.methods[method]}:
+                elif method in rule.methods and scopes != set(scopes_of(rule.methods[method])):
                     problems.append(
                         f"{method} {route}: tokens need {sorted(scopes)}, "
                         f"the table says {rule.methods[method]!r}"
@@ -288,9 +299,11 @@ API_ROUTES = [r for r, _ in ROUTES if isinstance(ACCESS.get(r), Api)]
 def test_each_api_operation_needs_a_token_with_its_scope(route, clients):
     rule = ACCESS[route]
     url = concrete(route)
-    for method, scope in rule.methods.items():
-        other = "ingest" if scope == "read" else "read"
-        wrong = ApiToken.issue(f"wrong-{uuid.uuid4()}", [other])[1]
+    for method, accepted in rule.methods.items():
+        scope, *_ = scopes_of(accepted)
+        others = [s for s in ("ingest", "read") if s not in scopes_of(accepted)]
+        # A token with no scope at all is the wrong one where either will do.
+        wrong = ApiToken.issue(f"wrong-{uuid.uuid4()}", others)[1]
         right = ApiToken.issue(f"right-{uuid.uuid4()}", [scope])[1]
         revoked_token, revoked = ApiToken.issue(f"revoked-{uuid.uuid4()}", [scope])
         ApiToken.objects.filter(pk=revoked_token.pk).update(revoked_at="2026-01-01T00:00Z")
