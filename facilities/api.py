@@ -1,17 +1,19 @@
 """Facility status API (mounted under /api/v1/): the map's data as JSON."""
 
+import csv
+import io
 import re
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 
 from facilities.models import Facility
 from facilities.status import Report
 from facilities.summary import FacilityRow, facility_detail, facility_rows
-from sphere_stats.api import ERRORS, ApiError, token_auth
+from sphere_stats.api import ERRORS, ApiError, chosen_format, token_auth, varies_on_accept
 from sphere_stats.windows import WindowError, parse_zone
 
 router = Router(tags=["facilities"])
@@ -123,14 +125,80 @@ def _facility(row: FacilityRow) -> dict:
     }
 
 
+class FacilityListQuery(Schema):
+    format: Literal["json", "csv"] = Field(
+        "json", description="Without format, `Accept: text/csv` picks CSV."
+    )
+
+
+LIST_FORMATS = {"json": "application/json", "csv": "text/csv"}
+# The CSV's columns: (header, path into the JSON object of a facility).
+CSV_COLUMNS = (
+    ("slug", ("slug",)),
+    ("name", ("name",)),
+    ("kind", ("kind",)),
+    ("status", ("status", "status")),
+    ("since", ("status", "since")),
+    ("stale", ("status", "stale")),
+    ("last_report_at", ("status", "last_report_at")),
+    ("nodes_in_use", ("resources", "in_use")),
+    ("nodes_capacity", ("resources", "capacity")),
+    ("active_realizations", ("resources", "active_realizations")),
+    ("active_materializations", ("resources", "active_materializations")),
+    ("latitude", ("latitude",)),
+    ("longitude", ("longitude",)),
+)
+
+
+def _list_csv(facilities: list[dict]) -> HttpResponse:
+    """One row per facility: the JSON list's fields, nested ones flattened."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header for header, _ in CSV_COLUMNS)
+    for facility in facilities:
+        row = []
+        for _, path in CSV_COLUMNS:
+            value: Any = facility
+            for key in path:
+                value = value[key]
+            row.append(value.isoformat() if isinstance(value, datetime) else value)
+        writer.writerow(row)
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="facilities.csv"'
+    return response
+
+
 @router.get(
     "/facilities",
     auth=token_auth("read"),
     response={200: list[FacilityOut], **ERRORS},
     summary="Every facility with its current status and resources in use",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The facilities as JSON, or as CSV with format=csv or "
+                "Accept: text/csv.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/FacilityOut"},
+                        }
+                    },
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        }
+    },
 )
-def list_facilities(request: HttpRequest):
-    return [_facility(row) for row in facility_rows(timezone.now())]
+def list_facilities(
+    request: HttpRequest, query: Query[FacilityListQuery], response: HttpResponse
+) -> Any:
+    facilities = [_facility(row) for row in facility_rows(timezone.now())]
+    if chosen_format(request, LIST_FORMATS) == "csv":
+        return varies_on_accept(_list_csv(facilities))
+    varies_on_accept(response)
+    return facilities
 
 
 @router.get(

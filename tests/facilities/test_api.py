@@ -1,5 +1,7 @@
 """GET /api/v1/facilities and /api/v1/facilities/<slug>."""
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,6 +48,24 @@ def test_the_list_gives_every_facility_with_status_and_resources(client):
     }
     assert by_slug["tacc"]["status"]["status"] == "unknown"
     assert by_slug["tacc"]["status"]["last_report_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [("/api/v1/facilities?format=csv", {}), ("/api/v1/facilities", {"HTTP_ACCEPT": "text/csv"})],
+    ids=["format", "accept"],
+)
+def test_the_list_as_csv_holds_the_same_facilities_as_the_json(client, path, headers):
+    response = client.get(path, **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "Accept" in response["Vary"]
+    rows = {r["slug"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    assert rows["isi"]["status"] == "maintenance"
+    assert rows["isi"]["since"] == (NOW - timedelta(minutes=5)).isoformat()
+    assert (rows["isi"]["nodes_in_use"], rows["isi"]["nodes_capacity"]) == ("1", "64")
+    assert rows["tacc"]["status"] == "unknown"
+    assert set(rows) == {f["slug"] for f in client.get("/api/v1/facilities").json()}
 
 
 def test_the_detail_gives_changes_and_daily_uptime_in_the_asked_zone(client):
