@@ -6,6 +6,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
 
 from audit.catalog import LIFECYCLE_TYPES, MEMBER_TYPES
+
+MEMBERSHIP_TYPES = tuple(t for types in MEMBER_TYPES.values() for t in types)
 from sphere_stats.windows import utc_ceil, utc_floor
 
 
@@ -242,6 +244,16 @@ class Event(models.Model):
                 fields=["subject_type", "subject", "timestamp"],
                 name="idx_events_lifecycle",
                 condition=models.Q(success=True, event_type__in=LIFECYCLE_TYPES),
+            ),
+            # The earliest membership event of a member (a user or a project
+            # as the target): when an entity that predates the log was first
+            # seen, read by the entity fold (audit/aggregates.py) for each
+            # entity a statement touches. idx_events_target alone made the
+            # planner AND it with the type index, 0.5 ms an entity.
+            models.Index(
+                fields=["target", "timestamp"],
+                name="idx_events_member_target",
+                condition=models.Q(success=True, event_type__in=MEMBERSHIP_TYPES),
             ),
             # Not declared here: idx_events_error_trgm (GIN, gin_trgm_ops on
             # error_message WHERE error_message IS NOT NULL) serves
