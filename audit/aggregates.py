@@ -631,7 +631,51 @@ class Entities:
 
 
 ENTITIES = Entities()
-AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES)
+
+
+@dataclass(frozen=True)
+class EntityChanges(TableDeclaration):
+    """entity_changes_hourly: per UTC hour, kind and state, the entities that
+    entered (+1) and left (-1) it, summed from entity_intervals. Its own
+    triggers on entity_intervals keep it (audit migration 0008); it is
+    declared here to be verified and rebuilt with the rest."""
+
+    table: str = "entity_changes_hourly"
+    computed: str = (
+        "SELECT kind, hour, state, sum(d) FROM ("
+        "SELECT kind, date_trunc('hour', valid_from, 'UTC') AS hour, state, 1 AS d "
+        "FROM entity_intervals UNION ALL "
+        "SELECT kind, date_trunc('hour', valid_to, 'UTC'), state, -1 "
+        "FROM entity_intervals WHERE valid_to IS NOT NULL"
+        ") AS c GROUP BY 1, 2, 3 HAVING sum(d) <> 0"
+    )
+
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        return []  # the triggers on entity_intervals
+
+    def rebuild(self, cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%(lock)s)", {"lock": ENTITY_LOCK})
+        cursor.execute(f"DELETE FROM {self.table}")
+        cursor.execute(f"INSERT INTO {self.table} (kind, hour, state, delta) {self.computed}")
+
+    def differences(self, cursor) -> list[str]:
+        cursor.execute(
+            "SELECT coalesce(s.kind, r.kind), coalesce(s.hour, r.hour), "
+            "coalesce(s.state, r.state), s.delta, r.delta "
+            f"FROM (SELECT * FROM {self.table} WHERE delta <> 0) AS s "
+            f"FULL JOIN ({self.computed}) AS r (kind, hour, state, delta) "
+            "ON s.kind = r.kind AND s.hour = r.hour AND s.state = r.state "
+            "WHERE s.delta IS DISTINCT FROM r.delta ORDER BY 1, 2, 3 LIMIT 1000"
+        )
+        return [
+            f"{self.table} ({kind}, {hour:%Y-%m-%d %H}h, {state}): stored {have}, "
+            f"entity_intervals say {want}"
+            for kind, hour, state, have, want in cursor.fetchall()
+        ]
+
+
+ENTITY_CHANGES = EntityChanges()
+AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES, ENTITY_CHANGES)
 
 
 # --- the triggers ------------------------------------------------------------------------
@@ -735,7 +779,7 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                             span,
                         )
                     bar.update()
-        elif aggregate is MEMBERSHIPS:
+        elif aggregate in (MEMBERSHIPS, ENTITY_CHANGES):
             with transaction.atomic(), _progress(1, aggregate.table, stream) as bar:
                 _locked_chunk(cursor)
                 aggregate.rebuild(cursor)
@@ -756,6 +800,20 @@ def install(stream=None, force: bool = False) -> list[str]:
     """(Re)create the triggers on `events` from the declarations, then
     rebuild each pre-aggregate whose declaration is new or changed (all, with
     force). Returns the names rebuilt."""
+    with connection.cursor() as cursor:
+        # CREATE INDEX CONCURRENTLY IF NOT EXISTS skips an index that an
+        # interrupted build left invalid: the planner never uses it.
+        cursor.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE indrelid = 'events'::regclass AND NOT indisvalid ORDER BY 1"
+        )
+        invalid = [name for (name,) in cursor.fetchall()]
+    if invalid:
+        raise RuntimeError(
+            "Invalid indexes on events (an interrupted CREATE INDEX CONCURRENTLY): "
+            + ", ".join(invalid)
+            + ". Drop each (DROP INDEX CONCURRENTLY name;) and run migrate again."
+        )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(TRIGGERS_SQL)
         cursor.execute("SELECT name, digest FROM aggregate_definitions")
@@ -825,6 +883,7 @@ def differences(
         for offset in range(0, len(keys), 5000):
             found.extend(ENTITIES.differences(cursor, keys[offset : offset + 5000]))
         yield "entities", found
+        yield ENTITY_CHANGES.table, ENTITY_CHANGES.differences(cursor)
 
 
 def computed_intervals(kinds) -> list[tuple[str, str, datetime, datetime | None]]:

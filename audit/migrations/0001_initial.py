@@ -50,6 +50,20 @@ OWN_INDEXES = [
 ]
 
 
+# Unapplying drops the table only while it is empty: on an adopted database
+# it is the portal's, and its rows are the audit log.
+DROP_EMPTY_EVENTS = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM events) THEN
+        RAISE EXCEPTION 'events holds rows: not dropped (delete them first if you mean it)';
+    END IF;
+    DROP TABLE events;
+END
+$$;
+"""
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -65,7 +79,7 @@ class Migration(migrations.Migration):
         # those of the portal's own `events` table; the model state mirrors it.
         migrations.SeparateDatabaseAndState(
             database_operations=[
-                migrations.RunSQL(EVENTS_DDL, reverse_sql="DROP TABLE events;"),
+                migrations.RunSQL(EVENTS_DDL, reverse_sql=DROP_EMPTY_EVENTS),
                 *(
                     migrations.RunSQL(
                         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON events {columns}",
