@@ -702,6 +702,16 @@ def _applied(rows: str, sign: int) -> list[str]:
     return [s for aggregate in AGGREGATES for s in aggregate.apply_sql(rows, sign)]
 
 
+def _inserted(rows: str) -> list[str]:
+    """The insert trigger's statements, the upserts as CTEs of the statement
+    that finds the entities to refold: one executor start instead of eight,
+    a third of what the trigger cost a single-row INSERT."""
+    upserts = [s for a in AGGREGATES if a is not ENTITIES for s in a.apply_sql(rows, 1)]
+    find, refold = ENTITIES.apply_sql(rows, 1)
+    ctes = ", ".join(f"upsert{i} AS ({sql})" for i, sql in enumerate(upserts))
+    return [f"WITH {ctes} {find}", refold]
+
+
 DERIVED_TABLES = (
     *(t.table for t in COUNT_TABLES),
     MEMBERSHIPS.table,
@@ -711,7 +721,7 @@ DERIVED_TABLES = (
 TRIGGERS_SQL = "\n".join(
     [
         REFRESH_FUNCTION,
-        _trigger("INSERT", "REFERENCING NEW TABLE AS new_rows", _applied("new_rows", 1)),
+        _trigger("INSERT", "REFERENCING NEW TABLE AS new_rows", _inserted("new_rows")),
         _trigger("DELETE", "REFERENCING OLD TABLE AS old_rows", _applied("old_rows", -1)),
         # Events are immutable here, but not to psql: an UPDATE is a delete
         # of the old rows and an insert of the new ones.
