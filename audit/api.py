@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from ninja import Field, Query, Router, Schema
 
-from audit.export import FORMATS, Export, ExportError, accepts_gzip, parse_fields
+from audit.export import FORMATS, Export, ExportError, parse_fields
 from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
 from audit.ingest import IngestError, ingest, parse_body
 from audit.models import Event
@@ -21,6 +21,7 @@ from sphere_stats.api import (
     ERRORS,
     ApiError,
     Error,
+    accepts_gzip,
     api,
     chosen_format,
     link_next,

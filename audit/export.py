@@ -292,13 +292,3 @@ class Export:
             response["Content-Encoding"] = "gzip"
             response["Vary"] = "Accept-Encoding"
         return response
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """True when an Accept-Encoding header allows gzip (and does not give it q=0)."""
-    for part in accept_encoding.split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            q = params.strip().replace(" ", "")
-            return q not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False

@@ -6,9 +6,9 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
 
 from audit.catalog import LIFECYCLE_TYPES, MEMBER_TYPES
+from sphere_stats.windows import utc_ceil, utc_floor
 
 MEMBERSHIP_TYPES = tuple(t for types in MEMBER_TYPES.values() for t in types)
-from sphere_stats.windows import utc_ceil, utc_floor
 
 
 class ILike(models.Func):

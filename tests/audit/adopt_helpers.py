@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 
 from audit import aggregates
-from audit.models import Entity
+from audit.models import Entity, Event
 from dashboards.stats import STATS
 from tests.dashboards.conftest import make_window
 
@@ -79,18 +79,7 @@ SEED_INDEXES = (
 # One more index of the portal's own, which adoption must leave alone.
 PORTAL_INDEX = "portal_events_member_kind"
 PORTAL_INDEX_DDL = f"CREATE INDEX {PORTAL_INDEX} ON events ((payload->>'kind'), timestamp);"
-EVENT_COLUMNS = (
-    "event_uuid",
-    "timestamp",
-    "event_type",
-    "caller",
-    "subject",
-    "subject_type",
-    "target",
-    "success",
-    "error_message",
-    "payload",
-)
+EVENT_COLUMNS = Event.COLUMNS
 
 
 # --- the server the suite runs on, reached by the real clients --------------------------
