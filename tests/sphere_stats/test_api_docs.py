@@ -69,6 +69,17 @@ def test_the_getting_started_page_shows_a_new_client_how_to_send_an_event(db):
     assert "Retry-After" in page
 
 
+def test_the_getting_started_pages_read_examples_answer_as_it_says(db, read_token):
+    page = Client().get("/api/v1/").content.decode()
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {read_token}")
+    listed = client.get("/api/v1/events?event_type=user_login&since=now-7d&limit=100")
+    assert listed.status_code == 200 and "since=now-7d" in page
+    stat = client.get("/api/v1/stats/logins?since=now-30d&res=1d", HTTP_ACCEPT="text/csv")
+    assert stat.status_code == 200 and stat["Content-Type"].startswith("text/csv")
+    assert 'href="http://testserver/api/v1/catalog"' in page
+    assert client.get("/api/v1/catalog").status_code == 200
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_the_interactive_docs_render_with_nothing_fetched_from_elsewhere(browser_page, live_server):
