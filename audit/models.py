@@ -79,6 +79,25 @@ class EventQuerySet(models.QuerySet):
             )
         raise ValueError(f"unknown entity kind {kind!r}")
 
+    def mentioning(self, kind: str, scope: str, name: str) -> "EventQuerySet":
+        """Events that mention one entity as the entity fold reads them
+        (audit/aggregates.py _MENTIONS): as the subject (an experiment within
+        its project), as a member added, changed or removed, or as the
+        project of an experiment or resource. Success is not checked here."""
+        about = models.Q(subject_type=kind, subject=name)
+        member = models.Q(target=name, event_type__in=MEMBERSHIP_TYPES)
+        if kind == "experiment":
+            return self.filter(about & models.Q(payload__project=scope))
+        if kind == "user":
+            return self.filter(about | (member & models.Q(payload__kind="usermember")))
+        if kind == "project":
+            return self.filter(
+                about
+                | (member & models.Q(payload__kind="projectmember"))
+                | models.Q(payload__project=name)
+            )
+        return self.filter(about)
+
     def newest_first(self) -> "EventQuerySet":
         # Matches idx_events_ts_uuid, so keyset pages are index scans.
         return self.order_by("-timestamp", "-event_uuid")

@@ -32,27 +32,6 @@ ENDINGS = {
     kind: tuple(name for name, spec in catalog.CATALOG.items() if spec.lifecycle == (kind, GONE))
     for kind in KINDS
 }
-MEMBER_TYPES = tuple(t for types in catalog.MEMBER_TYPES.values() for t in types)
-
-
-def _mentions(entity: Entity) -> Q:
-    """Where an event mentions `entity`, as the entity fold reads it
-    (audit/aggregates.py _MENTIONS): as the subject, as a member added or
-    removed, or as the project of an experiment or resource."""
-    about = Q(subject_type=entity.kind, subject=entity.name)
-    if entity.kind == "experiment":
-        return about & Q(payload__project=entity.scope)
-    if entity.kind == "user":
-        return about | Q(
-            target=entity.name, event_type__in=MEMBER_TYPES, payload__kind="usermember"
-        )
-    if entity.kind == "project":
-        return (
-            about
-            | Q(target=entity.name, event_type__in=MEMBER_TYPES, payload__kind="projectmember")
-            | Q(payload__project=entity.name)
-        )
-    return about
 
 
 def first_event(entity: Entity) -> Event | None:
@@ -61,7 +40,7 @@ def first_event(entity: Entity) -> Event | None:
     tells it existed."""
     return (
         Event.objects.filter(timestamp=entity.first_seen, success=True)
-        .filter(_mentions(entity))
+        .mentioning(entity.kind, entity.scope, entity.name)
         .order_by("event_uuid")
         .first()
     )
