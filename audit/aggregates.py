@@ -595,9 +595,31 @@ class Entities:
         )
         return cursor.fetchall()
 
+    def _both_folded(self, cursor, keys: list[Key]) -> tuple[list[tuple], list[tuple]]:
+        """The `folded` rows and the `intervals` of these entities from one
+        computation of the fold (an interval row padded to the width of an
+        entity row)."""
+        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
+        cursor.execute(
+            "WITH k AS (SELECT DISTINCT kind, scope, name FROM unnest("
+            "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name)), "
+            f"{ENTITY_FOLD} SELECT true, {ENTITY_COLUMNS} FROM folded UNION ALL "
+            "SELECT false, kind, scope, name, state, valid_from, valid_to, NULL, NULL, NULL, "
+            "NULL, NULL, NULL, NULL FROM intervals",
+            {"kinds": kinds, "scopes": scopes, "names": names},
+        )
+        entities, intervals = [], []
+        for is_entity, *row in cursor.fetchall():
+            if is_entity:
+                entities.append(tuple(row))
+            else:
+                intervals.append(tuple(row[:6]))
+        return entities, intervals
+
     def differences(self, cursor, keys: list[Key]) -> list[str]:
         found = []
-        want = {row[:3]: row for row in self.folded(cursor, keys)}
+        folded, intervals_want = self._both_folded(cursor, keys)
+        want = {row[:3]: row for row in folded}
         kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
         cursor.execute(
             f"SELECT {ENTITY_COLUMNS} FROM entities AS x JOIN unnest(%(kinds)s::text[], "
@@ -616,7 +638,6 @@ class Entities:
                     else ("missing" if b else "not in events")
                 )
                 found.append(f"entities {key}: {diff}")
-        intervals_want = self.folded(cursor, keys, "intervals")
         cursor.execute(
             "SELECT kind, scope, name, state, valid_from, valid_to FROM entity_intervals AS i "
             "JOIN unnest(%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) "
