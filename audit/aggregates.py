@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from audit import catalog
 from audit.catalog import CATALOGUED, CREATE, ENTITY_KINDS, GONE
-from audit.models import PROJECT_OF_EVENT
+from audit.models import MEMBERSHIP_TYPES, PROJECT_OF_EVENT
 
 Key = tuple[str, str, str]  # (kind, scope, name)
 ENTITY_LOCK = 7_400_042  # pg_advisory_xact_lock key, see REFRESH_FUNCTION
@@ -51,7 +51,7 @@ def _quoted(names) -> str:
 
 
 LIFECYCLE = _quoted(catalog.LIFECYCLE_TYPES)
-MEMBER_TYPES = _quoted(t for types in catalog.MEMBER_TYPES.values() for t in types)
+MEMBER_TYPES = _quoted(MEMBERSHIP_TYPES)
 ORG_MEMBER_TYPES = _quoted(catalog.MEMBER_TYPES["organization"])
 SEEN_KINDS = _quoted(k.name for k in ENTITY_KINDS.values() if k.seen)
 
@@ -530,6 +530,21 @@ REVOKE EXECUTE ON FUNCTION sphere_stats_refresh_entities(text[], text[], text[])
 """
 
 
+ENTITY_CHUNK = 5000  # entities refolded or compared per statement by a rebuild or a check
+
+
+def _key_arrays(keys: list[Key]) -> dict[str, list[str]]:
+    """The named parameters kinds, scopes and names (text arrays) of these keys."""
+    kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([], [], [])
+    return {"kinds": kinds, "scopes": scopes, "names": names}
+
+
+_KEYS_FROM_PARAMS = (
+    "k AS (SELECT DISTINCT kind, scope, name FROM unnest("
+    "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name))"
+)
+
+
 def _touched_entities(rows: str, inserted: bool) -> str:
     """The keys whose fold a statement's `rows` may change: every entity a
     successful lifecycle event is about, and every entity mentioned at or
@@ -572,26 +587,27 @@ class Entities:
         )
         return cursor.fetchall()
 
+    def chunks(self, cursor) -> list[list[Key]]:
+        """Every entity's key (all_keys), ENTITY_CHUNK at a time."""
+        keys = self.all_keys(cursor)
+        return [keys[i : i + ENTITY_CHUNK] for i in range(0, len(keys), ENTITY_CHUNK)]
+
     def refresh(self, cursor, keys: list[Key]) -> None:
         if keys:
-            kinds, scopes, names = (list(c) for c in zip(*keys, strict=True))
             cursor.execute(
                 "SELECT sphere_stats_refresh_entities(%(kinds)s, %(scopes)s, %(names)s)",
-                {"kinds": kinds, "scopes": scopes, "names": names},
+                _key_arrays(keys),
             )
 
     def folded(self, cursor, keys: list[Key], what: str = "folded") -> list[tuple]:
         """The fold of these entities computed from `events`, not stored:
         `folded` rows (ENTITY_COLUMNS) or `intervals`."""
-        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
         columns = (
             ENTITY_COLUMNS if what == "folded" else "kind, scope, name, state, valid_from, valid_to"
         )
         cursor.execute(
-            "WITH k AS (SELECT DISTINCT kind, scope, name FROM unnest("
-            "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name)), "
-            f"{ENTITY_FOLD} SELECT {columns} FROM {what} ORDER BY 1, 2, 3",
-            {"kinds": kinds, "scopes": scopes, "names": names},
+            f"WITH {_KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT {columns} FROM {what} ORDER BY 1, 2, 3",
+            _key_arrays(keys),
         )
         return cursor.fetchall()
 
@@ -599,14 +615,11 @@ class Entities:
         """The `folded` rows and the `intervals` of these entities from one
         computation of the fold (an interval row padded to the width of an
         entity row)."""
-        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
         cursor.execute(
-            "WITH k AS (SELECT DISTINCT kind, scope, name FROM unnest("
-            "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name)), "
-            f"{ENTITY_FOLD} SELECT true, {ENTITY_COLUMNS} FROM folded UNION ALL "
-            "SELECT false, kind, scope, name, state, valid_from, valid_to, NULL, NULL, NULL, "
-            "NULL, NULL, NULL, NULL FROM intervals",
-            {"kinds": kinds, "scopes": scopes, "names": names},
+            f"WITH {_KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT true, {ENTITY_COLUMNS} FROM folded "
+            "UNION ALL SELECT false, kind, scope, name, state, valid_from, valid_to, NULL, NULL, "
+            "NULL, NULL, NULL, NULL, NULL FROM intervals",
+            _key_arrays(keys),
         )
         entities, intervals = [], []
         for is_entity, *row in cursor.fetchall():
@@ -620,12 +633,12 @@ class Entities:
         found = []
         folded, intervals_want = self._both_folded(cursor, keys)
         want = {row[:3]: row for row in folded}
-        kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([],) * 3
+        params = _key_arrays(keys)
         cursor.execute(
             f"SELECT {ENTITY_COLUMNS} FROM entities AS x JOIN unnest(%(kinds)s::text[], "
             "%(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name) "
             "USING (kind, scope, name)",
-            {"kinds": kinds, "scopes": scopes, "names": names},
+            params,
         )
         have = {row[:3]: row for row in cursor.fetchall()}
         columns = [c.strip() for c in ENTITY_COLUMNS.split(",")]
@@ -642,7 +655,7 @@ class Entities:
             "SELECT kind, scope, name, state, valid_from, valid_to FROM entity_intervals AS i "
             "JOIN unnest(%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) "
             "AS t(kind, scope, name) USING (kind, scope, name) ORDER BY 1, 2, 3",
-            {"kinds": kinds, "scopes": scopes, "names": names},
+            params,
         )
         intervals_have = cursor.fetchall()
         if sorted(intervals_have, key=repr) != sorted(intervals_want, key=repr):
@@ -816,13 +829,13 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                 aggregate.rebuild(cursor)
                 bar.update()
         else:
-            keys = aggregate.all_keys(cursor)
-            chunk = 5000
-            with _progress(max(1, -(-len(keys) // chunk)), "entities", stream) as bar:
-                for offset in range(0, max(len(keys), 1), chunk):
+            # No keys: one empty chunk, which takes the lock and refreshes nothing.
+            chunks = aggregate.chunks(cursor) or [[]]
+            with _progress(len(chunks), "entities", stream) as bar:
+                for keys in chunks:
                     with transaction.atomic():
                         _locked_chunk(cursor)
-                        aggregate.refresh(cursor, keys[offset : offset + chunk])
+                        aggregate.refresh(cursor, keys)
                     bar.update()
         cursor.execute(f"ANALYZE {aggregate.name}")
 
@@ -884,9 +897,8 @@ def rebuild_entities() -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM entity_intervals")
         cursor.execute("DELETE FROM entities")
-        keys = ENTITIES.all_keys(cursor)
-        for offset in range(0, len(keys), 5000):
-            ENTITIES.refresh(cursor, keys[offset : offset + 5000])
+        for keys in ENTITIES.chunks(cursor):
+            ENTITIES.refresh(cursor, keys)
         cursor.execute("SELECT count(*) FROM entities")
         return cursor.fetchone()[0]
 
@@ -909,11 +921,14 @@ def differences(
         for table in COUNT_TABLES:
             yield table.table, table.differences(cursor, start, end)
         yield MEMBERSHIPS.table, MEMBERSHIPS.differences(cursor)
-        keys = ENTITIES.all_keys(cursor)
-        found = []
-        for offset in range(0, len(keys), 5000):
-            found.extend(ENTITIES.differences(cursor, keys[offset : offset + 5000]))
-        yield "entities", found
+        yield (
+            "entities",
+            [
+                line
+                for keys in ENTITIES.chunks(cursor)
+                for line in ENTITIES.differences(cursor, keys)
+            ],
+        )
         yield ENTITY_CHANGES.table, ENTITY_CHANGES.differences(cursor)
 
 
@@ -921,7 +936,8 @@ def computed_intervals(kinds) -> list[tuple[str, str, datetime, datetime | None]
     """(kind, state, valid_from, valid_to) folded from `events` without the
     pre-aggregate: the raw-table answer to compare against."""
     with connection.cursor() as cursor:
-        keys = [k for k in ENTITIES.all_keys(cursor) if k[0] in set(kinds)]
+        kinds = set(kinds)
+        keys = [k for k in ENTITIES.all_keys(cursor) if k[0] in kinds]
         return [
             (kind, state, start, end)
             for kind, _, _, state, start, end in ENTITIES.folded(cursor, keys, "intervals")

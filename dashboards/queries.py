@@ -688,8 +688,8 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
 
 MEMBER_TYPES = catalog.MEMBER_TYPES
 # SQL lists of the organization membership types and of the removals among them.
-_ORG_MEMBER_SQL = ", ".join(f"'{t}'" for t in MEMBER_TYPES["organization"])
-_REMOVAL_SQL = ", ".join(f"'{t}'" for t in catalog.MEMBER_REMOVALS)
+_ORG_MEMBER_SQL = aggregates.ORG_MEMBER_TYPES
+_REMOVAL_SQL = aggregates.MEMBERSHIPS.removals
 
 
 def members(subject_type: str, name: str, since: datetime | None) -> list[tuple]:
