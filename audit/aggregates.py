@@ -533,13 +533,13 @@ REVOKE EXECUTE ON FUNCTION sphere_stats_refresh_entities(text[], text[], text[])
 ENTITY_CHUNK = 5000  # entities refolded or compared per statement by a rebuild or a check
 
 
-def _key_arrays(keys: list[Key]) -> dict[str, list[str]]:
+def key_arrays(keys: list[Key]) -> dict[str, list[str]]:
     """The named parameters kinds, scopes and names (text arrays) of these keys."""
     kinds, scopes, names = (list(c) for c in zip(*keys, strict=True)) if keys else ([], [], [])
     return {"kinds": kinds, "scopes": scopes, "names": names}
 
 
-_KEYS_FROM_PARAMS = (
+KEYS_FROM_PARAMS = (
     "k AS (SELECT DISTINCT kind, scope, name FROM unnest("
     "%(kinds)s::text[], %(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name))"
 )
@@ -596,7 +596,7 @@ class Entities:
         if keys:
             cursor.execute(
                 "SELECT sphere_stats_refresh_entities(%(kinds)s, %(scopes)s, %(names)s)",
-                _key_arrays(keys),
+                key_arrays(keys),
             )
 
     def folded(self, cursor, keys: list[Key], what: str = "folded") -> list[tuple]:
@@ -606,8 +606,8 @@ class Entities:
             ENTITY_COLUMNS if what == "folded" else "kind, scope, name, state, valid_from, valid_to"
         )
         cursor.execute(
-            f"WITH {_KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT {columns} FROM {what} ORDER BY 1, 2, 3",
-            _key_arrays(keys),
+            f"WITH {KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT {columns} FROM {what} ORDER BY 1, 2, 3",
+            key_arrays(keys),
         )
         return cursor.fetchall()
 
@@ -616,10 +616,10 @@ class Entities:
         computation of the fold (an interval row padded to the width of an
         entity row)."""
         cursor.execute(
-            f"WITH {_KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT true, {ENTITY_COLUMNS} FROM folded "
+            f"WITH {KEYS_FROM_PARAMS}, {ENTITY_FOLD} SELECT true, {ENTITY_COLUMNS} FROM folded "
             "UNION ALL SELECT false, kind, scope, name, state, valid_from, valid_to, NULL, NULL, "
             "NULL, NULL, NULL, NULL, NULL FROM intervals",
-            _key_arrays(keys),
+            key_arrays(keys),
         )
         entities, intervals = [], []
         for is_entity, *row in cursor.fetchall():
@@ -633,7 +633,7 @@ class Entities:
         found = []
         folded, intervals_want = self._both_folded(cursor, keys)
         want = {row[:3]: row for row in folded}
-        params = _key_arrays(keys)
+        params = key_arrays(keys)
         cursor.execute(
             f"SELECT {ENTITY_COLUMNS} FROM entities AS x JOIN unnest(%(kinds)s::text[], "
             "%(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name) "

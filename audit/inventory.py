@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from django.db import connection
 
 from audit import catalog
-from audit.aggregates import ENTITY_FOLD
+from audit.aggregates import ENTITY_CHUNK, ENTITY_FOLD, KEYS_FROM_PARAMS, key_arrays
 from audit.catalog import (
     CATALOGUED,
     ENTITY_KINDS,
@@ -54,7 +54,7 @@ from audit.ingest import (
     parse_timestamp,
     validate_event,
 )
-from audit.models import Entity, EntityInterval
+from audit.models import MEMBERSHIP_TYPES, Entity, EntityInterval
 
 Key = tuple[str, str, str]  # (kind, scope, name), as in `entities`
 MemberKey = tuple[str, str, str, str]  # (group kind, group, member kind, member)
@@ -63,7 +63,7 @@ MemberKey = tuple[str, str, str, str]  # (group kind, group, member kind, member
 INVENTORY_NAMESPACE = uuid.UUID("0b6f3c1e-7a52-4d8e-9c41-2f5e8a9d7b36")
 SOURCE = {"source": "inventory"}
 MAX_TEXT_LENGTH = 8192
-CHUNK = 5000  # entities per fold query, as audit/aggregates.py rebuilds them
+CHUNK = ENTITY_CHUNK  # entities per fold query, as audit/aggregates.py rebuilds them
 
 
 @dataclass(frozen=True)
@@ -549,8 +549,7 @@ class Known:
 # keeps the fold's index probes per entity instead of copying the table.
 FOLD_AT_SQL = (
     "WITH events AS NOT MATERIALIZED (SELECT * FROM events WHERE timestamp <= %(at)s), "
-    "k AS (SELECT DISTINCT kind, scope, name FROM unnest(%(kinds)s::text[], "
-    "%(scopes)s::text[], %(names)s::text[]) AS t(kind, scope, name)), "
+    f"{KEYS_FROM_PARAMS}, "
     f"{ENTITY_FOLD} SELECT kind, scope, name, state, since, category, description FROM folded"
 )
 
@@ -600,10 +599,7 @@ def entities_at(moment: datetime, kinds: set[str]) -> dict[Key, Known]:
     with connection.cursor() as cursor:
         for offset in range(0, len(refold), CHUNK):
             chunk = refold[offset : offset + CHUNK]
-            kinds_, scopes, names = (list(c) for c in zip(*chunk, strict=True))
-            cursor.execute(
-                FOLD_AT_SQL, {"at": moment, "kinds": kinds_, "scopes": scopes, "names": names}
-            )
+            cursor.execute(FOLD_AT_SQL, {"at": moment, **key_arrays(chunk)})
             for kind, scope, name, _, since, category, description in cursor.fetchall():
                 key = (kind, scope, name)
                 known[key] = Known(known[key].state, since, category, description)
@@ -618,7 +614,6 @@ def members_at(
     if not groups:
         return {}
     kinds = [kind for kind, _ in groups]
-    types = [t for kind in GROUP_KINDS for t in catalog.MEMBER_TYPES[kind]]
     with connection.cursor() as cursor:
         cursor.execute(
             MEMBERS_AT_SQL,
@@ -627,7 +622,7 @@ def members_at(
                 "kinds": kinds,
                 "names": [name for _, name in groups],
                 "since": list(groups.values()),
-                "types": types,
+                "types": list(MEMBERSHIP_TYPES),
                 "removals": list(catalog.MEMBER_REMOVALS),
             },
         )
