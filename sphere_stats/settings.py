@@ -211,7 +211,7 @@ STATS_CACHE_SECONDS = envint("STATS_CACHE_SECONDS", 30)
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", 5)
 FACILITY_STALE_AFTER = envint("FACILITY_STALE_AFTER", 15 * 60)
 FACILITIES_PUBLIC = envbool("FACILITIES_PUBLIC", False)
-MAP_TILE_URL = envstr("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_TILE_URL = envstr("MAP_TILE_URL", "")
 MAP_TILE_ATTRIBUTION = envstr("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors")
 
 LOGGING = {
