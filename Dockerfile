@@ -20,8 +20,11 @@ RUN pip install .
 
 COPY . .
 
-# collectstatic only reads settings: a placeholder URL and key keep it from
-# starting the embedded database or refusing the missing key at build time.
+# collectstatic writes every static file under a hashed name with .gz and .br
+# copies (CompressedManifestStaticFilesStorage), which WhiteNoise serves with a
+# year's Cache-Control; pages refuse to render without its manifest. It only
+# reads settings: a placeholder URL and key keep it from starting the embedded
+# database or refusing the missing key at build time.
 RUN DATABASE_URL=postgresql://build@build/build SECRET_KEY=build-only-placeholder \
     python manage.py collectstatic --no-input -v 0 \
  && useradd --system --uid 10001 --home-dir /app app \

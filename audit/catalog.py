@@ -13,6 +13,9 @@ from typing import Any
 STRING, INTEGER, BOOLEAN, STRING_LIST, OBJECT = "string", "integer", "boolean", "string[]", "object"
 
 FACILITY_STATES = ("up", "degraded", "down", "maintenance")
+# The longest a facility_status report may say it holds (payload.interval,
+# seconds): a controller quiet for more than a week is not being monitored.
+FACILITY_MAX_INTERVAL = 7 * 24 * 3600
 MEMBER_ROLES = ("creator", "maintainer", "member")
 MEMBER_STATES = ("pending", "active")
 
@@ -23,6 +26,9 @@ class PayloadKey:
     required: bool = False
     description: str = ""
     choices: tuple[str, ...] = ()
+    # Bounds of an integer key, both included (None: unbounded).
+    minimum: int | None = None
+    maximum: int | None = None
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not fit this key, or None."""
@@ -42,6 +48,10 @@ class PayloadKey:
             return f"must be of type {self.type}"
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(self.choices)}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum}"
         return None
 
 
@@ -397,13 +407,28 @@ register(
     EventType(
         name="facility_status",
         group="facilities",
-        description="A facility controller's periodic status report.",
+        description=(
+            "A facility controller's periodic status report. It holds until the "
+            "next report, but for at most payload.interval seconds "
+            "(FACILITY_STALE_AFTER if that is longer or there is none): after that "
+            "the facility is unknown, stopped reporting."
+        ),
         subject_type="facility",
         caller="the reporting controller or operator",
         subject="the facility slug",
         payload={
             "status": PayloadKey(STRING, required=True, choices=FACILITY_STATES),
             "message": PayloadKey(STRING, description="why, for anything but up"),
+            "interval": PayloadKey(
+                INTEGER,
+                minimum=1,
+                maximum=FACILITY_MAX_INTERVAL,
+                description=(
+                    "seconds until the controller's next report, with some slack: "
+                    f"1 to {FACILITY_MAX_INTERVAL} (7 days); the report holds that "
+                    "long, or FACILITY_STALE_AFTER if longer"
+                ),
+            ),
         },
         example={
             "event_type": "facility_status",
@@ -411,7 +436,11 @@ register(
             "subject": "isi",
             "subject_type": "facility",
             "success": True,
-            "payload": {"status": "maintenance", "message": "switch firmware upgrade"},
+            "payload": {
+                "status": "maintenance",
+                "message": "switch firmware upgrade",
+                "interval": 900,
+            },
         },
     )
 )

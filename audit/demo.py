@@ -8,22 +8,31 @@ it exists, members exist when added, and realizations are freed at most once.
 Each facility allocates from its own hosts, never more than it has, and its
 users release experiments to keep it at a plausible share of its capacity
 (TARGET_USE, MIN_USE); nothing is allocated or freed there while it is down
-or in maintenance. Facility controllers report on a schedule, as real ones
-do: every REPORT_EVERY_RECENT over the last RECENT_REPORTS, every
-REPORT_EVERY_OLDER before that, always within the map's 15-minute staleness
-limit, and going back only as far as REPORT_SHARE of the events reaches. Days
-older than that have no reports and are unknown (grey) on the uptime bar; a
-controller reporting every few hours instead would fill the status changes
-with an "unknown" for every silence.
+or in maintenance. Facility controllers report as real ones do: a
+status change at once, a heartbeat while nothing changes (hours apart: about
+HEARTBEAT_SHARE of the events, at least one a day), and every
+REPORT_EVERY_INCIDENT while a facility is not up, so each incident is one
+unbroken run on the map, its uptime bar and the charts' bands. Each report
+names when the next will come (payload.interval, its period with
+INTERVAL_SLACK), so the map knows the status between heartbeats. A report every
+few minutes all year would outnumber the portal's own events several times;
+demo_reporter keeps the map fresh from the end of the history on. The
+portal's activity follows a US testbed's week (quiet nights and weekends),
+grows over the history, and has a few incidents: facility outages and
+maintenance (INCIDENTS) and password-spraying bursts of failed logins.
 
 Organizations and projects are created pending and reviewed later (REVIEW):
 most are activated within a day, some wait days, a few are declined; now
 and then one is frozen and later unfrozen. The log begins on a running
-portal: a few users, organizations and projects exist before it
-(LEGACY_SHARE) and first appear in a login or a membership, never created.
+portal: a base of users, organizations and projects exists before it
+(LEGACY_SHARE), first appears in a login, a membership or an experiment in
+the log's first weeks (LEGACY_PICK), never created; the rest arrive as the
+history goes on.
 """
 
+import bisect
 import heapq
+import math
 import random
 import uuid
 from collections import deque
@@ -40,11 +49,73 @@ TARGET_USE = {"isi": 0.6, "utah": 0.45, "wisc": 0.55, "clemson": 0.5, "mass": 0.
 # And at least, once reached: below it nobody frees a realization there, so a
 # small facility does not drain to nothing by chance.
 MIN_USE = 0.2
-REPORT_SHARE = 0.25
-RECENT_REPORTS = timedelta(days=2)
-REPORT_EVERY_RECENT = timedelta(minutes=10)
-# Under the default FACILITY_STALE_AFTER (15 minutes), with a minute to spare.
-REPORT_EVERY_OLDER = timedelta(minutes=14)
+# Facility controllers report a change of status at once, a heartbeat while
+# nothing changes, and every REPORT_EVERY_INCIDENT while not up. Heartbeats
+# take about HEARTBEAT_SHARE of the events, at most one per controller every
+# REPORT_EVERY_INCIDENT and at least one every HEARTBEAT_LONGEST (so every day
+# of the uptime bar has a report). A controller posting every few minutes for
+# a whole year would outnumber the portal's own events several times over.
+HEARTBEAT_SHARE = 0.1
+HEARTBEAT_LONGEST = timedelta(hours=20)
+# Under the default FACILITY_STALE_AFTER (15 minutes): an incident reads as one
+# unbroken run on the map, its uptime bar and the time charts' bands.
+REPORT_EVERY_INCIDENT = timedelta(minutes=10)
+# Each report says when the next will come (payload.interval, the time it
+# holds on the map): the controller's period, up or not, with this much
+# slack. Heartbeats are at most a tenth late (their jitter), so a quarter
+# more covers every gap; an incident's reports hold 15 minutes.
+INTERVAL_SLACK = 1.25
+INCIDENT_INTERVAL = REPORT_EVERY_INCIDENT * 3 // 2
+# Each facility's scripted incidents: (facility, how long before the end of
+# the history it began, how long it lasted, status, message). The last three
+# go on at the end of the history: the demo's present (current_facility_state).
+INCIDENTS = (
+    ("isi", timedelta(days=330), timedelta(hours=6), "maintenance", "annual power shutdown"),
+    ("tacc", timedelta(days=250), timedelta(hours=14), "down", "chilled-water loop failure"),
+    ("utah", timedelta(days=190), timedelta(hours=5), "degraded", "storage servers overloaded"),
+    ("mass", timedelta(days=160), timedelta(hours=20), "maintenance", "electrical work"),
+    ("clemson", timedelta(days=110), timedelta(hours=3), "down", "campus network outage"),
+    ("wisc", timedelta(days=75), timedelta(hours=8), "maintenance", "node OS upgrade"),
+    ("tacc", timedelta(days=45), timedelta(hours=2), "degraded", "parallel file system slow"),
+    ("utah", timedelta(days=20, hours=8), timedelta(hours=8), "down", "core router outage"),
+    (
+        "isi",
+        timedelta(days=14, hours=12),
+        timedelta(hours=12),
+        "maintenance",
+        "scheduled OS upgrade",
+    ),
+    (
+        "mass",
+        timedelta(days=9, hours=4),
+        timedelta(hours=4),
+        "degraded",
+        "cooling problem; half the nodes powered down",
+    ),
+    ("wisc", timedelta(hours=3), timedelta(hours=3), "down", "power failure in machine room B"),
+    ("clemson", timedelta(hours=6), timedelta(hours=6), "maintenance", "switch firmware upgrade"),
+    (
+        "tacc",
+        timedelta(hours=1),
+        timedelta(hours=1),
+        "degraded",
+        "storage array rebuilding; experiments boot slowly",
+    ),
+)
+# Password-spraying bursts: (when, as a share of the history; failed logins
+# per thousand events, at least LOGIN_BURST_LEAST).
+LOGIN_BURSTS = ((0.45, 2), (0.85, 1.5))
+LOGIN_BURST_LEAST = 20
+# The rhythm of a US testbed's activity: local time is UTC-7 (Pacific
+# daylight time, near enough for every season), weekends and nights are
+# quiet, and activity grows over the history from ACTIVITY_AT_START of its
+# final rate: the testbed gains users and projects as it goes.
+LOCAL_OFFSET = timedelta(hours=-7)
+WEEKEND = 0.3
+HOURS = (
+    (0.15,) * 7 + (0.5,) + (1.0,) * 10 + (0.7,) * 3 + (0.4,) * 3
+)  # weight of each local hour, 0 to 23
+ACTIVITY_AT_START = 0.6
 FIRST_NAMES = (
     "alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy "
     "rupert sybil trent victor walter xena yusuf zoe amir bea chen dara eli fatima "
@@ -79,8 +150,12 @@ REVIEW = (
 FROZEN_SHARE = 0.03
 # The share of each population's cap that exists before the log begins, and
 # the fewest there are (LEGACY_LEAST).
-LEGACY_SHARE = {"user": 0.02, "organization": 0.1, "project": 0.02}
+LEGACY_SHARE = {"user": 0.3, "organization": 0.35, "project": 0.25}
 LEGACY_LEAST = {"user": 3, "organization": 2, "project": 2}
+# The chance that a membership or a new experiment names one of those the
+# log has not named yet: a running portal's users and groups show up in its
+# first weeks (in memberships, not logins: they are not all active users).
+LEGACY_PICK = 0.5
 GROUP_PREFIX = {"organization": "org", "project": "project"}
 
 
@@ -148,7 +223,7 @@ class World:
     # Users, organizations and projects that predate the log and no event
     # has named yet, as (kind, name): nothing changes their state before a
     # login or a membership shows they exist.
-    unseen: set[tuple[str, str]] = field(default_factory=set)
+    unseen: "Unseen" = field(default_factory=lambda: Unseen())
     free_hosts: dict[str, Pool] = field(default_factory=dict)  # facility -> host numbers
     realized_at: dict[str, Pool] = field(default_factory=dict)  # facility -> experiment keys
     serial: int = 0
@@ -202,6 +277,29 @@ class World:
             self.memberships[user] -= 1
 
 
+class Unseen:
+    """The (kind, name) of each user, organization and project that predates
+    the log and no event has named yet, with a random pick of each kind."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, Pool] = {}
+
+    def add(self, key: tuple[str, str]) -> None:
+        self.pools.setdefault(key[0], Pool()).add(key[1])
+
+    def discard(self, key: tuple[str, str]) -> None:
+        if key[0] in self.pools:
+            self.pools[key[0]].discard(key[1])
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key[0] in self.pools and key[1] in self.pools[key[0]]
+
+    def pick(self, kind: str, rng: random.Random) -> str | None:
+        """One not yet named, or None once all have been."""
+        pool = self.pools.get(kind)
+        return pool.choice(rng) if pool else None
+
+
 class _Either:
     """Membership in either of two collections, without building their union."""
 
@@ -240,22 +338,15 @@ def _event(
 
 
 def facility_state(slug: str, ts: datetime, end: datetime) -> tuple[str, str]:
-    """The scripted status of a demo facility at ts: an outage at wisc now, a
-    maintenance window at clemson now, tacc degraded, and past incidents
-    recent enough for the default demo's reports to cover them."""
+    """The scripted status of a demo facility at ts (INCIDENTS): an outage at
+    wisc now, a maintenance window at clemson now, tacc degraded, and a few
+    past incidents over the year."""
     before_end = end - ts
-    if slug == "wisc" and before_end < timedelta(hours=3):
-        return "down", "power failure in machine room B"
-    if slug == "clemson" and before_end < timedelta(hours=6):
-        return "maintenance", "switch firmware upgrade"
-    if slug == "tacc" and before_end < timedelta(hours=1):
-        return "degraded", "storage array rebuilding; experiments boot slowly"
-    if slug == "utah" and timedelta(days=20) < before_end < timedelta(days=20, hours=8):
-        return "down", "core router outage"
-    if slug == "isi" and timedelta(days=14) < before_end < timedelta(days=14, hours=12):
-        return "maintenance", "scheduled OS upgrade"
-    if slug == "mass" and timedelta(days=9) < before_end < timedelta(days=9, hours=4):
-        return "degraded", "cooling problem; half the nodes powered down"
+    for facility, began, lasted, status, message in INCIDENTS:
+        # One still going at the end includes the end itself.
+        ongoing = lasted >= began
+        if facility == slug and (began - lasted < before_end or ongoing) and before_end <= began:
+            return status, message
     return "up", ""
 
 
@@ -287,6 +378,9 @@ class Generator:
         # Events due later (a review), as (time, order, method, arguments).
         self.due: list[tuple[datetime, int, str, tuple]] = []
         self.scheduled = 0
+        self.heartbeat_every = HEARTBEAT_LONGEST  # report_schedule sets it
+        self.forgotten: set[str] = set()  # kinds with a group left pending for good
+        self.cumulative, self.total_weight = self.rhythm()
         self.legacy()
 
     def legacy(self) -> None:
@@ -464,7 +558,13 @@ class Generator:
         # Pending until reviewed: nobody joins it or works in it before.
         w.set_group(kind, name, "pending")
         w.join(creator, groups, name, "creator")
-        roll = rng.random()
+        # One of each kind, past the middle of the history, is never
+        # reviewed, so the demo always has a pending one to show.
+        if kind not in self.forgotten and self.progress > 0.5:
+            self.forgotten.add(kind)
+            roll = 1.0  # past every REVIEW share
+        else:
+            roll = rng.random()
         for share, shortest, longest, verb in REVIEW:
             if roll < share:
                 wait = shortest + (longest - shortest) * rng.random()
@@ -539,9 +639,10 @@ class Generator:
         groups, pool = (w.orgs, w.org_pool) if use_org else (w.projects, w.project_pool)
         if not pool:
             return self.create_group(ts)
-        name = pool.choice(rng)
-        members = groups[name]
         kind, prefix = ("organization", "org") if use_org else ("project", "project")
+        legacy = w.unseen.pick(kind, rng) if rng.random() < LEGACY_PICK else None
+        name = legacy or pool.choice(rng)
+        members = groups[name]
         users = [m for m in members if not m.startswith("project:")]
         # An organization that predates the log may have no member on record:
         # the operators add the first.
@@ -601,7 +702,8 @@ class Generator:
             ]
         if not w.pool("active"):
             return self.user_signup(ts)
-        member = w.pool("active").choice(rng)
+        legacy = w.unseen.pick("user", rng) if rng.random() < LEGACY_PICK else None
+        member = legacy or w.pool("active").choice(rng)
         if member in members:
             return []
         w.join(member, groups, name, "member")
@@ -665,7 +767,8 @@ class Generator:
                     },
                 )
             ]
-        project = w.project_pool.choice(rng)
+        legacy = w.unseen.pick("project", rng) if rng.random() < LEGACY_PICK else None
+        project = legacy or w.project_pool.choice(rng)
         name = f"{rng.choice(TOPICS)}-exp{rng.randint(1, 99)}"
         if (project, name) in w.experiments:
             return []
@@ -852,7 +955,8 @@ class Generator:
 
     def delete_group(self, ts) -> list[dict]:
         w, rng = self.world, self.rng
-        if len(w.org_pool) > 4 and rng.random() < 0.15:
+        # Organizations last: a few are closed in a year.
+        if len(w.org_pool) > 4 and rng.random() < 0.04:
             kind, name = "organization", w.org_pool.choice(rng)
         elif len(w.project_pool) >= 4:
             kind, name = "project", w.project_pool.choice(rng)
@@ -869,31 +973,94 @@ class Generator:
 
     def facility_report(self, ts, slug: str) -> list[dict]:
         state, message = facility_state(slug, ts, self.end)
-        # A rare short blip, never in the last hour: the demo's current
-        # states are the scripted ones.
-        if state == "up" and self.end - ts > timedelta(hours=1) and self.rng.random() < 0.001:
-            state, message = "degraded", "intermittent packet loss"
-        payload = {"status": state, **({"message": message} if message else {})}
+        # The next report comes a heartbeat's period later while all is well,
+        # REPORT_EVERY_INCIDENT later (or at the incident's end) if not.
+        holds = self.heartbeat_every * INTERVAL_SLACK if state == "up" else INCIDENT_INTERVAL
+        payload = {
+            "status": state,
+            **({"message": message} if message else {}),
+            "interval": math.ceil(holds.total_seconds()),
+        }
         return [
             self.ev(ts, "facility_status", f"{slug}-controller", slug, "facility", payload=payload)
         ]
 
     def report_schedule(self) -> list[tuple[datetime, str]]:
-        """When each facility's controller reports, oldest first: a share of
-        the events, newest reports first, the latest a few minutes before the
-        end of the history (at most n reports in all)."""
-        per_facility = max(1, int(REPORT_SHARE * self.n) // len(FACILITIES))
-        schedule = []
+        """When each facility's controller reports, oldest first: heartbeats
+        over the whole history, each incident's start, a report every
+        REPORT_EVERY_INCIDENT while it lasts and the first report after it,
+        and a last report a few minutes before the end. At most half the
+        events; the newest are kept."""
+        count = HEARTBEAT_SHARE * self.n / len(FACILITIES)
+        every = (self.end - self.start) / max(count, 1)
+        every = min(max(every, REPORT_EVERY_INCIDENT), HEARTBEAT_LONGEST)
+        self.heartbeat_every = every  # the period each heartbeat's interval names
+        rng = random.Random(self.rng.random())  # the activity's draws stay the same
+        schedule = set()
         for i, slug in enumerate(FACILITIES):
-            at = self.end - timedelta(minutes=2 + i)
-            for _ in range(per_facility):
-                if at <= self.start:
-                    break
-                schedule.append((at, slug))
-                recent = self.end - at < RECENT_REPORTS
-                at -= REPORT_EVERY_RECENT if recent else REPORT_EVERY_OLDER
-        schedule.sort()
-        return schedule[-self.n :]
+            # Controllers started at different moments, with a little jitter.
+            at = self.start + every * rng.random()
+            while at < self.end:
+                schedule.add((at, slug))
+                at += every * (0.9 + 0.2 * rng.random())
+            schedule.add((self.end - timedelta(minutes=2 + i), slug))
+        for slug, began, lasted, _, _ in INCIDENTS:
+            at, over = self.end - began, self.end - began + lasted
+            while at < min(over, self.end):
+                if at > self.start:
+                    schedule.add((at, slug))
+                at += REPORT_EVERY_INCIDENT
+            if self.start < over < self.end:
+                schedule.add((over, slug))
+        return sorted(schedule)[-(self.n // 2) :] if self.n > 1 else []
+
+    def login_burst(self, ts, size: int) -> list[dict]:
+        """Password spraying: failed logins for names that mostly do not
+        exist, a third of a second apart."""
+        rng, events = self.rng, []
+        for i in range(size):
+            if rng.random() < 0.2 and self.world.pool("active"):
+                user, error = self.world.pool("active").choice(rng), "too many attempts"
+            else:
+                user, error = f"{rng.choice(FIRST_NAMES)}{rng.randint(1, 99)}_x", "no such user"
+            events.append(
+                self.ev(
+                    ts + timedelta(milliseconds=333 * i),
+                    "user_login",
+                    user,
+                    user,
+                    "user",
+                    success=False,
+                    error=error,
+                    payload={"method": "password"},
+                )
+            )
+        return events
+
+    def rhythm(self) -> tuple[list[float], float]:
+        """The cumulative weight of activity at the end of each hour of the
+        history (weekly and daily rhythm, growth), and the total."""
+        span = (self.end - self.start) / timedelta(hours=1)
+        hours = math.ceil(span)
+        cumulative, total = [], 0.0
+        for h in range(hours):
+            local = self.start + timedelta(hours=h) + LOCAL_OFFSET
+            weight = HOURS[local.hour] * (WEEKEND if local.weekday() >= 5 else 1.0)
+            weight *= ACTIVITY_AT_START + (1 - ACTIVITY_AT_START) * h / hours
+            weight *= min(1.0, span - h)  # the last hour may be cut short
+            total += weight
+            cumulative.append(total)
+        return cumulative, total
+
+    def time_at(self, share: float) -> datetime:
+        """The moment by which `share` of the activity has happened."""
+        target = share * self.total_weight
+        h = bisect.bisect_left(self.cumulative, target)
+        if h >= len(self.cumulative):
+            return self.end
+        before = self.cumulative[h - 1] if h else 0.0
+        within = (target - before) / (self.cumulative[h] - before)
+        return min(self.end, self.start + timedelta(hours=h + within))
 
     ACTIONS = (
         ("login", 40),
@@ -909,7 +1076,7 @@ class Generator:
 
     def __iter__(self) -> Iterator[dict]:
         names, weights = zip(*self.ACTIONS, strict=True)
-        rng, span = self.rng, (self.end - self.start).total_seconds()
+        rng = self.rng
         reports = deque(self.report_schedule())
         activity = self.n - len(reports)
 
@@ -930,12 +1097,15 @@ class Generator:
                 for event in self.facility_report(*reports.popleft()):
                     yield event, False
 
+        for share, per_thousand in LOGIN_BURSTS:
+            size = max(LOGIN_BURST_LEAST, int(per_thousand * self.n / 1000))
+            if size < activity // 10:
+                self.schedule(self.start + share * (self.end - self.start), "login_burst", size)
         # The first users come first, so the cards have something to show
         # even for small n.
-        produced, step = 0, span / max(activity, 1)
-        ts = self.start
+        produced = 0
         for _ in range(min(10, activity)):
-            ts += timedelta(seconds=step)
+            ts = self.time_at((produced + 0.5) / activity)
             yield from (event for event, _ in due_until(ts))
             for event in self.user_signup(ts) + self.user_lifecycle(ts):
                 if produced < activity:
@@ -943,8 +1113,7 @@ class Generator:
                     yield event
         while produced < activity:
             self.progress = produced / activity
-            ts = self.start + timedelta(seconds=step * produced)
-            ts += timedelta(seconds=rng.random() * step)
+            ts = self.time_at((produced + rng.random()) / activity)
             for event, counted in due_until(ts):
                 if counted and produced >= activity:
                     continue

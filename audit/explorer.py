@@ -3,9 +3,12 @@
 Filters live in the query string (audit.filters.EventFilter, with the stats
 pages' window), pages are keyset pages on (timestamp, event_uuid), and the
 count shown is exact from the hourly pre-aggregate or the planner's estimate,
-never a COUNT(*) over the range.
+never a COUNT(*) over the range. A result's first page decides how its count
+reads; its paging links carry that (`total`), so every page of one result
+says the same.
 """
 
+import difflib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,11 +37,15 @@ from audit.models import Event, EventQuerySet
 from sphere_stats.roles import Role, role_required
 
 PAGE_SIZE = 50
-PAGING_PARAMS = ("before", "after")
+PAGING_PARAMS = ("before", "after", "total")
+# How a count reads: "12 events (exact)", "at least 51 events", "about 9,000
+# events (planner estimate)"; `total=<kind>:<n>` in a paging link.
+COUNT_KINDS = ("exact", "at_least", "estimate")
 # The results table shows these; the payload (often the largest column) is
 # only on an event's own page, so a page of results never fetches or parses it.
 ROW_COLUMNS = tuple(c for c in Event.COLUMNS if c != "payload")
 SUBJECT_TYPES = sorted({spec.subject_type for spec in catalog.CATALOG.values()})
+WINDOW_PARAMS = ("period", "since", "until", "res", "tz")
 
 
 @dataclass
@@ -170,15 +177,61 @@ def entity_links(event: Event) -> dict[str, str | None]:
 
 
 def _filter_query(query: QueryDict) -> QueryDict:
-    """The query string without paging: what a shared link or an export keeps."""
-    kept = query.copy()
-    for name in (*PAGING_PARAMS, "format", "gzip", "fields"):
-        kept.pop(name, None)
+    """The query string without paging and without empty fields (a plain GET
+    sends every box): what a shared link or an export keeps."""
+    kept = QueryDict(mutable=True)
+    for name, values in query.lists():
+        if name not in (*PAGING_PARAMS, "format", "gzip", "fields"):
+            kept.setlist(name, [v for v in values if v.strip()])
     return kept
 
 
 def _bad_request(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "400.html", {"message": message}, status=400)
+
+
+def _count(event_filter: EventFilter, page: KeysetPage, first: bool) -> tuple[int, str]:
+    """(count, kind) of a result, from the page on screen (`first`: its
+    first page, which a paging link without `total` is not)."""
+    count, exact = event_filter.count()
+    if exact:
+        return count, "exact"
+    if first and page.older is None:
+        # The whole result is on this one page: its length is the count.
+        return len(page.events), "exact"
+    if count <= len(page.events):
+        # The estimate is below what is on screen: say what is known.
+        return len(page.events) + 1, "at_least"
+    return count, "estimate"
+
+
+def _carried_count(raw: str) -> tuple[int, str] | None:
+    """The (count, kind) a paging link carries, or None when it carries none
+    (or something this server did not write)."""
+    kind, _, digits = raw.partition(":")
+    if kind in COUNT_KINDS and digits.isdigit() and len(digits) <= 18:
+        return int(digits), kind
+    return None
+
+
+def unknown_types(event_types: list[str]) -> list[dict[str, str]]:
+    """The event types not in the catalog, each with the closest catalogued
+    name, if any: a typo finds nothing, and the page says so."""
+    unknown = []
+    for name in event_types:
+        if name in catalog.CATALOG:
+            continue
+        close = difflib.get_close_matches(name.lower(), list(catalog.CATALOG), n=1, cutoff=0.6)
+        unknown.append({"name": name, "suggestion": close[0] if close else ""})
+    return unknown
+
+
+def _replaced_type(query: QueryDict, old: str, new: str) -> str:
+    """The filter query with event type `old` replaced by `new` (a "did you
+    mean" link)."""
+    fixed = query.copy()
+    fixed.setlist("event_type", [new if t == old else t for t in query.getlist("event_type")])
+    return fixed.urlencode()
 
 
 @require_GET
@@ -187,27 +240,39 @@ def explorer_page(request: HttpRequest) -> HttpResponse:
     query = _filter_query(request.GET)
     error = None
     page = KeysetPage([], None, None)
-    count, exact, at_least = 0, True, False
+    count, count_kind = 0, "exact"
     try:
-        event_filter = EventFilter.from_query(request.GET, windowed=True)
+        event_filter = EventFilter.from_query(request.GET, windowed=True, forgiving=True)
         before = decode_cursor(request.GET["before"], "before") if "before" in request.GET else None
         after = decode_cursor(request.GET["after"], "after") if "after" in request.GET else None
         rows = event_filter.apply(Event.objects.all()).values_list(*ROW_COLUMNS, named=True)
         page = keyset_page(rows, before=before, after=after)
-        count, exact = event_filter.count()
-        if not exact and before is None and after is None and page.older is None:
-            # The whole result is on this one page: its length is the count.
-            count, exact = len(page.events), True
-        elif not exact and count < len(page.events) + (1 if page.older else 0):
-            # The estimate is below what is on screen: say what is known.
-            count, at_least = len(page.events) + (1 if page.older else 0), True
+        carried = _carried_count(request.GET.get("total", "")) if before or after else None
+        if carried is not None:
+            count, count_kind = carried
+        else:
+            count, count_kind = _count(event_filter, page, first=not (before or after))
     except FilterError as exc:
-        event_filter = EventFilter()
+        # The window still shows what was asked, so only the refused filter
+        # needs fixing.
+        try:
+            event_filter = EventFilter.from_query(
+                QueryDict(urlencode({k: request.GET.get(k, "") for k in WINDOW_PARAMS})),
+                windowed=True,
+                forgiving=True,
+            )
+        except FilterError:
+            event_filter = EventFilter()
         error = exc
     query_string = query.urlencode()
+    paging = f"?{query_string}&total={count_kind}:{count}"
     # One box per pair sent, then an empty one for the next (while there is room).
     pairs = [p for p in request.GET.getlist("payload") if p.strip()]
     payload_room = len(pairs) < MAX_PAYLOAD_PAIRS
+    unknown = unknown_types(event_filter.event_types)
+    for item in unknown:
+        if item["suggestion"]:
+            item["fixed_query"] = _replaced_type(query, item["name"], item["suggestion"])
     context = {
         "filter": event_filter,
         "query": query,
@@ -215,11 +280,12 @@ def explorer_page(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": result_rows(page.events, event_filter.zone),
         "count": count,
-        "count_exact": exact,
-        "count_at_least": at_least,
+        "count_exact": count_kind == "exact",
+        "count_at_least": count_kind == "at_least",
+        "unknown_types": unknown,
         "error": error,
-        "older_url": f"?{query_string}&{urlencode({'before': page.older})}" if page.older else None,
-        "newer_url": f"?{query_string}&{urlencode({'after': page.newer})}" if page.newer else None,
+        "older_url": f"{paging}&{urlencode({'before': page.older})}" if page.older else None,
+        "newer_url": f"{paging}&{urlencode({'after': page.newer})}" if page.newer else None,
         "catalog_groups": _catalog_groups(),
         "subject_types": SUBJECT_TYPES,
         "payload_pairs": [*pairs, ""] if payload_room else pairs,

@@ -118,11 +118,19 @@ class EventFilter:
 
     @classmethod
     def from_query(
-        cls, query: QueryDict, *, windowed: bool = False, now: datetime | None = None
+        cls,
+        query: QueryDict,
+        *,
+        windowed: bool = False,
+        now: datetime | None = None,
+        forgiving: bool = False,
     ) -> "EventFilter":
         """Parse a query string. `windowed` (the explorer and its exports) reads
         the time range as the stats pages' window, defaulting to its period;
-        otherwise since/until are RFC 3339 unless `period` is given."""
+        otherwise since/until are RFC 3339 unless `period` is given.
+        `forgiving` (the explorer page, with `windowed`): a bad window field
+        (period, since, until, tz) keeps its default and its error rides on
+        `window.errors`, to be shown beside the field, instead of raising."""
         f = cls(
             event_types=[t.strip() for t in query.getlist("event_type") if t.strip()],
             subject_type=query.get("subject_type", "").strip(),
@@ -149,15 +157,20 @@ class EventFilter:
             if len(raw_entity) > 2 * MAX_TEXT or "\x00" in raw_entity:
                 raise FilterError("entity", "is not kind:name")
             f.entity = parse_entity(raw_entity)
-        try:
-            f.zone = parse_zone(query.get("tz") or "UTC")
-        except WindowError as exc:
-            raise FilterError(exc.field, exc.message) from None
-        if windowed or query.get("period"):
+        if windowed and forgiving:
+            f.window = Window.forgiving(query, now=now)
+            f.zone = f.window.zone
+        else:
             try:
-                f.window = Window.from_query(query, now=now)
+                f.zone = parse_zone(query.get("tz") or "UTC")
             except WindowError as exc:
                 raise FilterError(exc.field, exc.message) from None
+        if windowed or query.get("period"):
+            if f.window is None:
+                try:
+                    f.window = Window.from_query(query, now=now)
+                except WindowError as exc:
+                    raise FilterError(exc.field, exc.message) from None
             if f.window.period != "all":
                 f.since, f.until = f.window.start, f.window.end
             return f._parse_success(query)

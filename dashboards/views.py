@@ -1,17 +1,18 @@
-import uuid
+import json
 from typing import Any
 
-import plotly.io as pio
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
+from plotly.utils import PlotlyJSONEncoder
 
 from audit.filters import FilterError, decode_cursor, encode_cursor
 from audit.models import Entity
 from dashboards import queries
-from dashboards.api import checked_window
+from dashboards.bands import Band, facility_bands
 from dashboards.entities import (
     KINDS,
     ending_event,
@@ -20,11 +21,13 @@ from dashboards.entities import (
     first_event,
     suggestions,
 )
-from dashboards.stats import STATS, Result, StatError
+from dashboards.stats import STATS, ChartOptions, Result, StatError
 from sphere_stats.roles import Role, has_role, role_required
-from sphere_stats.windows import Window, WindowError
+from sphere_stats.windows import Window
 
 TIMELINE_PAGE = 50
+# `compare=previous` overlays the previous period on the time charts.
+COMPARE_PREVIOUS = "previous"
 CHART_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d"]}
 _PLURALS = {
     "user": "users",
@@ -107,12 +110,13 @@ TOP_STATS = (
 
 
 def _window(request: HttpRequest) -> tuple[Window, str]:
-    """The request's window, or the default one and why the request's was refused."""
-    try:
-        return checked_window(request.GET), ""
-    except WindowError as exc:
-        default = Window.from_query({"tz": "UTC"}, earliest=queries.first_event_time)
-        return default, f"{exc.field}: {exc.message} — showing {default.label().lower()}."
+    """The request's window and a page-wide message (always empty now).
+
+    A bad parameter is replaced by its default alone and its error rides on
+    the window (`window.errors`): the window controls show it beside its
+    field, and the rest of the view stays as asked."""
+    window = Window.forgiving(request.GET, earliest=queries.first_event_time, limit_buckets=True)
+    return window, ""
 
 
 def _page(
@@ -143,28 +147,32 @@ def _links(name: str, window: Window, filters: dict[str, Any]) -> dict[str, str]
     }
 
 
-def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
-    """One stat computed for a page: its result, chart HTML and data links."""
+def run_stat(
+    stat_name: str,
+    window: Window,
+    *,
+    compare: bool = False,
+    explore: bool = False,
+    bands: tuple[Band, ...] = (),
+    **filters: Any,
+) -> dict[str, Any]:
+    """One stat computed for a page: its result, chart HTML and data links.
+
+    A chart over time also takes the previous period's overlay (`compare`),
+    the facility bands, and, for those who may open the explorer, the
+    explorer URL of each bar or point (`explore`)."""
     stat = STATS[stat_name]
     name = stat.name
     for param in stat.params:
         filters.setdefault(param.name, param.default)
     result: Result = stat.result(window, filters)
-    figure = stat.figure(result, window)
-    html = ""
-    if figure is not None:
-        html = pio.to_html(
-            figure,
-            include_plotlyjs=False,
-            full_html=False,
-            validate=False,
-            config=CHART_CONFIG,
-            # A fresh id on every render: htmx copies the attributes of an
-            # element with the same id onto its replacement while it settles,
-            # which would strip the classes Plotly adds to its div.
-            div_id=f"plot-{name}-{uuid.uuid4().hex[:8]}",
-            default_height=f"{figure['layout'].get('height', 300)}px",
-        )
+    options = ChartOptions(
+        previous=stat.result(window.previous(), filters) if compare and stat.timeseries else None,
+        explore=explore,
+        bands=bands if stat.timeseries else (),
+        filters=filters,
+    )
+    figure = stat.figure(result, window, options)
     total = result.extra.get("total")
     # A stat that counts all its rows (failed_logins) takes n=0 for "every
     # row": the page shows the top N, its downloads hold them all.
@@ -175,11 +183,45 @@ def run_stat(stat_name: str, window: Window, **filters: Any) -> dict[str, Any]:
         "rows": result.rows,
         "columns": result.columns,
         "cells": [list(zip(row, result.columns, strict=True)) for row in result.rows],
-        "html": html,
+        "figure": chart_json(figure) if figure is not None else "",
+        "height": figure["layout"].get("height", 300) if figure is not None else 0,
         "links": links,
         "total": total,
         "truncated": total is not None and total > len(result.rows),
         "empty": not any(result.rows),
+    }
+
+
+# What json_script escapes: the JSON then cannot end its <script> element.
+_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
+
+
+def chart_json(figure: dict) -> SafeString:
+    """A figure and its Plotly config as JSON for a <script type="application/json">.
+
+    static/js/charts.js draws it, the charts in view first and the rest when
+    the browser is idle: the page's load event does not wait on Plotly, and
+    the page holds no inline script (a Content-Security-Policy can forbid them).
+    """
+    text = json.dumps(
+        {
+            "data": figure.get("data", []),
+            "layout": figure.get("layout", {}),
+            "config": CHART_CONFIG,
+        },
+        cls=PlotlyJSONEncoder,
+        separators=(",", ":"),
+    )
+    return mark_safe(text.translate(_SCRIPT_ESCAPES))  # noqa: S308 (escaped above, as json_script does)
+
+
+def _chart_controls(request: HttpRequest, compare: bool) -> dict[str, Any]:
+    """What the toggle above the charts shows: the previous-period overlay's
+    state, and whether a click on a chart opens the explorer."""
+    return {
+        "compare": compare,
+        "compare_value": COMPARE_PREVIOUS,
+        "charts_clickable": has_role(request.user, Role.ANALYST),
     }
 
 
@@ -193,6 +235,11 @@ def _delta(change: float | None, higher_is_better: bool) -> str:
 @role_required(Role.VIEWER)
 def overview(request: HttpRequest) -> HttpResponse:
     window, error = _window(request)
+    chart_options = {
+        "compare": request.GET.get("compare") == COMPARE_PREVIOUS,
+        "explore": has_role(request.user, Role.ANALYST),
+        "bands": tuple(facility_bands(window.start, window.end)),
+    }
     current = run_stat("current_counts", window)
     summary = run_stat("period_summary", window)
     cards = entity_cards(current["rows"])
@@ -217,10 +264,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         "current": current,
         "summary": summary,
         "charts": [
-            run_stat(name, window)
+            run_stat(name, window, **chart_options)
             for name in ("entity_growth", "events_by_type", "logins", "active_users")
         ],
         "top_projects": run_stat("top_projects", window, n=5),
+        **_chart_controls(request, chart_options["compare"]),
     }
     return _page(request, "dashboards/overview.html", "dashboards/_overview_body.html", context)
 
@@ -292,7 +340,10 @@ def _entity_context(
         if entity.predates_log:
             context["first_event"] = first_event(entity)
     filters = {"kind": kind, "name": name, "project": project}
-    context["heatmap"] = run_stat("entity_activity", window, **filters)
+    # A day's cell opens the explorer on that day's events, for analysts.
+    context["heatmap"] = run_stat(
+        "entity_activity", window, explore=has_role(request.user, Role.ANALYST), **filters
+    )
     context["counts"] = run_stat("entity_events", window, **filters)
     if kind in ("organization", "project") and entity and entity.state != Entity.GONE:
         context["members"] = queries.members(kind, name, entity.since)

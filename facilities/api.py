@@ -12,7 +12,7 @@ from ninja import Field, Query, Router, Schema
 
 from facilities.models import Facility
 from facilities.status import Report
-from facilities.summary import FacilityRow, facility_detail, facility_rows
+from facilities.summary import FacilityRow, facility_detail, facility_rows, stale_after
 from sphere_stats.api import ERRORS, ApiError, chosen_format, token_auth, varies_on_accept
 from sphere_stats.windows import WindowError, parse_zone
 
@@ -28,6 +28,12 @@ class StatusOut(Schema):
         ..., description="Start of the current run of this status (null: never reported)."
     )
     stale: bool = Field(..., description="True when unknown because reports stopped.")
+    holds_until: datetime | None = Field(
+        ...,
+        description="When the status turns unknown unless another report comes: the last "
+        "report's time plus its payload.interval, or FACILITY_STALE_AFTER if that is longer "
+        "(null: never reported).",
+    )
     last_report_at: datetime | None
     last_report_status: str | None
     message: str | None = Field(..., description="The last report's message.")
@@ -114,6 +120,7 @@ def _facility(row: FacilityRow) -> dict:
             "status": status.status,
             "since": status.since,
             "stale": status.stale,
+            "holds_until": status.holds_until(stale_after()),
             **_report_fields(status.last_report),
         },
         "resources": {
@@ -141,6 +148,7 @@ CSV_COLUMNS = (
     ("since", ("status", "since")),
     ("stale", ("status", "stale")),
     ("last_report_at", ("status", "last_report_at")),
+    ("holds_until", ("status", "holds_until")),
     ("nodes_in_use", ("resources", "in_use")),
     ("nodes_capacity", ("resources", "capacity")),
     ("active_realizations", ("resources", "active_realizations")),

@@ -12,6 +12,7 @@ in an iframe by the facilities page. The page and the map talk through two
 small objects: `window.sphereMap` here and `window.sphereFacilities` there.
 """
 
+import re
 from collections.abc import Iterable
 
 import folium
@@ -22,7 +23,7 @@ from django.urls import reverse
 from folium.template import Template
 
 from facilities.models import Facility
-from facilities.status import STATE_COLOURS, STATE_LABELS, CurrentStatus
+from facilities.status import CurrentStatus
 
 # folium name -> path under STATIC_URL (static/vendor/VENDOR.md).
 VENDORED_JS = {
@@ -40,6 +41,11 @@ VENDORED_CSS = {
     "awesome_rotate_css": "vendor/awesome-rotate/leaflet.awesome.rotate.min.css",
 }
 WORLD_GEOJSON = "vendor/world/world.geojson"
+FOLIUM_VIEWPORT = re.compile(r'<meta name="viewport"[^>]*>')
+# The map's own script and styles: labelled, focusable markers (map.js).
+MAP_JS = "facilities/map.js"
+MAP_CSS = "facilities/map.css"
+MAP_LABEL = "Map of facilities and their status"
 # Continental US, where the demo facilities are, when there are none to fit.
 DEFAULT_CENTER = (39.5, -98.35)
 
@@ -56,83 +62,14 @@ def vendored_assets(defaults: Iterable[tuple[str, str]], vendored: dict[str, str
 
 
 class MapApi(MacroElement):
-    """`window.sphereMap`: the markers by slug, recolouring and selection."""
+    """`window.sphereMap` (facilities/static/facilities/map.js): the markers
+    by slug, their status labels and the selection."""
 
     _template = Template(
         """
-        {% macro header(this, kwargs) %}
-        <style>
-          .leaflet-container { background: #dce8f2; font: 13px system-ui, sans-serif; }
-          .facility-tip b { font-weight: 600; }
-          /* The selection ring marks the chosen facility; no focus box too. */
-          path.facility-marker:focus { outline: none; }
-        </style>
-        {% endmacro %}
         {% macro script(this, kwargs) %}
-        window.sphereMap = (function (map) {
-          const colours = {{ this.colours|tojson }};
-          const markers = {};
-          let selected = {{ this.selected|tojson }};
-          const detailUrl = {{ this.detail_url|tojson }};
-          function tip(name, label) {
-            const b = document.createElement("b");
-            b.textContent = name;
-            const div = document.createElement("div");
-            div.className = "facility-tip";
-            div.append(b, " · " + label);
-            return div;
-          }
-          function style(slug) {
-            const m = markers[slug];
-            const chosen = slug === selected;
-            m.setStyle({fillColor: colours[m.status], color: chosen ? "#0f1b2d" : "#ffffff",
-                        weight: chosen ? 4 : 2});
-            m.setRadius(chosen ? 13 : 10);
-            if (chosen) { m.bringToFront(); }
-          }
-          return {
-            map: map,
-            markers: markers,
-            add: function (slug, name, status, label, marker) {
-              markers[slug] = marker;
-              marker.slug = slug;
-              marker.facilityName = name;
-              marker.status = status;
-              // Already on the map (folium adds it first); tag its SVG path so
-              // the marker can be found by tests and styled.
-              const el = marker.getElement();
-              if (el) { el.setAttribute("data-facility", slug); el.classList.add("facility-marker"); }
-              marker.bindTooltip(tip(name, label), {direction: "top", offset: [0, -8]});
-              marker.on("click", function () {
-                if (window.parent === window) { return; }
-                if (window.parent.sphereFacilities) {
-                  window.parent.sphereFacilities.select(slug);
-                } else {
-                  // The page's own script has not run yet (the map can finish
-                  // loading first on a slow link): open the facility's URL,
-                  // which shows the same panel, rather than ignore the click.
-                  window.parent.location.href = detailUrl.replace("__slug__", slug);
-                }
-              });
-              style(slug);
-            },
-            setStatuses: function (statuses) {
-              Object.keys(statuses).forEach(function (slug) {
-                const m = markers[slug];
-                if (!m) { return; }
-                m.status = statuses[slug].status;
-                m.setTooltipContent(tip(m.facilityName, statuses[slug].label));
-                style(slug);
-              });
-            },
-            select: function (slug) {
-              const previous = selected;
-              selected = slug;
-              if (markers[previous]) { style(previous); }
-              if (markers[slug]) { style(slug); }
-            },
-          };
-        })({{ this._parent.get_name() }});
+        window.sphereMap = window.sphereMapSetup({{ this._parent.get_name() }},
+          {{ this.options|tojson }});
         {% endmacro %}
         """
     )
@@ -140,31 +77,34 @@ class MapApi(MacroElement):
     def __init__(self, selected: str | None) -> None:
         super().__init__()
         self._name = "MapApi"
-        self.colours = STATE_COLOURS
-        self.selected = selected
-        self.detail_url = reverse("facilities:detail", args=["__slug__"])
+        self.options = {
+            "selected": selected,
+            "detailUrl": reverse("facilities:detail", args=["__slug__"]),
+            "label": MAP_LABEL,
+        }
 
 
 class FacilityMarker(MacroElement):
-    """Registers one folium marker with `window.sphereMap`."""
+    """One facility's marker, made by `window.sphereMap.add`: a focusable
+    button labelled with the facility's name and status."""
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
         window.sphereMap.add({{ this.slug|tojson }}, {{ this.name|tojson }},
-          {{ this.status|tojson }}, {{ this.label|tojson }}, {{ this.marker.get_name() }});
+          {{ this.status|tojson }}, {{ this.label|tojson }}, {{ this.location|tojson }});
         {% endmacro %}
         """
     )
 
-    def __init__(self, marker: folium.CircleMarker, facility: Facility, status: CurrentStatus):
+    def __init__(self, facility: Facility, status: CurrentStatus):
         super().__init__()
         self._name = "FacilityMarker"
-        self.marker = marker
         self.slug = facility.slug
         self.name = facility.name
         self.status = status.status
         self.label = status.label
+        self.location = [facility.latitude, facility.longitude]
 
 
 class WorldOutline(MacroElement):
@@ -198,15 +138,19 @@ class WorldOutline(MacroElement):
 
 
 class InitialView(MacroElement):
-    """Fit the facilities in view at once, without folium's animated
-    fitBounds: markers that slide for a quarter second after the map loads
-    can swallow the first click (the browser tests caught it)."""
+    """Fit the facilities and their labels in view at once, without folium's
+    animated fitBounds: markers that slide for a quarter second after the
+    map loads can swallow the first click (the browser tests caught it)."""
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        {{ this._parent.get_name() }}.fitBounds({{ this.bounds|tojson }},
-          {padding: [40, 40], animate: false});
+        (function (map) {
+          // Labels run right of their marker: room for them on that side.
+          const right = Math.min(180, map.getSize().x / 5);
+          map.fitBounds({{ this.bounds|tojson }},
+            {paddingTopLeft: [30, 30], paddingBottomRight: [right, 30], animate: false});
+        })({{ this._parent.get_name() }});
         {% endmacro %}
         """
     )
@@ -220,8 +164,8 @@ class InitialView(MacroElement):
 def facility_map(
     facilities: list[Facility], statuses: dict[str, CurrentStatus], selected: str | None = None
 ) -> folium.Map:
-    """The map: a world outline, the tile layer when configured, and one
-    marker per facility coloured by its status."""
+    """The map: the world outline, tiles over it when MAP_TILE_URL is set (no
+    tile request at all otherwise), and one labelled marker per facility."""
     fmap = folium.Map(
         location=DEFAULT_CENTER,
         zoom_start=4,
@@ -230,10 +174,23 @@ def facility_map(
         max_zoom=18,
         control_scale=True,
         world_copy_jump=True,
+        # Quarter zoom steps let a phone's narrow map fit the facilities
+        # closer than whole steps would.
+        zoom_snap=0.25,
     )
-    fmap.default_js = vendored_assets(folium.Map.default_js, VENDORED_JS)
-    fmap.default_css = vendored_assets(folium.Map.default_css, VENDORED_CSS)
-    fmap.get_root().header.add_child(Element('<link rel="icon" href="data:,">'), name="no_favicon")
+    fmap.default_js = [
+        *vendored_assets(folium.Map.default_js, VENDORED_JS),
+        ("sphere_map", static(MAP_JS)),
+    ]
+    fmap.default_css = [
+        *vendored_assets(folium.Map.default_css, VENDORED_CSS),
+        ("sphere_map_css", static(MAP_CSS)),
+    ]
+    root = fmap.get_root()
+    # folium's page has no title (nor a language: render_map adds it); screen
+    # readers and axe want both.
+    root.title = MAP_LABEL
+    root.header.add_child(Element('<link rel="icon" href="data:,">'), name="no_favicon")
     MapApi(selected).add_to(fmap)
     WorldOutline(static(WORLD_GEOJSON)).add_to(fmap)
     if settings.MAP_TILE_URL:
@@ -244,18 +201,7 @@ def facility_map(
             max_zoom=18,
         ).add_to(fmap)
     for facility in facilities:
-        status = statuses[facility.slug]
-        marker = folium.CircleMarker(
-            location=(facility.latitude, facility.longitude),
-            radius=10,
-            color="#ffffff",
-            weight=2,
-            fill=True,
-            fill_color=STATE_COLOURS[status.status],
-            fill_opacity=0.95,
-        )
-        marker.add_to(fmap)
-        FacilityMarker(marker, facility, status).add_to(fmap)
+        FacilityMarker(facility, statuses[facility.slug]).add_to(fmap)
     if len(facilities) > 1:
         lats = [f.latitude for f in facilities]
         lons = [f.longitude for f in facilities]
@@ -266,10 +212,9 @@ def facility_map(
 
 
 def render_map(fmap: folium.Map) -> str:
-    """The map as a complete HTML document."""
-    return fmap.get_root().render()
-
-
-def legend_entries() -> list[tuple[str, str, str]]:
-    """(state, label, colour) for the legend, in the order of the map's colours."""
-    return [(state, STATE_LABELS[state], colour) for state, colour in STATE_COLOURS.items()]
+    """The map as a complete HTML document, in English, that a reader may
+    zoom (folium's viewport forbids it, which fails WCAG 1.4.4)."""
+    html = fmap.get_root().render().replace("<html>", '<html lang="en">', 1)
+    return FOLIUM_VIEWPORT.sub(
+        '<meta name="viewport" content="width=device-width, initial-scale=1">', html, count=1
+    )

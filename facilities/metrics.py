@@ -14,10 +14,11 @@ from facilities.summary import facility_rows
 class FacilityCollector(Collector):
     """Each facility's status now and its nodes in use against its capacity,
     from facilities.summary.facility_rows: the status as the map shows it
-    (unknown when the latest report is older than FACILITY_STALE_AFTER, or
-    there is none), the nodes as the table counts them (distinct hosts of
-    the realizations and materializations allocated and not freed; cached
-    for up to USAGE_CACHE_SECONDS, as the table is)."""
+    (unknown when the latest report is older than its hold time, its
+    payload.interval or FACILITY_STALE_AFTER if longer, or there is none),
+    the nodes as the table counts them (distinct hosts of the realizations
+    and materializations allocated and not freed; cached for up to
+    USAGE_CACHE_SECONDS, as the table is)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         status = GaugeMetricFamily(

@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 
+from audit.catalog import FACILITY_MAX_INTERVAL
 from audit.models import Event
 from facilities.status import (
     STATUS_EVENT,
@@ -32,22 +34,45 @@ def validate_not_reserved(value: str) -> None:
         raise ValidationError(f"'{value}' is reserved for a page under /facilities/.")
 
 
+
+def interval_sql(payload: str) -> str:
+    """SQL for a report's payload.interval in whole seconds, from the JSON
+    column `payload`; NULL where it is missing or not what the catalog
+    accepts (a report stored before the catalog checked it, or imported
+    unchecked), so such a report holds FACILITY_STALE_AFTER, as one without
+    an interval. The nested CASE keeps the casts away from other values."""
+    value = f"({payload}->>'interval')::numeric"
+    return (
+        f"CASE WHEN jsonb_typeof({payload}->'interval') = 'number' THEN "
+        f"CASE WHEN {value} BETWEEN 1 AND {FACILITY_MAX_INTERVAL} AND mod({value}, 1) = 0 "
+        f"THEN {value}::int END END"
+    )
+
+
+def hold_sql(interval: str, stale: str = "%(stale)s") -> str:
+    """SQL for how long a report holds (status.Report.holds_for): its
+    interval in seconds (`interval`, NULL for none), never less than the
+    parameter `stale` (FACILITY_STALE_AFTER); greatest() skips the NULL."""
+    return f"greatest({stale}, make_interval(secs => {interval}))"
+
+
 # For each slug: its latest status report, and the first report of the run
 # that ends with it ("since"). Walking back from the latest report, the run
-# ends at the first report whose predecessor has another status or is more
-# than stale_after older (a silence, unknown on the uptime bar), or has no
-# predecessor. Both LATERALs read idx_events_facility_reports (subject,
+# ends at the first report whose predecessor has another status or is older
+# than the predecessor's hold time (a silence, unknown on the uptime bar), or
+# has no predecessor. Both LATERALs read idx_events_facility_reports (subject,
 # timestamp DESC, event_uuid DESC; partial on facility_status reports) in its
 # own order: the first is one probe, the second streams through the window and
 # stops at the run's first report, so it reads as many reports as the current
 # run has. The event type is written into the SQL, not passed, so the planner
 # can match the partial index.
 CURRENT_STATUS_SQL = f"""
-SELECT s.slug, r.timestamp, r.status, r.message, r.caller, run.started
+SELECT s.slug, r.timestamp, r.status, r.message, r.caller, r.interval, run.started
 FROM unnest(%(slugs)s::text[]) AS s(slug)
 LEFT JOIN LATERAL (
     SELECT e.timestamp, e.payload->>'status' AS status,
-           coalesce(e.payload->>'message', '') AS message, e.caller
+           coalesce(e.payload->>'message', '') AS message, e.caller,
+           {interval_sql("e.payload")} AS interval
     FROM events e
     WHERE e.subject_type = 'facility' AND e.subject = s.slug AND e.event_type = '{STATUS_EVENT}'
     ORDER BY e.timestamp DESC, e.event_uuid DESC
@@ -58,14 +83,15 @@ LEFT JOIN LATERAL (
     FROM (
         SELECT e.timestamp, e.event_uuid,
                lead(e.timestamp) OVER newest_first AS before_ts,
-               lead(e.payload->>'status') OVER newest_first AS before_status
+               lead(e.payload->>'status') OVER newest_first AS before_status,
+               lead({interval_sql("e.payload")}) OVER newest_first AS before_interval
         FROM events e
         WHERE e.subject_type = 'facility' AND e.subject = s.slug AND e.event_type = '{STATUS_EVENT}'
         WINDOW newest_first AS (ORDER BY e.timestamp DESC, e.event_uuid DESC)
     ) w
     WHERE w.before_ts IS NULL
        OR w.before_status IS DISTINCT FROM r.status
-       OR w.timestamp - w.before_ts > %(stale)s
+       OR w.timestamp - w.before_ts > {hold_sql("w.before_interval")}
     ORDER BY w.timestamp DESC, w.event_uuid DESC
     LIMIT 1
 ) run ON true
@@ -131,9 +157,10 @@ class FacilityQuerySet(models.QuerySet):
 
     def current_statuses(self, now: datetime, stale_after: timedelta) -> dict[str, CurrentStatus]:
         """Each facility's status at `now` by slug: the latest report by event
-        timestamp, unknown when that is older than `stale_after`; since the
-        first report after the last change of status or silence longer than
-        `stale_after`."""
+        timestamp, unknown when that is older than its hold time (its
+        payload.interval, never less than `stale_after`); since the first
+        report after the last change of status or silence longer than the
+        hold time of the report before it."""
         slugs = list(self.values_list("slug", flat=True))
         if not slugs:
             return {}
@@ -141,8 +168,8 @@ class FacilityQuerySet(models.QuerySet):
             cursor.execute(CURRENT_STATUS_SQL, {"slugs": slugs, "stale": stale_after})
             rows = cursor.fetchall()
         result = {}
-        for slug, ts, status, message, caller, started in rows:
-            last = Report(ts, status or "", message, caller) if ts else None
+        for slug, ts, status, message, caller, interval, started in rows:
+            last = Report(ts, status or "", message, caller, interval) if ts else None
             result[slug] = current_status(last, started, now, stale_after)
         return result
 
@@ -252,8 +279,10 @@ class Facility(models.Model):
         """Status reports in [start, end) in time order (no end: all since
         start), preceded by the report in force at `start`, if any."""
         # ->> text, not JSON: the panel reads ~100 reports a day for 90 days,
-        # and decoding each value as JSON was a third of its time.
-        fields = ("timestamp", KT("payload__status"), KT("payload__message"), "caller")
+        # and decoding each value as JSON was a third of its time. The
+        # interval is checked in SQL, by the rule the map's query uses.
+        interval = RawSQL(interval_sql(f'"{Event._meta.db_table}"."payload"'), ())
+        fields = ("timestamp", KT("payload__status"), KT("payload__message"), "caller", interval)
         before = (
             self.status_events()
             .filter(timestamp__lt=start)
@@ -267,8 +296,8 @@ class Facility(models.Model):
             .values_list(*fields)
         )
         return [
-            Report(ts, str(status or ""), str(message or ""), caller)
-            for ts, status, message, caller in [*before, *during]
+            Report(ts, str(status or ""), str(message or ""), caller, interval)
+            for ts, status, message, caller, interval in [*before, *during]
         ]
 
     def recent_failures(self, limit: int = 10) -> list[Event]:

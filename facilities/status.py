@@ -1,14 +1,18 @@
 """Facility status, derived from audit events; pure functions, no queries.
 
 A `facility_status` report holds from its timestamp until the next report,
-but for at most FACILITY_STALE_AFTER: a facility that stops reporting is
-`unknown`, not still up. The latest report by event timestamp wins, whatever
+but for at most its hold time: the `payload.interval` its controller gave
+(seconds until its next report), or FACILITY_STALE_AFTER when that is longer
+or the report gives none. A facility whose controller stops reporting is
+`unknown` once the last report's hold time is over, not still up; a
+controller that sends a heartbeat every few hours says so in `interval` and
+stays known in between. The latest report by event timestamp wins, whatever
 order the reports arrived in. A run of one status (its start is "since") is
-broken by a different status or by a silence longer than FACILITY_STALE_AFTER,
-the time the uptime bar shows as unknown. Resources in use are the hosts of
-the realizations and materializations whose latest successful event at the
-facility is an allocation (allocated minus freed; a free with the same
-timestamp as an allocation wins).
+broken by a different status or by a silence longer than the previous
+report's hold time, the time the uptime bar shows as unknown. Resources in
+use are the hosts of the realizations and materializations whose latest
+successful event at the facility is an allocation (allocated minus freed; a
+free with the same timestamp as an allocation wins).
 """
 
 from bisect import bisect_right
@@ -49,6 +53,19 @@ class Report:
     status: str
     message: str = ""
     caller: str = ""
+    # payload.interval: seconds until the controller's next report (None:
+    # not given, or out of the catalog's bounds in a report stored before).
+    interval: int | None = None
+
+    def holds_for(self, stale_after: timedelta) -> timedelta:
+        """How long this report holds if no other follows: its interval, but
+        never less than `stale_after` (FACILITY_STALE_AFTER)."""
+        if self.interval is None:
+            return stale_after
+        return max(stale_after, timedelta(seconds=self.interval))
+
+    def holds_until(self, stale_after: timedelta) -> datetime:
+        return self.timestamp + self.holds_for(stale_after)
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,11 @@ class CurrentStatus:
     since: datetime | None
     last_report: Report | None
     stale: bool
+
+    def holds_until(self, stale_after: timedelta) -> datetime | None:
+        """When the status turns unknown unless another report comes (past
+        when stale; None with no report at all)."""
+        return self.last_report.holds_until(stale_after) if self.last_report else None
 
     @property
     def label(self) -> str:
@@ -73,11 +95,12 @@ def current_status(
     last: Report | None, run_started: datetime | None, now: datetime, stale_after: timedelta
 ) -> CurrentStatus:
     """The status at `now` from the latest report and the start of its run of
-    equal reports. A report exactly `stale_after` old still counts."""
+    equal reports. A report exactly its hold time old (`Report.holds_for`)
+    still counts."""
     if last is None:
         return CurrentStatus(UNKNOWN, None, None, stale=False)
-    if now - last.timestamp > stale_after:
-        return CurrentStatus(UNKNOWN, last.timestamp + stale_after, last, stale=True)
+    if now > last.holds_until(stale_after):
+        return CurrentStatus(UNKNOWN, last.holds_until(stale_after), last, stale=True)
     status = last.status if last.status in FACILITY_STATES else UNKNOWN
     return CurrentStatus(status, run_started or last.timestamp, last, stale=False)
 
@@ -97,7 +120,7 @@ def segments(
     covered: list[Segment] = []
     for i, report in enumerate(reports):
         following = reports[i + 1].timestamp if i + 1 < len(reports) else end
-        valid_until = min(following, report.timestamp + stale_after)
+        valid_until = min(following, report.holds_until(stale_after))
         a, b = max(report.timestamp, start), min(valid_until, end)
         if b > a:
             status = report.status if report.status in FACILITY_STATES else UNKNOWN
@@ -126,20 +149,23 @@ STOPPED_REPORTING = "stopped reporting"
 
 def changes(reports: list[Report], now: datetime, stale_after: timedelta) -> list[Report]:
     """The reports that changed the status, newest first. A silence longer
-    than `stale_after` is a change too: an unknown entry at the moment the
-    last report went stale (where the uptime bar turns grey), and the next
-    report starts a new run even if it repeats the old status."""
+    than the previous report's hold time (`Report.holds_for`) is a change
+    too: an unknown entry at the moment that report went stale (where the
+    uptime bar turns grey), and the next report starts a new run even if it
+    repeats the old status."""
     changed: list[Report] = []
     previous: Report | None = None
     for report in reports:
-        silent = previous is not None and report.timestamp - previous.timestamp > stale_after
+        silent = previous is not None and report.timestamp > previous.holds_until(stale_after)
         if silent:
-            changed.append(Report(previous.timestamp + stale_after, UNKNOWN, STOPPED_REPORTING))
+            changed.append(
+                Report(previous.holds_until(stale_after), UNKNOWN, STOPPED_REPORTING)
+            )
         if previous is None or silent or report.status != previous.status:
             changed.append(report)
         previous = report
-    if previous is not None and now - previous.timestamp > stale_after:
-        changed.append(Report(previous.timestamp + stale_after, UNKNOWN, STOPPED_REPORTING))
+    if previous is not None and now > previous.holds_until(stale_after):
+        changed.append(Report(previous.holds_until(stale_after), UNKNOWN, STOPPED_REPORTING))
     return changed[::-1]
 
 
@@ -167,14 +193,19 @@ class Day:
         total = sum(self.seconds.values())
         return round(100 * self.seconds.get(state, 0) / total, 1) if total else 0.0
 
-    def describe(self) -> str:
-        """One line for the bar's tooltip: the date and its share of each state."""
+    @property
+    def shares(self) -> str:
+        """The day's share of each state: 'Up 75.0%, Down 25.0%'."""
         parts = [
             f"{STATE_LABELS[state]} {self.percent_of_day(state)}%"
             for state in STATES
             if self.seconds.get(state)
         ]
-        return f"{self.date:%a %Y-%m-%d}: " + (", ".join(parts) or "no data")
+        return ", ".join(parts) or "no data"
+
+    def describe(self) -> str:
+        """One line for the bar's tooltip: the date and its share of each state."""
+        return f"{self.date:%a %Y-%m-%d}: {self.shares}"
 
 
 @dataclass
@@ -188,6 +219,32 @@ class Uptime:
         known = sum(d.known_seconds for d in self.days)
         up = sum(d.seconds.get("up", 0) for d in self.days)
         return round(100 * up / known, 2) if known else None
+
+    def day_counts(self) -> list[dict]:
+        """Each state with how many days had it as their worst, in STATES
+        order: the bar's key, in words as well as colours."""
+        counts = dict.fromkeys(STATES, 0)
+        for day in self.days:
+            counts[day.status] += 1
+        return [
+            {"status": state, "label": STATE_LABELS[state], "days": counts[state]}
+            for state in STATES
+        ]
+
+    def summary(self) -> str:
+        """The bar in one sentence, for screen readers: '88 days up, 1 day
+        down, 1 day unknown, over 90 days'."""
+        parts = [
+            f"{c['days']} day{'s' if c['days'] != 1 else ''} {c['label'].lower()}"
+            for c in self.day_counts()
+            if c["days"]
+        ]
+        return f"Worst status of each day: {', '.join(parts)}, over {len(self.days)} days"
+
+    def troubled_days(self) -> list[Day]:
+        """The days with a reported state worse than up, newest first (days
+        with no report at all are only counted, in `day_counts`)."""
+        return [day for day in reversed(self.days) if day.status not in ("up", UNKNOWN)]
 
 
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:

@@ -38,6 +38,8 @@ USAGE_CACHE_SECONDS = 90
 
 
 def stale_after() -> timedelta:
+    """The least time a status report holds (FACILITY_STALE_AFTER): longer
+    where the report gives a longer payload.interval (status.Report.holds_for)."""
     return timedelta(seconds=settings.FACILITY_STALE_AFTER)
 
 

@@ -22,7 +22,7 @@ from facilities.summary import (
     stale_after,
 )
 from sphere_stats.roles import Role, has_role, role_required
-from sphere_stats.windows import COMMON_ZONES, WindowError, parse_zone
+from sphere_stats.windows import WindowError, parse_zone
 
 
 def _public() -> bool:
@@ -45,6 +45,15 @@ def _zone(request: HttpRequest) -> ZoneInfo:
         return parse_zone(request.GET.get("tz") or "UTC")
     except WindowError as exc:
         raise BadParameter(f"tz: {exc.message}") from None
+
+
+def _forgiving_zone(request: HttpRequest) -> tuple[ZoneInfo, str]:
+    """The display zone, or UTC and why the asked one was refused: the page
+    shows the error beside the field and keeps the rest of the view."""
+    try:
+        return _zone(request), ""
+    except BadParameter as exc:
+        return ZoneInfo("UTC"), str(exc).removeprefix("tz: ")
 
 
 def _sort(request: HttpRequest) -> str:
@@ -161,7 +170,7 @@ def _common(request: HttpRequest, zone: ZoneInfo) -> dict:
         # signed in without it) see no usernames and no error messages.
         "public_view": not has_role(request.user, Role.VIEWER),
         "tz": zone.key,
-        "zones": COMMON_ZONES if zone.key in COMMON_ZONES else [zone.key, *COMMON_ZONES],
+        "as_of": timezone.now(),
         "stale_after": _duration(settings.FACILITY_STALE_AFTER),
         "poll_seconds": POLL_SECONDS,
     }
@@ -171,11 +180,16 @@ def _common(request: HttpRequest, zone: ZoneInfo) -> dict:
 @facilities_role
 def index(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     """The map page; /facilities/<slug>/ opens with that facility's panel.
-    An htmx request gets only the panel (empty for /facilities/)."""
-    try:
-        zone = _zone(request)
-    except BadParameter as exc:
-        return _bad_request(request, str(exc))
+    An htmx request gets only the panel (empty for /facilities/). On the
+    page, a bad zone or sort shows its error and falls back to its default
+    alone."""
+    if request.htmx:
+        try:
+            zone, zone_error = _zone(request), ""
+        except BadParameter as exc:
+            return _bad_request(request, str(exc))
+    else:
+        zone, zone_error = _forgiving_zone(request)
     facility = get_object_or_404(Facility, slug=slug) if slug else None
     context = _common(request, zone)
     if facility:
@@ -186,7 +200,9 @@ def index(request: HttpRequest, slug: str | None = None) -> HttpResponse:
         try:
             context.update(_table_context(request, zone, _sort(request), slug))
         except SortError as exc:
-            return _bad_request(request, str(exc))
+            context.update(_table_context(request, zone, "name", slug))
+            context["sort_error"] = str(exc)
+        context["zone_error"] = zone_error
         map_query = _query(selected=slug or "")
         context["map_url"] = reverse("facilities:map") + map_query
         response = render(request, "facilities/index.html", context)

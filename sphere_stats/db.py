@@ -1,11 +1,16 @@
 """Database helpers that every app shares."""
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 
 def compact_sql(sql: str) -> str:
@@ -55,3 +60,130 @@ def bulk_cursor() -> Iterator[psycopg.Cursor]:
         connection._bulk_cursor = cursor
     else:
         cursor.close()
+
+
+# --- bounded waits ---------------------------------------------------------------------
+#
+# PostgreSQL's statement_timeout ends a slow query, but a server that does not
+# run at all (stopped, swapping, behind a dead network) cannot enforce it, and
+# the kernel still acknowledges what is sent to it, so TCP keepalives and
+# tcp_user_timeout do not fire either: a request would wait for as long as the
+# server is frozen. So every wait of a web request on its connection is also
+# bounded in the client (settings.DB_WAIT_TIMEOUT_MS), and a worker whose
+# database did not answer presumes it down for settings.DB_RETRY_SECONDS,
+# answering 503 at once instead of queueing requests behind more timeouts.
+#
+# Only web requests are bounded (sphere_stats.handlers.Application marks
+# them): management commands such as migrate or rebuild_aggregates run
+# statements of minutes, and never set statement_timeout at all.
+
+_local = threading.local()
+_unreachable_until = 0.0
+# What psycopg's Connection.wait(timeout=...) raises when the time is up (a
+# psycopg.OperationalError; private, so named once here).
+_WAIT_TIMEOUT = psycopg.errors._WaitTimeout
+
+
+class DatabaseTimeout(OperationalError):
+    """PostgreSQL did not answer within the client-side bound: a
+    django.db.OperationalError, which the 503 handlers already catch."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose every wait on the server (query, fetch,
+    commit) ends after wait_limit() seconds, when there is one."""
+
+    def wait(self, gen, *args, **kwargs):
+        limit = wait_limit()
+        if limit is None or kwargs.get("timeout") is not None or len(args) > 1:
+            return super().wait(gen, *args, **kwargs)
+        kwargs["timeout"] = limit
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except _WAIT_TIMEOUT:
+            # Mid-protocol: the connection's state is unknown, so it is closed
+            # (never reused) and Django opens a new one when the server is back.
+            self.close()
+            database_unreachable()
+            # Not a psycopg error: Django's health check (is_usable) would
+            # catch one and reconnect at once, adding a connect timeout.
+            raise DatabaseTimeout(f"PostgreSQL did not answer within {limit:g} s.") from None
+
+
+def wait_limit() -> float | None:
+    """Seconds this thread may wait for one answer of PostgreSQL; None: no bound."""
+    limit = getattr(_local, "limit", None)
+    if limit is not None:
+        return limit
+    if getattr(_local, "web", False) and settings.DB_WAIT_TIMEOUT_MS > 0:
+        return settings.DB_WAIT_TIMEOUT_MS / 1000
+    return None
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound each wait on PostgreSQL in the block to `seconds` (healthz's short one)."""
+    kept = getattr(_local, "limit", None)
+    _local.limit = seconds
+    try:
+        yield
+    finally:
+        _local.limit = kept
+
+
+@contextmanager
+def web_request() -> Iterator[None]:
+    """Mark the block as serving a web request: its waits are bounded, a new
+    connection gets the web's statement timeout, and the breaker applies."""
+    kept = getattr(_local, "web", False)
+    _local.web = True
+    try:
+        yield
+    finally:
+        _local.web = kept
+
+
+def in_web_request() -> bool:
+    return getattr(_local, "web", False)
+
+
+def database_unreachable() -> None:
+    """Note that PostgreSQL did not answer: this process answers 503 at once
+    for the next settings.DB_RETRY_SECONDS, then tries again."""
+    global _unreachable_until
+    _unreachable_until = time.monotonic() + settings.DB_RETRY_SECONDS
+
+
+def presumed_unreachable() -> bool:
+    return time.monotonic() < _unreachable_until
+
+
+def reset_unreachable() -> None:
+    global _unreachable_until
+    _unreachable_until = 0.0
+
+
+def open_connection() -> None:
+    """Connect now, replacing a connection a timeout closed: a connect that
+    fails surfaces here, before the view (DatabaseUnavailableMiddleware)."""
+    raw = connection.connection
+    if raw is not None and raw.closed and not connection.in_atomic_block:
+        connection.close()
+    connection.ensure_connection()
+
+
+@receiver(connection_created, dispatch_uid="sphere_stats.db.bounded_connection")
+def _bound_new_connection(sender, connection, **kwargs) -> None:
+    if connection.vendor != "postgresql":
+        return
+    raw = connection.connection
+    if type(raw) is psycopg.Connection:
+        # Django opens psycopg.Connection itself and has no hook for the
+        # class; BoundedConnection only overrides a method, adds no state.
+        raw.__class__ = BoundedConnection
+    if in_web_request() and settings.DB_STATEMENT_TIMEOUT_MS > 0:
+        # For the session: the connection lives on in this web worker thread.
+        raw.execute(
+            "SELECT set_config('statement_timeout', %(ms)s, false)",
+            {"ms": str(settings.DB_STATEMENT_TIMEOUT_MS)},
+        )

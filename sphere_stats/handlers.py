@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from sphere_stats import db
 from sphere_stats.metrics import ingest_answered
 
 # What a token-authenticated API call needs of settings.MIDDLEWARE, in its
@@ -53,9 +54,18 @@ class Application:
         self.ingest = ApiHandler()
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == INGEST_PATH and environ.get("REQUEST_METHOD") == "POST":
-            return self._ingest(environ, start_response)
-        return self.pages(environ, start_response)
+        # A web request: its waits on PostgreSQL are bounded (sphere_stats.db),
+        # also while its body streams and when the response closes, where
+        # Django checks a connection that had an error.
+        with db.web_request():
+            if environ.get("PATH_INFO") == INGEST_PATH and environ.get("REQUEST_METHOD") == "POST":
+                result = self._ingest(environ, start_response)
+            else:
+                result = self.pages(environ, start_response)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and isinstance(result, file_wrapper):
+            return result  # a file, sent by the server (sendfile): no database
+        return BoundedBody(result)
 
     def _ingest(self, environ, start_response):
         # Timed and counted by status here, around the whole handler, so that
@@ -73,3 +83,26 @@ class Application:
             return self.ingest(environ, counting_start_response)
         finally:
             ingest_answered(status, time.perf_counter() - started)
+
+
+class BoundedBody:
+    """A response's body, iterated and closed as part of the web request."""
+
+    def __init__(self, response) -> None:
+        self.response = response
+
+    def __iter__(self):
+        chunks = iter(self.response)
+        while True:
+            with db.web_request():
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+            yield chunk
+
+    def close(self) -> None:
+        with db.web_request():
+            close = getattr(self.response, "close", None)
+            if close is not None:
+                close()

@@ -1,7 +1,9 @@
+import psycopg
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from sphere_stats import db
 from sphere_stats.api import RETRY_AFTER_SECONDS, api_error, database_unavailable
 
 DATABASE_DOWN = (OperationalError, InterfaceError)
@@ -11,6 +13,10 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
     """503 for a database outage: JSON under /api/, a friendly page elsewhere."""
     if request.path.startswith("/api/"):
         return database_unavailable()
+    if request.path == "/healthz":  # what the view itself answers
+        return JsonResponse(
+            {"db": "unavailable"}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     # Rendered without the request: context processors would look up the
     # user and session, which need the database that just failed.
     response = HttpResponse(render_to_string("503.html"), status=503)
@@ -19,7 +25,16 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
 
 
 class DatabaseUnavailableMiddleware:
-    """Turns a lost database connection in a view into a 503, not a 500.
+    """Turns a lost, refused or timed-out database connection in a view into
+    a 503, not a 500 (a timeout is a django.db.OperationalError too: psycopg's
+    QueryCanceled, or sphere_stats.db.DatabaseTimeout).
+
+    In a web request (sphere_stats.handlers.Application) it also connects
+    before the view, so that a database that does not answer is noted once
+    and the worker's next requests in DB_RETRY_SECONDS answer 503 at once,
+    rather than each waiting for its own connect timeout. (A refused
+    connection costs no wait, and trips nothing.) While presumed down, every
+    request but static files answers 503, even one that needs no database.
 
     Django's connection health checks then reconnect on the next request, so
     the app recovers by itself when PostgreSQL returns.
@@ -29,6 +44,19 @@ class DatabaseUnavailableMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if db.in_web_request():
+            if db.presumed_unreachable():
+                return database_unavailable_response(request)
+            try:
+                db.open_connection()
+            except DATABASE_DOWN as exc:
+                # A connect that timed out is not tried again by the view.
+                # One refused at once costs nothing to try again: the view
+                # runs, and answers as it does without a database (a 401
+                # needs none) or fails fast with a 503 of its own.
+                if isinstance(exc.__cause__, psycopg.errors.ConnectionTimeout):
+                    db.database_unreachable()
+                    return database_unavailable_response(request)
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):

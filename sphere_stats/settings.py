@@ -97,7 +97,37 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", envint("DB_CONNECT_TIMEOUT", 5))
+# Bounded waits (sphere_stats/db.py). A connect gives up after
+# DB_CONNECT_TIMEOUT seconds (2 is libpq's least); TCP keepalives and
+# tcp_user_timeout notice a peer that vanished (a dead host, a cut network)
+# on an idle or a sending connection, which would otherwise wait for the
+# kernel's two hours or fifteen minutes. None of these apply to a Unix socket.
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", envint("DB_CONNECT_TIMEOUT", 2))
+DATABASES["default"]["OPTIONS"].update(
+    {
+        key: value
+        for key, value in {
+            "keepalives": 1,
+            "keepalives_idle": envint("DB_KEEPALIVES_IDLE", 30),
+            "keepalives_interval": envint("DB_KEEPALIVES_INTERVAL", 5),
+            "keepalives_count": envint("DB_KEEPALIVES_COUNT", 3),
+            "tcp_user_timeout": envint("DB_TCP_USER_TIMEOUT_MS", 15_000),
+        }.items()
+        if key not in DATABASES["default"]["OPTIONS"]
+    }
+)
+# Web requests only (sphere_stats.handlers.Application marks them; commands
+# such as migrate, rebuild_aggregates and import_inventory are never limited):
+# PostgreSQL cancels a statement after DB_STATEMENT_TIMEOUT_MS, and the worker
+# stops waiting for any one answer after DB_WAIT_TIMEOUT_MS, which also holds
+# when the server is frozen and cannot cancel anything. A worker whose
+# database did not answer then answers 503 at once for DB_RETRY_SECONDS.
+# 0 turns either timeout off.
+DB_STATEMENT_TIMEOUT_MS = envint("DB_STATEMENT_TIMEOUT_MS", 5000)
+DB_WAIT_TIMEOUT_MS = envint(
+    "DB_WAIT_TIMEOUT_MS", DB_STATEMENT_TIMEOUT_MS and DB_STATEMENT_TIMEOUT_MS + 1000
+)
+DB_RETRY_SECONDS = envint("DB_RETRY_SECONDS", 2)
 # Django turns psycopg's prepared statements off (for transaction-mode
 # poolers). Only the server-side-binding cursors of sphere_stats.db can use
 # them: a statement they run a fifth time on a connection is prepared there,
@@ -115,8 +145,9 @@ REDIS_URL = envstr("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # Falls back (no rate limiting, no cached usage table) instead of
+            # Falls back (no cached stats or usage table) instead of
             # answering 500 while Redis is unreachable: sphere_stats/cache.py.
+            # The rate limits do not use it (they count in PostgreSQL).
             "BACKEND": "sphere_stats.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             # Short timeouts: an unreachable Redis must not hold a request.
@@ -143,13 +174,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic (`make run`, the Dockerfile) names each file after a hash of
+# its content (app.3f2a9c1b0e7d.css, rewriting the url()s in CSS to match) and
+# writes .gz and .br copies; {% static %} gives the hashed name, so a browser
+# may keep a file for a year and still never run a stale one. Without
+# collectstatic a non-DEBUG page fails ("Missing staticfiles manifest entry").
+# Tests collect once per content of the static files (tests/conftest.py).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Tests and runserver serve straight from the finders; no collectstatic needed.
-WHITENOISE_USE_FINDERS = True
+# With DEBUG (runserver) files come straight from the finders under their own
+# names, so no collectstatic is needed; otherwise only from STATIC_ROOT, as
+# collected, compressed and hashed.
+WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+
+def _cache_hashed_files_a_year(headers, path: str, url: str) -> None:
+    # WhiteNoise gives hashed names ten years; a year is the customary
+    # "forever" (HTTP/1.1 capped Expires at one year), and a changed file gets
+    # a new name anyway.
+    if "immutable" in headers.get("Cache-Control", ""):
+        headers["Cache-Control"] = "max-age=31536000, public, immutable"
+
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _cache_hashed_files_a_year
 
 # HTTPS: behind the nginx of docker-compose.yml, which sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -174,9 +224,9 @@ INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024)
 INGEST_MAX_EVENTS = envint("INGEST_MAX_EVENTS", 10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
 
-# Rate limits per API token (REQUESTS/SECONDS, 0 for none), counted in the
-# cache: set REDIS_URL when gunicorn runs several workers or replicas, or
-# each process counts on its own. See sphere_stats/ratelimit.py.
+# Rate limits per API token (REQUESTS/SECONDS, 0 for none), counted in
+# PostgreSQL (an UNLOGGED table), once for every worker and replica, with or
+# without Redis. See sphere_stats/ratelimit.py.
 RATE_LIMITS = {
     "ingest": envrate("RATE_LIMIT_INGEST", "3000/60"),
     "export": envrate("RATE_LIMIT_EXPORT", "30/60"),
@@ -184,6 +234,8 @@ RATE_LIMITS = {
 # Login throttling: after LOGIN_FAILURE_LIMIT failures for one username from
 # one address (or LOGIN_FAILURE_LIMIT_PER_IP from one address) in
 # LOGIN_FAILURE_WINDOW seconds, the login page answers 429 until it ends.
+# Each attempt is counted (in PostgreSQL, like the rate limits) before its
+# password is checked, so concurrent guesses cannot slip past the limit.
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_LIMIT_PER_IP = envint("LOGIN_FAILURE_LIMIT_PER_IP", 30)
 LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 15 * 60)

@@ -6,17 +6,23 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from sphere_stats import ratelimit
-from sphere_stats.api import api_error
+from sphere_stats import db, ratelimit
+from sphere_stats.api import RETRY_AFTER_SECONDS, api_error
 from sphere_stats.middleware import DATABASE_DOWN, database_unavailable_response
 from sphere_stats.ratelimit import client_ip
+
+# /healthz answers within 2 s: PostgreSQL gets a second for the check, and the
+# worker waits 1.5 s at most for each answer (sphere_stats.db.deadline).
+HEALTHZ_STATEMENT_TIMEOUT_MS = 1000
+HEALTHZ_WAIT_SECONDS = 1.5
+HEALTHZ_CHECK_SQL = "SELECT 1"
 
 
 @require_GET
@@ -24,10 +30,21 @@ from sphere_stats.ratelimit import client_ip
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness and database reachability, for load balancers and compose."""
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        with (
+            db.deadline(HEALTHZ_WAIT_SECONDS),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %(ms)s, true),"
+                " set_config('lock_timeout', %(ms)s, true)",
+                {"ms": str(HEALTHZ_STATEMENT_TIMEOUT_MS)},
+            )
+            cursor.execute(HEALTHZ_CHECK_SQL)
     except DATABASE_DOWN:
-        return JsonResponse({"db": "unavailable"}, status=503, headers={"Retry-After": "5"})
+        return JsonResponse(
+            {"db": "unavailable"}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     return JsonResponse({"db": "ok"})
 
 
@@ -77,12 +94,15 @@ def login_username(request: HttpRequest) -> str:
 
 class ThrottledLoginView(auth_views.LoginView):
     """The login page, refusing (429) a username/address pair after too many
-    failures in a window (settings.LOGIN_FAILURE_*; counted in the cache)."""
+    failures in a window (settings.LOGIN_FAILURE_*; counted in PostgreSQL,
+    once for every worker and replica: sphere_stats.ratelimit)."""
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         username = login_username(request)
         ip = client_ip(request)
-        if ratelimit.login_blocked(username, ip):
+        # Counted before the password is checked, and refused on the count
+        # this attempt got: concurrent guesses cannot all pass one check.
+        if not ratelimit.login_attempt(username, ip):
             minutes = max(1, settings.LOGIN_FAILURE_WINDOW // 60)
             return self.refuse(
                 f"Too many failed attempts to log in. Wait up to {minutes} minutes, then try again."
@@ -90,8 +110,6 @@ class ThrottledLoginView(auth_views.LoginView):
         response = super().post(request, *args, **kwargs)
         if request.user.is_authenticated:
             ratelimit.login_succeeded(username, ip)
-        else:
-            ratelimit.login_failed(username, ip)
         return response
 
     def refuse(self, message: str) -> HttpResponse:

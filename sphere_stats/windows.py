@@ -8,11 +8,18 @@ DST changes; `Window.bucket_sql` gives the expression.
 Query parameters: period (1h, 24h, 7d, 30d, 90d, 1y, all, custom), since and
 until (for custom: a date, or a local date-time in the display zone, or
 RFC 3339, or a time relative to now: `now`, `now-45m`, `now-7d`), res (1h,
-1d, 7d, 30d), tz (an IANA zone; default UTC).
+1d, 7d, 30d), tz (an IANA zone; default UTC; forgiving of case and of a
+city alone: `asia/kolkata` and `Kolkata` are Asia/Kolkata).
+
+Pages parse forgivingly (`Window.forgiving`): a bad field is replaced by its
+default and its error rides on the window (`Window.errors`) to be shown
+beside that field, while the rest of the view is kept. The API parses
+strictly (`Window.from_query`): the first bad field is a 400 naming it.
 """
 
+import difflib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from urllib.parse import urlencode
@@ -58,6 +65,10 @@ COMMON_ZONES = [
     "Asia/Tokyo",
     "Australia/Sydney",
 ]
+
+
+# A page's auto-refresh choices (`refresh`, in seconds; absent: off).
+REFRESH_CHOICES = {"": "Off", "60": "Every minute", "300": "Every 5 minutes"}
 
 
 def utc_floor(moment: datetime, unit: str) -> datetime:
@@ -121,16 +132,69 @@ def default_resolution(length: timedelta) -> str:
 def known_zones() -> frozenset[str]:
     # available_timezones() walks the tz database on disk (~35 ms a call):
     # read it once per process.
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) | {"UTC"}
+
+
+@cache
+def _zone_lookup() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Zones by lower-cased name, and by lower-cased last part (the city)."""
+    by_name = {z.lower(): z for z in known_zones()}
+    by_city: dict[str, list[str]] = {}
+    for zone in sorted(known_zones()):
+        by_city.setdefault(zone.rsplit("/", 1)[-1].lower(), []).append(zone)
+    return by_name, by_city
+
+
+@cache
+def zone_choices() -> tuple[str, ...]:
+    """Every IANA zone for the zone picker: the common ones first, then the
+    rest alphabetically (legacy aliases such as `US/Pacific` included, since
+    a shared link may carry one)."""
+    rest = sorted(known_zones() - set(COMMON_ZONES))
+    return (*COMMON_ZONES, *rest)
+
+
+def resolve_zone(name: str) -> str | None:
+    """The IANA name `name` means, forgiving case, spaces for underscores
+    and a city alone when only one zone has it (`kolkata`, `new york`);
+    None when it means none or several."""
+    text = name.strip()
+    if text in known_zones():
+        return text
+    key = text.replace(" ", "_").lower()
+    by_name, by_city = _zone_lookup()
+    if key in by_name:
+        return by_name[key]
+    cities = by_city.get(key, [])
+    # A city two zones share (America/Indianapolis and
+    # America/Indiana/Indianapolis) is not guessed: the error suggests both.
+    return cities[0] if len(cities) == 1 else None
+
+
+def zone_suggestions(name: str, n: int = 3) -> list[str]:
+    """Zones whose name or city is close to `name` (for "did you mean")."""
+    key = name.strip().replace(" ", "_").lower()
+    by_name, by_city = _zone_lookup()
+    names = difflib.get_close_matches(key, by_name, n=n, cutoff=0.75)
+    cities = difflib.get_close_matches(key, by_city, n=n, cutoff=0.75)
+    found = [by_name[k] for k in names] + [z for k in cities for z in by_city[k]]
+    return list(dict.fromkeys(found))[:n]
 
 
 def parse_zone(name: str) -> ZoneInfo:
+    zone = resolve_zone(name)
+    if zone is None:
+        close = zone_suggestions(name)
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else "use an IANA name such as Europe/Berlin"
+        )
+        raise WindowError("tz", f"unknown time zone {name[:60]!r}; {hint}")
     try:
-        if name not in known_zones() and name != "UTC":
-            raise ZoneInfoNotFoundError(name)
-        return ZoneInfo(name)
+        return ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise WindowError("tz", f"unknown time zone {name!r}; use an IANA name") from None
+        raise WindowError("tz", f"unknown time zone {name[:60]!r}; use an IANA name") from None
 
 
 def _parse_bound(raw: str, zone: ZoneInfo, field: str, *, end: bool, now: datetime) -> datetime:
@@ -163,25 +227,52 @@ class Window:
     resolution: str
     zone: ZoneInfo
     resolution_chosen: bool = False
+    # (field, message) for each parameter that was refused and replaced by
+    # its default (Window.forgiving); a page shows each beside its field.
+    errors: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def from_query(cls, query, *, now: datetime | None = None, earliest=None) -> "Window":
         """Parse period/since/until/res/tz; `earliest()` gives the first event
-        time for period=all (called only then)."""
+        time for period=all (called only then). Raises WindowError naming the
+        first bad parameter."""
+        window = cls.forgiving(query, now=now, earliest=earliest)
+        if window.errors:
+            raise WindowError(*window.errors[0])
+        return window
+
+    @classmethod
+    def forgiving(
+        cls, query, *, now: datetime | None = None, earliest=None, limit_buckets: bool = False
+    ) -> "Window":
+        """The window `query` asks for, each bad parameter replaced by its
+        default and its error kept in `errors` (in the order a strict parse
+        meets them), so one typo does not throw away the rest of the view.
+
+        `limit_buckets` also refuses a range that has more than MAX_BUCKETS
+        buckets even at the automatic resolution (a custom range from the
+        year 1): a chart page cannot draw it; the explorer has no buckets."""
         now = now or timezone.now()
-        zone = parse_zone(query.get("tz") or "UTC")
+        errors: dict[str, str] = {}
+
+        def refuse(exc: WindowError) -> None:
+            errors.setdefault(exc.field, exc.message)
+
+        try:
+            zone = parse_zone(query.get("tz") or "UTC")
+        except WindowError as exc:
+            refuse(exc)
+            zone = ZoneInfo("UTC")
         period = query.get("period") or ""
         since, until = query.get("since") or "", query.get("until") or ""
         if not period:
             period = "custom" if (since or until) else DEFAULT_PERIOD
+        if period not in PERIODS and period != "custom":
+            refuse(WindowError("period", f"must be one of {', '.join([*PERIODS, 'custom'])}"))
+            period = DEFAULT_PERIOD
         if period == "custom":
-            end = _parse_bound(until, zone, "until", end=True, now=now) if until else now
-            if not since:
-                raise WindowError("since", "is required for a custom range")
-            start = _parse_bound(since, zone, "since", end=False, now=now)
-            if start >= end:
-                raise WindowError("since", "must be before until")
-        elif period in PERIODS:
+            start, end = cls._custom_bounds(since, until, zone, now, refuse)
+        else:
             end = now
             length = PERIODS[period]
             if length is None:
@@ -189,21 +280,63 @@ class Window:
                 start = first if first and first < end else end - timedelta(days=1)
             else:
                 start = end - length
-        else:
-            raise WindowError("period", f"must be one of {', '.join([*PERIODS, 'custom'])}")
 
         res = query.get("res") or ""
         if res and res not in RESOLUTIONS:
-            raise WindowError("res", f"must be one of {', '.join(RESOLUTIONS)}")
+            refuse(WindowError("res", f"must be one of {', '.join(RESOLUTIONS)}"))
+            res = ""
         chosen = bool(res)
-        if not res:
-            res = default_resolution(end - start)
-        window = cls(period, start, end, res, zone, chosen)
+        window = cls(period, start, end, res or default_resolution(end - start), zone, chosen)
         if window.approximate_buckets() > MAX_BUCKETS:
             if chosen:
-                raise WindowError("res", f"gives more than {MAX_BUCKETS} buckets for this period")
-            window = replace(window, resolution=default_resolution(end - start))
-        return window
+                refuse(WindowError("res", f"gives more than {MAX_BUCKETS} buckets for this period"))
+            window = replace(
+                window, resolution=default_resolution(end - start), resolution_chosen=False
+            )
+        if limit_buckets and window.approximate_buckets() > MAX_BUCKETS:
+            refuse(
+                WindowError(
+                    "since", f"reaches back too far: more than {MAX_BUCKETS} monthly buckets"
+                )
+            )
+            start = end - PERIODS[DEFAULT_PERIOD]
+            window = replace(window, start=start, resolution=default_resolution(end - start))
+        return replace(window, errors=tuple(errors.items()))
+
+    @staticmethod
+    def _custom_bounds(since: str, until: str, zone: ZoneInfo, now: datetime, refuse) -> tuple:
+        """(start, end) of a custom range; a bad `until` becomes now, a bad or
+        missing `since` the default period's length before the end."""
+
+        def bound(raw: str, name: str, *, end: bool) -> datetime | None:
+            try:
+                return _parse_bound(raw, zone, name, end=end, now=now)
+            except WindowError as exc:
+                refuse(exc)
+            except OverflowError:
+                refuse(WindowError(name, "is out of range"))
+            return None
+
+        end = (bound(until, "until", end=True) if until else None) or now
+        try:
+            fallback = end - PERIODS[DEFAULT_PERIOD]
+        except OverflowError:  # an `until` in the first days of the year 1
+            end, fallback = now, now - PERIODS[DEFAULT_PERIOD]
+        if not since:
+            refuse(WindowError("since", "is required for a custom range"))
+            return fallback, end
+        start = bound(since, "since", end=False)
+        if start is None:
+            return fallback, end
+        if start >= end:
+            refuse(WindowError("since", "must be before until"))
+            return fallback, end
+        return start, end
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        """The refused parameters' messages by name, for the templates."""
+        return dict(self.errors)
 
     @property
     def length(self) -> timedelta:

@@ -1,16 +1,82 @@
 """Shared fixtures. Every test runs against a real PostgreSQL (the embedded
 server, or DATABASE_URL), never SQLite and never a mock of the database."""
 
+import fcntl
+import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management import call_command
+from django.test import Client, override_settings
 
 from sphere_stats.models import ApiToken, forget_tokens
+
+# --- static files, collected as in production ---------------------------------------
+
+COLLECTED_STATIC = Path(__file__).resolve().parent.parent / "var" / "test-static"
+
+
+def _static_fingerprint() -> str:
+    """A hash of every file collectstatic would collect and of how it
+    collects them: the same sources give the same collected tree."""
+    digest = hashlib.sha256(
+        f"{django_settings.STORAGES['staticfiles']} {version('django')} {version('whitenoise')}".encode()
+    )
+    found = {}
+    for finder in finders.get_finders():
+        for path, storage in finder.list(["CVS", ".*", "*~"]):
+            found.setdefault(path, storage.path(path))
+    for path in sorted(found):
+        digest.update(path.encode() + b"\0" + Path(found[path]).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static_files():
+    """Pages link hashed, compressed static files, and WhiteNoise serves
+    them, as `make run` does (CompressedManifestStaticFilesStorage):
+    collectstatic runs once per content of the static files, into
+    var/test-static/<hash>/, shared by every session and xdist worker (a lock
+    lets one of them build it)."""
+    COLLECTED_STATIC.mkdir(parents=True, exist_ok=True)
+    target = COLLECTED_STATIC / _static_fingerprint()
+    with open(COLLECTED_STATIC / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "staticfiles.json").exists():
+            # Built aside and renamed: an interrupted build leaves no tree
+            # that looks complete.
+            building = COLLECTED_STATIC / f".building-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            with override_settings(STATIC_ROOT=building):
+                call_command("collectstatic", interactive=False, verbosity=0)
+            building.rename(target)
+        # Marks the tree as in use; a tree no session has used for 3 hours
+        # goes (static files edited often would otherwise pile them up), and
+        # so does whatever an interrupted build left.
+        os.utime(target)
+        for tree in COLLECTED_STATIC.iterdir():
+            if tree.is_dir() and (
+                tree.name.startswith(".") or tree.stat().st_mtime < time.time() - 3 * 3600
+            ):
+                shutil.rmtree(tree, ignore_errors=True)
+    # The live server (pytest-django) puts Django's StaticFilesHandler in
+    # front of the app, which serves /static/ from the finders by plain names
+    # only; let those requests through to WhiteNoise, as in production.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(StaticFilesHandler, "_should_handle", lambda self, path: False)
+    with override_settings(STATIC_ROOT=target):
+        yield target
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """seed_demo writes a consistent history through ingest validation."""
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -150,13 +150,13 @@ def test_nothing_is_deleted_or_used_before_it_exists(history):
             assert (e["payload"]["project"], subject) in experiments, e
             if t == "experiment_deleted":
                 experiments.discard((e["payload"]["project"], subject))
-    # A few of each predate the log, each first seen in a login, a
+    # A base of each predates the log, each first seen in a login, a
     # membership or an experiment, never created: how a log that begins on a
-    # running portal reads.
+    # running portal reads. The rest arrive over the history.
     for kind in ("user", "organization", "project"):
         first = [t for (k, _), t in portal.predating.items() if k == kind]
         everyone = {key for key in portal.mentioned if key[0] == kind}
-        assert 0 < len(first) <= 0.05 * len(everyone), (kind, first)
+        assert 0.1 * len(everyone) <= len(first) <= 0.5 * len(everyone), (kind, len(first))
     assert set(portal.predating.values()) <= {
         "user_login",
         "org_member_added",
@@ -313,3 +313,151 @@ def test_bulk_seeding_leaves_the_indexes_as_compact_as_a_rebuild():
     # Rows copied into live indexes would leave the uuid key and the
     # per-caller index a fifth to two fifths larger than this.
     assert seeded == index_pages()
+
+
+# --- the year `make run` seeds, as the overview's charts show it ------------------
+
+END = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
+YEAR_START = END - timedelta(days=365)
+# The kinds of portal activity a user tells apart on the overview.
+KINDS = {
+    "logins": lambda t: t == "user_login",
+    "experiment activity": lambda t: t.startswith(
+        ("experiment_", "realization_", "materialization_")
+    ),
+    "membership": lambda t: "_member_" in t,
+}
+
+
+@pytest.fixture(scope="module")
+def year() -> list[dict]:
+    """What `make run` seeds (demo_setup's default): 60,000 events over a year."""
+    return list(generate(60_000, days=365, seed=1, end=END))
+
+
+def at(e: dict) -> datetime:
+    return datetime.fromisoformat(e["timestamp"])
+
+
+def per_week(history: list[dict], kind) -> list[int]:
+    """Events of `kind` in each whole week since the history began."""
+    counts = [0] * 52
+    for e in history:
+        week = (at(e) - YEAR_START) // timedelta(days=7)
+        if week < 52 and kind(e["event_type"]):
+            counts[week] += 1
+    return counts
+
+
+def test_every_week_has_logins_experiment_activity_and_memberships(year):
+    for name, kind in KINDS.items():
+        weeks = per_week(year, kind)
+        typical = sorted(weeks)[len(weeks) // 2]
+        # No empty first weeks and no kind that starts midway: every week
+        # holds at least half of a typical week (growth over the year and
+        # the holidays included).
+        assert min(weeks) >= 0.5 * typical, (name, weeks)
+
+
+def test_no_kind_of_event_starts_after_the_first_weeks(year):
+    first: dict[str, datetime] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for e in year:
+        first.setdefault(e["event_type"], at(e))
+        counts[e["event_type"]] += 1
+    weekly = [t for t, n in counts.items() if n >= 52]  # one a week on average
+    assert "facility_status" in weekly
+    for event_type in weekly:
+        assert first[event_type] - YEAR_START < timedelta(days=21), event_type
+
+
+def test_facility_reports_are_at_most_a_quarter_of_any_30_days(year):
+    # A quarter at most: the portal's own events stay three quarters of
+    # "events received" and of the events-by-type bars in any month the
+    # overview shows, while every facility still reports every day (see
+    # tests/facilities/test_demo_history.py).
+    days = [[0, 0] for _ in range(366)]  # per day: events, facility reports
+    for e in year:
+        day = days[(at(e) - YEAR_START).days]
+        day[0] += 1
+        day[1] += e["event_type"] == "facility_status"
+    for first in range(366 - 30):
+        window = days[first : first + 30]
+        events, reports = sum(d[0] for d in window), sum(d[1] for d in window)
+        assert reports <= 0.25 * events, (first, reports, events)
+    assert sum(d[1] for d in days) <= 0.15 * len(year)
+
+
+def test_activity_has_a_weekly_rhythm_and_grows_from_an_existing_base(year):
+    weekday, weekend = defaultdict(int), defaultdict(int)
+    for e in year:
+        if e["event_type"] == "user_login":
+            local = at(e) - timedelta(hours=7)  # the testbed's US time
+            (weekend if local.weekday() >= 5 else weekday)[local.date()] += 1
+    per_weekday = sum(weekday.values()) / len(weekday)
+    per_weekend_day = sum(weekend.values()) / len(weekend)
+    assert per_weekday > 2 * per_weekend_day, (per_weekday, per_weekend_day)
+    logins = per_week(year, KINDS["logins"])
+    assert sum(logins[-8:]) > 1.3 * sum(logins[:8]), logins
+
+    # Users named by the end of the second week, against the end: a base
+    # that predates the log shows at once, then the population grows.
+    def users_by(moment: datetime) -> int:
+        named = set()
+        for e in year:
+            if at(e) > moment:
+                break
+            if e["subject_type"] == "user" and e["success"]:
+                named.add(e["subject"])
+            if e["payload"].get("kind") == "usermember":
+                named.add(e["target"])
+        return len(named)
+
+    early, final = users_by(YEAR_START + timedelta(days=14)), users_by(END)
+    assert 0.2 * final <= early <= 0.6 * final, (early, final)
+
+
+def test_a_few_password_spraying_bursts_stand_out_in_failed_logins(year):
+    failed: dict = defaultdict(int)
+    for e in year:
+        if e["event_type"] == "user_login" and not e["success"]:
+            failed[at(e).date()] += 1
+    typical = sorted(failed.values())[len(failed) // 2]
+    spikes = [day for day, n in failed.items() if n > 5 * typical]
+    assert 1 <= len(spikes) <= 4, (typical, spikes)
+
+
+def test_every_lifecycle_state_is_present_at_the_end(year):
+    """The overview's cards show pending, active and frozen users,
+    organizations and projects; some of each were declined or deleted on
+    the way; experiments, realizations and materializations are held."""
+    states: dict[tuple[str, str], str] = {}
+    gone: dict[str, set[str]] = defaultdict(set)
+    held: dict[str, set[str]] = defaultdict(set)
+    for e in year:
+        if not e["success"]:
+            continue
+        t, kind, verb = e["event_type"], e["subject_type"], e["event_type"].rsplit("_", 1)[1]
+        key = (kind, e["subject"])
+        if kind in ("user", "organization", "project") and "_member_" not in t:
+            if verb in ("declined", "deleted"):
+                states.pop(key, None)
+                gone[kind].add(verb)
+            elif verb in MOVES:
+                states[key] = MOVES[verb][1]
+        elif kind in ("experiment", "realization", "materialization"):
+            if verb in ("created", "allocated"):
+                held[kind].add(e["subject"])
+            elif verb in ("deleted", "freed"):
+                held[kind].discard(e["subject"])
+                gone[kind].add(verb)
+    for kind in ("user", "organization", "project"):
+        present = {state for (k, _), state in states.items() if k == kind}
+        assert {"pending", "active", "frozen"} <= present, (kind, present)
+        assert gone[kind] == {"declined", "deleted"}, (kind, gone[kind])
+    for kind, verb in (
+        ("experiment", "deleted"),
+        ("realization", "freed"),
+        ("materialization", "freed"),
+    ):
+        assert held[kind] and verb in gone[kind], kind

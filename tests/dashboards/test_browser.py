@@ -131,8 +131,8 @@ def test_a_busy_users_page_in_new_york_draws_their_year_and_types(
         Event.objects.filter(caller__in=Entity.objects.filter(kind="user").values("name"))
         .values_list("caller", flat=True)
         .order_by()
-        .annotate(n=models.Count("event_uuid"))
-        .order_by("-n")[0]
+        .annotate(types=models.Count("event_type", distinct=True), n=models.Count("event_uuid"))
+        .order_by("-types", "-n")[0]
     )
     page.goto(f"{live_server.url}/users/{busiest}/?period=1y&tz=America/New_York")
     page.wait_for_selector("#chart-entity_activity .main-svg")

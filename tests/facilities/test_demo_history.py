@@ -1,6 +1,6 @@
-"""The demo history (audit.demo) as the facility map sees it: reports close
-enough together that the map stays coloured, and hosts that are held and
-freed within each facility's capacity."""
+"""The demo history (audit.demo) as the facility map sees it: a heartbeat
+every day, each incident reported as one unbroken run, and hosts that are
+held and freed within each facility's capacity."""
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from audit.demo import FACILITIES, FACILITY_NODES, REPORT_EVERY_OLDER, generate
+from audit.demo import FACILITIES, FACILITY_NODES, REPORT_EVERY_INCIDENT, generate
 from audit.ingest import ingest
 from facilities.models import Facility
 from facilities.summary import facility_detail, facility_rows
@@ -63,18 +63,44 @@ def test_at_the_end_each_facility_uses_a_plausible_share_of_its_nodes(demo):
         assert 0.2 <= final[facility] / FACILITY_NODES[facility] <= 0.7, (facility, final)
 
 
-def test_each_facility_reports_within_the_staleness_limit_up_to_the_end(demo):
-    times = defaultdict(list)
-    for e in demo:
+def reports_of(history: list[dict]) -> dict[str, list[tuple[datetime, str]]]:
+    """Each facility's reports as (time, status), in time order."""
+    reports = defaultdict(list)
+    for e in history:
         if e["event_type"] == "facility_status":
-            times[e["subject"]].append(datetime.fromisoformat(e["timestamp"]))
-    for facility in FACILITIES:
-        reports = sorted(times[facility])
-        gaps = [b - a for a, b in pairwise(reports)]
-        assert max(gaps) <= REPORT_EVERY_OLDER < STALE
-        assert END - reports[-1] < timedelta(minutes=10)
-        # Three weeks of reports at least, in the event budget of `make run`.
-        assert END - reports[0] > timedelta(days=21)
+            reports[e["subject"]].append((datetime.fromisoformat(e["timestamp"]), e["payload"]))
+    return {slug: sorted((t, p["status"]) for t, p in r) for slug, r in reports.items()}
+
+
+def test_each_facility_reports_every_day_up_to_the_end(demo):
+    # The history's first day is its last 3 hours (END is 21:00 UTC).
+    first_day = (END - timedelta(days=365)).date() + timedelta(days=1)
+    for facility, reports in reports_of(demo).items():
+        days = {t.date() for t, _ in reports}
+        # A heartbeat a day at least, so no day of the uptime bar is grey.
+        assert days >= {first_day + timedelta(days=i) for i in range(365)}, facility
+        assert END - reports[-1][0] < timedelta(minutes=10)
+    assert set(reports_of(demo)) == set(FACILITIES)
+
+
+def test_each_incident_is_reported_without_a_silence_and_its_end_at_once(demo):
+    incidents = 0
+    for facility, reports in reports_of(demo).items():
+        for (t, status), (after, next_status) in pairwise(reports):
+            if status != "up":
+                # Within the staleness limit: one run on the map, the uptime
+                # bar and the charts' bands, not slivers of a heartbeat each.
+                assert after - t <= REPORT_EVERY_INCIDENT < STALE, (facility, t, status)
+                incidents += next_status == "up"
+    # The past incidents end with an "up" report; three go on at the end.
+    assert incidents >= 8
+
+
+def test_heartbeats_are_hours_apart_while_all_is_well(demo):
+    for facility, reports in reports_of(demo).items():
+        gaps = [b - a for (a, s), (b, _) in pairwise(reports) if s == "up"]
+        typical = sorted(gaps)[len(gaps) // 2]
+        assert timedelta(hours=4) <= typical <= timedelta(hours=20), (facility, typical)
 
 
 @pytest.mark.django_db
@@ -87,8 +113,13 @@ def test_the_seeded_map_shows_the_scripted_statuses_long_runs_and_some_nodes_in_
     assert {slug: row.status.status for slug, row in rows.items()} == CURRENT
     for row in rows.values():
         assert 20 <= row.in_use_percent <= 70, (row.slug, row.in_use_percent)
-    # No silence in its reports (a week of them in this smaller demo), so
-    # neither an unknown change nor a grey day.
-    assert "unknown" not in {c.status for c in isi.changes}
-    assert [c.timestamp for c in isi.changes][-1] < END - timedelta(days=5)
-    assert "unknown" not in {d.status for d in isi.uptime.days[-5:]}
+    # A heartbeat every day: no grey day in the 90. Its OS upgrade two weeks
+    # ago is one maintenance run of 12 hours, ended by an "up" report.
+    assert "unknown" not in {d.status for d in isi.uptime.days}
+    upgrade = [c for c in isi.changes if c.message == "scheduled OS upgrade"]
+    assert len(upgrade) == 1
+    back_up = isi.changes[isi.changes.index(upgrade[0]) - 1]
+    assert back_up.status == "up"
+    assert timedelta(hours=11) < back_up.timestamp - upgrade[0].timestamp < timedelta(hours=13)
+    by_day = {d.date: d.status for d in isi.uptime.days}
+    assert by_day[upgrade[0].timestamp.date()] == "maintenance"

@@ -75,18 +75,23 @@ def test_it_reports_again_every_interval(monkeypatch):
     assert Event.objects.filter(subject="isi", event_type="facility_status").count() == 2
 
 
-@pytest.mark.django_db(transaction=True)
-def test_it_warns_when_its_reports_would_go_stale_between_rounds(monkeypatch, settings):
+@pytest.mark.django_db
+def test_rounds_longer_than_the_staleness_limit_keep_the_map_known_in_between(settings):
     settings.FACILITY_STALE_AFTER = 60
+    call_command("seed_facilities", verbosity=0)
+    with time_machine.travel(NOW, tick=False):
+        call_command("demo_reporter", "--once", "--every", "120", stdout=StringIO())
+    # Each report says the next comes within a round and a half (180 s).
+    assert {e.payload["interval"] for e in Event.objects.all()} == {180}
+    assert statuses_at(NOW + timedelta(seconds=179)) == CURRENT
+    assert set(statuses_at(NOW + timedelta(seconds=181)).values()) == {"unknown"}
 
-    def sleep(seconds):
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_reporter.time, "sleep", sleep)
-    err = StringIO()
-    with pytest.raises(KeyboardInterrupt):
-        call_command("demo_reporter", "--every", "120", stdout=StringIO(), stderr=err)
-    assert "the map will show unknown between rounds" in err.getvalue()
+@pytest.mark.django_db
+def test_rounds_too_far_apart_for_a_reports_interval_are_a_usage_error():
+    with pytest.raises(CommandError, match="may be at most 604800 s"):
+        call_command("demo_reporter", "--once", "--every", str(7 * 24 * 3600))
+    assert not Event.objects.exists()
 
 
 @pytest.mark.django_db
@@ -157,3 +162,23 @@ def test_make_run_stops_the_reporter_when_gunicorn_exits(tmp_path):
         time.sleep(0.1)
     os.kill(reporter, 9)
     pytest.fail("the reporter outlived gunicorn")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_by_default_it_reports_often_enough_for_the_map_and_no_more(monkeypatch, settings):
+    # Two thirds of the staleness limit: inside it with room for a slow round,
+    # and no more reports than that takes (they count in "events received").
+    for stale_after, every in ((900, 600), (120, 80)):
+        settings.FACILITY_STALE_AFTER = stale_after
+        naps = []
+
+        def sleep(seconds, naps=naps):
+            naps.append(seconds)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(demo_reporter.time, "sleep", sleep)
+        err = StringIO()
+        with pytest.raises(KeyboardInterrupt):
+            call_command("demo_reporter", stdout=StringIO(), stderr=err)
+        assert naps == [every]
+        assert err.getvalue() == ""

@@ -161,3 +161,30 @@ def test_an_experiment_link_is_its_page_with_the_names_quoted():
 def test_an_allocation_naming_no_experiment_links_nowhere():
     assert allocation_of("carolp", "").experiment_url == ""
     assert allocation_of("a/b", "botnet").experiment_url == ""
+
+
+def test_the_uptime_key_counts_days_by_their_worst_state_and_lists_the_bad_ones():
+    zone = ZoneInfo("UTC")
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    now = start + timedelta(days=4, hours=12)
+    segs = [
+        Segment(start, start + timedelta(days=1), "unknown"),
+        Segment(start + timedelta(days=1), start + timedelta(days=2, hours=20), "up"),
+        Segment(start + timedelta(days=2, hours=20), start + timedelta(days=2, hours=22), "down"),
+        Segment(start + timedelta(days=2, hours=22), start + timedelta(days=4), "up"),
+        Segment(start + timedelta(days=4), now, "maintenance"),
+    ]
+    uptime = daily_uptime(segs, zone, now, days=5)
+    counts = {c["label"]: c["days"] for c in uptime.day_counts()}
+    assert counts == {"Up": 2, "Degraded": 0, "Down": 1, "Maintenance": 1, "Unknown": 1}
+    assert uptime.summary() == (
+        "Worst status of each day: 2 days up, 1 day down, 1 day maintenance, 1 day unknown,"
+        " over 5 days"
+    )
+    # Newest first; the silent first day is only counted, not listed.
+    troubled = uptime.troubled_days()
+    assert [(d.date, d.status) for d in troubled] == [
+        (date(2026, 3, 5), "maintenance"),
+        (date(2026, 3, 3), "down"),
+    ]
+    assert troubled[1].shares == "Up 91.7%, Down 8.3%"

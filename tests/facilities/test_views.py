@@ -120,14 +120,44 @@ def test_an_unknown_facility_is_404(viewer_client, demo):
     assert viewer_client.get("/facilities/nowhere/").status_code == 404
 
 
-def test_a_bad_time_zone_is_a_400_that_says_why(viewer_client, demo):
-    response = viewer_client.get("/facilities/isi/?tz=Mars/Olympus")
+def test_a_bad_time_zone_shows_its_error_and_keeps_the_rest_of_the_page(viewer_client, demo):
+    response = viewer_client.get("/facilities/isi/?tz=Mars/Olympus&sort=-name")
+    assert response.status_code == 200
+    html = response.content.decode()
+    # The error beside the one zone field, which falls back to UTC.
+    assert "unknown time zone &#x27;Mars/Olympus&#x27;" in html
+    assert 'aria-invalid="true" aria-describedby="facilities-tz-error"' in html
+    assert 'id="facilities-tz" list="window-zones" value="UTC"' in html
+    # The panel, the sort and the table are still as asked, times in UTC.
+    assert 'data-selected="isi"' in html
+    assert "2026-04-23 19:00 UTC" in html
+    assert html.index('data-facility="utah"') < html.index('data-facility="isi"')
+
+
+def test_a_bad_time_zone_in_an_htmx_fragment_is_a_400_that_says_why(viewer_client, demo):
+    response = viewer_client.get("/facilities/isi/?tz=Mars/Olympus", **HTMX)
     assert response.status_code == 400
     assert "unknown time zone" in response.content.decode()
 
 
-def test_a_bad_sort_is_a_400(viewer_client, demo):
-    assert viewer_client.get("/facilities/?sort=colour").status_code == 400
+def test_the_page_uses_the_shared_zone_field_with_every_zone(viewer_client, demo):
+    html = viewer_client.get("/facilities/?tz=Asia/Kolkata").content.decode()
+    assert '<input name="tz" id="facilities-tz" list="window-zones" value="Asia/Kolkata"' in html
+    assert '<option value="Pacific/Auckland">' in html  # beyond the common few
+    assert "<select" not in html
+
+
+def test_a_bad_sort_shows_its_error_and_sorts_by_name(viewer_client, demo):
+    response = viewer_client.get("/facilities/?sort=colour&tz=Asia/Tokyo")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Sort: sort must be one of name," in html
+    assert html.index('data-facility="isi"') < html.index('data-facility="utah"')
+    assert 'value="Asia/Tokyo"' in html
+
+
+def test_a_bad_sort_in_the_status_fragment_is_a_400(viewer_client, demo):
+    assert viewer_client.get("/facilities/status/?sort=colour", **HTMX).status_code == 400
 
 
 def test_the_table_sorts_by_status_worst_first(viewer_client, demo):
@@ -162,17 +192,29 @@ def test_the_map_references_no_remote_url_but_the_tile_server(viewer_client, dem
     assert html.count("window.sphereMap.add(") == 2
     without_tiles = html.replace(settings.MAP_TILE_URL, "")
     assert re.findall(r"https?://[^\s\"'<>]+", without_tiles) == []
-    assert (
-        '"/static/vendor/leaflet/leaflet.js"' in html or "/static/vendor/leaflet/leaflet.js" in html
-    )
-    assert "/static/vendor/world/world.geojson" in html
+    assert re.search(r'src="/static/vendor/leaflet/leaflet\.\w+\.js"', html)
+    assert re.search(r"/static/vendor/world/world\.\w+\.geojson", html)
+    assert "L.tileLayer(" in html
+
+
+def test_the_map_document_has_a_language_a_title_and_lets_readers_zoom(viewer_client, demo):
+    html = viewer_client.get("/facilities/map/").content.decode()
+    assert html.startswith('<!DOCTYPE html>\n<html lang="en">')
+    assert "<title>Map of facilities and their status</title>" in html
+    assert re.findall(r'<meta name="viewport"[^>]*>', html) == [
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    ]
+    # The labelled, focusable markers come from the facilities app's script.
+    assert re.search(r'src="/static/facilities/map\.\w+\.js"', html)
+    assert re.search(r'href="/static/facilities/map\.\w+\.css"', html)
 
 
 def test_the_map_without_a_tile_url_draws_only_the_world_outline(viewer_client, demo, settings):
     settings.MAP_TILE_URL = ""
     html = viewer_client.get("/facilities/map/").content.decode()
     assert "L.tileLayer" not in html
-    assert "world.geojson" in html
+    assert "world." in html and ".geojson" in html
+    assert re.findall(r"https?://[^\s\"'<>]+", html) == []
 
 
 def test_the_map_colours_markers_by_status(viewer_client, demo):
@@ -224,9 +266,28 @@ def test_a_signed_in_user_without_a_role_sees_the_public_map_as_anonymous_visito
         assert private not in html
 
 
-def test_the_checked_time_is_in_the_display_zone(viewer_client, demo):
+def test_the_data_as_of_time_is_in_the_display_zone(viewer_client, demo):
     html = viewer_client.get("/facilities/status/?tz=America/Los_Angeles", **HTMX).content.decode()
-    assert "Checked 14:00:00 PDT" in html
+    assert 'Data as of <time datetime="2026-04-23T21:00:00+00:00">14:00</time> PDT' in html
+    # The page shows it too (the fragment refreshes it every minute).
+    html = viewer_client.get("/facilities/?tz=Asia/Tokyo").content.decode()
+    assert ">06:00</time> JST" in html
+
+
+def test_the_uptime_bar_says_in_words_what_its_colours_show(viewer_client, demo):
+    html = viewer_client.get("/facilities/isi/", **HTMX).content.decode()
+    # isi: one report 3 days ago (up for 15 minutes), down since 2 hours
+    # ago, silent otherwise.
+    summary = "Worst status of each day: 1 day up, 1 day down, 88 days unknown, over 90 days"
+    assert f'role="img" aria-label="{summary}"' in html
+    key = html[html.index('<ul class="uptime-key') :]
+    key = key[: key.index("</ul>")]
+    assert re.sub(r"<[^>]+>", " ", key).split() == (
+        "Up 1 Degraded 0 Down 1 Maintenance 0 Unknown 88".split()
+    )
+    days = html[html.index('<details class="uptime-days">') :]
+    assert "1 day not fully up" in days
+    assert "Thu Apr 23" in days and "Down 9.5%, Unknown 90.5%" in days
 
 
 @pytest.mark.parametrize(

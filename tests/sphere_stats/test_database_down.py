@@ -18,6 +18,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from audit.models import Event
+from sphere_stats import db, views
 from sphere_stats.models import ApiToken
 
 
@@ -162,3 +163,81 @@ def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_rese
     assert resent.status_code == 201
     assert resent.json()["accepted"] == 50
     assert Event.objects.filter(event_uuid__in=uuids).count() == 50
+
+
+@contextmanager
+def events_locked():
+    """Another session holds `events` exclusively until the block ends: every
+    statement that reads or writes it waits, as on an overloaded server."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as blocker:
+        blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            blocker.rollback()
+
+
+@contextmanager
+def web_request_with_statement_timeout(settings, ms: int):
+    """As gunicorn serves a request (sphere_stats.handlers.Application): on a
+    connection opened for the web, with its statement timeout."""
+    settings.DB_STATEMENT_TIMEOUT_MS = ms
+    connection.close()
+    try:
+        with db.web_request():
+            yield
+    finally:
+        # The test run's later connections carry no web timeout.
+        connection.close()
+        db.reset_unreachable()
+
+
+def test_a_statement_past_the_web_timeout_answers_503_and_stores_nothing(token, analyst, settings):
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+    page = Client(raise_request_exception=False)
+    page.force_login(analyst)
+    sent = event()
+    with web_request_with_statement_timeout(settings, 300), events_locked():
+        ingest = api.post("/api/v1/events", sent, content_type="application/json")
+        read = api.get("/api/v1/events")
+        html = page.get("/events/")
+        # PostgreSQL cancelled a statement but answers: no presumption that
+        # it is down, the next request tries again at once.
+        assert not db.presumed_unreachable()
+    for response in (ingest, read):
+        assert response.status_code == 503
+        assert response["Retry-After"] == "5"
+        assert response.json()["error"].startswith("The database is unavailable")
+    assert html.status_code == 503
+    assert html["Retry-After"] == "5"
+    assert "Temporarily unavailable" in html.content.decode()
+    assert not Event.objects.filter(event_uuid=sent["event_uuid"]).exists()
+    # The lock is gone: the same event is stored on a retry.
+    assert api.post("/api/v1/events", sent, content_type="application/json").status_code == 201
+
+
+def test_commands_and_scripts_get_no_statement_timeout(settings):
+    settings.DB_STATEMENT_TIMEOUT_MS = 300
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("0",)
+    with web_request_with_statement_timeout(settings, 300), connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("300ms",)
+
+
+def test_healthz_answers_503_when_the_database_does_not_answer_in_time(monkeypatch):
+    # A stand-in for a frozen server: the check's SELECT sleeps past the
+    # one-second statement timeout healthz sets for itself.
+    client = Client(raise_request_exception=False)
+    monkeypatch.setattr(views, "HEALTHZ_CHECK_SQL", "SELECT pg_sleep(3)")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json() == {"db": "unavailable"}
+    monkeypatch.undo()
+    assert client.get("/healthz").json() == {"db": "ok"}

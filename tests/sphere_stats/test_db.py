@@ -1,8 +1,10 @@
-"""sphere_stats.db.bulk_cursor: one reused cursor per connection, safely."""
+"""sphere_stats.db: bulk_cursor reuses one cursor per connection, safely; a web
+request's waits on PostgreSQL are bounded."""
 
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, OperationalError, connection
 
+from sphere_stats import db
 from sphere_stats.db import bulk_cursor
 
 # Autocommit, as in a request: a failed statement aborts no enclosing
@@ -35,3 +37,34 @@ def test_a_new_connection_gets_a_cursor_of_its_own():
     with bulk_cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != first
+
+
+def test_a_web_wait_past_its_bound_ends_with_a_timeout_and_a_fresh_connection_follows(settings):
+    # pg_sleep stands in for a server that does not answer at all (stopped,
+    # or behind a dead network), where no statement timeout can fire.
+    settings.DB_WAIT_TIMEOUT_MS = 300
+    try:
+        with db.web_request():
+            db.open_connection()
+            with (
+                pytest.raises(OperationalError, match=r"did not answer within 0\.3 s"),
+                connection.cursor() as cursor,
+            ):
+                cursor.execute("SELECT pg_sleep(5)")
+            # The worker answers 503 at once for a while instead of waiting again.
+            assert db.presumed_unreachable()
+            db.reset_unreachable()
+            db.open_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                assert cursor.fetchone() == (1,)
+    finally:
+        db.reset_unreachable()
+        connection.close()
+
+
+def test_outside_a_web_request_waits_are_not_bounded(settings):
+    settings.DB_WAIT_TIMEOUT_MS = 100
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.3), 1")
+        assert cursor.fetchone() == ("", 1)

@@ -110,3 +110,20 @@ def test_a_bad_rate_in_the_environment_stops_the_server(monkeypatch):
     assert envrate("RATE_LIMIT_INGEST", "1/1") == Rate(600, 60)
     monkeypatch.setenv("RATE_LIMIT_INGEST", "0")
     assert envrate("RATE_LIMIT_INGEST", "1/1") is None
+
+
+def test_leases_of_several_processes_never_let_more_than_the_limit_through(db, monkeypatch):
+    # Two processes, each with its own leases (ratelimit._leases), take hits
+    # of one counter in turn: together never more than the limit, and at
+    # most a lease each short of it.
+    from sphere_stats import ratelimit
+
+    limit = 1000  # leases of 5
+    processes = [{}, {}]
+    accepted = 0
+    for n in range(limit + 50):
+        monkeypatch.setattr(ratelimit, "_leases", processes[n % 2])
+        accepted += ratelimit._take("rl:test:lease:1", 4_000_000_000, limit)
+    assert limit - 2 * 5 <= accepted <= limit
+    monkeypatch.setattr(ratelimit, "_leases", {})
+    assert not ratelimit._take("rl:test:lease:1", 4_000_000_000, limit)

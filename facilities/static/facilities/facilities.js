@@ -55,8 +55,58 @@
     });
   }
 
+  // Who opened the panel, to give focus back when it closes: a marker in the
+  // map ({map: slug}) or a name in the table ({link: slug}).
+  let opener = null;
+  // Set by a user's pick, not by the minute's refresh: the new panel is
+  // scrolled into view (on a phone it sits below the map) and focused.
+  let reveal = false;
+  let returnFocus = false;
+
+  function revealPanel() {
+    const panel = document.getElementById("facility-panel");
+    if (!panel) {
+      return;
+    }
+    panel.scrollIntoView({ block: "nearest" });
+    const heading = panel.querySelector("h2");
+    if (heading) {
+      heading.setAttribute("tabindex", "-1");
+      heading.focus({ preventScroll: true });
+    }
+  }
+
+  function giveFocusBack() {
+    if (!opener) {
+      return;
+    }
+    if (opener.map) {
+      const frame = document.getElementById("facility-map");
+      const api = mapApi();
+      if (frame && api) {
+        frame.focus();
+        api.focus(opener.map);
+        frame.scrollIntoView({ block: "nearest" });
+      }
+    } else {
+      const link = document.querySelector('[data-facility-link="' + CSS.escape(opener.link) + '"]');
+      if (link) {
+        link.focus();
+      }
+    }
+    opener = null;
+  }
+
   function sync() {
     syncLinks();
+    if (reveal) {
+      reveal = false;
+      revealPanel();
+    }
+    if (returnFocus && !selected()) {
+      returnFocus = false;
+      giveFocusBack();
+    }
     const api = mapApi();
     if (!api) {
       return;
@@ -65,18 +115,53 @@
     api.select(selected());
   }
 
+  function close() {
+    const link = document.querySelector("#facility-panel .panel-close");
+    if (link) {
+      returnFocus = true;
+      link.click();
+    }
+  }
+
   window.sphereFacilities = {
-    // Called by a marker click inside the map: the table link for that
-    // facility carries the htmx request (panel swap and pushed URL).
-    select: function (slug) {
+    // Called by a marker click or key inside the map: the table link for
+    // that facility carries the htmx request (panel swap and pushed URL).
+    select: function (slug, how) {
       const link = document.querySelector('[data-facility-link="' + CSS.escape(slug) + '"]');
       if (link) {
         link.click();
+        if (how && how.fromMap) {
+          opener = { map: slug };
+        }
       }
     },
+    close: close,
     sync: sync,
   };
 
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest && event.target.closest("[data-facility-link]");
+    if (link) {
+      opener = { link: link.dataset.facilityLink };
+      reveal = true;
+    }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !selected()) {
+      return;
+    }
+    const field = event.target.closest && event.target.closest("input, select, textarea");
+    if (!field) {
+      close();
+    }
+  });
+  // The minute's refresh replaces the panel: keep the focus in it.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const panel = document.getElementById("facility-panel");
+    if (panel && event.detail.target === panel && panel.contains(document.activeElement)) {
+      reveal = reveal || document.activeElement !== document.body;
+    }
+  });
   document.addEventListener("htmx:afterSettle", sync);
   document.addEventListener("htmx:historyRestore", sync);
   const frame = document.getElementById("facility-map");
