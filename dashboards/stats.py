@@ -703,9 +703,9 @@ class EntityGrowth(Stat):
         """Relayouts for static/js/charts.js: on a narrow card the four
         charts stand in one column (two abreast, each would be 100 px
         wide), and back when the card widens."""
-        narrow: dict[str, Any] = {"height": 760, "legend.y": 1.04}
+        narrow: dict[str, Any] = {"height": 820, "legend.y": 1.04}
         wide: dict[str, Any] = {"height": layout["height"], "legend.y": layout["legend"]["y"]}
-        gap, tall = 0.07, (1 - 3 * 0.07) / 4
+        gap, tall = 0.1, (1 - 3 * 0.1) / 4
         for i in range(4):
             n = "" if i == 0 else str(i + 1)
             top = 1 - i * (tall + gap)

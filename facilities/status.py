@@ -158,9 +158,7 @@ def changes(reports: list[Report], now: datetime, stale_after: timedelta) -> lis
     for report in reports:
         silent = previous is not None and report.timestamp > previous.holds_until(stale_after)
         if silent:
-            changed.append(
-                Report(previous.holds_until(stale_after), UNKNOWN, STOPPED_REPORTING)
-            )
+            changed.append(Report(previous.holds_until(stale_after), UNKNOWN, STOPPED_REPORTING))
         if previous is None or silent or report.status != previous.status:
             changed.append(report)
         previous = report

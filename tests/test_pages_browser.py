@@ -60,6 +60,12 @@ LOGGED_OUT = {"login"}
 READY = {
     "api-docs": "#swagger-ui .opblock",
     "map": ".folium-map",
+    # static/js/charts.js marks the page once every chart is drawn (those
+    # out of view are drawn after the load event).
+    **{
+        page: "html[data-charts=drawn]"
+        for page in ("overview", "user", "org", "project", "experiment")
+    },
 }
 
 # The map document is drawn inside the facilities page's iframe, where axe

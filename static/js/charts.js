@@ -138,7 +138,7 @@
     // sizes the figure to its box, width and height (a height in the
     // relayout kept the old width as well).
     const { height, ...update } = meta[want];
-    if (height && plot.parentElement) plot.parentElement.style.height = `${height}px`;
+    if (height) plot.style.height = `${height}px`;
     return window.Plotly.relayout(plot, update);
   }
 
@@ -162,12 +162,30 @@
     const figure = JSON.parse(source.textContent);
     if (box.classList.contains("js-plotly-plot")) window.Plotly.purge(box);
     box.replaceChildren();
-    chart.dataset.drawn = "1";
-    return window.Plotly.newPlot(box, figure.data, figure.layout, figure.config).then((plot) => {
-      bind(plot);
-      theme(plot);
-      return Promise.resolve(fit(plot)).then(() => window.Plotly.Plots.resize(plot));
-    });
+    chart.dataset.drawn = "drawing";
+    return window.Plotly.newPlot(box, figure.data, figure.layout, figure.config)
+      .then((plot) => {
+        bind(plot);
+        theme(plot);
+        return Promise.resolve(fit(plot)).then(() => window.Plotly.Plots.resize(plot));
+      })
+      .then(() => {
+        chart.dataset.drawn = "done";
+        allDrawn();
+      });
+  }
+
+  // Every chart on the page drawn: data-charts="drawn" on <html> for the
+  // browser tests, and a performance mark for bench/pages_browser.py.
+  function allDrawn() {
+    const charts = [...document.querySelectorAll(".chart")].filter((c) =>
+      c.querySelector(".chart-figure"),
+    );
+    if (charts.some((chart) => chart.dataset.drawn !== "done")) return;
+    document.documentElement.dataset.charts = "drawn";
+    if (window.performance && performance.mark && !performance.getEntriesByName("charts-drawn").length) {
+      performance.mark("charts-drawn");
+    }
   }
 
   const idle = window.requestIdleCallback || ((callback) => setTimeout(callback, 1));
@@ -182,6 +200,8 @@
       return box.bottom > 0 && box.top < window.innerHeight;
     };
     const later = [];
+    if (!charts.length) return allDrawn();
+    delete document.documentElement.dataset.charts;
     for (const chart of charts) {
       delete chart.dataset.drawn;
       if (observer) observer.observe(chart);

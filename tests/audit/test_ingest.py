@@ -290,6 +290,45 @@ def test_it_rejects_a_bad_field_naming_it_and_writes_nothing(
     assert HourlyCount.objects.count() == 0
 
 
+def status_report(**payload) -> dict:
+    return event(
+        event_type="facility_status",
+        caller="isi-controller",
+        subject="isi",
+        subject_type="facility",
+        payload={"status": "up", **payload},
+    )
+
+
+@pytest.mark.parametrize(
+    ("interval", "message"),
+    [
+        (0, "at least 1"),
+        (-600, "at least 1"),
+        (7 * 24 * 3600 + 1, "at most 604800"),
+        ("6h", "type integer"),
+        (600.5, "type integer"),
+        (True, "type integer"),
+        (None, "type integer"),
+    ],
+)
+def test_a_status_reports_bad_interval_is_a_400_naming_payload_interval(
+    post_events, interval, message
+):
+    response = post_events([status_report(interval=interval)])
+    assert response.status_code == 400
+    (detail,) = response.json()["details"]
+    assert detail["field"] == "payload.interval"
+    assert message in detail["message"]
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("interval", [1, 6 * 3600, 7 * 24 * 3600])
+def test_a_status_report_with_an_interval_of_up_to_a_week_is_stored(post_events, interval):
+    assert post_events([status_report(interval=interval)]).status_code == 201
+    assert Event.objects.get().payload == {"status": "up", "interval": interval}
+
+
 def test_it_rejects_timestamps_more_than_five_minutes_ahead(post_events):
     now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with time_machine.travel(now, tick=False):

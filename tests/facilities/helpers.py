@@ -19,8 +19,20 @@ def facility(slug: str = "isi", **fields) -> Facility:
     return Facility.objects.create(slug=slug, **values)
 
 
-def report(slug: str, at: datetime, status: str, message: str = "", caller: str = "") -> Event:
+def report(
+    slug: str,
+    at: datetime,
+    status: str,
+    message: str = "",
+    caller: str = "",
+    *,
+    interval: object = None,
+) -> Event:
+    """One status report; `interval` goes into the payload as given (not
+    checked, as a report stored before the catalog checked it)."""
     payload = {"status": status, **({"message": message} if message else {})}
+    if interval is not None:
+        payload["interval"] = interval
     return Event.objects.create(
         event_uuid=uuid.uuid4(),
         timestamp=at,

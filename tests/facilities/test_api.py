@@ -50,6 +50,22 @@ def test_the_list_gives_every_facility_with_status_and_resources(client):
     assert by_slug["tacc"]["status"]["last_report_at"] is None
 
 
+def test_each_status_says_until_when_it_holds_without_another_report(client):
+    report("tacc", NOW - timedelta(hours=2), "up", interval=6 * 3600)
+    by_slug = {f["slug"]: f["status"] for f in client.get("/api/v1/facilities").json()}
+    # A heartbeat promising the next within 6 hours; a report without one
+    # holds FACILITY_STALE_AFTER (15 minutes).
+    assert (by_slug["tacc"]["status"], by_slug["tacc"]["holds_until"]) == (
+        "up",
+        (NOW + timedelta(hours=4)).isoformat(),
+    )
+    assert by_slug["isi"]["holds_until"] == (NOW + timedelta(minutes=10)).isoformat()
+    rows = csv.DictReader(io.StringIO(client.get("/api/v1/facilities?format=csv").text))
+    assert {r["slug"]: r["holds_until"] for r in rows}["tacc"] == (
+        NOW + timedelta(hours=4)
+    ).isoformat()
+
+
 @pytest.mark.parametrize(
     ("path", "headers"),
     [("/api/v1/facilities?format=csv", {}), ("/api/v1/facilities", {"HTTP_ACCEPT": "text/csv"})],

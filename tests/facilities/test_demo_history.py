@@ -96,6 +96,22 @@ def test_each_incident_is_reported_without_a_silence_and_its_end_at_once(demo):
     assert incidents >= 8
 
 
+def test_each_report_says_its_next_comes_within_its_interval(demo):
+    # So the map and the uptime bar know the status between heartbeats.
+    for facility in FACILITIES:
+        reports = sorted(
+            (datetime.fromisoformat(e["timestamp"]), e["payload"])
+            for e in demo
+            if e["event_type"] == "facility_status" and e["subject"] == facility
+        )
+        for (t, payload), (after, _) in pairwise(reports):
+            assert after - t <= timedelta(seconds=payload["interval"]), (facility, t)
+        # Not much longer either: a missed heartbeat shows within hours.
+        up = [p["interval"] for _, p in reports if p["status"] == "up"]
+        assert max(up) <= 25 * 3600, facility
+        assert all(p["interval"] == 900 for _, p in reports if p["status"] != "up"), facility
+
+
 def test_heartbeats_are_hours_apart_while_all_is_well(demo):
     for facility, reports in reports_of(demo).items():
         gaps = [b - a for (a, s), (b, _) in pairwise(reports) if s == "up"]
@@ -123,3 +139,7 @@ def test_the_seeded_map_shows_the_scripted_statuses_long_runs_and_some_nodes_in_
     assert timedelta(hours=11) < back_up.timestamp - upgrade[0].timestamp < timedelta(hours=13)
     by_day = {d.date: d.status for d in isi.uptime.days}
     assert by_day[upgrade[0].timestamp.date()] == "maintenance"
+    # Known all along between its heartbeats: 12 hours of maintenance in 90
+    # days is 99.4% up, and no day of the bar is partly grey.
+    assert isi.uptime.up_percent >= 99
+    assert all("unknown" not in d.seconds for d in isi.uptime.days[1:])

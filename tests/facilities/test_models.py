@@ -233,3 +233,60 @@ def test_the_counted_summary_agrees_with_the_allocations():
     summary = Facility.objects.usage_summary()["isi"]
     assert summary == Facility.objects.usage()["isi"].summary()
     assert (summary.in_use, summary.realizations, summary.materializations) == (3, 2, 1)
+
+
+HOURS_6 = 6 * 3600
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (timedelta(hours=6), "up"),
+        (timedelta(hours=6, seconds=1), "unknown"),
+    ],
+)
+def test_a_report_with_an_interval_of_6_hours_keeps_the_facility_up_for_6_hours(age, expected):
+    facility("isi")
+    report("isi", NOW, "up", interval=HOURS_6)
+    current = statuses(NOW + age)["isi"]
+    assert current.status == expected
+    assert current.stale == (expected == "unknown")
+
+
+def test_without_an_interval_a_report_still_holds_stale_after():
+    facility("isi")
+    report("isi", NOW, "up")
+    assert statuses(NOW + STALE)["isi"].status == "up"
+    assert statuses(NOW + STALE + timedelta(seconds=1))["isi"].status == "unknown"
+
+
+def test_heartbeats_within_their_interval_keep_the_run_and_a_late_one_starts_a_new_one():
+    facility("utah")
+    # 5 hours apart, each giving 6: one run since 20 hours ago.
+    for hours in (20, 15, 10, 5, 0):
+        report("utah", NOW - timedelta(hours=hours), "up", interval=HOURS_6)
+    assert statuses(NOW + timedelta(hours=1))["utah"].since == NOW - timedelta(hours=20)
+    # A heartbeat 7 hours after the last: that report's 6 hours ran out first.
+    report("utah", NOW + timedelta(hours=7), "up", interval=HOURS_6)
+    assert statuses(NOW + timedelta(hours=8))["utah"].since == NOW + timedelta(hours=7)
+
+
+@pytest.mark.parametrize("stored", ["6h", "21600", 0, -5, 10**9, 21600.5, True, [1], {"h": 6}])
+def test_a_stored_interval_the_catalog_refuses_holds_stale_after(stored):
+    isi = facility("isi")
+    # As stored before the catalog checked payload.interval.
+    report("isi", NOW, "up", interval=stored)
+    assert statuses(NOW + STALE)["isi"].status == "up"
+    assert statuses(NOW + STALE + timedelta(seconds=1))["isi"].status == "unknown"
+    (read,) = isi.reports(NOW - timedelta(hours=1))
+    assert read.interval is None
+
+
+def test_the_panels_reports_carry_their_interval():
+    isi = facility("isi")
+    report("isi", NOW - timedelta(hours=5), "up", interval=HOURS_6)
+    report("isi", NOW, "down", "power")
+    assert [(r.status, r.interval) for r in isi.reports(NOW - timedelta(days=1))] == [
+        ("up", HOURS_6),
+        ("down", None),
+    ]

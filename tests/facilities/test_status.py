@@ -3,6 +3,8 @@
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from facilities.status import (
     Allocation,
     Report,
@@ -87,6 +89,75 @@ def test_each_silence_is_an_unknown_change_where_the_bar_turns_grey():
     assert [(s.start, s.status) for s in bar] == [
         (c.timestamp, c.status) for c in changes(reports, now, STALE)[::-1]
     ]
+
+
+HOURS_6 = 6 * 3600
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (timedelta(hours=6), "up"),
+        (timedelta(hours=6, seconds=1), "unknown"),
+    ],
+)
+def test_a_report_with_an_interval_of_6_hours_holds_for_6_hours_then_goes_stale(age, expected):
+    last = Report(T0, "up", interval=HOURS_6)
+    status = current_status(last, T0, T0 + age, STALE)
+    assert status.status == expected
+    assert status.since == (T0 if expected == "up" else T0 + timedelta(hours=6))
+    assert status.holds_until(STALE) == T0 + timedelta(hours=6)
+
+
+def test_an_interval_shorter_than_stale_after_still_holds_stale_after():
+    last = Report(T0, "down", "power", interval=60)
+    assert current_status(last, T0, T0 + STALE, STALE).status == "down"
+    assert current_status(last, T0, T0 + STALE + timedelta(seconds=1), STALE).stale
+
+
+def test_heartbeats_within_their_interval_are_one_run_and_a_missed_one_is_a_silence():
+    # Heartbeats 5 hours apart, each saying the next comes within 6; the
+    # one after 15:00 never comes, so the bar is grey from 21:00 to 23:00.
+    reports = [Report(T0 + timedelta(hours=h), "up", interval=HOURS_6) for h in (0, 5, 10, 15)] + [
+        Report(T0 + timedelta(hours=23), "up", interval=HOURS_6)
+    ]
+    now = T0 + timedelta(hours=24)
+    assert [(s.status, s.start, s.end) for s in segments(reports, T0, now, STALE)] == [
+        ("up", T0, T0 + timedelta(hours=21)),
+        ("unknown", T0 + timedelta(hours=21), T0 + timedelta(hours=23)),
+        ("up", T0 + timedelta(hours=23), now),
+    ]
+    assert [(c.status, c.timestamp) for c in changes(reports, now, STALE)] == [
+        ("up", T0 + timedelta(hours=23)),
+        ("unknown", T0 + timedelta(hours=21)),
+        ("up", T0),
+    ]
+
+
+def test_an_incident_report_cuts_a_heartbeats_interval_short():
+    reports = [
+        Report(T0, "up", interval=HOURS_6),
+        Report(T0 + timedelta(hours=1), "down", "power"),  # no interval: 15 minutes
+    ]
+    now = T0 + timedelta(hours=2)
+    assert [(s.status, s.end - s.start) for s in segments(reports, T0, now, STALE)] == [
+        ("up", timedelta(hours=1)),
+        ("down", STALE),
+        ("unknown", timedelta(minutes=45)),
+    ]
+
+
+def test_uptime_over_heartbeats_counts_the_time_between_them_as_known():
+    # A day of heartbeats 4 hours apart with a 2-hour outage: 22 of 24 hours up.
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    reports = [Report(day + timedelta(hours=h), "up", interval=5 * 3600) for h in (0, 4, 8)]
+    reports += [Report(day + timedelta(hours=9 + m / 60), "down") for m in range(0, 120, 10)]
+    reports += [Report(day + timedelta(hours=h), "up", interval=5 * 3600) for h in (11, 15, 19)]
+    now = day + timedelta(days=1)
+    uptime = daily_uptime(segments(reports, day, now, STALE), ZoneInfo("UTC"), now, days=2)
+    only = uptime.days[0]  # the second is today, which begins at `now`
+    assert only.seconds == {"up": 22 * 3600, "down": 2 * 3600}
+    assert only.up_percent == round(100 * 22 / 24, 2)
 
 
 def test_uptime_days_are_cut_at_midnight_in_the_display_zone():

@@ -24,7 +24,6 @@ from facilities.models import Facility
 from facilities.status import STATUS_EVENT
 from sphere_stats.cli import positive_int
 
-
 # A report holds this much longer than a round: a slow round (a busy
 # database) does not turn the map grey before the next.
 SLACK = 1.5
