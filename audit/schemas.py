@@ -88,6 +88,10 @@ def payload_schema(spec: EventType) -> dict[str, Any]:
         prop = dict(_KEY_TYPES[entry.type])
         if entry.choices:
             prop["enum"] = list(entry.choices)
+        if entry.minimum is not None:
+            prop["minimum"] = entry.minimum
+        if entry.maximum is not None:
+            prop["maximum"] = entry.maximum
         if entry.description:
             prop["description"] = entry.description
         properties[key] = prop
