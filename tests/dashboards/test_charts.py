@@ -232,10 +232,9 @@ def test_an_htmx_body_keeps_the_overlay_its_url_asks_for(analyst_client, dataset
     assert any(t.get("line", {}).get("dash") == "dash" for t in logins)
 
 
-def status(ts: str, slug: str, state: str) -> dict:
-    return event(
-        ts, "facility_status", slug, "facility", caller=f"{slug}-ctl", payload={"status": state}
-    )
+def status(ts: str, slug: str, state: str, interval: int | None = None) -> dict:
+    payload = {"status": state} | ({"interval": interval} if interval else {})
+    return event(ts, "facility_status", slug, "facility", caller=f"{slug}-ctl", payload=payload)
 
 
 def test_facility_outages_and_maintenance_are_bands_on_every_time_chart(analyst_client, dataset):
@@ -290,6 +289,30 @@ def test_bands_merge_facilities_and_take_the_report_in_force_at_the_start(db):
     (band,) = facility_bands(start, datetime(2026, 3, 8, tzinfo=UTC))
     assert (band.start, band.end) == (start, datetime(2026, 3, 7, 10, 20, tzinfo=UTC))
     assert (band.status, band.facilities) == ("down", ("utah", "wisc"))
+
+
+def test_a_band_lasts_as_long_as_its_reports_interval_as_on_the_uptime_bar(db):
+    # A maintenance report that promises the next one within 6 hours holds 6
+    # hours, even when the band's period starts 2 hours after it; one
+    # without an interval holds FACILITY_STALE_AFTER (15 minutes).
+    ingest(
+        [
+            status("2026-03-07T08:00:00Z", "isi", "maintenance", interval=6 * 3600),
+            status("2026-03-07T12:00:00Z", "utah", "down"),
+        ],
+        now=NOW,
+    )
+    start = datetime(2026, 3, 7, 10, tzinfo=UTC)
+    bands = facility_bands(start, datetime(2026, 3, 8, tzinfo=UTC))
+    assert [(b.status, b.facilities, b.start, b.end) for b in bands] == [
+        ("maintenance", ("isi",), start, datetime(2026, 3, 7, 14, tzinfo=UTC)),
+        (
+            "down",
+            ("utah",),
+            datetime(2026, 3, 7, 12, tzinfo=UTC),
+            datetime(2026, 3, 7, 12, 15, tzinfo=UTC),
+        ),
+    ]
 
 
 def test_the_heatmap_follows_the_period_and_has_a_colour_key(analyst_client, dataset):
