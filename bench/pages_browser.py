@@ -18,8 +18,11 @@ administrator, so every page and link shows, and loads each page:
 
 The time is the navigation's loadEventEnd (PerformanceNavigationTiming),
 from the start of navigation until the load event's handlers return: the
-server's answer, every script, stylesheet and font, and the charts drawn by
-the pages' inline scripts. Requests to any other host are aborted, as in the
+server's answer, every script, stylesheet and font, and the charts in view
+(static/js/charts.js draws those at DOMContentLoaded). The charts out of
+view are drawn after the load event, when the browser is idle; the "all
+charts" columns give the time until the last of them is drawn (the
+performance mark charts.js sets), with no limit of its own. Requests to any other host are aborted, as in the
 browser tests; a failed request or an error response on a page is printed.
 Goals (issue 15): 500 ms cold, 200 ms warm, on loopback.
 """
@@ -51,6 +54,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 LOAD_END = "performance.getEntriesByType('navigation')[0].loadEventEnd"
+CHARTS_DRAWN = "(performance.getEntriesByName('charts-drawn')[0] || {}).startTime"
 
 
 def pick_pages(url: str) -> list[tuple[str, str, bool]]:
@@ -121,8 +125,9 @@ def prepare(events: int, reuse: bool) -> str:
     return url
 
 
-def load(page, url: str) -> tuple[float, list[str]]:
-    """Navigate; (loadEventEnd in ms, problems seen on the way)."""
+def load(page, url: str) -> tuple[float, float | None, list[str]]:
+    """Navigate; (loadEventEnd in ms, every chart drawn in ms or None for a
+    page without charts, problems seen on the way)."""
     problems: list[str] = []
 
     def failed(request):
@@ -139,8 +144,12 @@ def load(page, url: str) -> tuple[float, list[str]]:
     page.on("response", answered)
     try:
         page.goto(url, wait_until="load")
-        page.wait_for_function(f"{LOAD_END} > 0")
-        return page.evaluate(LOAD_END), problems
+        page.wait_for_function(f"() => {LOAD_END} > 0")
+        drawn = None
+        if page.locator(".chart-figure").count():
+            page.wait_for_function(f"() => {CHARTS_DRAWN} > 0")
+            drawn = page.evaluate(CHARTS_DRAWN)
+        return page.evaluate(LOAD_END), drawn, problems
     finally:
         page.remove_listener("requestfailed", failed)
         page.remove_listener("response", answered)
@@ -160,15 +169,17 @@ def measure(browser, base: str, pages, state, runs: int) -> list[dict]:
     for label, path, logged_in in pages:
         context = new_context(browser, base, state if logged_in else None)
         page = context.new_page()
-        cold, problems = load(page, base + path)
+        cold, cold_drawn, problems = load(page, base + path)
         load(page, base + path)  # lets Chromium cache the compiled scripts
-        warm_runs = []
+        warm_runs, drawn_runs = [], []
         for _ in range(runs):
-            ms, more = load(page, base + path)
+            ms, drawn, more = load(page, base + path)
             warm_runs.append(ms)
+            drawn_runs.append(drawn)
             problems += more
         context.close()
         warm = statistics.median(warm_runs)
+        warm_drawn = None if cold_drawn is None else statistics.median(drawn_runs)
         ratio = max(cold / COLD_LIMIT_MS, warm / WARM_LIMIT_MS)
         results.append(
             {
@@ -176,6 +187,8 @@ def measure(browser, base: str, pages, state, runs: int) -> list[dict]:
                 "path": path,
                 "cold": cold,
                 "warm": warm,
+                "cold_drawn": cold_drawn,
+                "warm_drawn": warm_drawn,
                 "ratio": ratio,
                 "problems": sorted(set(problems)),
             }
@@ -218,13 +231,14 @@ def main() -> None:
     width = max(len(r["page"]) for r in results)
     print(
         f"\n{'page':<{width}}  {'cold ms':>8}  {'limit':>5}  {'warm ms':>8}  {'limit':>5}"
-        f"  {'ratio':>5}  result"
+        f"  {'ratio':>5}  result  {'all charts cold/warm ms':>23}"
     )
     for r in results:
         verdict = "pass" if r["ratio"] <= 1 else "FAIL"
+        drawn = "" if r["cold_drawn"] is None else f"{r['cold_drawn']:.0f} / {r['warm_drawn']:.0f}"
         print(
             f"{r['page']:<{width}}  {r['cold']:>8.0f}  {COLD_LIMIT_MS:>5}  {r['warm']:>8.0f}"
-            f"  {WARM_LIMIT_MS:>5}  {r['ratio']:>5.2f}  {verdict}"
+            f"  {WARM_LIMIT_MS:>5}  {r['ratio']:>5.2f}  {verdict:<6}  {drawn:>23}"
         )
     print(
         "\nratio: the larger of cold/limit and warm/limit (<= 1 passes); "

@@ -1,10 +1,10 @@
 // The Plotly charts of the stats pages: their size, their clicks and their colours.
 //
 // - Drawing: each chart's figure comes as JSON in a <script type="application/json">
-//   beside an empty .plot box (dashboards/views.py chart_json). The charts in
-//   view are drawn first, the others one at a time when the browser is idle,
-//   so neither the page's load event nor a swap waits on Plotly, and the page
-//   needs no inline script.
+//   beside an empty .plot box (dashboards/views.py chart_json). Once the page
+//   has loaded, the charts in view are drawn first, the others one at a time
+//   when the browser is idle: the page's content is painted without waiting
+//   on Plotly, and the page needs no inline script.
 // - Size: Plotly's "responsive" option follows window resizes only; an htmx
 //   swap can change a card's width with no window resize. Watching each
 //   chart's own box covers both.
@@ -217,7 +217,10 @@
     idle(next);
   }
 
-  document.addEventListener("DOMContentLoaded", () => drawAll(document));
+  // After the load event: the page's own content (cards, tables, controls)
+  // is painted first, and the charts follow.
+  if (document.readyState === "complete") drawAll(document);
+  else window.addEventListener("load", () => setTimeout(() => drawAll(document), 0), { once: true });
   document.addEventListener("htmx:afterSettle", (event) => drawAll(event.target));
   document.addEventListener("htmx:historyRestore", () => drawAll(document));
   if (dark) {
