@@ -8,7 +8,7 @@ WORKERS ?= 2
 # make that safe on 127.0.0.1 only.
 LOCAL_ENV = SECRET_KEY="$$(cat var/secret_key)" ALLOWED_HOSTS="$${ALLOWED_HOSTS:-127.0.0.1,localhost}"
 
-.PHONY: run test install lint format migrate bench stop-db clean-db
+.PHONY: run test install lint format migrate bench stop-db clean-db FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-var/secret_key:
-	mkdir -p var
-	$(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+# Mode 0600: the key signs sessions and password-reset links, so no other
+# local user may read it. A new key is written under umask 077 (readable by
+# others not even for a moment); a key file made before keeps its key and
+# gets its mode fixed, hence FORCE, and a key only when the file is empty.
+var/secret_key: FORCE
+	@mkdir -p var
+	@test -s $@ || (umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@)
+	@chmod 600 $@
+
+FORCE:
 
 migrate: install
 	$(BIN)/python manage.py migrate --no-input

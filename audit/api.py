@@ -323,6 +323,7 @@ def export_events(request: HttpRequest, query: Query[ExportQuery]):
             zone=event_filter.zone,
             fields=parse_fields(query.fields),
         )
+        export.check()
     except (FilterError, ExportError) as exc:
         raise ApiError(400, str(exc), [{"field": exc.field, "message": exc.message}]) from None
     response = export.response(

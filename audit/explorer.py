@@ -348,6 +348,7 @@ def export_download(request: HttpRequest) -> HttpResponse:
             fields=parse_fields(request.GET.getlist("fields")),
             gzip=request.GET.get("gzip", "") in ("1", "true", "yes"),
         )
+        export.check()
     except (FilterError, ExportError) as exc:
         return _bad_request(request, str(exc))
     return export.response(event_filter.file_stem(now=timezone.now()))

@@ -26,13 +26,26 @@ from zoneinfo import ZoneInfo
 from django.http import QueryDict
 from django.utils import timezone
 
+from audit.ingest import loads as json_loads
 from audit.ingest import parse_timestamp
 from audit.models import Event, EventQuerySet, HourlyCount
-from sphere_stats.windows import RELATIVE_HELP, Window, WindowError, parse_relative, parse_zone
+from sphere_stats.windows import (
+    RELATIVE_HELP,
+    Window,
+    WindowError,
+    checked_moment,
+    parse_relative,
+    parse_zone,
+)
 
 PAYLOAD_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_PAYLOAD_PAIRS = 8
 MAX_TEXT = 255
+# A payload value may be longer than a column's text (a message, a list of
+# nodes), but not without bound: a URL of megabytes is no filter.
+MAX_PAYLOAD_VALUE = 1024
+# A cursor this server writes is about 100 characters.
+MAX_CURSOR = 200
 # The one parser of `success` for the explorer, the read API and exports.
 SUCCESS_VALUES = {
     **dict.fromkeys(("true", "1", "yes", "succeeded"), True),
@@ -64,6 +77,10 @@ def parse_payload_pair(raw: str) -> tuple[str, str]:
     key = key.strip()
     if not sep or not PAYLOAD_KEY.match(key):
         raise FilterError("payload", f"{raw[:40]!r} is not key=value (a payload key, then =)")
+    if len(value) > MAX_PAYLOAD_VALUE:
+        raise FilterError("payload", f"a value is longer than {MAX_PAYLOAD_VALUE} characters")
+    if "\x00" in value:
+        raise FilterError("payload", "contains a NUL character")
     return key, value
 
 
@@ -73,10 +90,17 @@ def payload_documents(key: str, value: str) -> list[dict[str, Any]]:
     The value matches as a string, as an element of a list (nodes=n1), and,
     when it reads as a JSON number or boolean, as that (revision=3).
     A dotted key reaches into nested objects (a.b=v is {"a": {"b": "v"}}).
+
+    A number JSONB cannot hold as the ingest stores it (NaN, Infinity,
+    1e999, 1e-999, which a float turns into 0) matches as text only: no
+    stored payload holds it as a number (the ingest refuses those), and
+    sent to PostgreSQL as one it was a 500.
     """
     candidates: list[Any] = [value, [value]]
     try:
-        typed = json.loads(value)
+        # The ingest's parser: NaN and Infinity raise, 1e999 and 1e-999 come
+        # back as an UnfitNumber, which is none of the types below.
+        typed = json_loads(value)
         if isinstance(typed, bool | int | float) and not isinstance(typed, str):
             candidates.append(typed)
     except ValueError:
@@ -150,8 +174,6 @@ class EventFilter:
         if len(pairs) > MAX_PAYLOAD_PAIRS:
             raise FilterError("payload", f"at most {MAX_PAYLOAD_PAIRS} key=value pairs")
         f.payload = [parse_payload_pair(p) for p in pairs]
-        if any("\x00" in k or "\x00" in v for k, v in f.payload):
-            raise FilterError("payload", "contains a NUL character")
         raw_entity = query.get("entity", "").strip()
         if raw_entity:
             if len(raw_entity) > 2 * MAX_TEXT or "\x00" in raw_entity:
@@ -281,9 +303,13 @@ def _parse_moment(raw: str, name: str, now: datetime) -> datetime:
     if relative is not None:
         return relative
     try:
-        return parse_timestamp(raw)
+        moment = parse_timestamp(raw)
     except ValueError as exc:
         raise FilterError(name, f"{exc}, or {RELATIVE_HELP}") from None
+    try:
+        return checked_moment(moment, name)
+    except WindowError as exc:
+        raise FilterError(exc.field, exc.message) from None
 
 
 def encode_cursor(timestamp: datetime, event_uuid: uuid.UUID) -> str:
@@ -292,10 +318,23 @@ def encode_cursor(timestamp: datetime, event_uuid: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str, name: str = "cursor") -> tuple[datetime, uuid.UUID]:
-    """(timestamp, event_uuid) from an opaque cursor; FilterError when malformed."""
+    """(timestamp, event_uuid) from an opaque cursor; FilterError when malformed.
+
+    A cursor is the client's text: anything but the [RFC 3339 with an
+    offset, uuid] pair this server wrote (a number for the uuid, a naive
+    time) is refused here, never handed to a query."""
+    refused = FilterError(name, "is not a cursor this server issued")
+    if len(cursor) > MAX_CURSOR:
+        raise refused
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         ts, uid = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(ts), uuid.UUID(uid)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-        raise FilterError(name, "is not a cursor this server issued") from None
+        if not isinstance(ts, str) or not isinstance(uid, str):
+            raise refused
+        moment = datetime.fromisoformat(ts)
+        key = uuid.UUID(uid)
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise refused from None
+    if moment.tzinfo is None:
+        raise refused
+    return moment, key

@@ -148,10 +148,10 @@ class EventQuerySet(models.QuerySet):
 
     def estimated_count(self) -> int:
         """The planner's row estimate for this query: EXPLAIN, not COUNT(*)."""
-        from django.db import connection
+        from sphere_stats.db import read_connection
 
         sql, params = self.order_by().query.sql_with_params()
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
             plan = cursor.fetchone()[0]
         if isinstance(plan, str):

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 
 from audit.catalog import FACILITY_MAX_INTERVAL
 from facilities.models import hold_sql, interval_sql
 from facilities.status import STATUS_EVENT
+from sphere_stats.db import read_connection
 
 # The states drawn as bands, in drawing order (maintenance under outages).
 BAND_STATES = ("maintenance", "down")
@@ -83,7 +83,7 @@ def facility_bands(start: datetime, end: datetime) -> list[Band]:
         "longest": max(stale, timedelta(seconds=FACILITY_MAX_INTERVAL)),
         "states": list(BAND_STATES),
     }
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(BAND_REPORTS_SQL, params)
         rows = cursor.fetchall()
     by_state: dict[str, list[tuple[datetime, datetime, str]]] = {s: [] for s in BAND_STATES}

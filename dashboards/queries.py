@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from audit import aggregates, catalog
@@ -36,6 +35,7 @@ from audit.models import (
     HourlyLoginUser,
     OrgMembership,
 )
+from sphere_stats.db import read_connection
 from sphere_stats.windows import Window, utc_ceil, utc_floor
 
 HOURLY = HourlyCount._meta.db_table
@@ -48,7 +48,7 @@ HOUR = timedelta(hours=1)
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 

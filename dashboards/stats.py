@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from audit import catalog
 from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
+from audit.export import neutralise
 from dashboards import queries
 from sphere_stats.windows import Window
 
@@ -52,6 +53,12 @@ class StatError(ValueError):
         self.message = message
 
 
+# A text parameter's longest value (names are shorter), and a repeatable
+# one's most values: anything past these is no question a page asks.
+MAX_TEXT = 255
+MAX_VALUES = 200
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -66,9 +73,13 @@ class Param:
     def parse(self, query) -> Any:
         if self.type == "string[]":
             values = [v for v in query.getlist(self.name) if v]
+            if len(values) > MAX_VALUES:
+                raise StatError(self.name, f"at most {MAX_VALUES} values")
             for value in values:
                 if self.choices and value not in self.choices:
-                    raise StatError(self.name, f"unknown value {value!r}")
+                    raise StatError(self.name, f"unknown value {value[:40]!r}")
+                if len(value) > MAX_TEXT:
+                    raise StatError(self.name, f"is longer than {MAX_TEXT} characters")
             return values
         raw = (query.get(self.name) or "").strip()
         if not raw:
@@ -93,8 +104,8 @@ class Param:
             raise StatError(self.name, "must be true or false")
         if self.choices and raw not in self.choices:
             raise StatError(self.name, f"must be one of {', '.join(self.choices)}")
-        if len(raw) > 255:
-            raise StatError(self.name, "is longer than 255 characters")
+        if len(raw) > MAX_TEXT:
+            raise StatError(self.name, f"is longer than {MAX_TEXT} characters")
         return raw
 
     def describe(self) -> dict:
@@ -166,7 +177,11 @@ def to_csv(result: Result, window: Window) -> str:
     writer = csv.writer(out)
     writer.writerow([c.name for c in result.columns])
     for row in serialize_rows(result, window):
-        writer.writerow(["" if v is None else v for v in row])
+        # Names come from events, so from anyone who can cause one: a text
+        # cell a spreadsheet would run as a formula gets the export's quote.
+        writer.writerow(
+            ["" if v is None else neutralise(v) if isinstance(v, str) else v for v in row]
+        )
     return out.getvalue()
 
 

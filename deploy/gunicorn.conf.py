@@ -17,13 +17,37 @@ the best single-event rate and p99 of the configurations tried (README,
 import glob
 import os
 
+from gunicorn.http import wsgi
+
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
+# Loopback unless told otherwise (`-b`; the container's entrypoint binds
+# 0.0.0.0:8000 behind nginx): gunicorn's own default turns to 0.0.0.0 when
+# PORT is set. Served alone it has no timeout for reading a request, so each
+# client that trickles its headers or body holds one of the workers x threads
+# (8) until it ends; nginx in front (deploy/nginx/sphere_stats.conf) reads
+# requests whole first.
+bind = [f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
 # Longer than nginx keeps an idle upstream connection (60 s): were gunicorn to
 # close it first, nginx could send a POST into the closing connection and,
 # as a POST is not retried, answer 502.
 keepalive = 75
+
+
+# No "Server: gunicorn/<version>" header: it tells a scanner which release's
+# bugs to try. gunicorn has no setting for it, and always writes the header
+# (gunicorn.http.wsgi.Response.default_headers); the master reads this file
+# before it forks, so every worker answers without it. Behind nginx (compose)
+# the header never reaches a client anyway: `make run` is bare gunicorn.
+_default_headers = wsgi.Response.default_headers
+
+
+def _headers_without_server(response) -> list[str]:
+    return [line for line in _default_headers(response) if not line.startswith("Server:")]
+
+
+wsgi.Response.default_headers = _headers_without_server
 
 
 # GET /metrics sums the ingest counts of every worker from the files each

@@ -24,6 +24,7 @@ from folium.template import Template
 
 from facilities.models import Facility
 from facilities.status import CurrentStatus
+from sphere_stats import security
 
 # folium name -> path under STATIC_URL (static/vendor/VENDOR.md).
 VENDORED_JS = {
@@ -42,6 +43,10 @@ VENDORED_CSS = {
 }
 WORLD_GEOJSON = "vendor/world/world.geojson"
 FOLIUM_VIEWPORT = re.compile(r'<meta name="viewport"[^>]*>')
+# folium's inline scripts (the map and its markers are built by script in the
+# page): bare `<script>` tags, which get the request's CSP nonce. Data in
+# them went through `tojson`, which escapes "<", so none can be user text.
+INLINE_SCRIPT = re.compile(r"<script>")
 # The map's own script and styles: labelled, focusable markers (map.js).
 MAP_JS = "facilities/map.js"
 MAP_CSS = "facilities/map.css"
@@ -211,10 +216,15 @@ def facility_map(
     return fmap
 
 
-def render_map(fmap: folium.Map) -> str:
+def render_map(fmap: folium.Map, nonce: str | None = None) -> str:
     """The map as a complete HTML document, in English, that a reader may
-    zoom (folium's viewport forbids it, which fails WCAG 1.4.4)."""
+    zoom (folium's viewport forbids it, which fails WCAG 1.4.4), whose
+    inline scripts carry the CSP nonce (by default the current request's:
+    sphere_stats.middleware.ContentSecurityPolicyMiddleware)."""
+    if nonce is None:
+        nonce = security.current_nonce()
     html = fmap.get_root().render().replace("<html>", '<html lang="en">', 1)
+    html = INLINE_SCRIPT.sub(f'<script nonce="{nonce}">', html)
     return FOLIUM_VIEWPORT.sub(
         '<meta name="viewport" content="width=device-width, initial-scale=1">', html, count=1
     )

@@ -8,8 +8,8 @@ disagree with the event log.
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connection, models
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 
@@ -24,9 +24,12 @@ from facilities.status import (
     UsageSummary,
     current_status,
 )
+from sphere_stats.db import read_connection
 
 # URL segments under /facilities/ that are pages, not facilities.
 RESERVED_SLUGS = frozenset({"map", "status"})
+# What a facility's `url` may be: a page to link to.
+WEB_URL_SCHEMES = ["http", "https"]
 
 
 def validate_not_reserved(value: str) -> None:
@@ -163,7 +166,7 @@ class FacilityQuerySet(models.QuerySet):
         slugs = list(self.values_list("slug", flat=True))
         if not slugs:
             return {}
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute(CURRENT_STATUS_SQL, {"slugs": slugs, "stale": stale_after})
             rows = cursor.fetchall()
         result = {}
@@ -179,7 +182,7 @@ class FacilityQuerySet(models.QuerySet):
         result = {slug: UsageSummary() for slug in slugs}
         if not slugs:
             return result
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute(USAGE_SUMMARY_SQL, {"slugs": slugs, "kinds": list(KINDS)})
             for slug, what, n in cursor.fetchall():
                 summary = result[slug]
@@ -240,7 +243,10 @@ class Facility(models.Model):
         max_length=64, blank=True, help_text="What sort of site: 'compute', 'wireless', …"
     )
     description = models.TextField(blank=True)
-    url = models.URLField(blank=True)
+    # Rendered as a link on the facility's panel: a `javascript:` or `data:`
+    # URL there would run in the page, so only these two, in the validator
+    # (forms, the admin, imports) and in the database (facility_url_scheme).
+    url = models.URLField(blank=True, validators=[URLValidator(schemes=WEB_URL_SCHEMES)])
     capacity_nodes = models.PositiveIntegerField(
         default=0, help_text="Total physical nodes (hosts) at the facility."
     )
@@ -260,6 +266,12 @@ class Facility(models.Model):
                 condition=models.Q(longitude__gte=-180) & models.Q(longitude__lte=180),
                 name="facility_longitude_range",
             ),
+            models.CheckConstraint(
+                condition=models.Q(url="")
+                | models.Q(url__istartswith="http://")
+                | models.Q(url__istartswith="https://"),
+                name="facility_url_scheme",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -269,6 +281,13 @@ class Facility(models.Model):
         from django.urls import reverse
 
         return reverse("facilities:detail", args=[self.slug])
+
+    @property
+    def web_url(self) -> str:
+        """`url` when it is one to link to (http or https), else "": what a
+        template links, whatever reached the row."""
+        scheme = self.url.partition("://")[0].lower()
+        return self.url if scheme in WEB_URL_SCHEMES else ""
 
     def status_events(self) -> models.QuerySet:
         """This facility's status reports (idx_events_subject_ts)."""

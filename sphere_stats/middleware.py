@@ -3,7 +3,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
-from sphere_stats import db
+from sphere_stats import db, security
 from sphere_stats.api import RETRY_AFTER_SECONDS, api_error, database_unavailable
 
 DATABASE_DOWN = (OperationalError, InterfaceError)
@@ -94,3 +94,28 @@ class RejectNulMiddleware:
         # Rendered without the request: the user and session middleware have
         # not run yet, and the page needs neither.
         return HttpResponse(render_to_string("400.html", {"message": message}), status=400)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Gives each request a fresh nonce (request.csp_nonce, `{{ request.csp_nonce }}`
+    in a template) and each response the Content-Security-Policy with it
+    (sphere_stats.security.content_security_policy).
+
+    Outside XFrameOptionsMiddleware, so that it sees that middleware's
+    header and states the same framing rule as frame-ancestors."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.csp_nonce = security.new_nonce()
+        security.set_current_nonce(request.csp_nonce)
+        try:
+            response = self.get_response(request)
+        finally:
+            security.set_current_nonce("")
+        if "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = security.content_security_policy(
+                request.csp_nonce, response.get("X-Frame-Options", "")
+            )
+        return response

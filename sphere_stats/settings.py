@@ -42,6 +42,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside everything that answers (the 400 and 503 pages included) and
+    # outside XFrameOptionsMiddleware, whose header it mirrors.
+    "sphere_stats.middleware.ContentSecurityPolicyMiddleware",
     # Before anything that reads the URL (WhiteNoise's file lookup, every
     # view): a NUL byte in it ends as a 500 in PostgreSQL otherwise.
     "sphere_stats.middleware.RejectNulMiddleware",
@@ -138,6 +141,26 @@ if envbool("DB_PREPARED_STATEMENTS", True):
 # Lets several test runs share one server without clashing (pytest-xdist adds
 # its own _gwN suffix to whatever name this gives).
 DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME") or None}
+
+# A PostgreSQL streaming replica of the same database: GETs of the pages,
+# stats, read API and exports read from it while it answers and is at most
+# REPLICA_MAX_LAG_SECONDS behind (checked every REPLICA_CHECK_SECONDS per
+# process); ingest, the admin, logins and every write use the primary.
+# See sphere_stats/routers.py and docs/scaling.md.
+DATABASE_REPLICA_URL = envstr("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(
+        DATABASE_REPLICA_URL,
+        conn_max_age=DATABASES["default"]["CONN_MAX_AGE"],
+        conn_health_checks=DATABASES["default"]["CONN_HEALTH_CHECKS"],
+    )
+    # The same bounded waits as the primary, and what the URL adds.
+    _replica["OPTIONS"] = {**DATABASES["default"]["OPTIONS"], **_replica.get("OPTIONS", {})}
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["sphere_stats.routers.ReplicaRouter"]
+REPLICA_MAX_LAG_SECONDS = envint("REPLICA_MAX_LAG_SECONDS", 30)
+REPLICA_CHECK_SECONDS = envint("REPLICA_CHECK_SECONDS", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -28,7 +28,12 @@ HEALTHZ_CHECK_SQL = "SELECT 1"
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness and database reachability, for load balancers and compose."""
+    """Liveness and database reachability, for load balancers and compose.
+
+    With a read replica, also its state ("ok", "lagging" beyond
+    REPLICA_MAX_LAG_SECONDS, or "down") and how many seconds behind
+    it is: for the operator, never a failure of this instance, whose pages
+    then read from the primary. No "replica" key without one."""
     try:
         with (
             db.deadline(HEALTHZ_WAIT_SECONDS),
@@ -45,7 +50,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"db": "unavailable"}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
-    return JsonResponse({"db": "ok"})
+    return JsonResponse({"db": "ok", **_replica_health()})
+
+
+def _replica_health() -> dict:
+    # Only with a replica configured: {"db": "ok"} stays the whole answer
+    # of an instance without one.
+    return {"replica": db.replica_state().as_json()} if db.replica_configured() else {}
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

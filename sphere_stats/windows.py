@@ -99,6 +99,23 @@ RELATIVE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w"
 RELATIVE_HELP = "a relative time such as now, now-45m or now-7d (units s, m, h, d, w)"
 
 
+# The times a window or filter may name: wide enough for any question about
+# the event store (its events are from 1970 on), and far enough inside
+# Python's datetime range (years 1 to 9999) that a window's arithmetic (the
+# period before it, the end of its last bucket) cannot overflow into a 500.
+EARLIEST_MOMENT = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_MOMENT = datetime(9000, 1, 1, tzinfo=UTC)
+RANGE_HELP = "out of range: give a time from 1000-01-01 to 8999-12-31"
+
+
+def checked_moment(moment: datetime, field: str) -> datetime:
+    """`moment`, or a WindowError naming `field` when it lies outside
+    EARLIEST_MOMENT..LATEST_MOMENT."""
+    if not EARLIEST_MOMENT <= moment < LATEST_MOMENT:
+        raise WindowError(field, f"is {RANGE_HELP}")
+    return moment
+
+
 def parse_relative(raw: str, now: datetime, field: str) -> datetime | None:
     """The moment a relative time (`now`, `now-45m`, `now-7d`) names, or
     None when `raw` does not start with `now`. A malformed one (`now-7x`,
@@ -113,9 +130,10 @@ def parse_relative(raw: str, now: datetime, field: str) -> datetime | None:
     if count is None:
         return now
     try:
-        return now - timedelta(**{RELATIVE_UNITS[unit]: int(count)})
+        moment = now - timedelta(**{RELATIVE_UNITS[unit]: int(count)})
     except OverflowError:
         raise WindowError(field, f"{text!r} reaches back before the year 1") from None
+    return checked_moment(moment, field)
 
 
 def default_resolution(length: timedelta) -> str:
@@ -181,7 +199,13 @@ def zone_suggestions(name: str, n: int = 3) -> list[str]:
     return list(dict.fromkeys(found))[:n]
 
 
+# The longest IANA name is 32 characters (America/Argentina/ComodRivadavia).
+MAX_ZONE_NAME = 64
+
+
 def parse_zone(name: str) -> ZoneInfo:
+    if len(name) > MAX_ZONE_NAME:
+        raise WindowError("tz", f"unknown time zone {name[:60]!r}...; use an IANA name")
     zone = resolve_zone(name)
     if zone is None:
         close = zone_suggestions(name)
@@ -208,15 +232,21 @@ def _parse_bound(raw: str, zone: ZoneInfo, field: str, *, end: bool, now: dateti
             # A date as `until` includes that whole day.
             if end:
                 day += timedelta(days=1)
-            return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            moment = datetime.combine(day, time(), tzinfo=zone)
+        else:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise WindowError(
             field, f"must be a date (2026-04-23), a date-time or {RELATIVE_HELP}"
         ) from None
+    except OverflowError:  # the day after 9999-12-31
+        raise WindowError(field, f"is {RANGE_HELP}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    try:
+        return checked_moment(moment.astimezone(UTC), field)
+    except OverflowError:  # 0001-01-01 in a zone east of UTC
+        raise WindowError(field, f"is {RANGE_HELP}") from None
 
 
 @dataclass(frozen=True)

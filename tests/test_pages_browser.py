@@ -1,6 +1,7 @@
 """Every page of the portal in Chromium, at a desktop's and a phone's width, in
 the light and the dark colour scheme: nothing scrolls sideways, axe-core finds
-no violation, and a full-page screenshot is kept for a person to look at
+no violation, the Content-Security-Policy refuses nothing the page does, and
+a full-page screenshot is kept for a person to look at
 (var/screenshots/pages/<page>-<width>-<scheme>.png)."""
 
 from io import StringIO
@@ -62,10 +63,9 @@ READY = {
     "map": ".folium-map",
     # static/js/charts.js marks the page once every chart is drawn (those
     # out of view are drawn after the load event).
-    **{
-        page: "html[data-charts=drawn]"
-        for page in ("overview", "user", "org", "project", "experiment")
-    },
+    **dict.fromkeys(
+        ("overview", "user", "org", "project", "experiment"), "html[data-charts=drawn]"
+    ),
 }
 
 # The map document is drawn inside the facilities page's iframe, where axe
@@ -76,6 +76,17 @@ FRAME_ONLY = {
 }
 
 AXE = Axe()
+
+# Run in every document and frame before its own scripts: each refusal of the
+# Content-Security-Policy (sphere_stats/security.py) is kept, to be read back.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(
+    `${event.violatedDirective} refused ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile}:${event.lineNumber} (${event.sample})`);
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +149,7 @@ def view(request, chromium, site):
             viewport={"width": width, "height": height}, color_scheme=scheme
         )
         context.blocked = []
+        context.add_init_script(RECORD_CSP_VIOLATIONS)
 
         def route(route, blocked=context.blocked):
             if route.request.url.startswith(url):
@@ -190,6 +202,14 @@ def test_every_page_fits_the_screen_and_passes_axe(name, site, view):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Chromium also says so on the console (the map's frame included).
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     try:
         target = url + _path(name, names)
         response = page.goto(target, wait_until="networkidle")
@@ -219,6 +239,8 @@ def test_every_page_fits_the_screen_and_passes_axe(name, site, view):
         )
         assert errors == []
         assert context.blocked == []
+        violations = [v for frame in page.frames for v in frame.evaluate("window.__cspViolations")]
+        assert violations == [] and refused == [], f"CSP on {name}: {violations} {refused}"
     finally:
         page.close()
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
-from sphere_stats import windows
+from sphere_stats import db, windows
 
 register = template.Library()
 
@@ -47,7 +47,9 @@ def live_status(context, window) -> dict:
     "As of" is the time this page was rendered, in the window's zone: the
     stats it shows may have come from the cache, and so be up to
     STATS_CACHE_SECONDS older (the registry does not record when it
-    computed a cached result)."""
+    computed a cached result). A page read from a read replica that is
+    behind (sphere_stats.db.REPLICA_NOTE_SECONDS or more) is as of that much
+    earlier, and says so: `replica_behind` is the lag in whole seconds."""
     request = context.get("request")
     raw = request.GET.get("refresh", "") if request is not None else ""
     refresh, error = raw, ""
@@ -55,7 +57,11 @@ def live_status(context, window) -> dict:
         refresh = ""
         error = f"must be off, 60 or 300 seconds, not {raw[:20]!r}"
     zone = window.zone if window is not None else timezone.get_current_timezone()
-    as_of = timezone.now().astimezone(zone)
+    as_of, behind = timezone.now(), None
+    note = db.replica_lag_note()
+    if note is not None:
+        as_of, behind = note[0], round(note[1])
+    as_of = as_of.astimezone(zone)
     return {
         "refresh": refresh,
         "refresh_error": error,
@@ -65,4 +71,5 @@ def live_status(context, window) -> dict:
         "as_of_iso": as_of.isoformat(),
         "zone": getattr(zone, "key", str(zone)),
         "cache_seconds": settings.STATS_CACHE_SECONDS,
+        "replica_behind": behind,
     }

@@ -8,8 +8,14 @@
 //   like any other, so its error shows instead of nothing happening.
 // - Auto-refresh: the poll in the controls skips its turns while the tab is
 //   hidden; when the tab shows again after a missed turn, it refreshes at once.
+// - A date typed in From or To switches the period to "custom".
 // - The explorer's event-type picker: an input with the catalogue's types
-//   and removable chips, enhanced from plain checkboxes.
+//   and removable chips, enhanced from plain checkboxes; its "+ another"
+//   payload box.
+//
+// All of it is here, none in the templates: the Content-Security-Policy
+// (sphere_stats/security.py) refuses inline handlers (onchange="…") and
+// htmx's evaluated trigger filters ([…]).
 //
 // Loaded with `defer` by every page that includes the controls; htmx may
 // insert the tag again, so it runs its set-up once.
@@ -74,7 +80,29 @@
     }
   });
 
+  // --- Custom dates ------------------------------------------------------
+
+  // In the capture phase, so the period is "custom" before the form's own
+  // change handler (htmx's) reads the values.
+  document.addEventListener(
+    "change",
+    (event) => {
+      const field = event.target;
+      if (!(field instanceof HTMLInputElement) || !("customPeriod" in field.dataset)) return;
+      const period = field.form && field.form.elements.namedItem("period");
+      if (period) period.value = "custom";
+    },
+    true,
+  );
+
   // --- Auto-refresh ------------------------------------------------------
+
+  // The poll skips its turns while the tab is hidden.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.id === "window-poll" && document.visibilityState !== "visible") {
+      event.preventDefault();
+    }
+  });
 
   let lastLoad = Date.now();
   document.addEventListener("htmx:afterSettle", () => (lastLoad = Date.now()));
@@ -163,6 +191,21 @@
       changed(adder.form);
     });
   }
+
+  // --- "+ another" payload box ------------------------------------------
+
+  document.addEventListener("click", (event) => {
+    const button = event.target instanceof Element && event.target.closest(".explorer-payload-add");
+    if (!button || !button.form) return;
+    const boxes = button.form.querySelectorAll("input[name=payload]");
+    if (!boxes.length || boxes.length >= Number(button.dataset.payloadMax)) return;
+    const box = boxes[boxes.length - 1].closest("label").cloneNode(true);
+    const input = box.querySelector("input");
+    input.value = "";
+    input.id = "explorer-payload-" + (boxes.length + 1);
+    button.before(box);
+    input.focus();
+  });
 
   function enhanceAll(root) {
     root.querySelectorAll("[data-type-picker]").forEach(enhance);

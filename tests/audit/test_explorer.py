@@ -1,5 +1,6 @@
 """The events explorer (/events/) and an event's page (/events/<uuid>/)."""
 
+import base64
 import random
 import re
 from datetime import timedelta
@@ -399,8 +400,10 @@ def test_an_analyst_filters_pages_and_downloads_in_the_browser(
     page.press("input[name=caller]", "Enter")
     page.wait_for_url("**caller=alice**")
     page.wait_for_function(
+        "() => ("
         "[...document.querySelectorAll('table.explorer-table tbody td:nth-child(3)')]"
         ".every(td => td.textContent.trim() === 'alice')"
+        ")"
     )
     screenshot(page, "explorer_alice")
     assert set(page.locator("table.explorer-table tbody td:nth-child(3)").all_inner_texts()) == {
@@ -409,7 +412,7 @@ def test_an_analyst_filters_pages_and_downloads_in_the_browser(
     page.click("text=Older →")
     page.wait_for_url("**before=**")
     page.wait_for_function(
-        "document.querySelectorAll('table.explorer-table tbody tr').length == 15"
+        "() => (document.querySelectorAll('table.explorer-table tbody tr').length == 15)"
     )
     screenshot(page, "explorer_alice_page2")
 
@@ -522,13 +525,13 @@ def test_an_analyst_adds_payload_pairs_without_reloading(browser_page, live_serv
     page.wait_for_url("**payload=kind%3Dusermember**")
     # The answer brought a fresh box after the one just used.
     page.wait_for_selector("#explorer-payload-2")
-    page.wait_for_function(f"document.querySelectorAll('{rows}').length == 2")
+    page.wait_for_function(f"() => (document.querySelectorAll('{rows}').length == 2)")
     page.click("text=+ another")
     assert page.locator("input[name=payload]").count() == 3
     page.fill("#explorer-payload-3", "role=maintainer")
     page.press("#explorer-payload-3", "Enter")
     page.wait_for_url("**role%3Dmaintainer**")
-    page.wait_for_function(f"document.querySelectorAll('{rows}').length == 1")
+    page.wait_for_function(f"() => (document.querySelectorAll('{rows}').length == 1)")
     screenshot(page, "explorer_payload_pairs")
     assert page.locator("input[name=payload]").evaluate_all("bs => bs.map(b => b.value)") == [
         "kind=usermember",
@@ -615,3 +618,49 @@ def test_the_links_of_a_plain_submission_leave_its_empty_boxes_out(analyst_clien
     query = "period=7d&since=&until=&res=&tz=UTC&event_type=&caller=alice&payload="
     text = analyst_client.get(f"/events/?{query}").content.decode()
     assert 'href="/events/export?format=csv&amp;period=7d&amp;tz=UTC&amp;caller=alice"' in text
+
+
+def odd_event(note: str) -> dict:
+    """A login whose payload holds `note` as text: a value (NaN, 1e999) that
+    reads as a number JSON cannot hold."""
+    return event(
+        event_type="user_login",
+        caller="odd",
+        subject="odd",
+        subject_type="user",
+        target=None,
+        payload={"note": note},
+    )
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_payload_value_no_json_number_can_be_is_matched_as_text(analyst_client, value):
+    store(odd_event(value))
+    # Sent to PostgreSQL as a number, it was a 500 (JSONB has no NaN).
+    assert len(listed(analyst_client, f"payload=note%3D{value}")) == 1
+    assert listed(analyst_client, f"payload=level%3D{value}") == []
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("period=custom&since=0001-01-01", "since"),
+        ("period=custom&since=2026-01-01&until=9999-12-31", "until"),
+        ("period=custom&since=now-400000d", "since"),
+    ],
+)
+def test_a_time_out_of_range_shows_its_error_beside_the_field(analyst_client, query, field):
+    response = analyst_client.get(f"/events/?caller=alice&{query}")
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="window-{field}-error">is out of range' in text
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_cursor_this_server_never_wrote_is_a_400_naming_it(analyst_client):
+    forged = base64.urlsafe_b64encode(b'["2026-04-23T20:00:00+00:00", 5]').decode()
+    response = analyst_client.get(f"/events/?before={forged}")
+    assert response.status_code == 400
+    assert "<strong>before</strong>" in response.content.decode()

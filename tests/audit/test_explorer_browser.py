@@ -59,7 +59,7 @@ def test_an_analyst_picks_types_as_chips_and_removes_them(
     page.fill("#explorer-type-input", "user_login")
     page.press("#explorer-type-input", "Enter")
     page.wait_for_url("**event_type=user_login**")
-    page.wait_for_function(f"document.querySelectorAll('{ROWS}').length == 2")
+    page.wait_for_function(f"() => (document.querySelectorAll('{ROWS}').length == 2)")
     chip = page.get_by_role("button", name="Remove event type user_login")
     assert chip.is_visible()
     assert page.input_value("#explorer-type-input") == ""
@@ -69,13 +69,13 @@ def test_an_analyst_picks_types_as_chips_and_removes_them(
 
     page.fill("#explorer-type-input", "org_member_added")
     page.press("#explorer-type-input", "Enter")
-    page.wait_for_function(f"document.querySelectorAll('{ROWS}').length == 3")
+    page.wait_for_function(f"() => (document.querySelectorAll('{ROWS}').length == 3)")
     assert page.locator(".type-picker .chip").count() == 2
     screenshot(page, "explorer_type_chips")
 
     # Removing a chip drops its type from the filter and the URL.
     chip.click()
-    page.wait_for_function(f"document.querySelectorAll('{ROWS}').length == 1")
+    page.wait_for_function(f"() => (document.querySelectorAll('{ROWS}').length == 1)")
     assert [v for k, v in query_of(page.url) if k == "event_type"] == ["org_member_added"]
     assert page.locator(".type-picker .chip").count() == 1
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
@@ -95,7 +95,7 @@ def test_a_mistyped_type_is_named_with_the_closest_one(browser_page, live_server
     assert "No event type user_lgin in the catalog" in warning.inner_text()
     screenshot(page, "explorer_unknown_type")
     page.click(".type-warnings >> text=user_login")
-    page.wait_for_function(f"document.querySelectorAll('{ROWS}').length == 2")
+    page.wait_for_function(f"() => (document.querySelectorAll('{ROWS}').length == 2)")
     assert page.locator(".type-warnings").count() == 0
     assert page.get_by_role("button", name="Remove event type user_login").is_visible()
 

@@ -421,3 +421,63 @@ def test_the_entity_filter_names_its_field_when_malformed(analyst_client):
         response = analyst_client.get(f"/events/export?format=csv&entity={bad}")
         assert response.status_code == 400, bad
         assert "entity" in response.content.decode()
+
+
+# --- values PostgreSQL cannot take: refused before a byte streams ------------
+
+
+def odd_event(note: str) -> dict:
+    """A login whose payload holds `note` as text: a value (NaN, 1e999) that
+    reads as a number JSON cannot hold."""
+    return event(
+        event_type="user_login",
+        caller="odd",
+        subject="odd",
+        subject_type="user",
+        target=None,
+        payload={"note": note},
+    )
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_an_export_filtered_by_a_payload_value_no_number_can_be_completes(api_client, value):
+    variety()
+    store(odd_event(value))
+    response = api_get(api_client, f"format=ndjson&payload=note%3D{value}")
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert [json.loads(line)["caller"] for line in lines] == ["odd"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("until=9999-12-31T23:59:59Z", "until"),
+        ("period=custom&since=0001-01-01", "since"),
+        (f"payload=k%3D{'x' * 2000}", "payload"),
+        (f"cursor={'A' * 400}", "cursor"),
+    ],
+)
+def test_the_api_export_refuses_values_out_of_range_before_streaming(api_client, query, field):
+    response = api_get(api_client, f"format=ndjson&{query}")
+    assert response.status_code == 400
+    assert not response.streaming
+    assert response.json()["details"][0]["field"] == field
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("value", ["NaN", "1e999"])
+def test_the_explorer_download_of_a_payload_value_no_number_can_be_completes(analyst_client, value):
+    store(odd_event(value))
+    body, _ = download(analyst_client, f"period=all&format=csv&payload=note%3D{value}")
+    assert [row["caller"] for row in csv_rows(body)] == ["odd"]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_explorer_download_refuses_a_time_out_of_range_with_its_bad_request_page(
+    analyst_client,
+):
+    response = analyst_client.get("/events/export?period=custom&since=0001-01-01")
+    assert response.status_code == 400
+    assert not response.streaming
+    assert "since: is out of range" in response.content.decode()

@@ -1,6 +1,8 @@
 """GET /api/v1/events (JSON or CSV pages), /api/v1/events/<uuid> and the
 export's choice of format by the Accept header."""
 
+import base64
+import json
 import uuid
 from urllib.parse import parse_qs, urlparse
 
@@ -236,3 +238,62 @@ def test_an_export_without_format_follows_the_accept_header(
     body = b"".join(response.streaming_content).decode()
     if content_type == "application/x-ndjson":
         assert len(body.splitlines()) == 5
+
+
+# --- values PostgreSQL cannot take --------------------------------------------
+
+
+@pytest.fixture
+def odd_payloads(post_events):
+    rows = [
+        make(10, timestamp="2026-04-20T10:00:00Z", payload={"note": "NaN", "level": 0}),
+        make(11, timestamp="2026-04-21T10:00:00Z", payload={"note": "1e999", "level": 1}),
+    ]
+    assert post_events(rows).status_code == 201
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("NaN", [10]), ("Infinity", []), ("-Infinity", []), ("1e999", [11]), ("-1e999", [])],
+)
+def test_a_payload_value_no_json_number_can_be_matches_as_text(
+    api_client, odd_payloads, value, expected
+):
+    # Sent to PostgreSQL as a number, these were a 500 (JSONB has no NaN).
+    response = api_client.get(f"/api/v1/events?payload=note%3D{value}")
+    assert response.status_code == 200, response.content
+    assert uuids(response) == expected
+    assert api_client.get(f"/api/v1/events?payload=level%3D{value}").json()["events"] == []
+
+
+def test_a_number_too_small_for_a_float_does_not_match_zero(api_client, odd_payloads):
+    # 1e-999 reads as 0.0 in Python: it must not find level 0.
+    assert uuids(api_client.get("/api/v1/events?payload=level%3D1e-999")) == []
+    assert uuids(api_client.get("/api/v1/events?payload=level%3D0")) == [10]
+
+
+def _cursor(document) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("since=0001-01-01T00:00:00Z", "since"),
+        ("until=9999-12-31T23:59:59Z", "until"),
+        ("since=now-300000w", "since"),
+        ("period=custom&since=0001-01-01", "since"),
+        ("period=custom&since=2026-01-01&until=9999-12-31", "until"),
+        (f"payload=k%3D{'x' * 2000}", "payload"),
+        (f"tz={'Europe/Berlin' * 50}", "tz"),
+        (f"cursor={_cursor(['2026-04-23T20:00:00+00:00', 5])}", "cursor"),
+        (f"cursor={_cursor(['2026-04-23T20:00:00', str(uuid.UUID(int=1))])}", "cursor"),
+        (f"cursor={'A' * 400}", "cursor"),
+        ("limit=9999999999999999999999", "limit"),
+    ],
+)
+def test_values_out_of_range_are_400s_naming_the_parameter(api_client, events, query, field):
+    response = api_client.get(f"/api/v1/events?{query}")
+    assert response.status_code == 400, response.content
+    assert response.json()["details"][0]["field"] == field

@@ -59,21 +59,23 @@ def test_changing_period_and_time_zone_redraws_the_charts(
 
     page.select_option("select[name=period]", "1y")
     page.wait_for_function(
+        "() => ("
         "document.querySelector('#chart-logins .js-plotly-plot') && "
         "document.querySelector('#chart-logins .js-plotly-plot').data[0].x.length > 300"
+        ")"
     )
     assert "period=1y" in page.url
-    page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_function("() => (!document.querySelector('.htmx-request'))")
     utc_days = _chart_data(page, "logins")
 
     page.fill("input[name=tz]", "Asia/Tokyo")
     page.press("input[name=tz]", "Enter")
     page.wait_for_function(
-        "document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+        "() => (document.querySelector('.window-label').textContent.includes('Asia/Tokyo'))"
     )
     page.wait_for_selector("#chart-entity_growth .main-svg")
     assert "tz=Asia%2FTokyo" in page.url
-    page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_function("() => (!document.querySelector('.htmx-request'))")
     page.wait_for_selector("#chart-logins .main-svg")
     # Days now start at Tokyo's midnight, nine hours before UTC's: the same
     # logins fall into other days, so the bars themselves changed.
@@ -86,16 +88,16 @@ def test_changing_period_and_time_zone_redraws_the_charts(
     # Back: the controls show the window of the URL gone back to (1 year,
     # UTC), not the one the page was first loaded with (30 days).
     page.go_back()
-    page.wait_for_function("!location.search.includes('Asia')")
+    page.wait_for_function("() => (!location.search.includes('Asia'))")
     page.wait_for_function(
-        "!document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+        "() => (!document.querySelector('.window-label').textContent.includes('Asia/Tokyo'))"
     )
     assert page.input_value("select[name=period]") == "1y"
     assert page.input_value("input[name=tz]") == "UTC"
     assert page.input_value("select[name=res]") == "1d"
     page.go_forward()
     page.wait_for_function(
-        "document.querySelector('.window-label').textContent.includes('Asia/Tokyo')"
+        "() => (document.querySelector('.window-label').textContent.includes('Asia/Tokyo'))"
     )
     assert page.input_value("input[name=tz]") == "Asia/Tokyo"
 

@@ -71,7 +71,7 @@ def test_clicking_a_bar_opens_the_explorer_on_its_events(
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     # A hand over a point that opens something.
     page.wait_for_function(
-        f"{_plot('logins')}.querySelector('.nsewdrag').style.cursor === 'pointer'"
+        f"() => ({_plot('logins')}.querySelector('.nsewdrag').style.cursor === 'pointer')"
     )
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_url("**/events/?**")
@@ -92,15 +92,15 @@ def test_the_previous_period_toggle_stays_in_the_url(
     dashed = f"{_plot('events_by_type')}.data.some((t) => t.line && t.line.dash === 'dash')"
     assert page.evaluate(dashed) is False
     page.check("#compare-previous")
-    page.wait_for_function("location.search.includes('compare=previous')")
-    page.wait_for_function(f"{_plot('events_by_type')} && {dashed}")
+    page.wait_for_function("() => (location.search.includes('compare=previous'))")
+    page.wait_for_function(f"() => ({_plot('events_by_type')} && {dashed})")
     assert "period=30d" in page.url
     # A new period keeps the overlay: the toggle belongs to the controls' form.
-    page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_function("() => (!document.querySelector('.htmx-request'))")
     page.select_option("select[name=period]", "90d")
-    page.wait_for_function("location.search.includes('period=90d')")
+    page.wait_for_function("() => (location.search.includes('period=90d'))")
     assert "compare=previous" in page.url
-    page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_function("() => (!document.querySelector('.htmx-request'))")
     page.wait_for_selector("#chart-events_by_type .main-svg")
     assert page.is_checked("#compare-previous")
     assert page.evaluate(dashed) is True
@@ -115,19 +115,21 @@ def test_the_previous_period_toggle_stays_in_the_url(
         # Every chart redrawn inside its card; on a phone the growth chart
         # stands in one column and the types' legend moves on top.
         page.wait_for_function(
+            "() => ("
             """[...document.querySelectorAll('.chart-card')].every((card) => {
                 const svg = card.querySelector('.main-svg');
                 return svg && svg.getBoundingClientRect().right
                     <= card.getBoundingClientRect().right + 1;
             })"""
+            ")"
         )
         fit = page.evaluate(f"{_plot('entity_growth')}.dataset.fit || 'wide'")
         assert fit == ("narrow" if width == 390 else "wide")
         screenshot(page, f"charts_overview_compare_{width}")
     # Unticked: gone from the URL, and the dashed lines with it.
     page.uncheck("#compare-previous")
-    page.wait_for_function("!location.search.includes('compare')")
-    page.wait_for_function(f"{_plot('events_by_type')} && !({dashed})")
+    page.wait_for_function("() => (!location.search.includes('compare'))")
+    page.wait_for_function(f"() => ({_plot('events_by_type')} && !({dashed}))")
     assert page.blocked_requests == []
 
 
@@ -163,9 +165,9 @@ def test_an_entity_page_and_the_dark_scheme(browser_page, live_server, roles, an
     light = page.evaluate(page_text)
     assert page.evaluate(font) == light
     page.emulate_media(color_scheme="dark")
-    page.wait_for_function(f"{font} === '#e5e7eb'")
+    page.wait_for_function(f"() => ({font} === '#e5e7eb')")
     assert page.evaluate(grid) == "#374151"
     screenshot(page, "charts_overview_dark_1440")
     page.emulate_media(color_scheme="light")
-    page.wait_for_function(f"{font} === {page_text}")
+    page.wait_for_function(f"() => ({font} === {page_text})")
     assert page.blocked_requests == []

@@ -5,6 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from audit.models import Event
 from facilities.models import Facility
@@ -290,3 +293,73 @@ def test_the_panels_reports_carry_their_interval():
         ("up", HOURS_6),
         ("down", None),
     ]
+
+
+# --- The facility's web link: http and https only -----------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "ftp://files.example.org/",
+        " javascript:alert(1)",
+    ],
+)
+def test_a_url_other_than_http_or_https_is_refused_by_the_model_and_the_database(url):
+    site = facility("isi")
+    site.url = url
+    with pytest.raises(ValidationError) as refused:
+        site.full_clean()
+    assert "url" in refused.value.message_dict
+    # The ORM skips validators; the database refuses the row all the same.
+    with pytest.raises(IntegrityError, match="facility_url_scheme"), transaction.atomic():
+        Facility.objects.filter(pk=site.pk).update(url=url)
+    assert Facility.objects.get(pk=site.pk).url == ""
+
+
+@pytest.mark.parametrize("url", ["", "http://isi.example.org/", "HTTPS://testbed.example.org/x"])
+def test_http_https_and_no_url_are_kept_and_linked(url):
+    site = facility("isi", url=url)
+    site.full_clean()
+    site.refresh_from_db()
+    assert site.url == url
+    assert site.web_url == url
+
+
+def test_the_panel_links_only_a_web_url(client, settings):
+    # Public map: the panel shows without a login.
+    settings.FACILITIES_PUBLIC = True
+    facility("isi", url="https://isi.example.org/")
+    html = client.get("/facilities/isi/", HTTP_HX_REQUEST="true").content.decode()
+    assert '<a href="https://isi.example.org/" rel="noopener">website</a>' in html
+    site = Facility(slug="odd", url="javascript:alert(1)")
+    assert site.web_url == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_empties_a_stored_bad_url_and_keeps_the_good_ones():
+    """A row saved before the constraint with a `javascript:` URL must not
+    stop the migration: its URL is emptied, the others stay."""
+    before = [("facilities", "0003_facility_indexes")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        with connection.cursor() as cursor:
+            for slug, url in (("bad", "javascript:alert(1)"), ("good", "https://good.example/")):
+                cursor.execute(
+                    "INSERT INTO facilities_facility"
+                    " (slug, name, latitude, longitude, kind, description, url, capacity_nodes)"
+                    " VALUES (%(slug)s, %(slug)s, 0, 0, '', '', %(url)s, 0)",
+                    {"slug": slug, "url": url},
+                )
+    finally:
+        executor = MigrationExecutor(connection)
+        # Forward to the latest, 0004_facility_url_scheme and whatever follows.
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert dict(Facility.objects.values_list("slug", "url")) == {
+        "bad": "",
+        "good": "https://good.example/",
+    }

@@ -138,7 +138,7 @@ def test_a_bad_resolution_on_the_top_page_keeps_the_zone_and_n(viewer_client):
 @time_machine.travel(NOW, tick=False)
 @pytest.mark.usefixtures("dataset")
 def test_a_range_too_long_to_chart_is_refused_on_since_only(viewer_client):
-    html = viewer_client.get("/?since=0001-01-02&tz=Europe/Paris").content.decode()
+    html = viewer_client.get("/?since=1001-01-02&tz=Europe/Paris").content.decode()
     assert 'id="window-since-error">reaches back too far' in html
     assert 'value="Europe/Paris"' in html
 
@@ -160,7 +160,7 @@ def test_refresh_60_renders_the_poll_and_keeps_the_choice(viewer_client):
     html = viewer_client.get("/?period=7d&refresh=60").content.decode()
     assert selected(html, "refresh") == "60"
     poll = re.search(r'<span id="window-poll".*?</span>', html, re.S).group(0)
-    assert "hx-trigger=\"every 60s [document.visibilityState === 'visible']" in poll
+    assert 'hx-trigger="every 60s, sphere:catch-up"' in poll
     assert 'hx-include="closest form"' in poll and 'hx-push-url="false"' in poll
     # The body an htmx request (the poll's own) brings keeps polling.
     body = viewer_client.get("/?period=7d&refresh=60", HTTP_HX_REQUEST="true").content.decode()
@@ -251,7 +251,9 @@ def test_pushed_urls_carry_no_empty_field_and_keep_refresh(
     history = page.evaluate("history.length")
     page.evaluate("htmx.trigger('#window-poll', 'sphere:catch-up')")
     page.wait_for_function(
+        "() => ("
         f"document.querySelector('#window-as-of time').getAttribute('datetime') !== '{stamp}'"
+        ")"
     )
     assert page.url == url and page.evaluate("history.length") == history
     assert page.blocked_requests == []
@@ -279,5 +281,5 @@ def test_a_plain_submission_leaves_out_empty_fields(browser_page, live_server, r
         f.replaceWith(g)"""
     )
     page.click("#window-controls button[type=submit]")
-    page.wait_for_function("!location.search.includes('res=')")
+    page.wait_for_function("() => (!location.search.includes('res='))")
     assert query_of(page.url) == [("period", "7d"), ("tz", "UTC"), ("n", "10"), ("by", "events")]
