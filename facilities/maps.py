@@ -1,9 +1,11 @@
 """The folium map of facilities, with every asset served from /static/.
 
 folium's defaults load Leaflet, jQuery, Bootstrap, Font Awesome and
-Leaflet.awesome-markers from CDNs; `vendored_assets` swaps each for its
-vendored copy (static/vendor/VENDOR.md maps the names), and fails loudly if a
-folium upgrade adds an asset nobody has vendored. The only remote URL left is
+Leaflet.awesome-markers from CDNs; `vendored_assets` swaps Leaflet for its
+vendored copy (static/vendor/VENDOR.md maps the names), leaves out the others
+(the markers are this app's own, map.js, and use none of them: about 700 kB
+less for every map load), and fails loudly if a folium upgrade adds an asset
+nobody has looked at. The only remote URL left is
 the tile server (settings.MAP_TILE_URL); when it cannot be reached, a bundled
 world outline drawn beneath the tiles still gives the markers geography.
 
@@ -26,20 +28,21 @@ from facilities.models import Facility
 from facilities.status import CurrentStatus
 from sphere_stats import security
 
-# folium name -> path under STATIC_URL (static/vendor/VENDOR.md).
+# folium name -> path under STATIC_URL (static/vendor/VENDOR.md), or None
+# for a default asset the map does not use and does not load.
 VENDORED_JS = {
     "leaflet": "vendor/leaflet/leaflet.js",
-    "jquery": "vendor/jquery/jquery.min.js",
-    "bootstrap": "vendor/bootstrap/js/bootstrap.bundle.min.js",
-    "awesome_markers": "vendor/awesome-markers/leaflet.awesome-markers.js",
+    "jquery": None,
+    "bootstrap": None,
+    "awesome_markers": None,
 }
 VENDORED_CSS = {
     "leaflet_css": "vendor/leaflet/leaflet.css",
-    "bootstrap_css": "vendor/bootstrap/css/bootstrap.min.css",
-    "glyphicons_css": "vendor/bootstrap3-glyphicons/css/bootstrap3-glyphicons.min.css",
-    "awesome_markers_font_css": "vendor/fontawesome/css/all.min.css",
-    "awesome_markers_css": "vendor/awesome-markers/leaflet.awesome-markers.css",
-    "awesome_rotate_css": "vendor/awesome-rotate/leaflet.awesome.rotate.min.css",
+    "bootstrap_css": None,
+    "glyphicons_css": None,
+    "awesome_markers_font_css": None,
+    "awesome_markers_css": None,
+    "awesome_rotate_css": None,
 }
 WORLD_GEOJSON = "vendor/world/world.geojson"
 FOLIUM_VIEWPORT = re.compile(r'<meta name="viewport"[^>]*>')
@@ -55,15 +58,16 @@ MAP_LABEL = "Map of facilities and their status"
 DEFAULT_CENTER = (39.5, -98.35)
 
 
-def vendored_assets(defaults: Iterable[tuple[str, str]], vendored: dict[str, str]) -> list:
-    """folium's (name, CDN URL) list with each URL replaced by its static one;
-    the names stay, because folium removes duplicate assets by name."""
+def vendored_assets(defaults: Iterable[tuple[str, str]], vendored: dict[str, str | None]) -> list:
+    """folium's (name, CDN URL) list with each URL replaced by its static one,
+    and the unused ones left out; the names stay, because folium removes
+    duplicate assets by name."""
     missing = [name for name, _ in defaults if name not in vendored]
     if missing:
         raise LookupError(
             f"folium asset(s) {missing} are not vendored; see static/vendor/VENDOR.md"
         )
-    return [(name, static(vendored[name])) for name, _ in defaults]
+    return [(name, static(vendored[name])) for name, _ in defaults if vendored[name]]
 
 
 class MapApi(MacroElement):

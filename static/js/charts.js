@@ -192,16 +192,39 @@
 
   // The charts in view now, the rest one per idle moment (they are drawn
   // without scrolling, so a reader who scrolls finds them ready).
+  // plotly.js (1.5 MB) is fetched only once the page has loaded, from the
+  // URL the page gives this script's tag (data-plotly): the page's content
+  // does not wait for it, and a page without charts never loads it.
+  const PLOTLY_URL = document.currentScript && document.currentScript.dataset.plotly;
+  let plotlyReady = null;
+  function withPlotly() {
+    if (window.Plotly) return Promise.resolve();
+    if (!plotlyReady) {
+      plotlyReady = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = PLOTLY_URL;
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    }
+    return plotlyReady;
+  }
+
   function drawAll(root) {
     const charts = [...root.querySelectorAll(".chart")].filter((c) => c.querySelector(".chart-figure"));
     if (root.classList && root.classList.contains("chart")) charts.push(root);
+    if (!charts.length) return allDrawn();
+    delete document.documentElement.dataset.charts;
+    withPlotly().then(() => drawCharts(charts));
+  }
+
+  function drawCharts(charts) {
     const inView = (chart) => {
       const box = chart.getBoundingClientRect();
       return box.bottom > 0 && box.top < window.innerHeight;
     };
     const later = [];
-    if (!charts.length) return allDrawn();
-    delete document.documentElement.dataset.charts;
     for (const chart of charts) {
       delete chart.dataset.drawn;
       if (observer) observer.observe(chart);
