@@ -3,8 +3,7 @@
 #
 # The portal must work with no internet, so every browser asset is served from our own
 # static files. This script fetches the pinned package versions below with `npm pack`
-# (npm registry only, nothing else is contacted), or copies from the installed Python
-# package folium, and lays the files out under static/vendor/.
+# (npm registry only, nothing else is contacted) and lays the files out under static/vendor/.
 # See static/vendor/VENDOR.md for the table of files, versions and licences, and for the
 # folium default-name -> static-path mapping.
 #
@@ -13,8 +12,9 @@
 #
 # To bump a version: change the pin below (check candidates with e.g.
 # `npm view htmx.org@2 version`), re-run, review `git diff --stat static/vendor`, and update
-# VENDOR.md. Folium's own pins live in folium/folium.py (_default_js/_default_css) and
-# folium/plugins/*.py; keep the Leaflet family in step with the installed folium.
+# VENDOR.md. Folium's own pins live in folium/folium.py (_default_js/_default_css); keep
+# Leaflet in step with the installed folium. Of folium's defaults the facilities map loads
+# only Leaflet (facilities/maps.py VENDORED_JS/VENDORED_CSS), so nothing else is vendored.
 set -euo pipefail
 
 # ---- pinned versions ----------------------------------------------------------------------
@@ -23,12 +23,6 @@ HTMX_VERSION=2.0.11                    # npm htmx.org, latest 2.x
 # bar, heatmap; "basic" has no heatmap). Same plotly.js as the Python plotly 7.1.0 embeds.
 PLOTLY_VERSION=4.1.1                   # npm plotly.js-cartesian-dist-min
 LEAFLET_VERSION=1.9.3                  # = folium 0.20 _default_js "leaflet"
-JQUERY_VERSION=3.7.1                   # = folium 0.20 "jquery"
-BOOTSTRAP_VERSION=5.2.2                # = folium 0.20 "bootstrap"/"bootstrap_css"
-AWESOME_MARKERS_VERSION=2.0.5          # npm leaflet.awesome-markers (JS identical to 2.0.2)
-FONTAWESOME_VERSION=6.2.0              # = folium 0.20 "awesome_markers_font_css"
-GLYPHICONS_VERSION=1.0.7               # npm @neos21/bootstrap3-glyphicons (Bootstrap 3.3.7 glyphicons)
-MARKERCLUSTER_VERSION=1.1.0            # = folium.plugins.MarkerCluster
 WORLD_ATLAS_VERSION=2.0.2              # npm world-atlas (Natural Earth 4.1.0, TopoJSON)
 TOPOJSON_CLIENT_VERSION=3.1.0          # npm topojson-client, used only to convert to GeoJSON
 
@@ -68,14 +62,6 @@ copy_to() {
     cp "$@" "$d/"
 }
 
-pkg_dir() {  # directory of an installed Python package
-    "$PYTHON" - "$1" <<'EOF'
-import importlib.util, os, sys
-spec = importlib.util.find_spec(sys.argv[1])
-print(os.path.dirname(spec.origin))
-EOF
-}
-
 echo "vendoring into $DEST"
 mkdir -p "$DEST"
 # Start from a clean tree, but keep the hand-written VENDOR.md.
@@ -94,7 +80,7 @@ copy_nomap "$p/plotly-cartesian.min.js" "$DEST/plotly/plotly-cartesian.min.js"
 copy_to "$DEST/plotly" "$p/LICENSE"
 echo "$(head -c 200 "$DEST/plotly/plotly-cartesian.min.js" | grep -o 'plotly.js (cartesian - minified) v[0-9.]*')"
 
-# ---- 3. folium 0.20 defaults ----------------------------------------------------------------
+# ---- 3. Leaflet, the only folium 0.20 default the facilities map loads ----------------------
 # leaflet: js + css + images/ (leaflet.css refers to images/*.png; L.Icon.Default finds
 # marker-icon.png through that css, so images/ must sit next to leaflet.css)
 p="$(fetch leaflet "$LEAFLET_VERSION")"
@@ -102,65 +88,6 @@ copy_nomap "$p/dist/leaflet.js" "$DEST/leaflet/leaflet.js"
 copy_nomap "$p/dist/leaflet.css" "$DEST/leaflet/leaflet.css"
 copy_to "$DEST/leaflet/images" "$p"/dist/images/*.png
 copy_to "$DEST/leaflet" "$p/LICENSE"
-
-# jquery
-p="$(fetch jquery "$JQUERY_VERSION")"
-copy_nomap "$p/dist/jquery.min.js" "$DEST/jquery/jquery.min.js"
-copy_to "$DEST/jquery" "$p/LICENSE.txt"
-
-# bootstrap 5 (js bundle includes Popper)
-p="$(fetch bootstrap "$BOOTSTRAP_VERSION")"
-copy_nomap "$p/dist/js/bootstrap.bundle.min.js" "$DEST/bootstrap/js/bootstrap.bundle.min.js"
-copy_nomap "$p/dist/css/bootstrap.min.css" "$DEST/bootstrap/css/bootstrap.min.css"
-copy_to "$DEST/bootstrap" "$p/LICENSE"
-
-# Bootstrap 3 glyphicons (folium "glyphicons_css"; folium.Icon's default prefix is
-# "glyphicon"). Glyphicons-only css + fonts/, css refers to ../fonts/.
-p="$(fetch @neos21/bootstrap3-glyphicons "$GLYPHICONS_VERSION")"
-copy_nomap "$p/dist/css/bootstrap3-glyphicons.min.css" \
-    "$DEST/bootstrap3-glyphicons/css/bootstrap3-glyphicons.min.css"
-copy_to "$DEST/bootstrap3-glyphicons/fonts" "$p"/dist/fonts/glyphicons-halflings-regular.*
-copy_to "$DEST/bootstrap3-glyphicons" "$p/LICENSE"
-
-# Leaflet.awesome-markers: js + css + images/ (css refers to images/*.png)
-p="$(fetch leaflet.awesome-markers "$AWESOME_MARKERS_VERSION")"
-# NB: use the plain .js (3.8 kB, same as the 2.0.2 file folium loads). The package's
-# .min.js is a stale 2.0.1 build without `extraClasses`, which folium.Icon(angle=...) needs.
-copy_nomap "$p/dist/leaflet.awesome-markers.js" "$DEST/awesome-markers/leaflet.awesome-markers.js"
-copy_nomap "$p/dist/leaflet.awesome-markers.css" "$DEST/awesome-markers/leaflet.awesome-markers.css"
-copy_to "$DEST/awesome-markers/images" "$p"/dist/images/*.png
-copy_to "$DEST/awesome-markers" "$p/LICENSE"
-
-# Font Awesome Free: css/all.min.css + webfonts/ (css refers to ../webfonts/)
-p="$(fetch @fortawesome/fontawesome-free "$FONTAWESOME_VERSION")"
-copy_nomap "$p/css/all.min.css" "$DEST/fontawesome/css/all.min.css"
-copy_to "$DEST/fontawesome/webfonts" "$p"/webfonts/*.woff2 "$p"/webfonts/*.ttf
-copy_to "$DEST/fontawesome" "$p/LICENSE.txt"
-
-# folium "awesome_rotate_css": folium points at a css file kept in its GitHub repo (not in
-# the wheel, not on npm). It only defines .fa-rotate-N { transform: rotate(Ndeg) } for the
-# `angle` option of folium.Icon (extra_classes="fa-rotate-{angle}"), so we generate an
-# equivalent file here.
-mkdir -p "$DEST/awesome-rotate"
-{
-    echo "/* Equivalent of folium's leaflet.awesome.rotate.css, generated by scripts/vendor_static.sh."
-    echo "   folium.Icon(angle=N) adds the class fa-rotate-N to the marker icon. */"
-    for deg in $(seq 0 360); do
-        printf '.fa-rotate-%d{-webkit-transform:rotate(%ddeg);transform:rotate(%ddeg)}\n' "$deg" "$deg" "$deg"
-    done
-} > "$DEST/awesome-rotate/leaflet.awesome.rotate.min.css"
-
-# ---- 3b. folium plugins we are likely to use ------------------------------------------------
-# folium.plugins.MarkerCluster
-p="$(fetch leaflet.markercluster "$MARKERCLUSTER_VERSION")"
-copy_nomap "$p/dist/leaflet.markercluster.js" "$DEST/leaflet-markercluster/leaflet.markercluster.js"
-copy_nomap "$p/dist/MarkerCluster.css" "$DEST/leaflet-markercluster/MarkerCluster.css"
-copy_nomap "$p/dist/MarkerCluster.Default.css" "$DEST/leaflet-markercluster/MarkerCluster.Default.css"
-copy_to "$DEST/leaflet-markercluster" "$p/MIT-LICENCE.txt"
-
-# folium.plugins.HeatMap: folium's wheel ships the (patched) Leaflet.heat build it points at.
-folium_dir="$(pkg_dir folium)"
-copy_to "$DEST/leaflet-heat" "$folium_dir/templates/leaflet_heat.min.js"
 
 # ---- 4. world outline GeoJSON ---------------------------------------------------------------
 p="$(fetch world-atlas "$WORLD_ATLAS_VERSION")"

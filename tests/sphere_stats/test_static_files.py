@@ -26,7 +26,7 @@ A_YEAR = "max-age=31536000, public, immutable"
 
 
 def static_references(html: str) -> list[str]:
-    return re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    return re.findall(r'(?:src|href|data-plotly)="(/static/[^"]+)"', html)
 
 
 def body(response) -> bytes:
