@@ -195,7 +195,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+# Where collectstatic writes and WhiteNoise serves from (the tests point the
+# servers they start at the tree their session collected).
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "var" / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic (`make run`, the Dockerfile) names each file after a hash of
 # its content (app.3f2a9c1b0e7d.css, rewriting the url()s in CSS to match) and

@@ -74,6 +74,8 @@ def _collected_static_files():
     # only; let those requests through to WhiteNoise, as in production.
     patch = pytest.MonkeyPatch()
     patch.setattr(StaticFilesHandler, "_should_handle", lambda self, path: False)
+    # Servers the tests start as processes (gunicorn) serve the same tree.
+    patch.setenv("STATIC_ROOT", str(target))
     with override_settings(STATIC_ROOT=target):
         yield target
     patch.undo()
