@@ -99,10 +99,6 @@ def get(name: str) -> EventType | None:
     return CATALOG.get(name)
 
 
-def names_in_group(group: str) -> list[str]:
-    return [t.name for t in CATALOG.values() if t.group == group]
-
-
 # --- entity kinds --------------------------------------------------------------
 
 

@@ -36,9 +36,6 @@ class EventQuerySet(models.QuerySet):
             qs = qs.filter(timestamp__lt=end)
         return qs
 
-    def of_types(self, *names: str) -> "EventQuerySet":
-        return self.filter(event_type__in=names)
-
     def about(self, subject_type: str, subject: str) -> "EventQuerySet":
         """Events whose subject is this entity (uses idx_events_subject_ts)."""
         return self.filter(subject_type=subject_type, subject=subject)
@@ -517,9 +514,6 @@ class EntityQuerySet(models.QuerySet):
     def current(self) -> "EntityQuerySet":
         """Entities that exist now (idx_entities_kind_state)."""
         return self.exclude(state=Entity.GONE)
-
-    def of_kind(self, kind: str) -> "EntityQuerySet":
-        return self.filter(kind=kind)
 
     def matching(self, text: str) -> "EntityQuerySet":
         """Names starting with `text`, case-insensitively (idx_entities_name_prefix)."""

@@ -3,7 +3,7 @@
 A window is a half-open UTC interval [start, end) plus how to cut it into
 buckets (resolution) and in which zone (display time zone). Buckets are cut
 by PostgreSQL's `date_trunc(unit, timestamp, zone)`, which is correct across
-DST changes; `Window.bucket_sql` gives the expression.
+DST changes (dashboards/queries.py builds those expressions).
 
 Query parameters: period (1h, 24h, 7d, 30d, 90d, 1y, all, custom), since and
 until (for custom: a date, or a local date-time in the display zone, or
@@ -388,10 +388,6 @@ class Window:
     def approximate_buckets(self) -> int:
         per = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}[self.resolution]
         return int(self.length.total_seconds() // per) + 1
-
-    def bucket_sql(self, column: str = "timestamp") -> tuple[str, list]:
-        """SQL for the bucket start of `column`, and its parameters."""
-        return f"date_trunc(%s, {column}, %s)", [self.unit, self.tz_name]
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)
