@@ -2,6 +2,7 @@
 `make run` and the container start it (deploy/gunicorn.conf.py) sends no
 Server header, and `make` writes var/secret_key readable by its owner only."""
 
+import contextlib
 import os
 import secrets
 import signal
@@ -44,6 +45,9 @@ def gunicorn(transactional_db, tmp_path: Path) -> Iterator[str]:
             "HTTPS": "false",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "multiproc"),
         },
+        # Its own process group: teardown stops the workers too, which would
+        # otherwise keep their connections to the test database open.
+        start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,6 +66,8 @@ def gunicorn(transactional_db, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
 
 
 def test_gunicorn_names_no_server_and_no_version(gunicorn):
