@@ -133,6 +133,14 @@ def make_user(username: str, role: str | None) -> User:
 
 
 @pytest.fixture
+def roles(transactional_db):
+    """The role groups, for a transactional test: its flush removes the ones
+    the migrations created."""
+    for name in ("viewer", "analyst", "admin"):
+        Group.objects.get_or_create(name=name)
+
+
+@pytest.fixture
 def viewer(db) -> User:
     return make_user("viewer1", "viewer")
 

@@ -1,7 +1,6 @@
 """A real browser changes the period and time zone and sees the charts change."""
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
@@ -22,13 +21,6 @@ def _chart_data(page, name: str) -> list:
     return page.evaluate(
         f"document.querySelector('#chart-{name} .js-plotly-plot').data.map((t) => [t.x, t.y])"
     )
-
-
-@pytest.fixture
-def roles(transactional_db):
-    # A transactional test flushes the groups the migrations created.
-    for name in ("viewer", "analyst", "admin"):
-        Group.objects.get_or_create(name=name)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from audit.demo import generate
@@ -15,13 +14,6 @@ from audit.models import Entity
 from tests.conftest import browser_login, screenshot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def roles(transactional_db):
-    # A transactional test flushes the groups the migrations created.
-    for name in ("viewer", "analyst", "admin"):
-        Group.objects.get_or_create(name=name)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group
 from django.http import QueryDict
 from django.test import Client
 
@@ -197,12 +196,6 @@ def test_the_explorer_has_no_refresh_choice(analyst_client):
 
 
 # --- in a browser --------------------------------------------------------------------
-
-
-@pytest.fixture
-def roles(transactional_db):
-    for name in ("viewer", "analyst", "admin"):
-        Group.objects.get_or_create(name=name)
 
 
 def query_of(url: str) -> list[tuple[str, str]]:
