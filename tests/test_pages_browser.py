@@ -118,7 +118,13 @@ def site(django_db_setup, django_db_blocker):
             .name,
             "project": experiment.scope,
             "experiment": f"{experiment.scope}/{experiment.name}",
-            "query": user.name[:3],
+            # A prefix two entities share: the list of matches, not the
+            # jump straight to a single one.
+            "query": next(
+                name[:1]
+                for name in Entity.objects.order_by("name").values_list("name", flat=True)
+                if Entity.objects.filter(name__istartswith=name[:1]).count() > 1
+            ),
             # A failed event: its page shows the error block too.
             "event": Event.objects.filter(success=False)
             .order_by("-timestamp")
