@@ -135,6 +135,8 @@ REALIZE_ERRORS = (
     "link capacity exceeded",
     "facility unreachable",
 )
+# The share of realizations their owner materializes within 90 minutes.
+MATERIALIZE_SOON = 0.5
 MATERIALIZE_ERRORS = ("image boot timeout", "switch configuration failed", "DHCP lease failure")
 # How long a new organization or project waits for review, and how it ends:
 # (share, shortest wait, longest wait, verb). The rest are never reviewed
@@ -380,6 +382,8 @@ class Generator:
         self.scheduled = 0
         self.heartbeat_every = HEARTBEAT_LONGEST  # report_schedule sets it
         self.forgotten: set[str] = set()  # kinds with a group left pending for good
+        self.refused: set[str] = set()  # kinds with a group declined already
+        self.freezes = 0  # group_lifecycle turns taken
         self.cumulative, self.total_weight = self.rhythm()
         self.legacy()
 
@@ -558,19 +562,7 @@ class Generator:
         # Pending until reviewed: nobody joins it or works in it before.
         w.set_group(kind, name, "pending")
         w.join(creator, groups, name, "creator")
-        # One of each kind, past the middle of the history, is never
-        # reviewed, so the demo always has a pending one to show.
-        if kind not in self.forgotten and self.progress > 0.5:
-            self.forgotten.add(kind)
-            roll = 1.0  # past every REVIEW share
-        else:
-            roll = rng.random()
-        for share, shortest, longest, verb in REVIEW:
-            if roll < share:
-                wait = shortest + (longest - shortest) * rng.random()
-                self.schedule(ts + wait, "review", kind, name, verb)
-                break
-            roll -= share
+        self.schedule_review(ts, kind, name)
         payload = {"category": rng.choice(CATEGORIES), "description": f"{name} studies"}
         return [
             self.ev(ts, f"{prefix}_created", creator, name, kind, payload=payload),
@@ -584,6 +576,32 @@ class Generator:
                 payload={"kind": "usermember", "role": "creator", "state": "active"},
             ),
         ]
+
+    def schedule_review(self, ts, kind: str, name: str) -> None:
+        """Pick how and when a new group is reviewed (REVIEW). Organizations
+        are few, so chance alone could leave a history without a declined one:
+        the first of each kind past a fifth of the history is declined, and
+        one of each kind past the middle is never reviewed, so the demo always
+        has a pending one to show."""
+        rng = self.rng
+        if kind not in self.forgotten and self.progress > 0.5:
+            self.forgotten.add(kind)
+            return
+        if kind not in self.refused and self.progress > 0.2:
+            choices = [row for row in REVIEW if row[3] == "declined"]
+        else:
+            roll = rng.random()
+            choices = []
+            for row in REVIEW:
+                if roll < row[0]:
+                    choices = [row]
+                    break
+                roll -= row[0]
+        for _share, shortest, longest, verb in choices:
+            if verb == "declined":
+                self.refused.add(kind)
+            wait = shortest + (longest - shortest) * rng.random()
+            self.schedule(ts + wait, "review", kind, name, verb)
 
     def review(self, ts, kind: str, name: str, verb: str) -> list[dict]:
         """The portal's operators activate or decline a pending group."""
@@ -613,13 +631,20 @@ class Generator:
         """An organization or project is frozen, or one frozen the longest is
         unfrozen as another is frozen, keeping FROZEN_SHARE of each kind frozen."""
         w, rng = self.world, self.rng
-        kind = "organization" if rng.random() < 0.3 else "project"
+        # Organizations take 3 turns in 10, counted rather than drawn: they
+        # are few, and chance alone could leave a history with one freeze.
+        self.freezes += 1
+        kind = "organization" if self.freezes % 10 in (1, 4, 7) else "project"
         pool, prefix = w.pool_of(kind), GROUP_PREFIX[kind]
         frozen = [key for key in w.frozen_groups.items if key[0] == kind]
         if len(pool) < 5:
             return []
-        name = pool.choice(rng)
-        if (kind, name) in w.unseen:
+        # One the log has named already (a legacy one is not known yet).
+        name = next(
+            (n for n in (pool.choice(rng) for _ in range(10)) if (kind, n) not in w.unseen),
+            None,
+        )
+        if name is None:
             return []
         events = []
         if len(frozen) >= max(1, round(FROZEN_SHARE * len(pool))):
@@ -840,6 +865,9 @@ class Generator:
             resources = [f"{facility}-n{h:03d}" for h in sorted(hosts)]
             exp.realization = {**base, "resources": resources}
             w.realized_at[facility].add((exp.project, exp.name))
+            if rng.random() < MATERIALIZE_SOON:
+                wait = timedelta(minutes=1 + 89 * rng.random())
+                self.schedule(ts + wait, "materialize", exp.project, exp.name)
             return [
                 self.ev(
                     ts,
@@ -855,34 +883,7 @@ class Generator:
         mtz = f"mtz.{exp.name}.{exp.project}"
         unreachable = facility_state(facility, ts, self.end)[0] in ("down", "maintenance")
         if not exp.materialized and rng.random() < 0.7:
-            if unreachable or rng.random() < 0.06:
-                return [
-                    self.ev(
-                        ts,
-                        "materialization_allocated",
-                        caller,
-                        mtz,
-                        "materialization",
-                        target=facility,
-                        success=False,
-                        error="facility unreachable"
-                        if unreachable
-                        else rng.choice(MATERIALIZE_ERRORS),
-                        payload=payload,
-                    )
-                ]
-            exp.materialized = True
-            return [
-                self.ev(
-                    ts,
-                    "materialization_allocated",
-                    caller,
-                    mtz,
-                    "materialization",
-                    target=facility,
-                    payload=payload,
-                )
-            ]
+            return self.materialize(ts, exp.project, exp.name)
         if unreachable:
             # Nothing is freed while the facility cannot be reached: what ran
             # there stays held (and counted) through the outage.
@@ -905,6 +906,39 @@ class Generator:
         if low and not exp.materialized:
             return []
         return self.free(exp, ts, caller, keep_realization=low or rng.random() < 0.5)
+
+    def materialize(self, ts, project: str, name: str) -> list[dict]:
+        """A member boots a realized experiment (scheduled after its
+        realization, or picked at random): nothing happens if it was freed,
+        or its project frozen or emptied, in the meantime."""
+        exp = self.world.experiments.get((project, name))
+        members = self.world.projects.get(project)
+        if exp is None or exp.realization is None or exp.materialized:
+            return []
+        if not members or self.is_frozen(project):
+            return []
+        caller = self.rng.choice(list(members))
+        payload, facility = exp.realization, exp.realization["facility"]
+        unreachable = facility_state(facility, ts, self.end)[0] in ("down", "maintenance")
+        failed = unreachable or self.rng.random() < 0.06
+        if not failed:
+            exp.materialized = True
+        error = None
+        if failed:
+            error = "facility unreachable" if unreachable else self.rng.choice(MATERIALIZE_ERRORS)
+        return [
+            self.ev(
+                ts,
+                "materialization_allocated",
+                caller,
+                f"mtz.{name}.{project}",
+                "materialization",
+                target=facility,
+                success=not failed,
+                error=error,
+                payload=payload,
+            )
+        ]
 
     def release(self, ts, facility: str) -> list[dict]:
         """Someone frees a random experiment realized at `facility`."""
