@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from sphere_stats import embedded_db
 from sphere_stats.env import envbool, envint, envlist, envnetworks, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "audit",
     "dashboards",
     "facilities",
+    # The demo history and the commands of `make run`; no other app imports it.
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -78,17 +81,17 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL when given; otherwise the embedded PostgreSQL under var/.
-DATABASE_URL = envstr("DATABASE_URL")
-EMBEDDED_DATABASE = not DATABASE_URL
+# Database: DATABASE_URL when given; otherwise the embedded PostgreSQL under
+# var/, which the entry points (manage.py, wsgi.py, the tests) start before
+# these settings are read: sphere_stats/embedded_db.py.
+DATABASE_URL = envstr("DATABASE_URL") or embedded_db.url(BASE_DIR)
+EMBEDDED_DATABASE = embedded_db.url(BASE_DIR) == DATABASE_URL
 if EMBEDDED_DATABASE:
-    from sphere_stats import embedded_db
-
     # A server that answers public host names and forgot DATABASE_URL would
     # keep its data in var/, lost with the container; only on request.
-    if not DEBUG and not envbool("EMBEDDED_DB", False):
-        embedded_db.refuse_for_public_hosts(ALLOWED_HOSTS)
-    DATABASE_URL = embedded_db.start(BASE_DIR)
+    embedded_db.refuse_for_public_hosts(
+        ALLOWED_HOSTS, debug=DEBUG, opted_in=envbool("EMBEDDED_DB", False)
+    )
 
 DATABASES = {
     "default": dj_database_url.parse(

@@ -2,7 +2,12 @@ import os
 
 import django
 
+from sphere_stats.embedded_db import ensure_database_url
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
+# Before Django reads the settings: the embedded PostgreSQL of `make run`,
+# started when DATABASE_URL is unset.
+ensure_database_url()
 django.setup(set_prefix=False)
 
 from django.urls import get_resolver  # noqa: E402  (needs settings loaded)

@@ -19,7 +19,21 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management import call_command
 from django.test import Client, override_settings
 
+from bench.servers import CHROMIUM, CHROMIUM_FLAGS
+from sphere_stats.embedded_db import ensure_database_url
 from sphere_stats.models import ApiToken, forget_tokens
+
+# --- the database ----------------------------------------------------------------
+
+
+def pytest_configure(config):
+    # Without DATABASE_URL: the embedded PostgreSQL, started before any test
+    # (and before pytest-xdist starts its workers, which inherit the URL),
+    # as manage.py starts it. pytest-django has read the settings already,
+    # which name that same server (embedded_db.url()) when DATABASE_URL is
+    # unset; nothing has connected yet.
+    ensure_database_url()
+
 
 # --- static files, collected as in production ---------------------------------------
 
@@ -178,16 +192,6 @@ def admin_client(admin_user: User) -> Client:
 
 # --- the browser ---------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 
 

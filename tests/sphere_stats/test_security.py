@@ -166,7 +166,7 @@ def test_a_public_server_without_database_url_refuses_to_keep_its_data_in_var():
     ],
     ids=["opted-in", "loopback-hosts", "debug"],
 )
-def test_the_embedded_database_starts_when_asked_for_or_on_this_machine_only(env):
+def test_without_a_database_url_the_settings_choose_the_embedded_database(env):
     result = run_python(
         "from django.conf import settings; print(settings.EMBEDDED_DATABASE)",
         **{**env, "DATABASE_URL": ""},

@@ -1,15 +1,14 @@
 from contextlib import nullcontext
 from itertools import islice
 
-from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from tqdm import tqdm
 
-from audit.demo import generate
 from audit.ingest import FIELDS, ingest, row_columns, validate
 from audit.models import Event
+from demo.history import generate
 from sphere_stats.cli import positive_int
 from sphere_stats.db import bulk_cursor
 
@@ -39,10 +38,8 @@ class Command(BaseCommand):
     ) -> None:
         if bulk and Event.objects.exists():
             raise CommandError("--bulk writes into an empty events table only; this one has rows.")
-        if apps.is_installed("facilities"):
-            # The history's facilities, placed on the map. By name: audit
-            # stands below facilities and does not import it.
-            call_command("seed_facilities", verbosity=0, stdout=self.stdout)
+        # The history's facilities, placed on the map.
+        call_command("seed_facilities", verbosity=0, stdout=self.stdout)
         stream = generate(events, days, seed)
         accepted = duplicates = conflicts = 0
         with (
@@ -61,7 +58,8 @@ class Command(BaseCommand):
                     conflicts += len(result.conflicts)
                 bar.update(len(chunk))
             if bulk:
-                # The triggers on `events` counted each COPY as it went. Rows copied into live indexes leave their pages part empty;
+                # The triggers on `events` counted each COPY as it went. Rows
+                # copied into live indexes leave their pages part empty;
                 # rebuilt from the whole table they are a third smaller (at
                 # 10M events 5.9 -> 3.8 GB, for 94 s more than the 21-minute load).
                 # The table is new and locked by this transaction anyway.

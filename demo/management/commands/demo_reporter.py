@@ -3,7 +3,7 @@ turns unknown once the last seeded report's hold time is over.
 
 Each round posts one `facility_status` report per facility through
 audit.ingest, the path POST /api/v1/events takes, as a real controller's
-report would. It keeps the demo's current story (audit.demo): wisc down,
+report would. It keeps the demo's current story (demo.sites): wisc down,
 clemson in maintenance, tacc degraded, every other facility up. Each report
 names when the next will come (payload.interval: a round with half a round's
 slack), so the map stays known between rounds however long they are.
@@ -18,8 +18,8 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from audit.catalog import FACILITY_MAX_INTERVAL
-from audit.demo import FACILITIES, current_facility_state
 from audit.ingest import IngestError, ingest
+from demo.sites import FACILITIES, current_facility_state
 from facilities.models import Facility
 from facilities.status import STATUS_EVENT
 from sphere_stats.cli import positive_int

@@ -4,13 +4,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.management import call_command, get_commands
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.models import Event
+from sphere_stats.embedded_db import public_hosts
 from sphere_stats.models import ApiToken
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "testserver"}
 CREDENTIALS = Path(settings.BASE_DIR) / "var" / "demo_credentials.txt"
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=60_000, help="demo events to seed")
 
     def handle(self, *args, events: int, **options) -> None:
-        public = [host for host in settings.ALLOWED_HOSTS if host not in LOCAL_HOSTS]
+        public = public_hosts(settings.ALLOWED_HOSTS)
         if public:
             # The demo admin's password sits in a file: never on a server
             # that answers to a real host name.
@@ -36,10 +36,9 @@ class Command(BaseCommand):
             # seed_demo also places the demo facilities on the map.
             self.stdout.write(f"Seeding {events} demo events (once)…")
             call_command("seed_demo", events=events, stdout=self.stdout, stderr=self.stderr)
-        if "demo_reporter" in get_commands():
-            # Every run: the seeded reports, or the last run's, have gone
-            # stale by now, and the map would open all unknown.
-            call_command("demo_reporter", once=True, verbosity=0)
+        # Every run: the seeded reports, or the last run's, have gone stale
+        # by now, and the map would open all unknown.
+        call_command("demo_reporter", once=True, verbosity=0)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(CREDENTIALS.read_text().rstrip()))
         self.stdout.write(f"(kept in {CREDENTIALS.relative_to(settings.BASE_DIR)})")
