@@ -11,12 +11,12 @@ def install_aggregates(sender, verbosity: int = 1, **kwargs) -> None:
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    from audit import aggregates
+    from audit import triggers
 
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         return  # `migrate` to an earlier migration: the tables may not be there yet
-    rebuilt = aggregates.install(stream=sys.stderr if verbosity >= 1 else None)
+    rebuilt = triggers.install(stream=sys.stderr if verbosity >= 1 else None)
     if rebuilt and verbosity >= 1:
         sys.stdout.write(f"  Pre-aggregates built from events: {', '.join(rebuilt)}\n")
 

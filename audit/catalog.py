@@ -6,8 +6,9 @@ A known type is validated against its entry; an unknown type is stored as is
 and counted as uncatalogued (the portal evolves and nothing may be dropped).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Payload value types, as JSON sees them.
 STRING, INTEGER, BOOLEAN, STRING_LIST, OBJECT = "string", "integer", "boolean", "string[]", "object"
@@ -55,6 +56,13 @@ class PayloadKey:
         return None
 
 
+class Lifecycle(NamedTuple):
+    """What a lifecycle event does to the entity it is about."""
+
+    kind: str  # the entity's kind (ENTITY_KINDS), which is the event's subject_type
+    action: str  # CREATE, CATALOGUED, or the state it sets (GONE ends the entity)
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -66,11 +74,16 @@ class EventType:
     target: str = ""
     payload: dict[str, PayloadKey] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)
-    # (entity kind, what it does) for an event that changes whether an
-    # entity exists or its state (see ENTITY_KINDS); None for the others.
-    lifecycle: tuple[str, str] | None = None
+    # Set for an event that changes whether an entity exists or its state.
+    lifecycle: Lifecycle | None = None
     # SET_MEMBER or REMOVE_MEMBER for an org's or project's membership event.
     membership: str = ""
+
+    @property
+    def membership_of(self) -> str:
+        """The kind of group whose members this event changes
+        ("organization" or "project"), or "" if it changes none."""
+        return self.subject_type if self.membership else ""
 
     def payload_problems(self, payload: dict[str, Any]) -> list[tuple[str, str]]:
         """(field, message) for each payload key that is missing or ill-typed."""
@@ -105,7 +118,7 @@ def get(name: str) -> EventType | None:
 @dataclass(frozen=True)
 class EntityKind:
     """A kind of entity whose existence and state the lifecycle events
-    track (audit/aggregates.py folds them into `entities`).
+    track (audit/entity_fold.py folds them into `entities`).
 
     `initial` is the state a create gives an entity that does not exist;
     `seen` the state of one that is mentioned by a successful event before
@@ -215,7 +228,7 @@ for kind, prefix, article, name_example, extra_payload in [
                     "success": True,
                     "payload": example_payload,
                 },
-                lifecycle=(kind, action),
+                lifecycle=Lifecycle(kind, action),
             )
         )
 
@@ -321,7 +334,7 @@ for verb, action, text in [
                 "success": True,
                 "payload": {"project": "glawler"},
             },
-            lifecycle=("experiment", action),
+            lifecycle=Lifecycle("experiment", action),
         )
     )
 
@@ -393,7 +406,7 @@ for noun in ("realization", "materialization"):
                         "lans": ["lan0"],
                     },
                 },
-                lifecycle=(noun, action),
+                lifecycle=Lifecycle(noun, action),
             )
         )
 
@@ -442,16 +455,29 @@ register(
 )
 
 
-# --- what the aggregates derive from the catalog ------------------------------------
+# --- what the aggregates and queries derive from the catalog ------------------------
 
-LIFECYCLE_TYPES: tuple[str, ...] = tuple(n for n, t in CATALOG.items() if t.lifecycle)
-MEMBER_TYPES: dict[str, tuple[str, ...]] = {
-    kind: tuple(n for n, t in CATALOG.items() if t.membership and t.subject_type == kind)
-    for kind in ("organization", "project")
-}
-MEMBER_REMOVALS: tuple[str, ...] = tuple(
-    n for n, t in CATALOG.items() if t.membership == REMOVE_MEMBER
-)
+
+def types_where(test: Callable[[EventType], bool]) -> tuple[str, ...]:
+    """The names of the catalogued types whose entry passes `test`, in catalog order
+    (the order the index conditions of audit/models.py were made with)."""
+    return tuple(name for name, spec in CATALOG.items() if test(spec))
+
+
+def lifecycle_types(kind: str = "") -> tuple[str, ...]:
+    """The lifecycle event types of one entity kind, or of every kind."""
+    return types_where(lambda t: t.lifecycle is not None and (not kind or t.lifecycle.kind == kind))
+
+
+def membership_types(group: str = "") -> tuple[str, ...]:
+    """The membership event types of one group kind, or of both."""
+    return types_where(lambda t: bool(t.membership_of) and (not group or t.membership_of == group))
+
+
+LIFECYCLE_TYPES = lifecycle_types()
+MEMBERSHIP_TYPES = membership_types()
+MEMBER_REMOVALS = types_where(lambda t: t.membership == REMOVE_MEMBER)
+
 for _spec in CATALOG.values():
     # Lifecycle events are about their own entity: subject_type is its kind.
-    assert not _spec.lifecycle or _spec.lifecycle[0] == _spec.subject_type, _spec.name
+    assert not _spec.lifecycle or _spec.lifecycle.kind == _spec.subject_type, _spec.name

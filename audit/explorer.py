@@ -12,10 +12,10 @@ import difflib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote
 
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.html import format_html_join
@@ -92,7 +92,7 @@ def keyset_page(
 
 
 ROW_HTML = (
-    '<tr><td class="nowrap"><a href="/events/{}/">{}</a></td><td><code>{}</code></td>'
+    '<tr><td class="nowrap"><a href="{}">{}</a></td><td><code>{}</code></td>'
     '<td>{}</td><td><span class="muted">{}</span> {}</td><td>{}</td><td>{}</td>'
     '<td class="explorer-error">{}</td></tr>'
 )
@@ -109,12 +109,15 @@ def result_rows(rows, zone) -> SafeString:
     (zone conversion, date format, truncation, a dozen lookups each) took
     most of the page's server time, and this takes a millisecond.
     """
+    # One reverse() for the page, not one per row: the uuid is the path's end.
+    sample = uuid.UUID(int=0)
+    event_url = reverse("event", args=[sample]).replace(str(sample), "{}")
     return format_html_join(
         "",
         ROW_HTML,
         (
             (
-                row.event_uuid,
+                event_url.format(row.event_uuid),
                 row.timestamp.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
                 row.event_type,
                 row.caller or "—",
@@ -129,31 +132,38 @@ def result_rows(rows, zone) -> SafeString:
     )
 
 
-def _path(*parts: str) -> str:
-    return "/" + "/".join(quote(p, safe="") for p in parts) + "/"
+def _url(name: str, *args: str) -> str | None:
+    """The page's URL, or None for a name no page can have (a '/' in it, or
+    a facility that is not a slug)."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
 
 
-ENTITY_PATHS = {
-    "user": lambda name, payload: _path("users", name),
-    "organization": lambda name, payload: _path("orgs", name),
-    "project": lambda name, payload: _path("projects", name),
-    "facility": lambda name, payload: _path("facilities", name),
-    "experiment": lambda name, payload: (
-        _path("experiments", payload["project"], name)
-        if isinstance(payload.get("project"), str) and payload["project"]
-        else None
-    ),
-}
+def _experiment_path(name: str, payload: dict) -> str | None:
+    project = payload.get("project")
+    return _url("experiment", project, name) if isinstance(project, str) and project else None
 
 
 def _realization_path(name: str, payload: dict) -> str | None:
     project, experiment = payload.get("project"), payload.get("experiment")
     if isinstance(project, str) and isinstance(experiment, str) and project and experiment:
-        return _path("experiments", project, experiment)
+        return _url("experiment", project, experiment)
     return None
 
 
-ENTITY_PATHS["realization"] = ENTITY_PATHS["materialization"] = _realization_path
+# The entity page of a caller, subject or target of each kind (dashboards'
+# and facilities' URL names; audit reverses them and imports neither app).
+ENTITY_PATHS = {
+    "user": lambda name, payload: _url("user", name),
+    "organization": lambda name, payload: _url("org", name),
+    "project": lambda name, payload: _url("project", name),
+    "facility": lambda name, payload: _url("facilities:detail", name),
+    "experiment": _experiment_path,
+    "realization": _realization_path,
+    "materialization": _realization_path,
+}
 
 
 def entity_links(event: Event) -> dict[str, str | None]:
@@ -162,10 +172,11 @@ def entity_links(event: Event) -> dict[str, str | None]:
     subject_path = ENTITY_PATHS.get(event.subject_type)
     target = None
     if event.target:
-        if event.event_type.startswith("org_member_"):
+        group = spec.membership_of if (spec := catalog.get(event.event_type)) else ""
+        if group == "organization":
             kind = "project" if payload.get("kind") == "projectmember" else "user"
             target = ENTITY_PATHS[kind](event.target, payload)
-        elif event.event_type.startswith("project_member_"):
+        elif group == "project":
             target = ENTITY_PATHS["user"](event.target, payload)
         elif event.subject_type in ("realization", "materialization"):
             target = ENTITY_PATHS["facility"](event.target, payload)
@@ -238,41 +249,16 @@ def _replaced_type(query: QueryDict, old: str, new: str) -> str:
 @role_required(Role.ANALYST)
 def explorer_page(request: HttpRequest) -> HttpResponse:
     query = _filter_query(request.GET)
-    error = None
-    page = KeysetPage([], None, None)
-    count, count_kind = 0, "exact"
+    error: FilterError | None = None
     try:
         event_filter = EventFilter.from_query(request.GET, windowed=True, forgiving=True)
-        before = decode_cursor(request.GET["before"], "before") if "before" in request.GET else None
-        after = decode_cursor(request.GET["after"], "after") if "after" in request.GET else None
-        rows = event_filter.apply(Event.objects.all()).values_list(*ROW_COLUMNS, named=True)
-        page = keyset_page(rows, before=before, after=after)
-        carried = _carried_count(request.GET.get("total", "")) if before or after else None
-        if carried is not None:
-            count, count_kind = carried
-        else:
-            count, count_kind = _count(event_filter, page, first=not (before or after))
+        page, count, count_kind = _results(request.GET, event_filter)
     except FilterError as exc:
-        # The window still shows what was asked, so only the refused filter
-        # needs fixing.
-        try:
-            event_filter = EventFilter.from_query(
-                QueryDict(urlencode({k: request.GET.get(k, "") for k in WINDOW_PARAMS})),
-                windowed=True,
-                forgiving=True,
-            )
-        except FilterError:
-            event_filter = EventFilter()
         error = exc
+        event_filter = _window_filter(request.GET)
+        page, count, count_kind = KeysetPage([], None, None), 0, "exact"
     query_string = query.urlencode()
     paging = f"?{query_string}&total={count_kind}:{count}"
-    # One box per pair sent, then an empty one for the next (while there is room).
-    pairs = [p for p in request.GET.getlist("payload") if p.strip()]
-    payload_room = len(pairs) < MAX_PAYLOAD_PAIRS
-    unknown = unknown_types(event_filter.event_types)
-    for item in unknown:
-        if item["suggestion"]:
-            item["fixed_query"] = _replaced_type(query, item["name"], item["suggestion"])
     context = {
         "filter": event_filter,
         "query": query,
@@ -282,24 +268,70 @@ def explorer_page(request: HttpRequest) -> HttpResponse:
         "count": count,
         "count_exact": count_kind == "exact",
         "count_at_least": count_kind == "at_least",
-        "unknown_types": unknown,
+        "unknown_types": _unknown_types_fixed(query, event_filter.event_types),
         "error": error,
         "older_url": f"{paging}&{urlencode({'before': page.older})}" if page.older else None,
         "newer_url": f"{paging}&{urlencode({'after': page.newer})}" if page.newer else None,
         "catalog_groups": _catalog_groups(),
         "subject_types": SUBJECT_TYPES,
-        "payload_pairs": [*pairs, ""] if payload_room else pairs,
-        "payload_room": payload_room,
-        "payload_max": MAX_PAYLOAD_PAIRS,
-        # htmx swaps only the results: the payload boxes come along out of
-        # band, so the box just filled gets an empty one after it.
-        "payload_oob": bool(request.htmx),
+        **_payload_boxes(request),
         "formats": list(FORMATS),
     }
     template = "audit/_explorer_results.html" if request.htmx else "audit/explorer.html"
     response = render(request, template, context, status=400 if error else 200)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def _results(query: QueryDict, event_filter: EventFilter) -> tuple[KeysetPage, int, str]:
+    """The page of results the paging cursors ask for, with its (count,
+    kind): carried by a paging link, else counted; FilterError for a
+    cursor this server did not write."""
+    before = decode_cursor(query["before"], "before") if "before" in query else None
+    after = decode_cursor(query["after"], "after") if "after" in query else None
+    rows = event_filter.apply(Event.objects.all()).values_list(*ROW_COLUMNS, named=True)
+    page = keyset_page(rows, before=before, after=after)
+    carried = _carried_count(query.get("total", "")) if before or after else None
+    if carried is not None:
+        return page, *carried
+    return page, *_count(event_filter, page, first=not (before or after))
+
+
+def _window_filter(query: QueryDict) -> EventFilter:
+    """The filter of the query's window alone, for a page whose other
+    filters were refused: the window still shows what was asked, so only
+    the refused filter needs fixing."""
+    try:
+        return EventFilter.from_query(
+            QueryDict(urlencode({k: query.get(k, "") for k in WINDOW_PARAMS})),
+            windowed=True,
+            forgiving=True,
+        )
+    except FilterError:
+        return EventFilter()
+
+
+def _unknown_types_fixed(query: QueryDict, event_types: list[str]) -> list[dict[str, str]]:
+    """unknown_types, each suggestion with the filter query that takes it."""
+    unknown = unknown_types(event_types)
+    for item in unknown:
+        if item["suggestion"]:
+            item["fixed_query"] = _replaced_type(query, item["name"], item["suggestion"])
+    return unknown
+
+
+def _payload_boxes(request: HttpRequest) -> dict[str, object]:
+    """One box per pair sent, then an empty one for the next (while there is room)."""
+    pairs = [p for p in request.GET.getlist("payload") if p.strip()]
+    payload_room = len(pairs) < MAX_PAYLOAD_PAIRS
+    return {
+        "payload_pairs": [*pairs, ""] if payload_room else pairs,
+        "payload_room": payload_room,
+        "payload_max": MAX_PAYLOAD_PAIRS,
+        # htmx swaps only the results: the payload boxes come along out of
+        # band, so the box just filled gets an empty one after it.
+        "payload_oob": bool(request.htmx),
+    }
 
 
 def _catalog_groups() -> list[tuple[str, list[str]]]:
@@ -317,19 +349,20 @@ def event_page(request: HttpRequest, event_uuid: uuid.UUID) -> HttpResponse:
         raise Http404(f"No event {event_uuid}.")
     spec = catalog.get(event.event_type)
     links = entity_links(event)
+    explorer = reverse("explorer") + "?"
     context = {
         "event": event,
         "spec": spec,
         "links": links,
         "related": {
-            "subject": "/events/?"
+            "subject": explorer
             + urlencode(
                 {"period": "all", "subject_type": event.subject_type, "subject": event.subject}
             ),
-            "caller": "/events/?" + urlencode({"period": "all", "caller": event.caller})
+            "caller": explorer + urlencode({"period": "all", "caller": event.caller})
             if event.caller
             else None,
-            "type": "/events/?" + urlencode({"period": "all", "event_type": event.event_type}),
+            "type": explorer + urlencode({"period": "all", "event_type": event.event_type}),
         },
     }
     return render(request, "audit/explorer_event.html", context)

@@ -155,6 +155,23 @@ class EventFilter:
         `forgiving` (the explorer page, with `windowed`): a bad window field
         (period, since, until, tz) keeps its default and its error rides on
         `window.errors`, to be shown beside the field, instead of raising."""
+        f = cls._from_fields(query)
+        # The range is the stats pages' window, or since/until on their own.
+        by_window = windowed or bool(query.get("period"))
+        f._parse_zone(query, forgiving=windowed and forgiving, now=now)
+        if by_window:
+            f._parse_window(query, now)
+        f._parse_success(query)
+        if not by_window:
+            for name in ("since", "until"):
+                raw = query.get(name, "").strip()
+                if raw:
+                    setattr(f, name, _parse_moment(raw, name, now or timezone.now()))
+        return f
+
+    @classmethod
+    def _from_fields(cls, query: QueryDict) -> "EventFilter":
+        """The filter of the query's text fields, payload pairs and entity."""
         f = cls(
             event_types=[t.strip() for t in query.getlist("event_type") if t.strip()],
             subject_type=query.get("subject_type", "").strip(),
@@ -179,29 +196,28 @@ class EventFilter:
             if len(raw_entity) > 2 * MAX_TEXT or "\x00" in raw_entity:
                 raise FilterError("entity", "is not kind:name")
             f.entity = parse_entity(raw_entity)
-        if windowed and forgiving:
-            f.window = Window.forgiving(query, now=now)
-            f.zone = f.window.zone
-        else:
+        return f
+
+    def _parse_zone(self, query: QueryDict, *, forgiving: bool, now: datetime | None) -> None:
+        """The display zone: `forgiving` takes the forgiving window's,
+        whose errors ride on it; otherwise tz, which must be a zone."""
+        if forgiving:
+            self.window = Window.forgiving(query, now=now)
+            self.zone = self.window.zone
+            return
+        try:
+            self.zone = parse_zone(query.get("tz") or "UTC")
+        except WindowError as exc:
+            raise FilterError(exc.field, exc.message) from None
+
+    def _parse_window(self, query: QueryDict, now: datetime | None) -> None:
+        if self.window is None:
             try:
-                f.zone = parse_zone(query.get("tz") or "UTC")
+                self.window = Window.from_query(query, now=now)
             except WindowError as exc:
                 raise FilterError(exc.field, exc.message) from None
-        if windowed or query.get("period"):
-            if f.window is None:
-                try:
-                    f.window = Window.from_query(query, now=now)
-                except WindowError as exc:
-                    raise FilterError(exc.field, exc.message) from None
-            if f.window.period != "all":
-                f.since, f.until = f.window.start, f.window.end
-            return f._parse_success(query)
-        f._parse_success(query)
-        for name in ("since", "until"):
-            raw = query.get(name, "").strip()
-            if raw:
-                setattr(f, name, _parse_moment(raw, name, now or timezone.now()))
-        return f
+        if self.window.period != "all":
+            self.since, self.until = self.window.start, self.window.end
 
     def _parse_success(self, query: QueryDict) -> "EventFilter":
         success = query.get("success", "").strip().lower()

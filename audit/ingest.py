@@ -1,23 +1,24 @@
 """Ingest: parse a request body, validate every event, store the batch at once.
 
 validate (the catalog) → store (`events`, one set-based INSERT … ON CONFLICT)
-→ aggregate (the triggers on `events`, in the same statement). A batch with
-any invalid event is rejected whole; a stored batch is all-or-nothing.
+→ aggregate (the triggers on `events`, in the same statement; their
+declarations are in audit/aggregates.py). A batch with any invalid event is
+rejected whole; a stored batch is all-or-nothing.
 """
 
 import json
-import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.utils import timezone
 
 from audit import catalog
+from audit.jsonb import loads, payload_text, text_problem
 from audit.models import Event
 from sphere_stats.db import bulk_cursor, compact_sql
 
@@ -28,7 +29,6 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_NAME_LENGTH = 255
 MAX_ERROR_MESSAGE_LENGTH = 8192
 MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_PAYLOAD_DEPTH = 16
 FIELDS = Event.COLUMNS
 FIELD_SET = frozenset(FIELDS)
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -88,43 +88,6 @@ class IngestResult:
 # --- parsing -------------------------------------------------------------------
 
 
-class UnfitNumber:
-    """A JSON number that a float cannot hold, left in place by `loads` so
-    that validation can name the field it is in."""
-
-    __slots__ = ("problem", "text")
-
-    def __init__(self, text: str, problem: str) -> None:
-        self.text = text
-        self.problem = problem
-
-    def __repr__(self) -> str:
-        return f"UnfitNumber({self.text!r})"
-
-
-NONZERO_MANTISSA = re.compile(r"-?[0.]*[1-9]")
-
-
-def _checked_float(text: str) -> float | UnfitNumber:
-    value = float(text)
-    if not math.isfinite(value):
-        return UnfitNumber(text, f"number {text} is out of range")
-    # 1e-400 parses as 0.0: storing it would silently change the number.
-    if value == 0.0 and NONZERO_MANTISSA.match(text):
-        return UnfitNumber(text, f"number {text} is too small: it would be stored as 0")
-    return value
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def loads(text: str) -> Any:
-    """json.loads that refuses NaN/Infinity. A number a float cannot hold
-    (1e400, 1e-400) becomes an UnfitNumber, which validation refuses by name."""
-    return json.loads(text, parse_float=_checked_float, parse_constant=_reject_constant)
-
-
 def parse_body(body: bytes, content_type: str) -> list[Any]:
     """The request body as a list of (unvalidated) event objects."""
     media_type = (content_type or "application/json").split(";")[0].strip().lower()
@@ -182,83 +145,6 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
 # --- validation ----------------------------------------------------------------
 
 
-def _text_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains invalid Unicode (a lone surrogate)"
-    return None
-
-
-def _walk_payload(value: Any, depth: int = 0) -> str | None:
-    """Why a payload cannot be stored as JSONB, or None."""
-    if depth > MAX_PAYLOAD_DEPTH:
-        return f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
-    if isinstance(value, str):
-        return _text_problem(value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _text_problem(key) or _walk_payload(item, depth + 1)
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for item in value:
-            problem = _walk_payload(item, depth + 1)
-            if problem:
-                return problem
-    return None
-
-
-def _depth_problem(value: Any, depth: int = 0) -> str | None:
-    if depth > MAX_PAYLOAD_DEPTH:
-        return f"is nested deeper than {MAX_PAYLOAD_DEPTH} levels"
-    items = value.values() if isinstance(value, dict) else value
-    for item in items:
-        if isinstance(item, dict | list):
-            problem = _depth_problem(item, depth + 1)
-            if problem:
-                return problem
-    return None
-
-
-def _unfit_number(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
-    """(field, problem) of the first UnfitNumber in a payload, or None."""
-    if isinstance(value, UnfitNumber):
-        return path, value.problem
-    if depth > MAX_PAYLOAD_DEPTH:
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, item in items:
-        if isinstance(item, UnfitNumber | dict | list):
-            found = _unfit_number(item, f"{path}.{key}", depth + 1)
-            if found:
-                return found
-    return None
-
-
-def payload_text(payload: dict) -> tuple[tuple[str, str] | None, str]:
-    """((field, why) the payload cannot be stored as JSONB, or None; its JSON text).
-
-    The fast path serialises once and looks at the text: JSON spells a NUL
-    as \\u0000 and a lone surrogate fails to encode. Only a payload that
-    might have such a problem takes the exact (slower) walk, which names it.
-    """
-    try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        text.encode("utf-8")
-    except TypeError:
-        # An UnfitNumber from loads(), or an object a Python caller put there.
-        problem = _depth_problem(payload) or "contains a value that JSON cannot hold"
-        return _unfit_number(payload, "payload") or ("payload", problem), ""
-    except (UnicodeEncodeError, RecursionError, ValueError):
-        problem = _walk_payload(payload) or "contains NaN or Infinity, which JSON cannot hold"
-        return ("payload", problem), ""
-    problem = _walk_payload(payload) if "\\u0000" in text else _depth_problem(payload)
-    return (("payload", problem) if problem else None), text
-
-
 def parse_timestamp(value: Any) -> datetime:
     """RFC 3339 with an offset, or PostgreSQL's text form (`… 20:50:23.5+00`)."""
     if not isinstance(value, str):
@@ -273,129 +159,140 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError("is not a valid date and time") from None
 
 
-def _string(
-    event: dict, name: str, errors: list, *, required: bool, allow_empty: bool, limit: int
-) -> str | None:
+class TextField(NamedTuple):
+    """A text column of an event and what it must hold."""
+
+    name: str
+    required: bool
+    allow_empty: bool
+    limit: int
+    slug_example: str = ""  # set for a column that must be a lowercase slug
+
+
+# In the order their problems are listed.
+TEXT_FIELDS = (
+    TextField("event_type", True, False, 64, "user_created"),
+    TextField("caller", True, True, MAX_NAME_LENGTH),
+    TextField("subject", True, False, MAX_NAME_LENGTH),
+    TextField("subject_type", True, False, 64, "organization"),
+    TextField("target", False, True, MAX_NAME_LENGTH),
+    TextField("error_message", False, True, MAX_ERROR_MESSAGE_LENGTH),
+)
+
+
+def _string(event: dict, spec: TextField, errors: list) -> str | None:
+    name = spec.name
     if name not in event or event[name] is None:
-        if required:
+        if spec.required:
             errors.append((name, "is required"))
         return None
     value = event[name]
     if not isinstance(value, str):
         errors.append((name, "must be a string"))
         return None
-    if not allow_empty and not NOT_BLANK.search(value):
+    if not spec.allow_empty and not NOT_BLANK.search(value):
         errors.append((name, "must not be empty"))
         return None
-    if len(value) > limit:
-        errors.append((name, f"is longer than {limit} characters"))
+    if len(value) > spec.limit:
+        errors.append((name, f"is longer than {spec.limit} characters"))
         return None
-    problem = _text_problem(value)
+    problem = text_problem(value)
     if problem:
         errors.append((name, problem))
         return None
+    if spec.slug_example and not SLUG.match(value):
+        # The value is still returned: the catalog's checks read it.
+        errors.append((name, f"must be a lowercase slug such as {spec.slug_example}"))
     return value
+
+
+def _event_uuid(event: dict, errors: list) -> uuid.UUID | None:
+    value = event.get("event_uuid")
+    if value is None:
+        return None
+    try:
+        parsed = uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        errors.append(("event_uuid", "must be a UUID string"))
+    return parsed
+
+
+def _timestamp(event: dict, now: datetime, errors: list) -> datetime:
+    if event.get("timestamp") is None:
+        return now
+    try:
+        timestamp = parse_timestamp(event["timestamp"])
+    except ValueError as exc:
+        errors.append(("timestamp", str(exc)))
+        return now
+    if timestamp > now + MAX_FUTURE:
+        errors.append(("timestamp", "is more than 5 minutes in the future"))
+    elif timestamp < EARLIEST:
+        errors.append(("timestamp", "is before 1970-01-01T00:00:00Z"))
+    return timestamp
+
+
+def _success(event: dict, errors: list) -> Any:
+    if "success" not in event:
+        errors.append(("success", "is required"))
+    elif not isinstance(event["success"], bool):
+        errors.append(("success", "must be true or false"))
+    return event.get("success")
+
+
+def _payload(event: dict, errors: list) -> tuple[Any, str]:
+    """The payload (an empty one if absent) and its JSON text."""
+    payload = event.get("payload")
+    if payload is None:
+        return {}, "{}"
+    if not isinstance(payload, dict):
+        errors.append(("payload", "must be a JSON object"))
+        return payload, "{}"
+    problem, text = payload_text(payload)
+    if problem:
+        errors.append(problem)
+    elif len(text.encode()) > MAX_PAYLOAD_BYTES:
+        errors.append(("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KB"))
+    return payload, text
+
+
+def _catalog_problems(texts: dict[str, str | None], payload: Any) -> list[tuple[str, str]]:
+    """What the catalog entry of a known event type finds wrong."""
+    event_type, subject_type = texts["event_type"], texts["subject_type"]
+    known = catalog.get(event_type) if event_type else None
+    if not known or not isinstance(payload, dict):
+        return []
+    problems = known.payload_problems(payload)
+    if subject_type and subject_type != known.subject_type:
+        problems.append(("subject_type", f"must be '{known.subject_type}' for {event_type}"))
+    return problems
 
 
 def validate_event(index: int, event: Any, now: datetime) -> tuple[Row | None, list[dict]]:
     """One event as a Row, or the list of its problems."""
     if not isinstance(event, dict):
         return None, [{"index": index, "field": None, "message": "must be a JSON object"}]
-    errors: list[tuple[str | None, str]] = []
-    unknown = event.keys() - FIELD_SET
-    for name in sorted(unknown):
-        errors.append((name, "is not a field of an event"))
-
-    event_uuid = None
-    if event.get("event_uuid") is not None:
-        try:
-            event_uuid = (
-                uuid.UUID(str(event["event_uuid"]))
-                if isinstance(event["event_uuid"], str)
-                else None
-            )
-        except ValueError:
-            event_uuid = None
-        if event_uuid is None:
-            errors.append(("event_uuid", "must be a UUID string"))
-
-    timestamp = now
-    if event.get("timestamp") is not None:
-        try:
-            timestamp = parse_timestamp(event["timestamp"])
-            if timestamp > now + MAX_FUTURE:
-                errors.append(("timestamp", "is more than 5 minutes in the future"))
-            elif timestamp < EARLIEST:
-                errors.append(("timestamp", "is before 1970-01-01T00:00:00Z"))
-        except ValueError as exc:
-            errors.append(("timestamp", str(exc)))
-
-    event_type = _string(event, "event_type", errors, required=True, allow_empty=False, limit=64)
-    if event_type is not None and not SLUG.match(event_type):
-        errors.append(("event_type", "must be a lowercase slug such as user_created"))
-    caller = _string(
-        event, "caller", errors, required=True, allow_empty=True, limit=MAX_NAME_LENGTH
-    )
-    subject = _string(
-        event, "subject", errors, required=True, allow_empty=False, limit=MAX_NAME_LENGTH
-    )
-    subject_type = _string(
-        event, "subject_type", errors, required=True, allow_empty=False, limit=64
-    )
-    if subject_type is not None and not SLUG.match(subject_type):
-        errors.append(("subject_type", "must be a lowercase slug such as organization"))
-    target = _string(
-        event, "target", errors, required=False, allow_empty=True, limit=MAX_NAME_LENGTH
-    )
-    error_message = _string(
-        event,
-        "error_message",
-        errors,
-        required=False,
-        allow_empty=True,
-        limit=MAX_ERROR_MESSAGE_LENGTH,
-    )
-    success = event.get("success")
-    if "success" not in event:
-        errors.append(("success", "is required"))
-    elif not isinstance(success, bool):
-        errors.append(("success", "must be true or false"))
-
-    payload = event.get("payload")
-    payload_json = "{}"
-    if payload is None:
-        payload = {}
-    elif not isinstance(payload, dict):
-        errors.append(("payload", "must be a JSON object"))
-    else:
-        problem, payload_json = payload_text(payload)
-        if problem:
-            errors.append(problem)
-        else:
-            if len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
-                errors.append(("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KB"))
-
-    known = catalog.get(event_type) if event_type else None
-    if known and isinstance(payload, dict):
-        errors.extend(known.payload_problems(payload))
-        if subject_type and subject_type != known.subject_type:
-            errors.append(("subject_type", f"must be '{known.subject_type}' for {event_type}"))
-
+    errors: list[tuple[str | None, str]] = [
+        (name, "is not a field of an event") for name in sorted(event.keys() - FIELD_SET)
+    ]
+    event_uuid = _event_uuid(event, errors)
+    timestamp = _timestamp(event, now, errors)
+    texts = {spec.name: _string(event, spec, errors) for spec in TEXT_FIELDS}
+    success = _success(event, errors)
+    payload, payload_json = _payload(event, errors)
+    errors.extend(_catalog_problems(texts, payload))
     if errors:
         return None, [{"index": index, "field": f, "message": m} for f, m in errors]
     return Row(
         index=index,
         event_uuid=event_uuid or uuid.uuid4(),
         timestamp=timestamp,
-        event_type=event_type,
-        caller=caller,
-        subject=subject,
-        subject_type=subject_type,
-        target=target,
         success=success,
-        error_message=error_message,
         payload=payload,
         payload_json=payload_json,
+        **texts,
     ), []
 
 
@@ -476,6 +373,31 @@ def _conflict(row: Row, why: str) -> dict:
     return {"index": row.index, "event_uuid": str(row.event_uuid), "message": why}
 
 
+def _insert_once(columns: list[list]) -> set[uuid.UUID]:
+    with bulk_cursor() as cursor:
+        cursor.execute(INSERT_SQL, columns)
+        return {r[0] for r in cursor.fetchall()}
+
+
+def _insert(columns: list[list], attempts: int) -> set[uuid.UUID]:
+    """INSERT_SQL, retried on a deadlock; the uuids it inserted."""
+    # One statement, atomic by itself: outside a transaction block it saves
+    # the BEGIN and COMMIT round trips, a third of a single POST's time.
+    # Inside a caller's atomic() (imports, tests) it simply joins that one.
+    for _ in range(attempts - 1):
+        try:
+            return _insert_once(columns)
+        except OperationalError as exc:
+            # Two batches touching the same pre-aggregate rows can deadlock in
+            # rare orders; PostgreSQL aborts one, and a retry is safe because
+            # the whole statement rolled back. Inside a caller's transaction
+            # the retry cannot help: that transaction is aborted.
+            sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+            if sqlstate not in ("40P01", "40001") or connection.in_atomic_block:
+                raise
+    return _insert_once(columns)
+
+
 def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     """Insert rows that are new; report the others as duplicates or conflicts.
 
@@ -489,31 +411,7 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     first: dict[uuid.UUID, Row] = {}
     for row in rows:
         first.setdefault(row.event_uuid, row)
-    batch = list(first.values())
-
-    columns = row_columns(batch)
-    # One statement, atomic by itself: outside a transaction block it saves
-    # the BEGIN and COMMIT round trips, a third of a single POST's time.
-    # Inside a caller's atomic() (imports, tests) it simply joins that one.
-    for attempt in range(attempts):
-        try:
-            with bulk_cursor() as cursor:
-                cursor.execute(INSERT_SQL, columns)
-                inserted = {r[0] for r in cursor.fetchall()}
-            break
-        except OperationalError as exc:
-            # Two batches touching the same pre-aggregate rows can deadlock in
-            # rare orders; PostgreSQL aborts one, and a retry is safe because
-            # the whole statement rolled back. Inside a caller's transaction
-            # the retry cannot help: that transaction is aborted.
-            cause = getattr(exc, "__cause__", None)
-            sqlstate = getattr(cause, "sqlstate", None)
-            if (
-                sqlstate not in ("40P01", "40001")
-                or attempt == attempts - 1
-                or connection.in_atomic_block
-            ):
-                raise
+    inserted = _insert(row_columns(list(first.values())), attempts)
     result.accepted = len(inserted)
 
     repeated = [r for r in rows if r is not first[r.event_uuid] or r.event_uuid not in inserted]

@@ -56,10 +56,59 @@ ATTRIBUTES = {
     "rolreplication": ("REPLICATION", False),
     "rolbypassrls": ("BYPASSRLS", False),
 }
+# A statement to run and how to show it (None: as it is): the password is never shown.
+Statement = tuple[sql.Composable, str | None]
 
 
 def _attribute(keyword: str, on: bool) -> sql.SQL:
     return sql.SQL(keyword if on else f"NO{keyword}")
+
+
+def _grant_statements(
+    role: sql.Identifier, database: str, schema: str, readable: list[str]
+) -> list[Statement]:
+    """Its session settings and connect right, every privilege in the
+    schema taken back, and SELECT granted on `readable`."""
+    statements: list[Statement] = [
+        (statement.format(role, sql.Identifier(database), sql.Identifier(schema)), None)
+        for statement in (
+            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on"),
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}"),
+            sql.SQL("GRANT CONNECT ON DATABASE {1} TO {0}"),
+            # Converge: take back whatever the role holds in the schema, then grant the list.
+            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {2} FROM {0}"),
+            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {2} FROM {0}"),
+            sql.SQL("REVOKE CREATE ON SCHEMA {2} FROM {0}"),
+            sql.SQL("GRANT USAGE ON SCHEMA {2} TO {0}"),
+        )
+    ]
+    tables = sql.SQL(", ").join(sql.Identifier(schema, t) for t in readable)
+    statements.append((sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(tables, role), None))
+    return statements
+
+
+def _definer_revokes(cursor, schema: str, schema_oid: int) -> list[Statement]:
+    """EXECUTE taken from PUBLIC on the schema's SECURITY DEFINER functions.
+
+    Such a function runs with its owner's rights, and PUBLIC may execute
+    every function: sphere_stats_refresh_entities would let anyone rewrite
+    `entities`. Only the triggers need it, and they run as its owner.
+    """
+    cursor.execute(
+        "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
+        "WHERE pronamespace = %(schema)s AND prosecdef AND prorettype <> 'trigger'::regtype "
+        "AND has_function_privilege(%(public)s, oid, 'EXECUTE') ORDER BY 1, 2",
+        {"schema": schema_oid, "public": "public"},
+    )
+    return [
+        (
+            sql.SQL("REVOKE EXECUTE ON FUNCTION {}({}) FROM PUBLIC").format(
+                sql.Identifier(schema, function), sql.SQL(arguments)
+            ),
+            None,
+        )
+        for function, arguments in cursor.fetchall()
+    ]
 
 
 class Command(BaseCommand):
@@ -193,64 +242,12 @@ class Command(BaseCommand):
         tables, views = self._relations(cursor, schema_oid)
         existing = self._existing_role(cursor, name, runner)
         database = self._one(cursor, "SELECT current_database()")[0]
-        role, schema_id = sql.Identifier(name), sql.Identifier(schema)
-
-        # (statement, how to show it): the password is never shown.
-        statements: list[tuple[sql.Composable, str | None]] = []
-
-        def add(statement: sql.Composable, shown: str | None = None) -> None:
-            statements.append((statement, shown))
-
-        if existing is None:
-            wanted = sql.SQL(" ").join(_attribute(k, on) for k, on in ATTRIBUTES.values())
-            add(sql.SQL("CREATE ROLE {} {}").format(role, wanted))
-        else:
-            # Only what differs: a non-superuser may not even restate some
-            # attributes (NOSUPERUSER, NOREPLICATION, NOBYPASSRLS).
-            changed = [
-                _attribute(keyword, on)
-                for column, (keyword, on) in ATTRIBUTES.items()
-                if existing[column] != on
-            ]
-            if changed:
-                add(sql.SQL("ALTER ROLE {} {}").format(role, sql.SQL(" ").join(changed)))
-        if password is not None:
-            add(
-                self._password_statement(role, name, password, dry_run),
-                sql.SQL("ALTER ROLE {} PASSWORD '…';  -- its hash, from the environment")
-                .format(role)
-                .as_string(connection.connection),
-            )
-        for statement in (
-            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on"),
-            sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}"),
-            sql.SQL("GRANT CONNECT ON DATABASE {1} TO {0}"),
-            # Converge: take back whatever the role holds in the schema, then grant the list.
-            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {2} FROM {0}"),
-            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {2} FROM {0}"),
-            sql.SQL("REVOKE CREATE ON SCHEMA {2} FROM {0}"),
-            sql.SQL("GRANT USAGE ON SCHEMA {2} TO {0}"),
-        ):
-            add(statement.format(role, sql.Identifier(database), schema_id))
-        readable = sql.SQL(", ").join(sql.Identifier(schema, t) for t in [*tables, *views])
-        add(sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(readable, role))
-        # A SECURITY DEFINER function runs with its owner's rights, and PUBLIC
-        # may execute every function: sphere_stats_refresh_entities would let
-        # anyone rewrite `entities`. Only the triggers need it, and they run
-        # as its owner.
-        cursor.execute(
-            "SELECT proname, pg_get_function_identity_arguments(oid) FROM pg_proc "
-            "WHERE pronamespace = %(schema)s AND prosecdef AND prorettype <> 'trigger'::regtype "
-            "AND has_function_privilege(%(public)s, oid, 'EXECUTE') ORDER BY 1, 2",
-            {"schema": schema_oid, "public": "public"},
-        )
-        for function, arguments in cursor.fetchall():
-            add(
-                sql.SQL("REVOKE EXECUTE ON FUNCTION {}({}) FROM PUBLIC").format(
-                    sql.Identifier(schema, function), sql.SQL(arguments)
-                )
-            )
-
+        role = sql.Identifier(name)
+        statements = [
+            *self._role_statements(role, name, existing, password, dry_run),
+            *_grant_statements(role, database, schema, [*tables, *views]),
+            *_definer_revokes(cursor, schema, schema_oid),
+        ]
         for statement, shown in statements:
             if dry_run or verbosity >= 2:
                 text = shown or f"{statement.as_string(connection.connection)};"
@@ -278,6 +275,39 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"  tables: {', '.join(tables)}")
         self.stdout.write(f"  views: {', '.join(views) or '(none: run `manage.py migrate`)'}")
+
+    def _role_statements(
+        self,
+        role: sql.Identifier,
+        name: str,
+        existing: dict | None,
+        password: str | None,
+        dry_run: bool,
+    ) -> list[Statement]:
+        """The role created, or its attributes set where they differ, and its password."""
+        statements: list[Statement] = []
+        if existing is None:
+            wanted = sql.SQL(" ").join(_attribute(k, on) for k, on in ATTRIBUTES.values())
+            statements.append((sql.SQL("CREATE ROLE {} {}").format(role, wanted), None))
+        else:
+            # Only what differs: a non-superuser may not even restate some
+            # attributes (NOSUPERUSER, NOREPLICATION, NOBYPASSRLS).
+            changed = [
+                _attribute(keyword, on)
+                for column, (keyword, on) in ATTRIBUTES.items()
+                if existing[column] != on
+            ]
+            if changed:
+                alter = sql.SQL("ALTER ROLE {} {}").format(role, sql.SQL(" ").join(changed))
+                statements.append((alter, None))
+        if password is not None:
+            shown = (
+                sql.SQL("ALTER ROLE {} PASSWORD '…';  -- its hash, from the environment")
+                .format(role)
+                .as_string(connection.connection)
+            )
+            statements.append((self._password_statement(role, name, password, dry_run), shown))
+        return statements
 
     def _password_statement(
         self, role: sql.Identifier, name: str, password: str, dry_run: bool

@@ -20,9 +20,9 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,7 +31,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from audit.export import unneutralise
-from audit.ingest import FIELDS, Row, loads, store, validate_event
+from audit.ingest import FIELDS, Row, store, validate_event
+from audit.jsonb import loads
 from sphere_stats.cli import positive_int
 
 FORMATS = ("csv", "json", "ndjson")
@@ -222,6 +223,66 @@ def read_json(text: io.TextIOBase, report: Report) -> Iterator[tuple[int, Any]]:
     yield from enumerate(document, start=1)
 
 
+@dataclass
+class Importer:
+    """Validates a file's items and stores them `batch` at a time into `report`."""
+
+    report: Report
+    batch: int
+    dry_run: bool
+    advance: Callable[[], None]  # moves the progress bar to the file's position
+    now: datetime = field(default_factory=timezone.now)
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, number: int, item: Any) -> None:
+        if isinstance(item, Exception):
+            self.report.rejected.append((number, str(item)))
+            return
+        if isinstance(item, dict) and item.get("timestamp") in (None, ""):
+            self.report.rejected.append(
+                (number, "timestamp: is required (an import never stores 'now')")
+            )
+            return
+        row, problems = validate_event(number, item, self.now)
+        if row is None:
+            self.report.rejected.append((number, _problems(problems)))
+            return
+        if item.get("event_uuid") is None:
+            row.event_uuid = content_uuid(row)
+        self.rows.append(row)
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        report = self.report
+        if self.rows and not self.dry_run:
+            result = store(self.rows)
+            report.accepted += result.accepted
+            report.duplicates += result.duplicates
+            report.rejected.extend((c["index"], c["message"]) for c in result.conflicts)
+            # Each row's index is its line number (validate_event in add).
+            room = MAX_DUPLICATE_LINES - len(report.duplicate_lines)
+            report.duplicate_lines.extend(result.duplicate_indexes[: max(room, 0)])
+        elif self.rows:
+            report.accepted += len(self.rows)
+        self.rows.clear()
+        self.advance()
+
+
+def _progress(raw: BinaryIO, size: int | None, bar: tqdm) -> Callable[[], None]:
+    """A function that moves `bar` to how far into the file `raw` is read."""
+    position = 0
+
+    def advance() -> None:
+        nonlocal position
+        if size is not None and not raw.closed:
+            now_at = raw.tell()
+            bar.update(now_at - position)
+            position = now_at
+
+    return advance
+
+
 class Command(BaseCommand):
     help = "Import events from a CSV, JSON or NDJSON file (gzip too), as export_events writes them."
 
@@ -247,7 +308,6 @@ class Command(BaseCommand):
         size = Path(file).stat().st_size if file != "-" else None
         reader = {"csv": read_csv, "ndjson": read_ndjson}.get(fmt)
         items = reader(text) if reader else read_json(text, report)
-        now = timezone.now()
         with tqdm(
             total=size,
             unit="B",
@@ -256,47 +316,11 @@ class Command(BaseCommand):
             disable=options["verbosity"] < 1 or None,
             file=sys.stderr,
         ) as bar:
-            rows = []
-            position = 0
-
-            def flush() -> None:
-                nonlocal position
-                if rows and not dry_run:
-                    result = store(rows)
-                    report.accepted += result.accepted
-                    report.duplicates += result.duplicates
-                    report.rejected.extend((c["index"], c["message"]) for c in result.conflicts)
-                    # Each row's index is its line number (validate_event above).
-                    room = MAX_DUPLICATE_LINES - len(report.duplicate_lines)
-                    report.duplicate_lines.extend(result.duplicate_indexes[: max(room, 0)])
-                elif rows:
-                    report.accepted += len(rows)
-                rows.clear()
-                if size is not None and not raw.closed:
-                    now_at = raw.tell()
-                    bar.update(now_at - position)
-                    position = now_at
-
+            importer = Importer(report, batch, dry_run, _progress(raw, size, bar))
             try:
                 for number, item in items:
-                    if isinstance(item, Exception):
-                        report.rejected.append((number, str(item)))
-                        continue
-                    if isinstance(item, dict) and item.get("timestamp") in (None, ""):
-                        report.rejected.append(
-                            (number, "timestamp: is required (an import never stores 'now')")
-                        )
-                        continue
-                    row, problems = validate_event(number, item, now)
-                    if row is None:
-                        report.rejected.append((number, _problems(problems)))
-                        continue
-                    if item.get("event_uuid") is None:
-                        row.event_uuid = content_uuid(row)
-                    rows.append(row)
-                    if len(rows) >= batch:
-                        flush()
-                flush()
+                    importer.add(number, item)
+                importer.flush()
             except UnicodeDecodeError as exc:
                 raise CommandError(f"{file} is not UTF-8 text ({exc.reason})") from None
             except (OSError, EOFError) as exc:

@@ -1,4 +1,4 @@
-"""Record the portal's inventory as catalogued snapshot events (audit/inventory.py).
+"""Record the portal's inventory as catalogued snapshot events (the audit.inventory package).
 
 The whole file is read and every record checked first; then, in one
 transaction, the inventory is compared with what the events say at its

@@ -3,7 +3,6 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from audit.aggregates import rebuild_aggregates, rebuild_counts
 from audit.ingest import parse_timestamp
 from audit.models import (
     DailyCallerCount,
@@ -13,6 +12,7 @@ from audit.models import (
     HourlyCount,
     OrgMembership,
 )
+from audit.triggers import rebuild_aggregates, rebuild_counts
 
 
 def _moment(value: str | None) -> datetime | None:

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from audit import aggregates
+from audit import aggregates, triggers
 from audit.management.commands.rebuild_aggregates import _moment
 
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             sys.exit(1)
         by_name = {a.name: a for a in aggregates.AGGREGATES}
         for name in drifted:
-            aggregates.rebuild_one(
+            triggers.rebuild_one(
                 by_name[name], self.stderr if options["verbosity"] else None, start, end
             )
         if self._report(start, end, quiet=True):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def _report(self, start, end, quiet: bool = False) -> list[str]:
         drifted = []
-        for name, found in aggregates.differences(start, end):
+        for name, found in triggers.differences(start, end):
             if found:
                 drifted.append(name)
                 if not quiet:

@@ -1,0 +1,228 @@
+"""The kinds of table a pre-aggregate declaration (audit/aggregates.py) can be,
+and how each is kept: the statements its triggers run for the rows a
+statement inserted or deleted, its rebuild, and its comparison with
+`events` (verify_aggregates).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+def sql_literals(names) -> str:
+    """A SQL list of literals: catalog names and states are slugs."""
+    return ", ".join(f"'{name}'" for name in names)
+
+
+class TableDeclaration:
+    """A pre-aggregate stored in one table, declared by its dataclass fields:
+    its name is the table's, and its definition (whose digest says when to
+    rebuild it) is the declaration itself."""
+
+    table: str
+
+    @property
+    def name(self) -> str:
+        return self.table
+
+    @property
+    def definition(self) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True)
+class CountTable(TableDeclaration):
+    """Rows of `events` matching `only`, counted per UTC `unit` (hour or
+    day, in column `time`) and `keys`. Each key and count is (its column,
+    its SQL over an events row). The first count is count(*): a group whose
+    first count falls to 0 has no rows left and its row is deleted."""
+
+    table: str
+    time: str
+    unit: str
+    keys: tuple[tuple[str, str], ...]
+    counts: tuple[tuple[str, str], ...] = (("n", "count(*)"),)
+    only: str = "TRUE"
+
+    def _grouped(self, rows: str, sign: int = 1, where: str = "TRUE") -> str:
+        select = ", ".join(
+            [f"date_trunc('{self.unit}', timestamp, 'UTC')"]
+            + [sql for _, sql in self.keys]
+            + [f"{sign} * {sql}" if sign != 1 else sql for _, sql in self.counts]
+        )
+        groups = ", ".join(str(i) for i in range(1, len(self.keys) + 2))
+        # Sorted so that concurrent statements lock the rows in one order.
+        return (
+            f"SELECT {select} FROM {rows} WHERE ({self.only}) AND ({where}) "
+            f"GROUP BY {groups} ORDER BY {groups}"
+        )
+
+    def _columns(self) -> str:
+        return ", ".join([self.time, *(c for c, _ in self.keys), *(c for c, _ in self.counts)])
+
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        """The trigger's statements: add (sign 1) or take back (-1) `rows`."""
+        key_columns = ", ".join([self.time, *(c for c, _ in self.keys)])
+        added = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.counts)
+        statements = [
+            f"INSERT INTO {self.table} AS t ({self._columns()}) {self._grouped(rows, sign)} "
+            f"ON CONFLICT ({key_columns}) DO UPDATE SET {added}"
+        ]
+        if sign < 0:
+            keys = ", ".join(
+                [f"date_trunc('{self.unit}', timestamp, 'UTC') AS k0"]
+                + [f"{sql} AS k{i}" for i, (_, sql) in enumerate(self.keys, start=1)]
+            )
+            same = " AND ".join(
+                [f"t.{self.time} = g.k0"]
+                + [f"t.{c} = g.k{i}" for i, (c, _) in enumerate(self.keys, start=1)]
+            )
+            statements.append(
+                f"DELETE FROM {self.table} AS t USING (SELECT DISTINCT {keys} FROM {rows} "
+                f"WHERE ({self.only})) AS g WHERE {same} AND t.{self.counts[0][0]} = 0"
+            )
+        return statements
+
+    def _range(self) -> tuple[str, str]:
+        # Whole units: from the one `start` falls in to the end of the one
+        # `end` falls in (an `end` on a unit's boundary ends its predecessor).
+        lo = f"coalesce(date_trunc('{self.unit}', %(start)s::timestamptz, 'UTC'), '-infinity')"
+        hi = (
+            f"coalesce(date_trunc('{self.unit}', %(end)s::timestamptz - interval '1 microsecond',"
+            f" 'UTC') + interval '1 {self.unit}', 'infinity')"
+        )
+        return lo, hi
+
+    def rebuild(self, cursor, start: datetime | None, end: datetime | None) -> None:
+        """Recompute the hours or days overlapping [start, end) (None: unbounded)."""
+        lo, hi = self._range()
+        params = {"start": start, "end": end}
+        cursor.execute(
+            f"DELETE FROM {self.table} WHERE {self.time} >= {lo} AND {self.time} < {hi}", params
+        )
+        # In time order, as the triggers write them: a window's rows are then
+        # a few adjacent pages, not rows scattered over the whole table.
+        cursor.execute(
+            f"INSERT INTO {self.table} ({self._columns()}) "
+            + self._grouped("events", where=f"timestamp >= {lo} AND timestamp < {hi}"),
+            params,
+        )
+
+    def differences(self, cursor, start: datetime | None, end: datetime | None) -> list[str]:
+        """Each group where the table and `events` disagree, as a sentence."""
+        lo, hi = self._range()
+        key_columns = [self.time, *(c for c, _ in self.keys)]
+        counts = [c for c, _ in self.counts]
+        stored = (
+            f"SELECT {', '.join(key_columns + counts)} FROM {self.table} "
+            f"WHERE {self.time} >= {lo} AND {self.time} < {hi}"
+        )
+        computed = self._grouped("events", where=f"timestamp >= {lo} AND timestamp < {hi}")
+        cursor.execute(
+            f"SELECT {', '.join(f's.{c}' for c in key_columns)}, "
+            f"{', '.join(f'r.{c}' for c in key_columns)}, "
+            f"{', '.join(f's.{c}' for c in counts)}, {', '.join(f'r.{c}' for c in counts)} "
+            f"FROM ({stored}) AS s FULL JOIN ({computed}) AS r ({', '.join(key_columns + counts)}) "
+            f"ON {' AND '.join(f's.{c} = r.{c}' for c in key_columns)} "
+            f"WHERE ({', '.join(f's.{c}' for c in counts)}) IS DISTINCT FROM "
+            f"({', '.join(f'r.{c}' for c in counts)}) ORDER BY 1, 2 LIMIT 1000",
+            {"start": start, "end": end},
+        )
+        width = len(key_columns)
+        found = []
+        for row in cursor.fetchall():
+            key = row[:width] if row[0] is not None else row[width : 2 * width]
+            have, want = row[2 * width : 2 * width + len(counts)], row[2 * width + len(counts) :]
+            found.append(
+                f"{self.table} {dict(zip(key_columns, key, strict=True))}: "
+                f"stored {dict(zip(counts, have, strict=True))}, "
+                f"events say {dict(zip(counts, want, strict=True))}"
+            )
+        return found
+
+    def time_span(self, cursor) -> list[tuple[datetime, datetime]]:
+        """The months holding events, as [start, end) chunks of a rebuild."""
+        cursor.execute(
+            "SELECT date_trunc('month', min(timestamp), 'UTC'), max(timestamp) FROM events"
+        )
+        first, last = cursor.fetchone()
+        chunks = []
+        while first is not None and first <= last:
+            nxt = (first.replace(day=1) + _MONTH).replace(day=1)
+            chunks.append((first, nxt))
+            first = nxt
+        return chunks
+
+
+_MONTH = timedelta(days=32)
+
+
+@dataclass(frozen=True)
+class LatestMemberships(TableDeclaration):
+    """org_memberships: the newest (timestamp, event_uuid) successful
+    membership event of each (organization, payload.kind, member), and
+    whether it removed the member. An inserted event replaces a row only if
+    it is newer, so arrival order does not matter; a deleted event's keys
+    are recomputed from what remains."""
+
+    table: str
+    types: str  # a SQL list of the membership event types (sql_literals)
+    removals: str  # the same of those among them that remove the member
+
+    def _latest(self, rows: str, where: str = "TRUE") -> str:
+        return (
+            "SELECT DISTINCT ON (e.subject, e.payload->>'kind', e.target) e.subject, "
+            f"e.payload->>'kind', e.target, e.timestamp, e.event_uuid, "
+            f"e.event_type IN ({self.removals}) FROM {rows} AS e "
+            f"WHERE e.event_type IN ({self.types}) AND e.success AND ({where}) "
+            "ORDER BY e.subject, e.payload->>'kind', e.target, e.timestamp DESC, "
+            "e.event_uuid DESC"
+        )
+
+    def apply_sql(self, rows: str, sign: int) -> list[str]:
+        columns = "org, kind, member, last_at, last_uuid, removed"
+        if sign > 0:
+            return [
+                f"INSERT INTO {self.table} AS m ({columns}) {self._latest(rows)} "
+                "ON CONFLICT (org, kind, member) DO UPDATE SET last_at = excluded.last_at, "
+                "last_uuid = excluded.last_uuid, removed = excluded.removed "
+                "WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)"
+            ]
+        keys = (
+            "SELECT DISTINCT e.subject AS org, e.payload->>'kind' AS kind, e.target AS member "
+            f"FROM {rows} AS e WHERE e.event_type IN ({self.types}) AND e.success"
+        )
+        return [
+            f"DELETE FROM {self.table} AS m USING ({keys}) AS g WHERE m.org = g.org "
+            "AND m.kind IS NOT DISTINCT FROM g.kind AND m.member IS NOT DISTINCT FROM g.member",
+            f"INSERT INTO {self.table} ({columns}) "
+            + self._latest(
+                "events",
+                f"EXISTS (SELECT 1 FROM ({keys}) AS g WHERE e.subject = g.org "
+                "AND e.payload->>'kind' IS NOT DISTINCT FROM g.kind "
+                "AND e.target IS NOT DISTINCT FROM g.member)",
+            ),
+        ]
+
+    def rebuild(self, cursor) -> None:
+        cursor.execute(f"DELETE FROM {self.table}")
+        cursor.execute(
+            f"INSERT INTO {self.table} (org, kind, member, last_at, last_uuid, removed) "
+            + self._latest("events")
+        )
+
+    def differences(self, cursor) -> list[str]:
+        cursor.execute(
+            "SELECT coalesce(s.org, r.org), coalesce(s.kind, r.kind), "
+            "coalesce(s.member, r.member), s.last_uuid, r.last_uuid, s.removed, r.removed "
+            f"FROM {self.table} AS s FULL JOIN ({self._latest('events')}) "
+            "AS r (org, kind, member, last_at, last_uuid, removed) "
+            "ON s.org = r.org AND s.kind IS NOT DISTINCT FROM r.kind "
+            "AND s.member IS NOT DISTINCT FROM r.member "
+            "WHERE (s.last_uuid, s.removed) IS DISTINCT FROM (r.last_uuid, r.removed) "
+            "ORDER BY 1, 2, 3 LIMIT 1000"
+        )
+        return [
+            f"{self.table} ({org}, {kind}, {member}): stored event {have} "
+            f"(removed={have_removed}), events say {want} (removed={want_removed})"
+            for org, kind, member, have, want, have_removed, want_removed in cursor.fetchall()
+        ]

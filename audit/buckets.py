@@ -1,0 +1,286 @@
+"""Time-bucket planning: which part of a time range the pre-aggregates
+answer and which part only the raw `events` table can count.
+
+The pre-aggregates count per UTC hour (event_counts_hourly,
+login_users_hourly, entity_changes_hourly) or per UTC day
+(event_counts_daily, event_counts_daily_caller, event_counts_daily_project).
+`cover` cuts a range into the whole units they hold and the partial edges
+that `events` counts; every reader of a pre-aggregate plans with it
+(HourlyCount.objects.exact_count, the stats in dashboards/stats/).
+
+Charts bucket by a display zone, where a bucket edge can fall inside a UTC
+hour (a local midnight in Asia/Kolkata is 18:30 UTC) or an hour can change
+its offset (DST). `straddles` finds those hours with PostgreSQL's own
+date_trunc and `HourPlan` reads them from `events` where the hourly rows
+cannot say which bucket they belong to.
+"""
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from psycopg import sql
+
+from sphere_stats.db import read_connection
+from sphere_stats.windows import utc_ceil, utc_floor
+
+HOUR = timedelta(hours=1)
+
+# A piece of a range: the UTC unit whose pre-aggregate answers it ("hour",
+# "day"), or None for the raw table; and its bounds (None: unbounded).
+Piece = tuple[str | None, datetime | None, datetime | None]
+
+
+def fetch(query: sql.Composable | str, params: dict[str, Any] | None = None) -> list[tuple]:
+    """The rows of a read query, on the connection that serves this request's reads."""
+    with read_connection().cursor() as cursor:
+        cursor.execute(query, params or {})
+        return cursor.fetchall()
+
+
+def cover(
+    start: datetime | None, end: datetime | None, units: tuple[str, ...], finer: str | None = None
+) -> list[Piece]:
+    """[start, end) as pieces in time order: the whole UTC units of the last
+    of `units` in the middle, the whole units of each finer one around them,
+    and the partial edges from the raw table (`finer`, None at the top).
+
+    `units` go from finest to coarsest: ("hour", "day") reads a year as about
+    365 daily rows, up to 46 hourly ones and at most two hours of events. A
+    None bound leaves that side open: only whole units reach towards it.
+    """
+    if not units:
+        return [(finer, start, end)]
+    unit = units[0]
+    lo = utc_ceil(start, unit) if start is not None else None
+    hi = utc_floor(end, unit) if end is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        return [(finer, start, end)]
+    head = [(finer, start, lo)] if start is not None and lo != start else []
+    tail = [(finer, hi, end)] if end is not None and hi != end else []
+    return [*head, *cover(lo, hi, units[1:], unit), *tail]
+
+
+# Events in the two partial days around a range's whole UTC days (whole_days):
+# one condition, so both edges are one bitmap scan of a timestamp index.
+RAW_EDGES = sql.SQL(
+    "((timestamp >= %(head_lo)s AND timestamp < %(head_hi)s)"
+    " OR (timestamp >= %(tail_lo)s AND timestamp < %(tail_hi)s))"
+)
+
+
+def whole_days(start: datetime, end: datetime) -> dict[str, datetime] | None:
+    """The parameters of a read of the whole UTC days in [start, end) from a
+    daily pre-aggregate (`day >= %(first_day)s AND day < %(end_day)s`) and of
+    its partial days from `events` (RAW_EDGES); None when no day is whole."""
+    days = [(lo, hi) for unit, lo, hi in cover(start, end, ("day",)) if unit == "day"]
+    if not days:
+        return None
+    ((first, last),) = days
+    return {
+        "first_day": first,
+        "end_day": last,
+        "head_lo": start,
+        "head_hi": first,
+        "tail_lo": last,
+        "tail_hi": end,
+    }
+
+
+# Shorter than the shortest bucket of each unit in any zone (a local day can
+# last 23 hours, a local hour 30 minutes on Lord Howe Island), so a sample at
+# every stride hits every bucket.
+STRIDES = {"hour": "30 minutes", "day": "12 hours", "week": "1 day", "month": "1 day"}
+
+
+def bucket_starts(unit: str, tz_name: str, start: datetime, end: datetime) -> list[datetime]:
+    """Every start of a bucket of `unit` in the zone over [start, end), in
+    order (UTC datetimes), cut by PostgreSQL's date_trunc (DST included)."""
+    rows = fetch(
+        "SELECT DISTINCT date_trunc(%(unit)s, g, %(tz)s) FROM generate_series("
+        "%(start)s::timestamptz, %(end)s::timestamptz - interval '1 microsecond',"
+        " %(stride)s::interval) AS g"
+        " UNION SELECT date_trunc(%(unit)s, %(end)s::timestamptz - interval '1 microsecond',"
+        " %(tz)s) ORDER BY 1",
+        {"unit": unit, "tz": tz_name, "start": start, "end": end, "stride": STRIDES[unit]},
+    )
+    return [r[0] for r in rows]
+
+
+def bucket_of(column: sql.Composable, bucketed: bool = True) -> sql.Composable:
+    """The bucket of a timestamp column, `date_trunc(%(unit)s, column,
+    %(tz)s)`, or NULL for rows that are not bucketed."""
+    if not bucketed:
+        return sql.SQL("NULL::timestamptz")
+    return sql.SQL("date_trunc(%(unit)s, {}, %(tz)s)").format(column)
+
+
+def local_days() -> sql.Composable:
+    """A FROM item `l` (lo, hi): the local days of the zone %(tz)s from the
+    one holding %(start)s to the last beginning before %(end)s. Local
+    midnights are stepped in local time and read back in the zone, so each
+    day begins where date_trunc('day', …, zone) puts it, DST days included."""
+    return sql.SQL(
+        "(SELECT lo, hi FROM ("
+        "  SELECT (t AT TIME ZONE %(tz)s) AS lo, ((t + interval '1 day') AT TIME ZONE %(tz)s) AS hi"
+        "  FROM generate_series("
+        "   date_trunc('day', %(start)s::timestamptz, %(tz)s) AT TIME ZONE %(tz)s,"
+        "   %(end)s::timestamptz AT TIME ZONE %(tz)s, interval '1 day') AS t) AS d"
+        " WHERE lo < %(end)s) AS l"
+    )
+
+
+# A UTC hour with a bucket edge inside it, as the pre-aggregate sees it.
+# `first` is the bucket of the hour's start; `edge` where the next bucket
+# begins, or None when the zone's offset changes within the hour (the whole
+# hour is then read from `events`).
+Straddle = tuple[datetime, datetime, datetime | None]
+
+STRADDLING_SQL = (
+    "SELECT h, first, CASE WHEN o1 = o2 AND last > h AND last < h + interval '1 hour'"
+    "  AND date_trunc(%(unit)s, last - interval '1 microsecond', %(tz)s) = first"
+    "  AND date_trunc(%(unit)s, last, %(tz)s) = last THEN last END FROM ("
+    "  SELECT h, date_trunc(%(unit)s, h, %(tz)s) AS first, date_trunc(%(unit)s, t, %(tz)s) AS last,"
+    "   (h AT TIME ZONE %(tz)s) - (h AT TIME ZONE 'UTC') AS o1,"
+    "   (t AT TIME ZONE %(tz)s) - (t AT TIME ZONE 'UTC') AS o2"
+    "  FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz, interval '1 hour') AS h,"
+    "   LATERAL (SELECT h + interval '1 hour' - interval '1 microsecond') AS e (t)"
+    ") AS s WHERE first <> last OR o1 <> o2 ORDER BY 1"
+)
+
+
+@lru_cache(maxsize=512)
+def _straddling_hours(unit: str, tz_name: str, year: int) -> tuple[Straddle, ...]:
+    """The UTC hours of one UTC year that fall into two buckets of `unit` in
+    the zone, cut by PostgreSQL's own date_trunc.
+
+    Within an hour of constant offset, local time and so the bucket only
+    grow: equal buckets at both ends mean one bucket, and a bucket that
+    begins inside the hour is its only edge. An hour whose offset changes
+    (DST, or a zone changing its rules) is kept whole, with no edge. Zone
+    rules do not change while the server runs, so a year is cut once per
+    process (about 10 ms) and every window inside it reuses that.
+    """
+    if tz_name == "UTC":
+        return ()
+    lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    rows = fetch(STRADDLING_SQL, {"unit": unit, "tz": tz_name, "lo": lo, "hi": hi - HOUR})
+    return tuple(rows)
+
+
+def straddles(unit: str, tz_name: str, start: datetime, end: datetime) -> list[Straddle]:
+    """The straddling hours in [start, end) (both on the hour)."""
+    found = []
+    for year in range(start.year, (end - HOUR).year + 1):
+        hours = _straddling_hours(unit, tz_name, year)
+        first = bisect_left(hours, (start,))
+        found.extend(h for h in hours[first:] if h[0] < end)
+    return found
+
+
+# A raw range of an HourPlan: [lo, hi), the bucket of all its rows when one
+# is known (else each row's own), and the bucket its hour's row went to.
+RawRange = tuple[datetime, datetime, datetime | None, datetime | None]
+
+
+def _merged(ranges: list[RawRange]) -> list[RawRange]:
+    """Adjacent unlabelled ranges as one (one index scan instead of two)."""
+    merged: list[RawRange] = []
+    for lo, hi, label, kept in ranges:
+        whole = label is None and kept is None
+        if whole and merged and merged[-1][1] == lo and merged[-1][2:] == (None, None):
+            merged[-1] = (merged[-1][0], hi, None, None)
+        else:
+            merged.append((lo, hi, label, kept))
+    return merged
+
+
+@dataclass(frozen=True)
+class HourPlan:
+    """How an hourly pre-aggregate answers [start, end) bucketed by a zone.
+
+    Each hour in [hours_from, hours_to) but those in `whole_raw` comes from
+    the pre-aggregate, in its bucket or, for a `split` hour, in `keep`.
+    `ranges` (lo, hi, label, keep) are read from the raw table: each row
+    counts in `label` (or its own bucket) and, where keep is set, against
+    `keep`, where its hour's row already counted it. Whole-hour zones have
+    no split or whole_raw hours: only the partial hours at both edges are
+    raw. In Asia/Kolkata a day has one split hour, 18:00 UTC, of which the
+    half before local midnight (18:30) is read raw; in Asia/Kathmandu a
+    quarter.
+    """
+
+    hours_from: datetime | None
+    hours_to: datetime | None
+    whole_raw: list[datetime]
+    split: list[datetime]
+    keep: list[datetime]
+    ranges: list[RawRange]
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, unit: str | None, tz_name: str) -> "HourPlan":
+        """The plan for [start, end); unit None when the rows are not bucketed."""
+        pieces = cover(start, end, ("hour",))
+        hours = [(lo, hi) for source, lo, hi in pieces if source == "hour"]
+        if not hours:
+            return cls(None, None, [], [], [], [(start, end, None, None)])
+        ((full_start, full_end),) = hours
+        ranges: list[RawRange] = [
+            (lo, hi, None, None) for s, lo, hi in pieces if s is None and hi == full_start
+        ]
+        whole_raw, split, keep = [], [], []
+        for hour, first, edge in straddles(unit, tz_name, full_start, full_end) if unit else []:
+            if edge is None:
+                whole_raw.append(hour)
+                ranges.append((hour, hour + HOUR, None, None))
+                continue
+            # The hour's row counts for the bucket of its longer side; the
+            # events of the shorter side move from there to their own.
+            split.append(hour)
+            if edge - hour <= HOUR / 2:
+                keep.append(edge)
+                ranges.append((hour, edge, first, edge))
+            else:
+                keep.append(first)
+                ranges.append((edge, hour + HOUR, edge, first))
+        ranges += [(lo, hi, None, None) for s, lo, hi in pieces if s is None and lo == full_end]
+        return cls(full_start, full_end, whole_raw, split, keep, _merged(ranges))
+
+    def range_params(self) -> dict[str, list]:
+        """The raw ranges as four arrays, %(raw_lo)s, %(raw_hi)s,
+        %(raw_label)s and %(raw_keep)s, for unnest()."""
+        columns = [list(c) for c in zip(*self.ranges, strict=True)] or [[], [], [], []]
+        return dict(zip(("raw_lo", "raw_hi", "raw_label", "raw_keep"), columns, strict=True))
+
+    def hourly(self, table: str, column: str, bucketed: bool = True) -> tuple[sql.Composed, dict]:
+        """A FROM item `c`: the rows of the pre-aggregate `table` in the
+        plan's hours (`column`: their UTC hour), each with `b`, the bucket it
+        counts for (bucket_of: %(unit)s and %(tz)s are the caller's). With
+        split hours, each hour is cut once and joined to its rows."""
+        params = {"hours_from": self.hours_from, "hours_to": self.hours_to}
+        names = {"table": sql.Identifier(table), "column": sql.Identifier(column)}
+        if not self.split and not self.whole_raw:
+            query = sql.SQL(
+                "(SELECT {bucket} AS b, t.* FROM {table} AS t"
+                " WHERE t.{column} >= %(hours_from)s AND t.{column} < %(hours_to)s) AS c"
+            ).format(bucket=bucket_of(sql.SQL("t.{}").format(names["column"]), bucketed), **names)
+            return query, params
+        query = sql.SQL(
+            "(SELECT hours.b, t.* FROM {table} AS t JOIN ("
+            "  SELECT h.hour, coalesce(k.keep, {bucket}) AS b"
+            "  FROM generate_series(%(hours_from)s::timestamptz,"
+            "   %(hours_to)s::timestamptz - interval '1 hour', interval '1 hour') AS h (hour)"
+            "  LEFT JOIN unnest(%(split)s::timestamptz[], %(keep)s::timestamptz[])"
+            "   AS k (hour, keep) ON k.hour = h.hour"
+            "  WHERE h.hour <> ALL(%(whole_raw)s::timestamptz[])"
+            " ) AS hours ON hours.hour = t.{column}"
+            " WHERE t.{column} >= %(hours_from)s AND t.{column} < %(hours_to)s) AS c"
+        ).format(bucket=bucket_of(sql.SQL("h.hour"), bucketed), **names)
+        return query, {
+            **params,
+            "split": self.split,
+            "keep": self.keep,
+            "whole_raw": self.whole_raw,
+        }
