@@ -11,11 +11,21 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema
 from ninja.security import SessionAuth
+from pydantic import WithJsonSchema, create_model
 
-from audit.models import Entity
-from dashboards import queries
+from audit.models import Entity, Event
 from dashboards.entities import entity_url
-from dashboards.stats import STATS, Stat, StatError, serialize_rows, to_csv
+from dashboards.stats import (
+    SOURCES,
+    STATS,
+    Param,
+    Stat,
+    StatError,
+    first_event_time,
+    serialize_rows,
+    to_csv,
+)
+from dashboards.stats import entity as entity_stats
 from sphere_stats.api import ERRORS, ApiError, chosen_format, token_auth, varies_on_accept
 from sphere_stats.roles import Role, has_role
 from sphere_stats.windows import MAX_BUCKETS, PERIODS, RESOLUTIONS, Window, WindowError
@@ -110,23 +120,73 @@ UNTIL_HELP = "custom range end (a date includes it; now-1h is relative); default
 STAT_FORMATS = {"json": "application/json", "csv": "text/csv"}
 
 
-class StatQuery(Schema):
-    period: str | None = Field(None, json_schema_extra={"enum": PERIOD_CHOICES})
-    since: str | None = Field(None, description=SINCE_HELP, examples=["now-7d"])
-    until: str | None = Field(None, description=UNTIL_HELP)
-    res: str | None = Field(None, json_schema_extra={"enum": RES_CHOICES})
-    tz: str | None = None
-    format: Literal["json", "csv"] = Field(
-        "json", description="Without format, `Accept: text/csv` picks CSV."
+# A stat parameter's schema by Param.type. The query string is read as text
+# and each stat's Param.parse checks it, so a bad value gets the stat's own
+# 400 naming it; the schema says what the value means.
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"},
+    "string[]": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def _param_description(uses: list[tuple[Stat, Param]]) -> str:
+    """The parameter's description, or each stat's where they differ."""
+    by_text: dict[str, list[str]] = {}
+    for stat, param in uses:
+        by_text.setdefault(param.description, []).append(stat.name)
+    if len(by_text) == 1:
+        return next(iter(by_text))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_text.items())
+
+
+def _param_field(uses: list[tuple[Stat, Param]]) -> tuple[Any, Any]:
+    """A query field (type, default) for one parameter name, the union of
+    what every stat taking it accepts."""
+    params = [param for _, param in uses]
+    first = params[0]
+    schema = {**PARAM_SCHEMAS[first.type], "description": _param_description(uses)}
+    choices = list(dict.fromkeys(c for p in params for c in p.choices))
+    if choices:
+        (schema["items"] if first.type == "string[]" else schema)["enum"] = choices
+    if all(p.minimum is not None for p in params):
+        schema["minimum"] = min(p.minimum for p in params)
+    if all(p.maximum is not None for p in params):
+        schema["maximum"] = max(p.maximum for p in params)
+    if len({repr(p.default) for p in params}) == 1 and first.default not in (None, [], ""):
+        schema["default"] = first.default
+    if first.type == "string[]":
+        return Annotated[list[str], WithJsonSchema(schema)], []
+    return Annotated[str | None, WithJsonSchema(schema)], None
+
+
+def stat_query() -> type[Schema]:
+    """The query schema of GET /api/v1/stats/{name}: the window's
+    parameters, format and source, and every registered stat's own (one
+    field per name, whatever stats take it)."""
+    uses: dict[str, list[tuple[Stat, Param]]] = {}
+    for stat in STATS.values():
+        for param in stat.params:
+            uses.setdefault(param.name, []).append((stat, param))
+    return create_model(
+        "StatQuery",
+        __base__=Schema,
+        period=(str | None, Field(None, json_schema_extra={"enum": PERIOD_CHOICES})),
+        since=(str | None, Field(None, description=SINCE_HELP, examples=["now-7d"])),
+        until=(str | None, Field(None, description=UNTIL_HELP)),
+        res=(str | None, Field(None, json_schema_extra={"enum": RES_CHOICES})),
+        tz=(str | None, None),
+        format=(
+            Literal["json", "csv"],
+            Field("json", description="Without format, `Accept: text/csv` picks CSV."),
+        ),
+        source=(Literal["auto", "raw"], "auto"),
+        **{name: _param_field(found) for name, found in uses.items()},
     )
-    source: Literal["auto", "raw"] = "auto"
-    n: str | None = None
-    by: str | None = None
-    event_type: list[str] = []
-    success: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    project: str | None = None
+
+
+StatQuery = stat_query()
 
 
 WINDOW_PARAMETERS = [
@@ -171,7 +231,7 @@ def checked_window(query) -> Window:
     """Window.from_query, also refusing ranges with too many buckets (a
     custom range from year 1) and dates PostgreSQL or Python cannot hold."""
     try:
-        window = Window.from_query(query, earliest=queries.first_event_time)
+        window = Window.from_query(query, earliest=first_event_time)
     except OverflowError:
         raise WindowError("since", "is out of range") from None
     if window.approximate_buckets() > MAX_BUCKETS:
@@ -196,7 +256,7 @@ def compute(stat: Stat, request: HttpRequest) -> tuple[Window, dict, Any]:
     window = checked_window(request.GET)
     filters = stat.parse(request.GET)
     source = request.GET.get("source") or "auto"
-    if source not in queries.SOURCES:
+    if source not in SOURCES:
         raise StatError("source", "must be auto or raw")
     return window, filters, stat.result(window, filters, source)
 
@@ -394,7 +454,7 @@ def get_entity(
             400, f"Invalid parameter {exc.field}.", [{"field": exc.field, "message": exc.message}]
         ) from None
     entity = Entity.objects.filter(kind=kind, scope=project, name=name).first()
-    if entity is None and not queries.involving(kind, name, project).exists():
+    if entity is None and not Event.objects.involving(kind, name, project).exists():
         where = f" in project {project!r}" if project else ""
         raise ApiError(404, f"No {kind} named {name!r}{where} in the audit log.")
     members = memberships = None
@@ -403,13 +463,13 @@ def get_entity(
         members = [
             {"member": member, "kind": member_kind, "role": role, "state": state, "since": joined}
             for member, member_kind, role, state, joined in (
-                queries.members(kind, name, entity.since) if current else []
+                entity_stats.members(kind, name, entity.since) if current else []
             )
         ]
     if kind == "user":
         memberships = [
             {"kind": group_kind, "name": group, "role": role, "state": state}
-            for group_kind, group, role, state in queries.memberships_of(name)
+            for group_kind, group, role, state in entity_stats.memberships_of(name)
         ]
     counts = STATS["entity_events"].result(window, {"kind": kind, "name": name, "project": project})
     return {

@@ -29,8 +29,7 @@ def entity_url(kind: str, name: str, project: str = "") -> str:
 
 # The lifecycle event types that end an entity of each kind (declined, deleted).
 ENDINGS = {
-    kind: tuple(name for name, spec in catalog.CATALOG.items() if spec.lifecycle == (kind, GONE))
-    for kind in KINDS
+    kind: catalog.types_where(lambda t, kind=kind: t.lifecycle == (kind, GONE)) for kind in KINDS
 }
 
 

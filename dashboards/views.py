@@ -3,6 +3,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
@@ -10,8 +11,7 @@ from django.views.decorators.http import require_GET
 from plotly.utils import PlotlyJSONEncoder
 
 from audit.filters import FilterError, decode_cursor, encode_cursor
-from audit.models import Entity
-from dashboards import queries
+from audit.models import Entity, Event
 from dashboards.bands import Band, facility_bands
 from dashboards.entities import (
     KINDS,
@@ -21,7 +21,8 @@ from dashboards.entities import (
     first_event,
     suggestions,
 )
-from dashboards.stats import STATS, ChartOptions, Result, StatError
+from dashboards.stats import STATS, ChartOptions, Result, StatError, first_event_time
+from dashboards.stats.entity import members, memberships_of
 from sphere_stats.roles import Role, has_role, role_required
 from sphere_stats.windows import Window
 
@@ -115,7 +116,7 @@ def _window(request: HttpRequest) -> tuple[Window, str]:
     A bad parameter is replaced by its default alone and its error rides on
     the window (`window.errors`): the window controls show it beside its
     field, and the rest of the view stays as asked."""
-    window = Window.forgiving(request.GET, earliest=queries.first_event_time, limit_buckets=True)
+    window = Window.forgiving(request.GET, earliest=first_event_time, limit_buckets=True)
     return window, ""
 
 
@@ -140,10 +141,10 @@ def _page(
 
 def _links(name: str, window: Window, filters: dict[str, Any]) -> dict[str, str]:
     params = window.params(**{k: v for k, v in filters.items() if v not in (None, "", [])})
-    query = urlencode(params, doseq=True)
+    url = f"{reverse('api:stat', kwargs={'name': name})}?{urlencode(params, doseq=True)}"
     return {
-        "json": f"/api/v1/stats/{name}?{query}",
-        "csv": f"/api/v1/stats/{name}?{query}&format=csv",
+        "json": url,
+        "csv": f"{url}&format=csv",
     }
 
 
@@ -291,7 +292,7 @@ def top(request: HttpRequest) -> HttpResponse:
 
 
 def _timeline_page(request: HttpRequest, kind: str, name: str, project: str) -> dict[str, Any]:
-    qs = queries.involving(kind, name, project).newest_first()
+    qs = Event.objects.involving(kind, name, project).newest_first()
     cursor = request.GET.get("cursor", "")
     if cursor:
         try:
@@ -317,7 +318,7 @@ def _entity_context(
     window, error = _window(request)
     scope = project if kind == "experiment" else ""
     entity = Entity.objects.filter(kind=kind, scope=scope, name=name).first()
-    known = entity is not None or queries.involving(kind, name, project).exists()
+    known = entity is not None or Event.objects.involving(kind, name, project).exists()
     context: dict[str, Any] = {
         "window": window,
         "error": error,
@@ -346,13 +347,13 @@ def _entity_context(
     )
     context["counts"] = run_stat("entity_events", window, **filters)
     if kind in ("organization", "project") and entity and entity.state != Entity.GONE:
-        context["members"] = queries.members(kind, name, entity.since)
+        context["members"] = members(kind, name, entity.since)
     if kind == "project":
         context["experiments"] = (
             Entity.objects.current().filter(kind="experiment", scope=name).order_by("name")
         )
     if kind == "user":
-        context["memberships"] = queries.memberships_of(name)
+        context["memberships"] = memberships_of(name)
     context["is_analyst"] = has_role(request.user, Role.ANALYST)
     if context["is_analyst"]:
         context["timeline"] = _timeline_page(request, kind, name, project)

@@ -3,7 +3,7 @@
 A window is a half-open UTC interval [start, end) plus how to cut it into
 buckets (resolution) and in which zone (display time zone). Buckets are cut
 by PostgreSQL's `date_trunc(unit, timestamp, zone)`, which is correct across
-DST changes (dashboards/queries.py builds those expressions).
+DST changes (audit/buckets.py plans those expressions).
 
 Query parameters: period (1h, 24h, 7d, 30d, 90d, 1y, all, custom), since and
 until (for custom: a date, or a local date-time in the display zone, or

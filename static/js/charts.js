@@ -9,7 +9,7 @@
 //   swap can change a card's width with no window resize. Watching each
 //   chart's own box covers both.
 // - Clicks: a bar, point or heatmap cell whose customdata is an explorer URL
-//   (dashboards/stats.py puts exactly its bucket's filters there, server side)
+//   (dashboards/charts.py puts exactly its bucket's filters there, server side)
 //   opens it; the pointer shows a hand over such points.
 // - Narrow cards: a figure's layout.meta may hold a "narrow" relayout (one
 //   column of small charts, the legend on top) that a phone-wide card gets.
@@ -123,7 +123,7 @@
     });
   }
 
-  // A figure may carry two relayouts in layout.meta (dashboards/stats.py):
+  // A figure may carry two relayouts in layout.meta (dashboards/stats/):
   // "narrow" for a card under NARROW pixels (a phone) and "wide" to undo it.
   // It is drawn wide; a height in the relayout also sizes its box.
   const NARROW = 520;

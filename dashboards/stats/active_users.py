@@ -1,0 +1,169 @@
+"""Daily, weekly and monthly active users: distinct users with a successful
+login per local day, week and month of the display zone.
+
+They read login_users_hourly (audit.HourlyLoginUser: successful logins per
+UTC hour and user) for the whole hours of each local day, and `events`
+(idx_events_logins_ts) for the rest (audit.buckets plans which is which).
+"""
+
+from datetime import datetime
+
+from psycopg import sql
+
+from audit.buckets import HOUR, cover, fetch, local_days, straddles
+from audit.models import HourlyLoginUser
+from dashboards.charts import TALLER, Overlay, Series, add_bands, axes, layout, time_traces, x_of
+from dashboards.stats.registry import NO_OPTIONS, Column, Result, Stat, register
+from sphere_stats.windows import Window
+
+# A raw range of logins: [lo, hi) and the local day of all its rows, or None
+# when each row finds its own.
+LoginRange = tuple[datetime, datetime, datetime | None]
+
+
+def _login_ranges(window: Window, source: str) -> tuple[datetime, datetime, list, list]:
+    """(first whole hour, end of the whole hours, hours read raw whole,
+    raw ranges) of the window. The raw ranges are the partial hours at its
+    edges and the hours a local midnight cuts (Asia/Kolkata: both halves,
+    each labelled with its day) or an offset change spans; source="raw"
+    reads everything from `events`."""
+    pieces = [] if source == "raw" else cover(window.start, window.end, ("hour",))
+    hours = [(lo, hi) for unit, lo, hi in pieces if unit == "hour"]
+    if not hours:
+        return window.end, window.end, [], [(window.start, window.end, None)]
+    ((full_start, full_end),) = hours
+    ranges: list[LoginRange] = [(window.start, full_start, None)]
+    cut: list[datetime] = []
+    # An hour a local midnight cuts lies outside every day's whole hours by
+    # itself; one in which the offset changes is kept out by name.
+    for hour, first, edge in straddles("day", window.tz_name, full_start, full_end):
+        if edge is None:
+            cut.append(hour)
+            ranges.append((hour, hour + HOUR, None))
+        else:
+            ranges += [(hour, edge, first), (edge, hour + HOUR, edge)]
+    ranges.append((full_end, window.end, None))
+    return full_start, full_end, cut, [r for r in ranges if r[0] < r[1]]
+
+
+RANGES = sql.SQL(
+    "unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[], %(raw_label)s::timestamptz[])"
+    " AS r (lo, hi, label)"
+)
+ACTIVE_USERS_SQL = (
+    # The local days over the window, each with its whole UTC hours and its
+    # week and month, computed once per day.
+    "WITH days AS ("
+    "  SELECT lo, date_trunc('week', lo, %(tz)s) AS week, date_trunc('month', lo, %(tz)s) AS month,"
+    "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
+    "    'UTC'), %(full_start)s::timestamptz) AS h_lo,"
+    "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
+    "), pairs AS MATERIALIZED ("
+    "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
+    "   SELECT DISTINCT username FROM {hourly}"
+    "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%(cut)s::timestamptz[])) AS u"
+    # A labelled range's users are found apart (a half hour's logins, a few
+    # users); an unlabelled one's rows each find their day.
+    "  UNION SELECT r.label, e.subject FROM {ranges}"
+    "  CROSS JOIN LATERAL (SELECT DISTINCT subject FROM events"
+    "   WHERE event_type = 'user_login' AND success"
+    "   AND timestamp >= r.lo AND timestamp < r.hi) AS e WHERE r.label IS NOT NULL"
+    "  UNION SELECT date_trunc('day', e.timestamp, %(tz)s), e.subject FROM {ranges}"
+    "  CROSS JOIN LATERAL (SELECT timestamp, subject FROM events"
+    "   WHERE event_type = 'user_login' AND success"
+    "   AND timestamp >= r.lo AND timestamp < r.hi OFFSET 0) AS e WHERE r.label IS NULL"
+    "), dated AS ("
+    "  SELECT p.day, d.week, d.month, p.username FROM pairs AS p JOIN days AS d ON d.lo = p.day"
+    # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
+    ") SELECT 'day', day, count(*) FROM dated GROUP BY 2"
+    " UNION ALL SELECT 'week', week, count(*)"
+    "  FROM (SELECT DISTINCT week, username FROM dated) AS w GROUP BY 2"
+    " UNION ALL SELECT 'month', month, count(*)"
+    "  FROM (SELECT DISTINCT month, username FROM dated) AS m GROUP BY 2"
+)
+
+
+def active_users(window: Window, source: str = "auto") -> list[tuple[str, datetime, int]]:
+    """(unit, bucket, distinct users logged in) for days, weeks and months of
+    the display zone. The distinct (local day, user) pairs are found once;
+    weeks and months are regrouped from them (a local week or month is
+    whole local days).
+
+    The pairs come from login_users_hourly for the whole hours of each local
+    day (one range of its primary key per day, so no row needs its local day
+    computed), and from `events` for the raw ranges (_login_ranges).
+    """
+    full_start, full_end, cut, ranges = _login_ranges(window, source)
+    lows, highs, labels = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [], [])
+    query = sql.SQL(ACTIVE_USERS_SQL).format(
+        local_days=local_days(),
+        hourly=sql.Identifier(HourlyLoginUser._meta.db_table),
+        ranges=RANGES,
+    )
+    params = {
+        "tz": window.tz_name,
+        "start": window.start,
+        "end": window.end,
+        "full_start": full_start,
+        "full_end": full_end,
+        "cut": cut,
+        "raw_lo": lows,
+        "raw_hi": highs,
+        "raw_label": labels,
+    }
+    order = {"day": 0, "week": 1, "month": 2}
+    return sorted(fetch(query, params), key=lambda r: (order[r[0]], r[1]))
+
+
+@register
+class ActiveUsers(Stat):
+    name = "active_users"
+    title = "Daily, weekly and monthly active users"
+    description = (
+        "Distinct users with a successful login per day, week (from Monday) and calendar "
+        "month of the display time zone; the first and last weeks and months are cut to "
+        "the period."
+    )
+    chart = "line"
+    uses_preaggregates = True
+    timeseries = True
+
+    LINES = (
+        ("day", "daily", "#2563eb"),
+        ("week", "weekly", "#16a34a"),
+        ("month", "monthly", "#7c3aed"),
+    )
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in active_users(window, source)]
+        return Result(
+            [Column("per"), Column("bucket", "datetime"), Column("users", "integer")], rows
+        )
+
+    def figure(self, result, window, options=NO_OPTIONS):
+        traces = []
+        logins = {"event_type": ["user_login"], "success": True}
+        for per, label, color in self.LINES:
+            rows = [r for r in result.rows if r[0] == per]
+            hover = f"%{{y}} users logged in, {per} of %{{x}}"
+            trace = {
+                "type": "scatter",
+                "mode": "lines+markers" if len(rows) < 40 else "lines",
+                "name": label,
+                "x": [x_of(r[1], window) for r in rows],
+                "y": [r[2] for r in rows],
+                "line": {"color": color, "shape": "hv"},
+                "hovertemplate": f"{hover}<extra>{label}</extra>",
+            }
+            click = f"{hover}<br>Click to list their logins<extra>{label}</extra>"
+            previous = Overlay(
+                lambda rows, per=per: [(r[1], r[2]) for r in rows if r[0] == per],
+                f"{label}, previous period",
+                logins,
+                add=False,
+                color=color,
+            )
+            series = Series(trace, [r[1] for r in rows], logins, click)
+            traces += time_traces(window, per, options, [series], previous)
+        chart = layout(**axes(window, "Users who logged in (distinct)"), meta=TALLER)
+        return add_bands({"data": traces, "layout": chart}, window, options.bands)

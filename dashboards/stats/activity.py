@@ -1,0 +1,389 @@
+"""Events over time: per bucket and type, logins by outcome, failures by
+type, and the period against the previous one.
+
+They count from event_counts_hourly (audit.HourlyCount: events per UTC
+hour, type and outcome): whole hours from it, the partial hours at both
+edges of the window from `events`, regrouped into the buckets of the
+display zone with date_trunc(unit, hour, zone). In zones such as
+Asia/Kolkata, the few hours a bucket edge cuts in two are also partly read
+from `events` (audit.buckets.HourPlan).
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+from psycopg import sql
+
+from audit import catalog
+from audit.buckets import HourPlan, bucket_of, bucket_starts, cover, fetch
+from audit.models import HourlyCount, HourlyLoginUser
+from dashboards.charts import (
+    PALETTE,
+    TALLER,
+    Overlay,
+    Series,
+    add_bands,
+    axes,
+    bar,
+    layout,
+    periodic,
+    time_traces,
+    x_of,
+)
+from dashboards.stats.registry import (
+    NO_OPTIONS,
+    Column,
+    N,
+    Param,
+    Result,
+    Stat,
+    StatError,
+    register,
+)
+from sphere_stats.windows import Window
+
+RAW_COUNTS_SQL = (
+    "SELECT {bucket} AS b, event_type, success, count(*) FROM events"
+    " WHERE timestamp >= %(start)s AND timestamp < %(end)s{narrowing} GROUP BY 1, 2, 3"
+)
+# Each raw range is one index scan (OFFSET 0 keeps the planner from
+# flattening it into one scan of every row filtered by the ranges). A split
+# hour's raw rows count twice, +n in their bucket and -n in the bucket their
+# hour's row went to, so a bucket can sum to 0: dropped.
+COUNTS_SQL = (
+    "WITH raw AS ("
+    "  SELECT coalesce(r.label, {bucket}) AS b, r.keep, e.event_type, e.success, count(*) AS n"
+    "  FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
+    "   %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)"
+    "  CROSS JOIN LATERAL (SELECT timestamp, event_type, success FROM events"
+    "   WHERE timestamp >= r.lo AND timestamp < r.hi{narrowing} OFFSET 0) AS e"
+    "  GROUP BY 1, 2, 3, 4)"
+    " SELECT b, event_type, success, sum(n)::bigint FROM ("
+    "  SELECT b, event_type, success, n FROM {hourly} WHERE TRUE{narrowing}"
+    "  UNION ALL SELECT b, event_type, success, n FROM raw"
+    "  UNION ALL SELECT keep, event_type, success, -n FROM raw WHERE keep IS NOT NULL"
+    ") AS s GROUP BY 1, 2, 3 HAVING sum(n) <> 0"
+)
+
+
+def event_counts(
+    window: Window,
+    *,
+    bucketed: bool = True,
+    types: Iterable[str] | None = None,
+    success: bool | None = None,
+    source: str = "auto",
+) -> list[tuple]:
+    """(bucket, event_type, success, n) for events in the window; bucket is
+    None when not bucketed. Whole hours come from event_counts_hourly, the
+    rest from `events` (HourPlan), in any zone."""
+    types = list(types) if types else None
+    narrowing = sql.SQL(
+        (" AND event_type = ANY(%(types)s)" if types else "")
+        + (" AND success = %(success)s" if success is not None else "")
+    )
+    params = {
+        "unit": window.unit,
+        "tz": window.tz_name,
+        "start": window.start,
+        "end": window.end,
+        "types": types,
+        "success": success,
+    }
+    plan = HourPlan.of(window.start, window.end, window.unit if bucketed else None, window.tz_name)
+    if source == "raw" or plan.hours_from is None:
+        bucket = bucket_of(sql.Identifier("timestamp"), bucketed)
+        return fetch(sql.SQL(RAW_COUNTS_SQL).format(bucket=bucket, narrowing=narrowing), params)
+    hourly, hourly_params = plan.hourly(HourlyCount._meta.db_table, "bucket", bucketed)
+    query = sql.SQL(COUNTS_SQL).format(
+        bucket=bucket_of(sql.SQL("e.timestamp"), bucketed), narrowing=narrowing, hourly=hourly
+    )
+    return fetch(query, {**params, **plan.range_params(), **hourly_params})
+
+
+def seen_event_types(types: Iterable[str]) -> set[str]:
+    """Which of `types` some stored event has: one probe of
+    idx_events_event_type per type, however many events it has."""
+    rows = fetch(
+        "SELECT t FROM unnest(%(types)s::text[]) AS t"
+        " WHERE EXISTS (SELECT 1 FROM events WHERE event_type = t)",
+        {"types": list(types)},
+    )
+    return {r[0] for r in rows}
+
+
+def distinct_login_users(window: Window, source: str = "auto") -> int:
+    """Distinct users with a successful login in the window: the whole UTC
+    hours from login_users_hourly, the partial ones at both edges from
+    `events` (idx_events_logins_ts); source="raw" reads every login."""
+    pieces = [] if source == "raw" else cover(window.start, window.end, ("hour",))
+    hours = [(lo, hi) for unit, lo, hi in pieces if unit == "hour"]
+    full_start, full_end = hours[0] if hours else (window.end, window.end)
+    # UNION, not count(DISTINCT …): PostgreSQL hashes the few hundred users
+    # instead of sorting every row.
+    query = sql.SQL(
+        "SELECT count(*) FROM (SELECT username FROM {table}"
+        "  WHERE hour >= %(full_start)s AND hour < %(full_end)s"
+        " UNION SELECT subject FROM events WHERE event_type = 'user_login' AND success"
+        "  AND ((timestamp >= %(start)s AND timestamp < %(full_start)s)"
+        "   OR (timestamp >= %(full_end)s AND timestamp < %(end)s))"
+        ") AS users"
+    ).format(table=sql.Identifier(HourlyLoginUser._meta.db_table))
+    params = {
+        "full_start": full_start,
+        "full_end": full_end,
+        "start": window.start,
+        "end": window.end,
+    }
+    return fetch(query, params)[0][0]
+
+
+def _other_layer(by_type: dict[str, dict[str, int]], order: list[str]) -> dict[str, list[str]]:
+    """The eight busiest types by name, the rest as one "other" layer:
+    {layer: the types it shows}; `by_type` and `order` are regrouped in place."""
+    types = {t: [t] for t in order}
+    if len(order) > 9:
+        other: dict[str, int] = defaultdict(int)
+        for t in order[8:]:
+            for x, n in by_type.pop(t).items():
+                other[x] += n
+        types = {t: [t] for t in order[:8]} | {"other": order[8:]}
+        order[8:] = ["other"]
+        by_type["other"] = dict(sorted(other.items()))
+    return types
+
+
+# On a narrow card a legend at the side leaves the bars no room.
+SIDE_LEGEND = {"orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}}
+
+
+def _side_legend_meta(height: int) -> dict:
+    return {
+        "narrow": {
+            "legend.orientation": "h",
+            "legend.x": 0,
+            "legend.y": 1.02,
+            "legend.yanchor": "bottom",
+            "height": 420,
+        },
+        "wide": {
+            "legend.orientation": "v",
+            "legend.x": 1.02,
+            "legend.y": 1,
+            "legend.yanchor": "auto",
+            "height": height,
+        },
+    }
+
+
+@register
+class EventsByType(Stat):
+    name = "events_by_type"
+    title = "Events per bucket, by type"
+    description = "Events received per bucket, stacked by event type."
+    chart = "bar"
+    uses_preaggregates = True
+    timeseries = True
+    params = (
+        Param(
+            "event_type",
+            "only these event types (repeatable): types of the catalog, or uncatalogued "
+            "types that some stored event has",
+            "string[]",
+            [],
+        ),
+        Param("success", "only succeeded (true) or failed (false) events", "boolean"),
+    )
+
+    def parse(self, query):
+        filters = super().parse(query)
+        # A misspelt type would answer with empty rows, as if nothing had
+        # happened. The catalog cannot be the whole list (ingest stores
+        # uncatalogued types too), so a type outside it must exist in events.
+        uncatalogued = [t for t in filters["event_type"] if catalog.get(t) is None]
+        if uncatalogued:
+            unknown = sorted(set(uncatalogued) - seen_event_types(uncatalogued))
+            if unknown:
+                raise StatError(
+                    "event_type",
+                    f"unknown event type {unknown[0]!r}: not in the catalog and in no event",
+                )
+        return filters
+
+    def compute(self, window, filters, source="auto"):
+        counts = defaultdict(int)
+        for bucket, event_type, _, n in event_counts(
+            window, types=filters.get("event_type"), success=filters.get("success"), source=source
+        ):
+            counts[bucket, event_type] += n
+        rows = [[b, t, n] for (b, t), n in sorted(counts.items())]
+        return Result(
+            [Column("bucket", "datetime"), Column("event_type"), Column("events", "integer")], rows
+        )
+
+    def figure(self, result, window, options=NO_OPTIONS):
+        by_type: dict[str, dict[str, int]] = defaultdict(dict)
+        starts: dict[str, datetime] = {}
+        totals: dict[str, int] = defaultdict(int)
+        for bucket, event_type, n in result.rows:
+            x = x_of(bucket, window)
+            by_type[event_type][x] = n
+            starts[x] = bucket
+            totals[event_type] += n
+        order = sorted(by_type, key=lambda t: (-totals[t], t))
+        types = _other_layer(by_type, order)
+        unit, success = window.unit, options.filters.get("success")
+        series = [
+            Series(
+                bar(t, list(by_type[t]), list(by_type[t].values()), unit),
+                [starts[x] for x in by_type[t]],
+                {"event_type": types[t], "success": success},
+            )
+            for t in order
+        ]
+        overlay = Overlay(
+            lambda rows: [(bucket, n) for bucket, _, n in rows],
+            "all types, previous period",
+            {"event_type": options.filters.get("event_type"), "success": success},
+            extra=periodic(unit),
+        )
+        chart = layout(barmode="stack", bargap=0.1, **axes(window, f"Events per {unit}"))
+        chart["legend"] = SIDE_LEGEND
+        chart["margin"] = {"l": 60, "r": 10, "t": 10, "b": 50}
+        chart["meta"] = _side_legend_meta(chart["height"])
+        traces = time_traces(window, unit, options, series, overlay)
+        return add_bands({"data": traces, "layout": chart}, window, options.bands)
+
+
+@register
+class Logins(Stat):
+    name = "logins"
+    title = "Logins, succeeded and failed"
+    description = "Login attempts per bucket, by outcome."
+    chart = "bar"
+    uses_preaggregates = True
+    timeseries = True
+
+    def compute(self, window, filters, source="auto"):
+        counts: dict[datetime, list[int]] = {}
+        for bucket in bucket_starts(window.unit, window.tz_name, window.start, window.end):
+            counts[bucket] = [0, 0]
+        for bucket, _, success, n in event_counts(window, types=["user_login"], source=source):
+            counts.setdefault(bucket, [0, 0])[0 if success else 1] += n
+        rows = [[b, ok, bad] for b, (ok, bad) in sorted(counts.items())]
+        return Result(
+            [
+                Column("bucket", "datetime"),
+                Column("succeeded", "integer"),
+                Column("failed", "integer"),
+            ],
+            rows,
+        )
+
+    def figure(self, result, window, options=NO_OPTIONS):
+        x = [x_of(r[0], window) for r in result.rows]
+        unit = window.unit
+        series = [
+            Series(
+                bar(name, x, [r[i] for r in result.rows], unit, PALETTE[name]),
+                [r[0] for r in result.rows],
+                {"event_type": ["user_login"], "success": name == "succeeded"},
+            )
+            for i, name in ((1, "succeeded"), (2, "failed"))
+        ]
+        overlay = Overlay(
+            lambda rows: [(r[0], r[1] + r[2]) for r in rows],
+            "all logins, previous period",
+            {"event_type": ["user_login"]},
+            extra=periodic(unit),
+        )
+        traces = time_traces(window, unit, options, series, overlay)
+        chart = layout(barmode="stack", **axes(window, f"Logins per {unit}"), meta=TALLER)
+        return add_bands({"data": traces, "layout": chart}, window, options.bands)
+
+
+@register
+class FailuresByType(Stat):
+    name = "failures_by_type"
+    title = "Event types by failures"
+    description = "Failed events per event type in the period, with the failure rate."
+    uses_preaggregates = True
+    params = (N,)
+
+    def compute(self, window, filters, source="auto"):
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for _, event_type, success, n in event_counts(window, bucketed=False, source=source):
+            totals[event_type][0 if success else 1] += n
+        rows = [
+            [t, bad, ok + bad, round(100.0 * bad / (ok + bad), 2)]
+            for t, (ok, bad) in totals.items()
+            if bad
+        ]
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        return Result(
+            [
+                Column("event_type"),
+                Column("failures", "integer"),
+                Column("events", "integer"),
+                Column("failure_rate_percent", "number"),
+            ],
+            rows[: filters["n"]],
+        )
+
+
+def _change(value: float, previous: float) -> float | None:
+    if not previous:
+        return None
+    return round(100.0 * (value - previous) / previous, 1)
+
+
+@register
+class PeriodSummary(Stat):
+    name = "period_summary"
+    title = "This period against the previous one"
+    description = (
+        "Logins succeeded and failed, distinct users who logged in, events received and "
+        "the failure rate in the period, beside the previous period of the same length: "
+        "the change as a difference (percentage points for the failure rate) and in "
+        "percent of the previous value."
+    )
+    chart = "cards"
+    uses_preaggregates = True
+
+    def _measure(self, window, source) -> dict[str, float]:
+        totals = defaultdict(int)
+        for _, event_type, success, n in event_counts(window, bucketed=False, source=source):
+            totals["events"] += n
+            if not success:
+                totals["failures"] += n
+            if event_type == "user_login":
+                totals["logins_succeeded" if success else "logins_failed"] += n
+        return {
+            "logins_succeeded": totals["logins_succeeded"],
+            "logins_failed": totals["logins_failed"],
+            "login_users": distinct_login_users(window, source),
+            "events": totals["events"],
+            "failure_rate": round(100.0 * totals["failures"] / totals["events"], 2)
+            if totals["events"]
+            else 0.0,
+        }
+
+    def compute(self, window, filters, source="auto"):
+        now, before = self._measure(window, source), self._measure(window.previous(), source)
+        # A rate's change reads in points: 3.48% to 3.74% is +0.26 points,
+        # while the relative +7.5% looks like a jump in failures.
+        rows = [
+            [k, now[k], before[k], round(now[k] - before[k], 2), _change(now[k], before[k])]
+            for k in now
+        ]
+        return Result(
+            [
+                Column("metric"),
+                Column("value", "number"),
+                Column("previous", "number"),
+                Column("change", "number"),
+                Column("change_percent", "number"),
+            ],
+            rows,
+        )

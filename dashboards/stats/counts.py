@@ -1,0 +1,361 @@
+"""Entities existing: how many users, organizations, projects and
+experiments were in each state at a moment (the overview's cards) and at the
+end of each bucket (the growth chart).
+
+They read entity_changes_hourly (how many entities entered and left each
+state per UTC hour, written by triggers on entity_intervals, audit migration
+0008) and entity_intervals for the partial hours; source="raw" replays the
+lifecycle events instead (audit.aggregates.computed_intervals).
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from audit import aggregates, catalog
+from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch
+from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
+from audit.models import EntityInterval
+from dashboards.charts import GRID, PALETTE, Overlay, Series, add_bands, layout, time_traces, x_of
+from dashboards.stats.registry import ENTITY_KINDS, NO_OPTIONS, Column, Result, Stat, register
+from sphere_stats.windows import Window, utc_floor
+
+INTERVALS = sql.Identifier(EntityInterval._meta.db_table)
+# Written by triggers on entity_intervals (audit migration 0008); no model.
+CHANGES = "entity_changes_hourly"
+
+
+def _alive(start: datetime, end: datetime | None, moment: datetime) -> bool:
+    # State after every event before `moment` (the window's half-open end).
+    return start < moment and (end is None or end >= moment)
+
+
+def _raw_counts_at(moments: list[datetime], kinds: list[str]) -> list[dict]:
+    intervals = aggregates.computed_intervals(kinds)
+    answers = []
+    for moment in moments:
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for kind, state, start, end in intervals:
+            if _alive(start, end, moment):
+                counts[kind, state] += 1
+        answers.append(dict(counts))
+    return answers
+
+
+# In a state at t = entered it before t - left it before t: the deltas of
+# every UTC hour before t's (entity_changes_hourly, a few thousand rows a
+# year, each read once: width_bucket puts it between the moments' hours, and
+# the sums accumulate), plus the intervals beginning or ending in t's partial
+# hour (idx_intervals_from, idx_intervals_to).
+COUNTS_AT_SQL = sql.SQL(
+    "SELECT 'hours', width_bucket(hour, %(floors)s::timestamptz[]), kind, state,"
+    " sum(delta)::bigint FROM {changes}"
+    " WHERE kind = ANY(%(kinds)s) AND hour < %(last_floor)s GROUP BY 2, 3, 4"
+    " UNION ALL SELECT 'edge', m.i, v.kind, v.state, sum(v.d)::bigint"
+    " FROM unnest(%(moments)s::timestamptz[], %(moment_floors)s::timestamptz[])"
+    "  WITH ORDINALITY AS m (t, floor, i)"
+    " CROSS JOIN LATERAL ("
+    "  SELECT kind, state, 1 AS d FROM {intervals}"
+    "   WHERE kind = ANY(%(kinds)s) AND valid_from >= m.floor AND valid_from < m.t"
+    "  UNION ALL SELECT kind, state, -1 FROM {intervals}"
+    "   WHERE kind = ANY(%(kinds)s) AND valid_to >= m.floor AND valid_to < m.t) AS v"
+    " GROUP BY 2, 3, 4"
+).format(changes=sql.Identifier(CHANGES), intervals=INTERVALS)
+
+
+def entity_counts_at(
+    moments: list[datetime], kinds: Iterable[str], source: str = "auto"
+) -> list[dict[tuple[str, str], int]]:
+    """For each moment, {(kind, state): entities in that state just before it}."""
+    kinds = list(kinds)
+    if source == "raw":
+        return _raw_counts_at(moments, kinds)
+    if not moments:
+        return []
+    floors = sorted({utc_floor(m, "hour") for m in moments})
+    before: list[dict[tuple[str, str], int]] = [defaultdict(int) for _ in floors]
+    edges: dict[tuple[int, str, str], int] = defaultdict(int)
+    params = {
+        "floors": floors,
+        "kinds": kinds,
+        "last_floor": floors[-1],
+        "moments": moments,
+        "moment_floors": [utc_floor(m, "hour") for m in moments],
+    }
+    for part, i, kind, state, n in fetch(COUNTS_AT_SQL, params):
+        if part == "hours":
+            # Bucket i holds the hours in [floors[i-1], floors[i]).
+            before[i][kind, state] += n
+        else:
+            edges[i - 1, kind, state] += n
+    totals, running = {}, defaultdict(int)
+    for floor, deltas in zip(floors, before, strict=True):
+        for key, n in deltas.items():
+            running[key] += n
+        totals[floor] = dict(running)
+    answers = []
+    for i, moment in enumerate(moments):
+        counts = defaultdict(int, totals[utc_floor(moment, "hour")])
+        for (j, kind, state), n in edges.items():
+            if j == i:
+                counts[kind, state] += n
+        answers.append({key: n for key, n in counts.items() if n})
+    return answers
+
+
+def _raw_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], int]:
+    """(kind, bucket): entities entered minus left, replayed from `events`."""
+    moments = []
+    for kind, _state, start, end in aggregates.computed_intervals(kinds):
+        for moment, sign in ((start, 1), (end, -1)):
+            if moment is not None and window.start <= moment < window.end:
+                moments.append((kind, moment, sign))
+    # Cut by PostgreSQL too, so both answers share every bucket edge.
+    cut = fetch(
+        "SELECT date_trunc(%(unit)s, m, %(tz)s) FROM unnest(%(moments)s::timestamptz[])"
+        " WITH ORDINALITY AS u(m, i) ORDER BY i",
+        {"unit": window.unit, "tz": window.tz_name, "moments": [m for _, m, _ in moments]},
+    )
+    deltas: dict[tuple[str, datetime], int] = defaultdict(int)
+    for (kind, _, sign), (bucket,) in zip(moments, cut, strict=True):
+        deltas[kind, bucket] += sign
+    return deltas
+
+
+# The hourly deltas regrouped into buckets (HourPlan, as the event counts
+# are); the raw ranges read the intervals' ends instead of events.
+GROWTH_SQL = (
+    "WITH r AS (SELECT * FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
+    "  %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)),"
+    " ends AS ("
+    "  SELECT coalesce(r.label, {at_bucket}) AS b, r.keep, v.kind,"
+    "   sum(v.d) AS d FROM r CROSS JOIN LATERAL ("
+    "   SELECT kind, valid_from AS at, 1 AS d FROM {intervals}"
+    "   WHERE kind = ANY(%(kinds)s) AND valid_from >= r.lo AND valid_from < r.hi"
+    "   UNION ALL SELECT kind, valid_to, -1 FROM {intervals}"
+    "   WHERE kind = ANY(%(kinds)s) AND valid_to >= r.lo AND valid_to < r.hi OFFSET 0) AS v"
+    "  GROUP BY 1, 2, 3)"
+    " SELECT kind, b, sum(d)::bigint FROM ("
+    "  SELECT kind, b, delta AS d FROM {hourly} WHERE kind = ANY(%(kinds)s)"
+    "  UNION ALL SELECT kind, b, d FROM ends"
+    "  UNION ALL SELECT kind, keep, -d FROM ends WHERE keep IS NOT NULL"
+    ") AS s GROUP BY 1, 2"
+)
+
+
+def _hourly_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], int]:
+    """(kind, bucket): entities entered minus left, from entity_changes_hourly."""
+    plan = HourPlan.of(window.start, window.end, window.unit, window.tz_name)
+    hourly, hourly_params = plan.hourly(CHANGES, "hour")
+    query = sql.SQL(GROWTH_SQL).format(
+        at_bucket=bucket_of(sql.SQL("v.at")), intervals=INTERVALS, hourly=hourly
+    )
+    params = {
+        **plan.range_params(),
+        **hourly_params,
+        "unit": window.unit,
+        "tz": window.tz_name,
+        "kinds": kinds,
+    }
+    deltas: dict[tuple[str, datetime], int] = defaultdict(int)
+    for kind, bucket, delta in fetch(query, params):
+        deltas[kind, bucket] += delta
+    return deltas
+
+
+def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") -> dict:
+    """{kind: [entities existing at the end of each bucket]} and the buckets."""
+    kinds = list(kinds)
+    starts = bucket_starts(window.unit, window.tz_name, window.start, window.end)
+    (baseline,) = entity_counts_at([window.start], kinds, source)
+    deltas = _raw_deltas(window, kinds) if source == "raw" else _hourly_deltas(window, kinds)
+    series = {}
+    for kind in kinds:
+        total = sum(n for (k, _), n in baseline.items() if k == kind)
+        values = []
+        for start in starts:
+            total += deltas.get((kind, start), 0)
+            values.append(total)
+        series[kind] = values
+    return {"buckets": starts, "series": series}
+
+
+# Every state of every entity kind (audit.catalog.ENTITY_KINDS), in order.
+CARD_ROWS = tuple(
+    (kind.name, state) for kind in ENTITY_KIND_SPECS.values() for state in kind.states
+)
+
+
+@register
+class CurrentCounts(Stat):
+    name = "current_counts"
+    title = "Entities existing now"
+    description = (
+        "Users, organizations and projects by state (pending, active, frozen), "
+        "experiments, and active realizations and materializations at the end of the "
+        "period, derived from the events (created, activated, frozen, catalogued minus "
+        "declined and deleted; re-creations counted once; an entity first seen in another "
+        "event exists from then), with the change since the start of the period."
+    )
+    chart = "cards"
+    uses_preaggregates = True
+
+    def compute(self, window, filters, source="auto"):
+        kinds = sorted({k for k, _ in CARD_ROWS})
+        before, after = entity_counts_at([window.start, window.end], kinds, source)
+        rows = []
+        for kind, state in CARD_ROWS:
+            now, then = after.get((kind, state), 0), before.get((kind, state), 0)
+            rows.append([kind, state, now, then, now - then])
+        return Result(
+            [
+                Column("kind"),
+                Column("state"),
+                Column("count", "integer"),
+                Column("at_period_start", "integer"),
+                Column("change", "integer"),
+            ],
+            rows,
+        )
+
+
+@register
+class EntityGrowth(Stat):
+    name = "entity_growth"
+    title = "Growth of users, organizations, projects and experiments"
+    description = (
+        "How many users (pending, active or frozen), organizations, projects and "
+        "experiments existed at the end of each bucket."
+    )
+    chart = "line"
+    uses_preaggregates = True
+    timeseries = True
+
+    def compute(self, window, filters, source="auto"):
+        growth = entity_growth(window, ENTITY_KINDS, source)
+        rows = [
+            [bucket, *(growth["series"][k][i] for k in ENTITY_KINDS)]
+            for i, bucket in enumerate(growth["buckets"])
+        ]
+        return Result(
+            [
+                Column("bucket", "datetime"),
+                Column("users", "integer"),
+                Column("organizations", "integer"),
+                Column("projects", "integer"),
+                Column("experiments", "integer"),
+            ],
+            rows,
+        )
+
+    # Small multiples, two by two: each kind on its own y axis, so the
+    # dozens of organizations do not lie flat under thousands of experiments.
+    COLUMNS = ((0.0, 0.44), (0.56, 1.0))
+    ROWS = ((0.6, 1.0), (0.0, 0.4))
+    KIND_TYPES = {kind: list(catalog.lifecycle_types(kind)) for kind in ENTITY_KINDS}
+
+    def _narrow_and_wide(self, layout: dict) -> dict:
+        """Relayouts for static/js/charts.js: on a narrow card the four
+        charts stand in one column (two abreast, each would be 100 px
+        wide), and back when the card widens."""
+        narrow: dict[str, Any] = {"height": 820, "legend.y": 1.04}
+        wide: dict[str, Any] = {"height": layout["height"], "legend.y": layout["legend"]["y"]}
+        gap, tall = 0.1, (1 - 3 * 0.1) / 4
+        for i in range(4):
+            n = "" if i == 0 else str(i + 1)
+            top = 1 - i * (tall + gap)
+            narrow[f"xaxis{n}.domain"] = [0, 1]
+            narrow[f"yaxis{n}.domain"] = [top - tall, top]
+            narrow[f"xaxis{n}.title.text"] = layout["xaxis4"]["title"]["text"] if i == 3 else ""
+            wide[f"xaxis{n}.domain"] = layout[f"xaxis{n}"]["domain"]
+            wide[f"yaxis{n}.domain"] = layout[f"yaxis{n}"]["domain"]
+            wide[f"xaxis{n}.title.text"] = layout[f"xaxis{n}"].get("title", {}).get("text", "")
+        return {"narrow": narrow, "wide": wide}
+
+    def _kind_traces(self, result, window, options, i: int, kind: str) -> list[dict]:
+        """The line of the i-th column (one kind) on its own axes, and its
+        previous period's."""
+        n = "" if i == 1 else str(i)
+        name = result.columns[i].name
+        trace = {
+            "type": "scatter",
+            "mode": "lines",
+            "name": name,
+            "x": [x_of(r[0], window) for r in result.rows],
+            "y": [r[i] for r in result.rows],
+            "xaxis": f"x{n}",
+            "yaxis": f"y{n}",
+            "line": {"color": PALETTE[kind], "shape": "hv"},
+            "showlegend": False,
+            "hovertemplate": f"%{{y}} {name} at the end of %{{x}}<extra></extra>",
+        }
+        lifecycle = {"event_type": self.KIND_TYPES[kind]}
+        series = Series(
+            trace,
+            [r[0] for r in result.rows],
+            lifecycle,
+            f"%{{y}} {name} at the end of %{{x}}"
+            f"<br>Click to list the {kind} lifecycle events<extra></extra>",
+        )
+        overlay = Overlay(
+            lambda rows: [(r[0], r[i]) for r in rows],
+            "previous period",
+            lifecycle,
+            add=False,
+            color=PALETTE[kind],
+            extra={"xaxis": f"x{n}", "yaxis": f"y{n}", "showlegend": i == 1},
+        )
+        return time_traces(window, window.unit, options, [series], overlay)
+
+    def _kind_axes(self, result, window, i: int) -> dict:
+        """The i-th column's x and y axes, in its place of the two by two
+        grid, and its title with the count at the end."""
+        n = "" if i == 1 else str(i)
+        name = result.columns[i].name
+        bottom = (i - 1) // 2 == 1
+        last = result.rows[-1][i] if result.rows else 0
+        return {
+            f"xaxis{n}": {
+                "domain": self.COLUMNS[(i - 1) % 2],
+                "anchor": f"y{n}",
+                "type": "date",
+                **GRID,
+                **({"matches": "x"} if i > 1 else {}),
+                **({"title": {"text": f"Time ({window.tz_name})"}} if bottom else {}),
+            },
+            f"yaxis{n}": {
+                "domain": self.ROWS[(i - 1) // 2],
+                "anchor": f"x{n}",
+                **GRID,
+                "rangemode": "tozero",
+                "title": {"text": f"{name} existing"},
+            },
+            "annotation": {
+                "text": f"<b>{name.capitalize()}</b> {last:,} at the end",
+                "xref": f"x{n} domain",
+                "yref": f"y{n} domain",
+                "x": 0,
+                "y": 1.02,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "showarrow": False,
+            },
+        }
+
+    def figure(self, result, window, options=NO_OPTIONS):
+        traces, axes, annotations = [], [], []
+        chart = layout(height=440, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+        for i, kind in enumerate(ENTITY_KINDS, start=1):
+            traces += self._kind_traces(result, window, options, i, kind)
+            placed = self._kind_axes(result, window, i)
+            annotations.append(placed.pop("annotation"))
+            chart.update(placed)
+            n = "" if i == 1 else str(i)
+            axes.append((f"x{n}", f"y{n} domain"))
+        chart["annotations"] = annotations
+        chart["legend"] = {"orientation": "h", "x": 0, "y": 1.1, "yanchor": "bottom"}
+        chart["meta"] = self._narrow_and_wide(chart)
+        return add_bands({"data": traces, "layout": chart}, window, options.bands, tuple(axes))

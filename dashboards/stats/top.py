@@ -1,0 +1,388 @@
+"""Top-N tables: the most active users and projects, organizations by
+members, facilities by allocations, the most frequent errors and who
+failed to log in.
+
+The busiest read daily pre-aggregates for the whole UTC days of the window
+and `events` for the partial days at both edges (audit.buckets.whole_days):
+event_counts_daily_caller (audit.DailyCallerCount) and
+event_counts_daily_project (audit.DailyProjectCount); organizations by
+members read org_memberships (audit.OrgMembership). The rest are index
+scans of `events` over the window.
+"""
+
+from psycopg import sql
+
+from audit import catalog
+from audit.buckets import RAW_EDGES, fetch, whole_days
+from audit.models import DailyCallerCount, DailyProjectCount, Entity, OrgMembership
+from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, Stat, register
+from sphere_stats.windows import Window
+
+ENTITIES = sql.Identifier(Entity._meta.db_table)
+
+CALLER_COUNTS = sql.SQL(
+    "count(*), count(*) FILTER (WHERE event_type = 'user_login'),"
+    " count(*) FILTER (WHERE NOT success)"
+)
+USERS = sql.SQL("caller IN (SELECT name FROM {} WHERE kind = 'user')").format(ENTITIES)
+CALLERS_SQL = sql.SQL(
+    "SELECT caller, sum(events)::bigint, sum(logins)::bigint, sum(failures)::bigint FROM ("
+    "  SELECT caller, events, logins, failures FROM {daily}"
+    "  WHERE day >= %(first_day)s AND day < %(end_day)s"
+    "  UNION ALL SELECT caller, {counts} FROM events WHERE {edges} GROUP BY caller"
+    ") AS s (caller, events, logins, failures) GROUP BY caller"
+).format(
+    daily=sql.Identifier(DailyCallerCount._meta.db_table), counts=CALLER_COUNTS, edges=RAW_EDGES
+)
+
+
+def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
+    """Users by events they caused in the window: (user, events, logins, failures).
+
+    Whole UTC days come from event_counts_daily_caller, the partial days at
+    both edges from `events`; source="raw" (or a window without a whole
+    UTC day) counts everything from `events`.
+    """
+    days = None if source == "raw" else whole_days(window.start, window.end)
+    if days is None:
+        query = sql.SQL(
+            "SELECT caller, {counts} FROM events"
+            " WHERE timestamp >= %(start)s AND timestamp < %(end)s AND {users}"
+            " GROUP BY caller ORDER BY 2 DESC, 1 LIMIT %(n)s"
+        ).format(counts=CALLER_COUNTS, users=USERS)
+        return fetch(query, {"start": window.start, "end": window.end, "n": n})
+    # Only the head of the ranking is checked against the users' entities:
+    # the top n users are the first n users of any head that holds n of
+    # them (the order is total). Checking every caller (11k a month) cost
+    # more than summing them; the whole ranking is filtered only when the
+    # head holds too few users and is not the whole ranking.
+    head = 2 * n + 50
+    ranked = fetch(
+        sql.SQL("{} ORDER BY 2 DESC, 1 LIMIT %(head)s").format(CALLERS_SQL), {**days, "head": head}
+    )
+    known = {
+        name
+        for (name,) in fetch(
+            sql.SQL(
+                "SELECT name FROM {} WHERE kind = 'user' AND scope = '' AND name = ANY(%(names)s)"
+            ).format(ENTITIES),
+            {"names": [row[0] for row in ranked]},
+        )
+    }
+    found = [row for row in ranked if row[0] in known][:n]
+    if len(found) == n or len(ranked) < head:
+        return found
+    query = sql.SQL(
+        "SELECT * FROM ({ranking}) AS ranked (caller, events, logins, failures)"
+        " WHERE {users} ORDER BY 2 DESC, 1 LIMIT %(n)s"
+    ).format(ranking=CALLERS_SQL, users=USERS)
+    return fetch(query, {**days, "n": n})
+
+
+PROJECT_MEASURES = {
+    "events": "count(*)",
+    "experiments": "count(*) FILTER (WHERE event_type = 'experiment_created' AND success)",
+    "realizations": "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)",
+    "materializations": (
+        "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)"
+    ),
+}
+PROJECT_COUNTS = sql.SQL(", ".join(PROJECT_MEASURES.values()))
+# A project's own events (created, members) count as well as those naming it
+# in payload.project (experiments, realizations).
+PROJECT_EVENTS = sql.SQL("(payload->>'project' IS NOT NULL OR subject_type = 'project')")
+PROJECTS_RAW_SQL = (
+    "SELECT coalesce(payload->>'project', subject) AS project, {counts} FROM events"
+    " WHERE timestamp >= %(start)s AND timestamp < %(end)s AND {project_events}"
+    " GROUP BY 1 HAVING {measure} > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
+)
+PROJECTS_SQL = (
+    "SELECT project, {sums} FROM ("
+    "  SELECT project, {columns} FROM {daily} WHERE day >= %(first_day)s AND day < %(end_day)s"
+    "  UNION ALL SELECT coalesce(payload->>'project', subject), {counts} FROM events"
+    "  WHERE {edges} AND {project_events} GROUP BY 1"
+    ") AS s (project, {columns})"
+    " GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
+)
+
+
+def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[tuple]:
+    """Projects by events about them or naming them in payload.project, experiments created,
+    realizations or materializations in the window: (project, events,
+    experiments, realizations, materializations), every column over the
+    same events whatever `by` ranks them.
+
+    Whole UTC days come from event_counts_daily_project, the partial days at
+    both edges from `events` (idx_events_project_ts); source="raw" (or a
+    window without a whole UTC day) counts everything from `events`.
+    """
+    order = sql.Literal(list(PROJECT_MEASURES).index(by) + 2)
+    days = None if source == "raw" else whole_days(window.start, window.end)
+    if days is None:
+        query = sql.SQL(PROJECTS_RAW_SQL).format(
+            counts=PROJECT_COUNTS,
+            project_events=PROJECT_EVENTS,
+            measure=sql.SQL(PROJECT_MEASURES[by]),
+            order=order,
+        )
+        return fetch(query, {"start": window.start, "end": window.end, "n": n})
+    columns = [sql.Identifier(c) for c in PROJECT_MEASURES]
+    query = sql.SQL(PROJECTS_SQL).format(
+        sums=sql.SQL(", ").join(sql.SQL("sum({})::bigint").format(c) for c in columns),
+        columns=sql.SQL(", ").join(columns),
+        daily=sql.Identifier(DailyProjectCount._meta.db_table),
+        counts=PROJECT_COUNTS,
+        edges=RAW_EDGES,
+        project_events=PROJECT_EVENTS,
+        by=sql.Identifier(by),
+        order=order,
+    )
+    return fetch(query, {**days, "n": n})
+
+
+# The latest successful membership event of each (org, member, kind) since
+# the org's latest creation, read from `events` (idx_events_subject_ts).
+ORG_MEMBERS_RAW_SQL = (
+    "SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
+    " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
+    "  SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject AS org,"
+    "   e.payload->>'kind' AS kind, e.event_type"
+    "  FROM events e JOIN {entities} o ON o.kind = 'organization' AND o.scope = ''"
+    "   AND o.name = e.subject AND o.since < %(at)s AND (o.until IS NULL OR o.until >= %(at)s)"
+    "  WHERE e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
+    "   AND e.timestamp < %(at)s"
+    "  ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
+    "   e.event_uuid DESC"
+    ") AS latest WHERE event_type <> ALL(%(removals)s)"
+    " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
+)
+ORG_MEMBERS_SQL = (
+    "WITH orgs AS MATERIALIZED ("
+    "  SELECT name, since FROM {entities} WHERE kind = 'organization' AND scope = ''"
+    "   AND since < %(at)s AND (until IS NULL OR until >= %(at)s)"
+    "), latest AS MATERIALIZED ("
+    "  SELECT m.org, m.kind, m.removed, m.last_at"
+    "  FROM {memberships} m JOIN orgs o ON o.name = m.org"
+    "  WHERE m.last_at >= o.since"
+    "), changed AS (SELECT DISTINCT org FROM latest WHERE last_at >= %(at)s)"
+    " SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
+    " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
+    "  SELECT org, kind, removed FROM latest WHERE org NOT IN (SELECT org FROM changed)"
+    "  UNION ALL"
+    "  SELECT * FROM ("
+    "   SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject,"
+    "    e.payload->>'kind', e.event_type = ANY(%(removals)s)"
+    "   FROM events e JOIN orgs o ON o.name = e.subject"
+    "   WHERE e.subject IN (SELECT org FROM changed) AND e.subject_type = 'organization'"
+    "    AND e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
+    "    AND e.timestamp < %(at)s"
+    "   ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
+    "    e.event_uuid DESC"
+    "  ) AS replayed"
+    ") AS members (org, kind, removed) WHERE NOT removed"
+    " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
+)
+
+
+def top_orgs_by_members(n: int, at, source: str = "auto") -> list[tuple]:
+    """Organizations existing at `at` by current user and project members
+    (membership events since each org's latest creation): (organization,
+    user members, project members).
+
+    A membership counts when its latest successful event before `at` (and
+    since the org's creation) did not remove the member. org_memberships
+    holds each membership's latest event: it answers for every org none of
+    whose memberships changed at or after `at` (every org, for a window
+    that ends now), and the others replay their membership events
+    (idx_events_subject_ts), as source="raw" does for all of them.
+    """
+    names = {
+        "entities": ENTITIES,
+        "memberships": sql.Identifier(OrgMembership._meta.db_table),
+    }
+    query = sql.SQL(ORG_MEMBERS_RAW_SQL if source == "raw" else ORG_MEMBERS_SQL).format(**names)
+    params = {
+        "at": at,
+        "n": n,
+        "member_types": list(catalog.membership_types("organization")),
+        "removals": list(catalog.MEMBER_REMOVALS),
+    }
+    return fetch(query, params)
+
+
+def top_facilities(window: Window, n: int) -> list[tuple]:
+    """Facilities by allocations in the window: (facility, realizations,
+    materializations, failed) (idx_events_type_ts)."""
+    return fetch(
+        "SELECT target, count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),"
+        " count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success),"
+        " count(*) FILTER (WHERE NOT success) FROM events"
+        " WHERE event_type IN ('realization_allocated', 'materialization_allocated')"
+        " AND timestamp >= %(start)s AND timestamp < %(end)s AND target IS NOT NULL"
+        " GROUP BY 1 ORDER BY count(*) FILTER (WHERE success) DESC, 4 DESC, 1 LIMIT %(n)s",
+        {"start": window.start, "end": window.end, "n": n},
+    )
+
+
+def top_errors(window: Window, n: int) -> list[tuple]:
+    """Most frequent (error_message, event_type) among failures in the window,
+    with the last time seen (idx_events_failures_ts)."""
+    return fetch(
+        "SELECT coalesce(error_message, ''), event_type, count(*), max(timestamp) FROM events"
+        " WHERE NOT success AND timestamp >= %(start)s AND timestamp < %(end)s"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT %(n)s",
+        {"start": window.start, "end": window.end, "n": n},
+    )
+
+
+def failed_logins(window: Window, n: int | None) -> list[tuple]:
+    """Failed logins in the window by username, most failures first: (user,
+    failures, last attempt, last error, users in all) (idx_events_type_ts).
+    `n=None` returns every user."""
+    # The window count runs after GROUP BY and before LIMIT: every user is
+    # grouped anyway to rank them, so knowing how many there are is free.
+    return fetch(
+        "SELECT subject, count(*), max(timestamp),"
+        " (array_agg(coalesce(error_message, '') ORDER BY timestamp DESC))[1],"
+        " count(*) OVER () FROM events"
+        " WHERE event_type = 'user_login' AND NOT success"
+        " AND timestamp >= %(start)s AND timestamp < %(end)s"
+        " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(n)s",
+        {"start": window.start, "end": window.end, "n": n},
+    )
+
+
+@register
+class TopUsers(Stat):
+    name = "top_users"
+    title = "Most active users"
+    description = "Users by the events they caused in the period (logins, changes, requests)."
+    params = (N,)
+    uses_preaggregates = True
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in top_callers(window, filters["n"], source)]
+        return Result(
+            [
+                Column("user", link="user"),
+                Column("events", "integer"),
+                Column("logins", "integer"),
+                Column("failures", "integer"),
+            ],
+            rows,
+        )
+
+
+@register
+class TopProjects(Stat):
+    name = "top_projects"
+    title = "Most active projects"
+    description = (
+        "Projects by events about them or naming them (payload.project), experiments "
+        "created, realizations or materializations in the period."
+    )
+    params = (
+        N,
+        Param("by", "what to rank by", default="events", choices=tuple(PROJECT_MEASURES)),
+    )
+
+    uses_preaggregates = True
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in top_projects(window, filters["n"], filters["by"], source)]
+        return Result(
+            [
+                Column("project", link="project"),
+                Column("events", "integer"),
+                Column("experiments", "integer"),
+                Column("realizations", "integer"),
+                Column("materializations", "integer"),
+            ],
+            rows,
+        )
+
+
+@register
+class TopOrgs(Stat):
+    name = "top_orgs"
+    title = "Organizations by members"
+    description = (
+        "Organizations existing at the end of the period by their user and project "
+        "members then, reconstructed from membership events."
+    )
+    params = (N,)
+    uses_preaggregates = True
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in top_orgs_by_members(filters["n"], window.end, source)]
+        return Result(
+            [
+                Column("organization", link="organization"),
+                Column("user_members", "integer"),
+                Column("project_members", "integer"),
+            ],
+            rows,
+        )
+
+
+@register
+class TopFacilities(Stat):
+    name = "top_facilities"
+    title = "Facilities by allocations"
+    description = "Successful realization and materialization allocations per facility."
+    params = (N,)
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in top_facilities(window, filters["n"])]
+        return Result(
+            [
+                Column("facility", link="facility"),
+                Column("realizations", "integer"),
+                Column("materializations", "integer"),
+                Column("failed", "integer"),
+            ],
+            rows,
+        )
+
+
+@register
+class TopErrors(Stat):
+    name = "top_errors"
+    title = "Most frequent error messages"
+    description = "Error messages of failed events in the period, most frequent first."
+    params = (N,)
+
+    def compute(self, window, filters, source="auto"):
+        rows = [list(r) for r in top_errors(window, filters["n"])]
+        return Result(
+            [
+                Column("error_message"),
+                Column("event_type"),
+                Column("count", "integer"),
+                Column("last_seen", "datetime"),
+            ],
+            rows,
+        )
+
+
+@register
+class FailedLogins(Stat):
+    name = "failed_logins"
+    title = "Failed logins by user"
+    description = "Who failed to log in during the period, how often, and the last error."
+    params = (N_OR_ALL,)
+
+    def compute(self, window, filters, source="auto"):
+        found = failed_logins(window, filters["n"] or None)
+        rows = [list(r[:4]) for r in found]
+        return Result(
+            [
+                Column("user", link="user"),
+                Column("failures", "integer"),
+                Column("last_attempt", "datetime"),
+                Column("last_error"),
+            ],
+            rows,
+            # How many users failed in all, so a page showing the top N can say so.
+            {"total": found[0][4] if found else 0, "total_of": "users"},
+        )
