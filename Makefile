@@ -52,6 +52,11 @@ run: install var/secret_key migrate
 test: install
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# The quick benchmarks, their rows rewritten in docs/benchmarks.md (run it on an
+# idle machine); BENCH="name ..." runs some, or a long one; bench/run.py --list.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH) $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -7,7 +7,6 @@ is set), migrated fresh, and a gunicorn bound to 127.0.0.1 only.
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import servers  # noqa: E402
 
 
 def base_url() -> str:
@@ -94,54 +95,13 @@ def token(database_url: str, name: str = "bench") -> str:
     return out.strip().splitlines()[-1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def gunicorn(database_url: str, workers: int = 4, threads: int = 1, extra_args: tuple = ()):
-    """Run gunicorn on a free loopback port; yields its base URL and process."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "sphere_stats.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--log-level",
-            "warning",
-            # Load the app once, in the master: the port opens only when the
-            # workers are ready, so no measurement includes their start.
-            "--preload",
-            *extra_args,
-        ],
-        cwd=ROOT,
-        env=env_for(database_url),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("gunicorn did not start")
-    try:
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    """gunicorn's defaults (or `extra_args`' --config) on a free loopback
+    port, preloaded; yields its base URL and process."""
+    args = ("--threads", str(threads), "--log-level", "warning", *extra_args)
+    with servers.gunicorn(env_for(database_url), workers=workers, config=None, args=args) as served:
+        yield served
 
 
 def percentile(values: list[float], p: float) -> float:

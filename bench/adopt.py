@@ -4,7 +4,7 @@
                                     [--inserts 3000] [--copy-rows 200000] [--no-verify]
 
 1. A fresh database made by psql with the SPHERE request's DDL (the portal's
-   `events` as it is), filled by COPY with N rows of audit.demo.generate (users,
+   `events` as it is), filled by COPY with N rows of demo.history.generate (users,
    orgs, projects, memberships, logins, experiments, realizations over `--days`
    ending now), then ANALYZE. A copy of it (CREATE DATABASE … TEMPLATE) stays
    as the portal left it: the baseline without our indexes and triggers.
@@ -100,7 +100,7 @@ def psql(url: str, sql: str) -> None:
 
 def fill(url: str, rows: int, days: int) -> tuple[float, float]:
     """COPY `rows` generated events into `events`; (generate+COPY s, ANALYZE s)."""
-    from audit.demo import generate
+    from demo.history import generate
 
     start = time.perf_counter()
     with psycopg.connect(_server.psycopg_url(url), autocommit=True) as conn:
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--no-verify", action="store_true")
     args = parser.parse_args()
     setup_django()
-    from audit.demo import generate
+    from demo.history import generate
     from tests.audit.adopt_helpers import SEED_DDL
 
     adopted, baseline = "bench_adopt", "bench_adopt_seed"

@@ -89,8 +89,7 @@ def main() -> None:
     from django.test import Client, override_settings
 
     from audit.models import Entity, EntityInterval, Event, HourlyCount
-    from dashboards import queries
-    from dashboards.stats import STATS
+    from dashboards.stats import STATS, first_event_time, top
     from sphere_stats.windows import Window
 
     with connection.cursor() as cursor:
@@ -107,8 +106,8 @@ def main() -> None:
     client = Client()
     client.force_login(user)
 
-    busiest = queries.top_callers(Window.from_query({"period": "30d"}), 1)[0][0]
-    project = queries.top_projects(Window.from_query({"period": "30d"}), 1, "events")[0][0]
+    busiest = top.top_callers(Window.from_query({"period": "30d"}), 1)[0][0]
+    project = top.top_projects(Window.from_query({"period": "30d"}), 1, "events")[0][0]
     org = Entity.objects.current().filter(kind="organization").order_by("name").first().name
     experiment = Entity.objects.current().filter(kind="experiment", scope=project).first()
     experiment = experiment or Entity.objects.current().filter(kind="experiment").first()
@@ -143,7 +142,7 @@ def main() -> None:
     def window(**query):
         data = QueryDict(mutable=True)
         data.update(query)
-        return Window.from_query(data, earliest=queries.first_event_time)
+        return Window.from_query(data, earliest=first_event_time)
 
     cases = []
     for name, stat in STATS.items():

@@ -24,7 +24,6 @@ import argparse
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+sys.path.insert(0, str(ROOT))  # `bench` importable when run as a script
+
+from bench.servers import gunicorn  # noqa: E402
 
 
 def manage(env: dict, *args: str, capture: bool = False) -> str:
@@ -99,12 +101,6 @@ def load(url: str, env: dict, events: int, base: int, days: int) -> int:
         ):
             conn.execute(f"VACUUM ANALYZE {table}")
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_pid(master: int) -> int:
@@ -274,29 +270,11 @@ def main() -> None:
         f"User.objects.create_superuser('bench', password='{password}')",
     )
 
-    port = args.port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            str(Path(PYTHON).parent / "gunicorn"),
-            "sphere_stats.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-            "--timeout",
-            "3600",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base_url}/healthz", timeout=10)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+    # One sync worker, gunicorn's defaults but the timeout: an export of 10M
+    # rows takes minutes.
+    with gunicorn(
+        env, workers=1, config=None, args=("--timeout", "3600"), preload=False, port=args.port
+    ) as (base_url, server):
         worker = worker_pid(server.pid)
         print(f"server worker pid {worker}, RSS at start {rss_mb(worker):.0f} MB")
 
@@ -345,9 +323,6 @@ def main() -> None:
                 second = f"{p95_2:.1f}"
             print(f"  {label:32} {p50:8.1f} {p95:8.1f} {second:>11}", flush=True)
         print(f"\nserver worker peak RSS after all: {peak_rss_mb(worker):.0f} MB")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

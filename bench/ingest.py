@@ -23,7 +23,7 @@ import requests
 def make_batches(n: int, size: int) -> tuple[list[bytes], list[dict]]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
     django.setup()
-    from audit.demo import generate
+    from demo.history import generate
 
     events = list(generate(n, days=365, seed=11))
     return [json.dumps(events[i : i + size]).encode() for i in range(0, n, size)], events

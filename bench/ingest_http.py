@@ -96,7 +96,7 @@ def known_users(base: str, token: str) -> None:
     """One successful login of each user, days earlier, before the load.
 
     A user's first successful event makes the user exist (an entity first
-    seen, audit/aggregates.py), which folds the user in that statement
+    seen, audit/entity_fold.py), which folds the user in that statement
     (about 1 ms, one entity statement at a time). A portal's users are known
     after its first days (or import_inventory): the load measures the
     steady state, every login by a user the table knows.

@@ -7,7 +7,7 @@ Seeds a scratch database `bench_pages` (the demo data of `make run`: events,
 facilities and their reports), collects the static files as `make run` does
 (hashed, gzip and brotli, into var/staticfiles), and serves it with gunicorn
 as `make run` does (deploy/gunicorn.conf.py, 2 workers, DEBUG off) on a free
-loopback port. Chromium (the flags of tests/conftest.py) logs in as an
+loopback port. Chromium (the flags of bench/servers.py) logs in as an
 administrator, so every page and link shows, and loads each page:
 
 - cold: a new browser context, so an empty HTTP cache and no compiled code,
@@ -38,21 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 
 from bench._server import ROOT, gunicorn, manage, psycopg_url, scratch_database
+from bench.servers import CHROMIUM, CHROMIUM_FLAGS
 
 COLD_LIMIT_MS = 500
 WARM_LIMIT_MS = 200
 USERNAME, PASSWORD = "bench", "bench-pages-password"
-# The flags of tests/conftest.py (not imported: that module needs Django set up).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOAD_END = "performance.getEntriesByType('navigation')[0].loadEventEnd"
 CHARTS_DRAWN = "(performance.getEntriesByName('charts-drawn')[0] || {}).startTime"
 

@@ -31,10 +31,8 @@ import http.client
 import os
 import re
 import select
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,18 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NGINX_CONF = ROOT / "deploy" / "nginx" / "sphere_stats.conf"
-GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+sys.path.insert(0, str(ROOT))  # `bench` importable when run as a script
+
+from bench.servers import gunicorn, nginx  # noqa: E402
+
 PROBE_WAIT = 2.0  # seconds: a probe that waits longer counts as blocked
 # The probe's own address: nginx's limit_conn counts per client address, and
 # a client that opens 50 connections may well be refused its 51st.
 PROBE_SOURCE = "127.0.0.2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the servers ------------------------------------------------------------------------
@@ -66,48 +60,8 @@ def gunicorn_serving(env: dict, *, workers: int = 2, log: Path | None = None) ->
     """gunicorn as `make run` starts it (deploy/gunicorn.conf.py, `workers`
     workers, threads from WEB_THREADS in `env`) on a free loopback port; its
     base URL once /healthz answers."""
-    port = free_port()
-    with open(log or os.devnull, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "sphere_stats.wsgi",
-                "--config", str(GUNICORN_CONF), "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                "--preload",
-            ],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                if get(url, "/healthz", timeout=2)[0] == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "gunicorn did not start" + (f":\n{log.read_text()[-3000:]}" if log else "")
-                )
-            time.sleep(0.2)
+    with gunicorn(env, workers=workers, log=log or Path(os.devnull)) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
-def nginx_site(conf: str, *, upstream: str, http_port: int, https_port: int, tls: Path) -> str:
-    """deploy/nginx/sphere_stats.conf adapted to loopback: its ports, its
-    upstream and its certificate's directory; nothing else changes."""
-    return (
-        conf.replace("server web:8000;", f"server {upstream};")
-        .replace("listen 80;", f"listen 127.0.0.1:{http_port};")
-        .replace("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl;")
-        .replace("listen [::]:80;", "")
-        .replace("listen [::]:443 ssl;", "")
-        .replace("/etc/nginx/tls", str(tls))
-        # Debian 12's nginx (1.22) predates the `http2` directive of the
-        # compose file's nginx 1.27.
-        .replace("http2 on;", "")
-    )
 
 
 def with_directive(conf: str, name: str, value: str) -> str:
@@ -121,53 +75,9 @@ def with_directive(conf: str, name: str, value: str) -> str:
 
 @contextlib.contextmanager
 def nginx_in_front(upstream: str, directory: Path, conf: str | None = None) -> Iterator[str]:
-    """nginx (the binary on PATH or Debian's) serving `conf` (the project's
-    configuration unless given) on loopback ports in front of `upstream`
-    (host:port), with a throwaway self-signed certificate; its https URL."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(directory / "privkey.pem"),
-         "-out", str(directory / "fullchain.pem")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    http_port, https_port = free_port(), free_port()
-    site = nginx_site(
-        NGINX_CONF.read_text() if conf is None else conf,
-        upstream=upstream,
-        http_port=http_port,
-        https_port=https_port,
-        tls=directory,
-    )
-    (directory / "site.conf").write_text(site)
-    # As the compose file's image runs it: its stock nginx.conf includes the
-    # site in an http block that sets keepalive_timeout, with 1024
-    # connections per worker process.
-    (directory / "nginx.conf").write_text(
-        f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;\n"
-        "events { worker_connections 1024; }\n"
-        f"http {{ access_log off; keepalive_timeout 65; client_body_temp_path {directory}/body;"
-        f" proxy_temp_path {directory}/proxy; include {directory}/site.conf; }}\n"
-    )
-    command = [nginx, "-c", str(directory / "nginx.conf"), "-p", str(directory)]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True)
-    if check.returncode:
-        raise RuntimeError(check.stderr)
-    process = subprocess.Popen(command)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", https_port), timeout=0.1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("nginx did not start") from None
-                time.sleep(0.05)
-        yield f"https://127.0.0.1:{https_port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    """bench/servers.py's nginx in front of `upstream` (host:port); its https URL."""
+    with nginx(upstream, directory, conf) as urls:
+        yield urls["https"]
 
 
 # --- clients ----------------------------------------------------------------------------
@@ -380,8 +290,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import _server
+    from bench import _server
 
     database = _server.scratch_database("bench_slow_clients")
     token = _server.token(database, "slow-clients")

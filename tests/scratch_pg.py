@@ -1,31 +1,22 @@
 """Scratch PostgreSQL servers for tests that need a server of their own: the
-plumbing of bench/fault_freeze.py (initdb + pg_ctl on a free loopback port,
-the app under gunicorn in front of it), plus a streaming replica of one.
+plumbing of bench/servers.py and bench/fault_freeze.py (initdb + pg_ctl on a
+free loopback port, the app under gunicorn in front of it), plus a streaming
+replica of one.
 
     with scratch_postgres() as primary, streaming_replica(primary) as replica:
         ...
 """
 
 import contextlib
-import os
-import pwd
-import shutil
-import signal
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from fault_freeze import (  # bench/ is not a package
-    App,
+from bench.fault_freeze import App, app_env, logged_in_session, make_event, running_app
+from bench.servers import (
     ScratchPostgres,
-    app_env,
     free_port,
-    logged_in_session,
-    make_event,
-    running_app,
+    owned_directory,
+    removed_after,
     scratch_postgres,
     serving_static_from,
 )
@@ -34,6 +25,7 @@ __all__ = [
     "App",
     "ScratchPostgres",
     "app_env",
+    "free_port",
     "log_of",
     "logged_in_session",
     "make_event",
@@ -55,39 +47,27 @@ def streaming_replica(primary: ScratchPostgres) -> Iterator[ScratchPostgres]:
 
     initdb's defaults already allow it: wal_level=replica, max_wal_senders=10
     and a `host replication all 127.0.0.1/32 trust` line in pg_hba.conf."""
-    directory = Path(tempfile.mkdtemp(prefix="replica-"))
-    if primary.user:
-        entry = pwd.getpwnam(primary.user)
-        os.chown(directory, entry.pw_uid, entry.pw_gid)
-    replica = ScratchPostgres(primary.bin, directory / "data", free_port(), primary.user)
-    try:
+    directory = owned_directory("replica-", primary.user)
+    replica = ScratchPostgres(
+        primary.bin, directory / "data", free_port(), primary.user, primary.database
+    )
+    with removed_after(replica):
         replica.run(
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
             "-D", str(replica.data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
         )  # fmt: skip
-        replica.run(
-            "pg_ctl", "-D", str(replica.data), "-w", "-l", str(directory / "log"), "start",
-            "-o", f"-p {replica.port} -c listen_addresses=127.0.0.1 -k {directory}"
-            " -c fsync=off -c max_connections=50 -c hot_standby=on"
-            " -c log_connections=on -c log_statement=all",
-        )  # fmt: skip
+        replica.start("-c hot_standby=on", "-c log_connections=on", "-c log_statement=all")
         yield replica
-    finally:
-        with contextlib.suppress(Exception):
-            replica.signal_all(signal.SIGCONT)
-        with contextlib.suppress(Exception):
-            stop(replica)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def stop(server: ScratchPostgres) -> None:
     """Stop `server` at once, as a crash or a lost host would (no shutdown
     checkpoint, every connection cut)."""
-    server.run("pg_ctl", "-D", str(server.data), "-m", "immediate", "-w", "stop")
+    server.stop()
 
 
 def log_of(server: ScratchPostgres) -> Path:
-    return server.data.parent / "log"
+    return server.log
 
 
 def run_sql(server: ScratchPostgres, sql: str) -> list[tuple]:

@@ -8,22 +8,20 @@ process is stopped. Shorter timeouts than the defaults keep it brief; the bench
 runs the defaults for 20 s and prints the latencies.
 """
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import fault_freeze  # bench/ is not a package
+from bench import fault_freeze
+from bench.servers import scratch_postgres, serving_static_from
 
 FREEZE = 12.0
 
 
 def frozen_run(static_root: Path, directory: Path) -> fault_freeze.Result:
-    with fault_freeze.scratch_postgres() as server:
+    with scratch_postgres() as server:
         env = fault_freeze.app_env(
             server.url, DB_STATEMENT_TIMEOUT_MS="2000", DB_WAIT_TIMEOUT_MS="3000"
         )
-        env = fault_freeze.serving_static_from(env, static_root, directory)
+        env = serving_static_from(env, static_root, directory)
         with fault_freeze.running_app(env) as app:
             return fault_freeze.run(
                 server,

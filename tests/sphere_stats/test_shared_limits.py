@@ -7,16 +7,8 @@ it makes (Django's user_login_failed signal, sent once per wrong password it
 hashed) in a file, through a test-only post_fork hook.
 """
 
-import contextlib
-import secrets
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -24,12 +16,8 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import User
 from django.db import connection
 
+from bench import servers
 from sphere_stats.models import ApiToken
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import fault_freeze  # noqa: E402  (bench/ is not a package)
 
 LIMIT = 5
 INGEST_LIMIT = 10
@@ -48,23 +36,6 @@ def post_fork(server, worker):
 """
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def database_url() -> str:
-    """This test's database (the test run's copy), for gunicorn."""
-    s = connection.settings_dict
-    host = quote(s["HOST"] or "", safe="")
-    auth = quote(s["USER"] or "", safe="")
-    if s["PASSWORD"]:
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s["PORT"] else ""
-    return f"postgresql://{auth}@{host}{port}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -86,47 +57,22 @@ def gunicorn(tmp_path, counters, _collected_static_files):
     checks = tmp_path / "checks"
     checks.touch()
     config = tmp_path / "gunicorn.conf.py"
-    config.write_text(
-        (ROOT / "deploy" / "gunicorn.conf.py").read_text() + COUNT_CHECKS.format(path=str(checks))
-    )
-    port = free_port()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "LOGIN_FAILURE_LIMIT": str(LIMIT),
-        "LOGIN_FAILURE_LIMIT_PER_IP": "100",
+    config.write_text(servers.GUNICORN_CONF.read_text() + COUNT_CHECKS.format(path=str(checks)))
+    env = servers.bare_env(
+        servers.database_url(connection.settings_dict),
+        tmp_path,
+        LOGIN_FAILURE_LIMIT=str(LIMIT),
+        LOGIN_FAILURE_LIMIT_PER_IP="100",
         # Long windows (fixed ones, aligned to the epoch): the test does not
         # straddle two, where the counts would start again.
-        "LOGIN_FAILURE_WINDOW": "86400",
-        "RATE_LIMIT_INGEST": f"{INGEST_LIMIT}/86400",
-        "LOG_LEVEL": "ERROR",
-    }
-    env = fault_freeze.serving_static_from(env, _collected_static_files, tmp_path)
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "sphere_stats.wsgi", "--config", str(config),
-                "-b", f"127.0.0.1:{port}", "-w", "2", "--preload",
-            ],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        LOGIN_FAILURE_WINDOW="86400",
+        RATE_LIMIT_INGEST=f"{INGEST_LIMIT}/86400",
+        LOG_LEVEL="ERROR",
+    )
+    env = servers.serving_static_from(env, _collected_static_files, tmp_path)
+    with servers.gunicorn(env, workers=2, config=config, log=tmp_path / "gunicorn.log") as served:
+        url, _ = served
         yield url, checks
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 def test_forty_concurrent_wrong_passwords_get_at_most_the_limit_checked(gunicorn):

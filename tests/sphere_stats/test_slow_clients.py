@@ -12,27 +12,22 @@ one byte a second. bench/slow_clients.py measures how many it takes.
 """
 
 import re
-import secrets
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
 from audit.models import Event
+from bench import servers, slow_clients
+from bench.slow_clients import Trickle, slow_body, slow_headers
 from sphere_stats.models import ApiToken
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import slow_clients  # noqa: E402  (bench/ is not a package)
-from slow_clients import Trickle, slow_body, slow_headers  # noqa: E402
-
 NGINX_CONF = ROOT / "deploy" / "nginx" / "sphere_stats.conf"
 THREADS = 4
 # Another loopback address than the slow clients': nginx limits connections
@@ -42,30 +37,16 @@ ELSEWHERE = "127.0.0.2"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def database_url() -> str:
-    """This test's database (the test run's copy), for gunicorn."""
-    s = connection.settings_dict
-    host = quote(s["HOST"] or "", safe="")
-    auth = quote(s["USER"] or "", safe="")
-    if s["PASSWORD"]:
-        auth += ":" + quote(s["PASSWORD"], safe="")
-    port = f":{s['PORT']}" if s["PORT"] else ""
-    return f"postgresql://{auth}@{host}{port}/{s['NAME']}"
-
-
 @pytest.fixture
 def gunicorn(tmp_path):
     """gunicorn with the project's configuration, one worker of THREADS
     threads, on a free loopback port; its base URL."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DATABASE_URL": database_url(),
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "WEB_THREADS": str(THREADS),
-        "LOG_LEVEL": "ERROR",
-    }
+    env = servers.bare_env(
+        servers.database_url(connection.settings_dict),
+        tmp_path,
+        WEB_THREADS=str(THREADS),
+        LOG_LEVEL="ERROR",
+    )
     with slow_clients.gunicorn_serving(env, workers=1, log=tmp_path / "gunicorn.log") as url:
         yield url
 
@@ -212,7 +193,7 @@ def test_make_run_serves_on_loopback_only():
 
 def test_gunicorn_with_the_project_configuration_binds_loopback_by_default(tmp_path):
     # gunicorn's own default turns to 0.0.0.0 when PORT is set.
-    port = slow_clients.free_port()
+    port = servers.free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", f"""
 import sys
