@@ -85,10 +85,16 @@ def facility_rows(now: datetime, sort: str = "name") -> list[FacilityRow]:
     if key not in SORTS:
         raise SortError(f"sort must be one of {', '.join(SORTS)} (with '-' for descending)")
     facilities = Facility.objects.for_map()
+    # The list is read once, before the statuses: a facility added in between
+    # (in the admin, during a scrape) has no row yet rather than no status,
+    # and one deleted in between is left out.
+    listed = list(facilities)
     statuses = facilities.current_statuses(now, stale_after())
     usage = cache.get_or_set(USAGE_CACHE_KEY, facilities.usage_summary, USAGE_CACHE_SECONDS)
     rows = [
-        FacilityRow(f, statuses[f.slug], usage.get(f.slug) or UsageSummary()) for f in facilities
+        FacilityRow(f, statuses[f.slug], usage.get(f.slug) or UsageSummary())
+        for f in listed
+        if f.slug in statuses
     ]
     if key == "since":
         # Rows with no report sort last either way.

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.audit.exp_helpers import variety
-from tests.facilities.helpers import facility
+from tests.factories import facility
 
 FUZZ = settings(
     max_examples=6,

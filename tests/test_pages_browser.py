@@ -14,9 +14,9 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity, Event
+from demo.history import generate
 from tests.conftest import SCREENSHOTS, browser_login, make_user
 
 pytestmark = [

@@ -27,7 +27,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from audit import aggregates
+from audit import triggers
 from audit.models import Entity, Event
 from dashboards.stats import STATS
 from tests.dashboards.conftest import make_window
@@ -213,7 +213,7 @@ def served(url: str, **extra_env: str) -> Iterator[str]:
             try:
                 if requests.get(f"{base}/healthz", timeout=2).status_code < 500:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or slow to answer under load
                 pass
             assert proc.poll() is None, f"gunicorn exited:\n{proc.stderr.read()}"
             assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
@@ -289,7 +289,7 @@ def insert_select(conn: psycopg.Connection, events: list[dict]) -> None:
 
 
 # entity_changes_hourly is kept from entity_intervals by triggers of its own
-# (audit migration 0008), and aggregates.differences() does not compare it:
+# (audit migration 0008), and triggers.differences() does not compare it:
 # its deltas per hour, recomputed from the intervals. A stored 0 is a group
 # whose entries and exits cancelled out.
 CHANGES_DRIFT = """
@@ -311,7 +311,7 @@ ORDER BY 1, 2, 3 LIMIT 100
 def drift() -> dict[str, list[str]]:
     """Every pre-aggregate's differences from `events` (empty when exact),
     entity_changes_hourly's from entity_intervals included."""
-    found = {name: lines for name, lines in aggregates.differences() if lines}
+    found = {name: lines for name, lines in triggers.differences() if lines}
     with connection.cursor() as cursor:
         cursor.execute(CHANGES_DRIFT)
         changes = [

@@ -1,38 +1,42 @@
-"""Events for the explorer and export tests, stored through the real ingest path."""
+"""The explorer and export tests' events: memberships of orgtest by
+default (tests/factories.py builds them), stored through the real ingest path."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from audit.ingest import ingest
+from tests import factories
 
 BASE = datetime(2026, 4, 23, 20, 0, tzinfo=UTC)
+# Late enough that no event of these tests is refused as from the future.
+RECEIVED = BASE + timedelta(days=3650)
 
-
-def event(**overrides: Any) -> dict[str, Any]:
-    """A valid org_member_added event; any column can be overridden."""
-    values: dict[str, Any] = {
-        "event_uuid": str(uuid.uuid4()),
-        "timestamp": BASE.isoformat(),
-        "event_type": "org_member_added",
-        "caller": "glawler",
-        "subject": "orgtest",
-        "subject_type": "organization",
-        "target": "testuser",
-        "success": True,
-        "error_message": None,
-        "payload": {"kind": "usermember", "role": "member", "state": "active"},
-    }
-    values.update(overrides)
-    if isinstance(values["timestamp"], datetime):
-        values["timestamp"] = values["timestamp"].isoformat()
-    return values
+event = factories.like(
+    timestamp=BASE,
+    event_type="org_member_added",
+    caller="glawler",
+    subject="orgtest",
+    subject_type="organization",
+    target="testuser",
+    error_message=None,
+    payload={"kind": "usermember", "role": "member", "state": "active"},
+)
 
 
 def store(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    result = ingest(list(events), now=BASE + timedelta(days=3650))
-    assert result.accepted == len(events), result.as_dict()
-    return list(events)
+    return factories.store(*events, now=RECEIVED)
+
+
+def odd_event(note: str) -> dict[str, Any]:
+    """A login whose payload holds `note` as text: a value (NaN, 1e999) that
+    reads as a number JSON cannot hold."""
+    return event(
+        event_type="user_login",
+        caller="odd",
+        subject="odd",
+        subject_type="user",
+        target=None,
+        payload={"note": note},
+    )
 
 
 def variety() -> list[dict[str, Any]]:

@@ -8,17 +8,11 @@ from django.utils import timezone
 
 from audit.models import Event
 from sphere_stats.models import ApiToken, hash_token
+from tests.factories import ABSENT, event
 
 pytestmark = pytest.mark.django_db
-BODY = json.dumps(
-    {
-        "event_type": "user_login",
-        "caller": "a",
-        "subject": "a",
-        "subject_type": "user",
-        "success": True,
-    }
-)
+# No event_uuid: each POST stores an event of its own.
+BODY = json.dumps(event(event_uuid=ABSENT, timestamp=ABSENT, caller="a", subject="a"))
 
 
 def post(**headers):

@@ -11,7 +11,7 @@ import time_machine
 
 from audit.filters import EventFilter
 from audit.models import Event, HourlyCount
-from tests.audit.exp_helpers import BASE, event, store, variety
+from tests.audit.exp_helpers import BASE, event, odd_event, store, variety
 
 pytestmark = pytest.mark.django_db
 
@@ -618,19 +618,6 @@ def test_the_links_of_a_plain_submission_leave_its_empty_boxes_out(analyst_clien
     query = "period=7d&since=&until=&res=&tz=UTC&event_type=&caller=alice&payload="
     text = analyst_client.get(f"/events/?{query}").content.decode()
     assert 'href="/events/export?format=csv&amp;period=7d&amp;tz=UTC&amp;caller=alice"' in text
-
-
-def odd_event(note: str) -> dict:
-    """A login whose payload holds `note` as text: a value (NaN, 1e999) that
-    reads as a number JSON cannot hold."""
-    return event(
-        event_type="user_login",
-        caller="odd",
-        subject="odd",
-        subject_type="user",
-        target=None,
-        payload={"note": note},
-    )
 
 
 @time_machine.travel(NOW, tick=False)

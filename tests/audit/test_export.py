@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from audit.export import neutralise, unneutralise
-from tests.audit.exp_helpers import BASE, event, store, variety
+from tests.audit.exp_helpers import BASE, event, odd_event, store, variety
 
 pytestmark = pytest.mark.django_db
 
@@ -424,19 +424,6 @@ def test_the_entity_filter_names_its_field_when_malformed(analyst_client):
 
 
 # --- values PostgreSQL cannot take: refused before a byte streams ------------
-
-
-def odd_event(note: str) -> dict:
-    """A login whose payload holds `note` as text: a value (NaN, 1e999) that
-    reads as a number JSON cannot hold."""
-    return event(
-        event_type="user_login",
-        caller="odd",
-        subject="odd",
-        subject_type="user",
-        target=None,
-        payload={"note": note},
-    )
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])

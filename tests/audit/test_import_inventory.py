@@ -106,7 +106,7 @@ def project_members() -> dict[tuple[str, str, str], str]:
     """The projects' members replayed from the raw events."""
     members: dict[tuple[str, str, str], str] = {}
     for event in Event.objects.filter(
-        event_type__in=catalog.MEMBER_TYPES["project"], success=True
+        event_type__in=catalog.membership_types("project"), success=True
     ).order_by("timestamp", "event_uuid"):
         key = (event.subject, event.payload["kind"], event.target)
         if event.event_type in catalog.MEMBER_REMOVALS:
@@ -460,7 +460,7 @@ def test_members_of_a_group_before_its_deletion_are_not_its_members_after_re_cre
 
 
 def test_the_org_and_project_pages_list_the_imported_members_with_their_roles():
-    from dashboards.queries import members
+    from dashboards.stats.entity import members
 
     run(JSON_INVENTORY)
     shown = {}

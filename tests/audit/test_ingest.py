@@ -19,22 +19,14 @@ from audit.models import (
     HourlyCount,
     OrgMembership,
 )
+from tests.factories import ABSENT, like
 
 SEED_ROWS = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_rows.json").read_text())
 pytestmark = pytest.mark.django_db
 
 
-def event(**overrides) -> dict:
-    base = {
-        "event_type": "user_login",
-        "caller": "alice",
-        "subject": "alice",
-        "subject_type": "user",
-        "success": True,
-        "payload": {"method": "password"},
-    }
-    base.update(overrides)
-    return base
+# As a client that leaves the event_uuid and the time to the server.
+event = like(event_uuid=ABSENT, timestamp=ABSENT, payload={"method": "password"})
 
 
 def event_text(payload: str, **overrides) -> str:

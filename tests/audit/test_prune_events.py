@@ -11,11 +11,11 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from audit.aggregates import rebuild_aggregates
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.management.commands import prune_events
 from audit.models import DailyCount, Entity, EntityInterval, Event, HourlyCount, HourlyLoginUser
+from audit.triggers import rebuild_aggregates
+from demo.history import generate
 
 NOW = "2026-06-01 12:00Z"
 

@@ -9,39 +9,41 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import time_machine
 
+from tests.factories import like
+
 pytestmark = pytest.mark.django_db
 
 
-def make(i: int, **overrides) -> dict:
-    base = {
-        "event_uuid": str(uuid.UUID(int=i + 1)),
-        "timestamp": "2026-04-23T20:00:00Z",
-        "event_type": "user_login",
-        "caller": "alice",
-        "subject": "alice",
-        "subject_type": "user",
-        "success": True,
-    }
-    base.update(overrides)
-    return base
+# Each with a small UUID of its own (uuid.UUID(int=n)), for the paging tests.
+event = like(timestamp="2026-04-23T20:00:00Z")
 
 
 @pytest.fixture
 def events(post_events):
     rows = [
-        make(0, timestamp="2026-04-20T10:00:00Z"),
-        make(1, timestamp="2026-04-21T10:00:00Z", success=False, error_message="bad password"),
-        make(2, timestamp="2026-04-22T10:00:00Z", caller="bob", subject="bob"),
-        make(
-            3,
+        event(event_uuid=uuid.UUID(int=1), timestamp="2026-04-20T10:00:00Z"),
+        event(
+            event_uuid=uuid.UUID(int=2),
+            timestamp="2026-04-21T10:00:00Z",
+            success=False,
+            error_message="bad password",
+        ),
+        event(
+            event_uuid=uuid.UUID(int=3),
+            timestamp="2026-04-22T10:00:00Z",
+            caller="bob",
+            subject="bob",
+        ),
+        event(
+            event_uuid=uuid.UUID(int=4),
             timestamp="2026-04-23T10:00:00Z",
             event_type="org_created",
             subject_type="organization",
             subject="isi",
             payload={"category": "Research"},
         ),
-        make(
-            4,
+        event(
+            event_uuid=uuid.UUID(int=5),
             timestamp="2026-04-24T10:00:00Z",
             event_type="org_member_added",
             subject_type="organization",
@@ -85,7 +87,8 @@ def test_each_filter_narrows_the_list_newest_first(api_client, events, query, ex
 
 
 def test_paging_walks_identical_timestamps_without_gaps_or_repeats(api_client, post_events):
-    post_events([make(i) for i in range(25)])  # all at the same instant
+    # All at the same instant.
+    post_events([event(event_uuid=uuid.UUID(int=i + 1)) for i in range(25)])
     seen, url = [], "/api/v1/events?limit=7&event_type=user_login"
     while url:
         page = api_client.get(url).json()
@@ -246,8 +249,16 @@ def test_an_export_without_format_follows_the_accept_header(
 @pytest.fixture
 def odd_payloads(post_events):
     rows = [
-        make(10, timestamp="2026-04-20T10:00:00Z", payload={"note": "NaN", "level": 0}),
-        make(11, timestamp="2026-04-21T10:00:00Z", payload={"note": "1e999", "level": 1}),
+        event(
+            event_uuid=uuid.UUID(int=11),
+            timestamp="2026-04-20T10:00:00Z",
+            payload={"note": "NaN", "level": 0},
+        ),
+        event(
+            event_uuid=uuid.UUID(int=12),
+            timestamp="2026-04-21T10:00:00Z",
+            payload={"note": "1e999", "level": 1},
+        ),
     ]
     assert post_events(rows).status_code == 201
     return rows

@@ -9,9 +9,10 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.demo import FACILITIES, generate
 from audit.ingest import validate
 from audit.models import Event
+from demo.history import generate
+from demo.sites import FACILITIES
 
 EVENTS = 30_000
 
@@ -273,7 +274,7 @@ def test_bulk_seeding_stores_what_ingest_stores_with_every_pre_aggregate():
         call_command(*args, stdout=StringIO(), verbosity=0)
     through_ingest = _everything()
     Event.objects.all().delete()
-    from audit.aggregates import rebuild_aggregates
+    from audit.triggers import rebuild_aggregates
 
     rebuild_aggregates()
     assert not any(_everything().values()), "every derived table emptied with the events"

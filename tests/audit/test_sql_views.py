@@ -13,10 +13,12 @@ from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
 from audit.catalog import MEMBER_REMOVALS
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity, Event
-from dashboards import queries
+from dashboards.stats.counts import entity_counts_at
+from dashboards.stats.entity import members
+from dashboards.stats.top import top_orgs_by_members
+from demo.history import generate
 from sphere_stats.windows import utc_floor
 from tests.dashboards.conftest import NOW, both, login, make_window
 
@@ -74,7 +76,7 @@ def test_memberships_now_are_the_members_tables_of_every_existing_org_and_projec
     pages = sorted(
         (group.kind, group.name, kind, member, role, state, since)
         for group in groups
-        for member, kind, role, state, since in queries.members(group.kind, group.name, group.since)
+        for member, kind, role, state, since in members(group.kind, group.name, group.since)
     )
     view = sorted(
         fetch(
@@ -100,7 +102,7 @@ def test_member_counts_of_organizations_equal_the_replay_of_raw_membership_event
         )
     }
     for source in ("raw", "auto"):
-        ranked = queries.top_orgs_by_members(10_000, LATER, source)
+        ranked = top_orgs_by_members(10_000, LATER, source)
         assert {org: (users, projects) for org, users, projects in ranked} == per_org
     assert per_org
 
@@ -145,7 +147,7 @@ def test_entities_daily_are_the_counts_at_the_end_of_every_utc_day_until_today(h
     kinds = sorted({kind for _, kind, _, _ in view})
     at_ends = [day + DAY for day in days]
     for source in ("auto", "raw"):
-        counts = queries.entity_counts_at(at_ends, kinds, source)
+        counts = entity_counts_at(at_ends, kinds, source)
         for day, expected in zip(days, counts, strict=True):
             found = {(k, s): n for d, k, s, n in view if d == day and n}
             assert found == expected, (source, day)

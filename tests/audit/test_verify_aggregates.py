@@ -9,9 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import EntityInterval, HourlyCount, OrgMembership
+from demo.history import generate
 from tests.dashboards.conftest import NOW
 
 CLEAN = "Every pre-aggregate equals the events table."

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 import requests
 
-from audit.demo import generate
 from audit.ingest import validate
 from audit.models import Entity, Event, HourlyCount
+from demo.history import generate
 from sphere_stats.models import ApiToken
 from tests.audit.adopt_helpers import (
     copy_in,

@@ -12,9 +12,9 @@ import pytest
 from django.http import QueryDict
 
 from audit.ingest import ingest
-from dashboards import queries
-from dashboards.stats import STATS
+from dashboards.stats import STATS, first_event_time
 from sphere_stats.windows import Window
+from tests import factories
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 NY = "America/New_York"
@@ -32,19 +32,20 @@ def event(
     error: str | None = None,
     payload: dict | None = None,
 ) -> dict:
-    return {
-        # Deterministic, so sending an event again is a duplicate.
-        "event_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ts}/{event_type}/{subject}/{target}")),
-        "timestamp": ts,
-        "event_type": event_type,
-        "caller": caller,
-        "subject": subject,
-        "subject_type": subject_type,
-        "target": target,
-        "success": success,
-        "error_message": error,
-        "payload": payload or {},
-    }
+    """factories.event in the positional shape these tests share, with a
+    uuid made from its fields, so sending an event again is a duplicate."""
+    return factories.event(
+        event_uuid=uuid.uuid5(uuid.NAMESPACE_URL, f"{ts}/{event_type}/{subject}/{target}"),
+        timestamp=ts,
+        event_type=event_type,
+        caller=caller,
+        subject=subject,
+        subject_type=subject_type,
+        target=target,
+        success=success,
+        error_message=error,
+        payload=payload or {},
+    )
 
 
 def member(ts, event_type, group, subject_type, who, role="member", caller="alice"):
@@ -183,7 +184,7 @@ def make_window(now: datetime = NOW, **query: str) -> Window:
     data.update(query)
     # As the pages do: period=all starts at the first event (without it, the
     # window falls back to the last day).
-    return Window.from_query(data, now=now, earliest=queries.first_event_time)
+    return Window.from_query(data, now=now, earliest=first_event_time)
 
 
 def stat_rows(stat_name: str, window: Window, source: str = "auto", /, **filters) -> list:

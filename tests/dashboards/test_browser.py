@@ -4,9 +4,9 @@ import pytest
 from django.db import models
 from django.utils import timezone
 
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity
+from demo.history import generate
 from tests.conftest import browser_login, screenshot
 
 pytestmark = pytest.mark.browser

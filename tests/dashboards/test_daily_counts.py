@@ -8,10 +8,10 @@ from io import StringIO
 import time_machine
 from django.core.management import call_command
 
-from audit import aggregates
-from audit.demo import generate
+from audit import triggers
 from audit.ingest import ingest
 from audit.models import DailyCallerCount, DailyProjectCount, Entity, Event, OrgMembership
+from demo.history import generate
 from tests.dashboards.conftest import NOW, event, login, make_window, member, stat_rows
 
 CATEGORY = {"category": "Research"}
@@ -122,7 +122,7 @@ def test_a_prune_keeps_the_top_n_pre_aggregates_exact(db):
     pruned = _counts()
     assert pruned != before
     assert min(n for *_, n, _, _ in pruned[0]) > 0, "no row is left at zero"
-    aggregates.rebuild_aggregates()
+    triggers.rebuild_aggregates()
     assert _counts() == pruned
     # And the stats still equal a count of the remaining events, across the cutoff.
     window = make_window(since=(NOW - timedelta(days=200)).isoformat(), until=NOW.isoformat())
@@ -140,9 +140,9 @@ def test_a_delete_with_sql_is_taken_out_at_once_and_a_rebuild_changes_nothing(db
     Event.objects.filter(timestamp__gte=start, timestamp__lt=end).delete()
     deleted = _counts()
     assert deleted != before
-    aggregates.rebuild_aggregates(start, end)
+    triggers.rebuild_aggregates(start, end)
     assert _counts() == deleted
-    aggregates.rebuild_aggregates()
+    triggers.rebuild_aggregates()
     assert _counts() == deleted
 
 

@@ -9,11 +9,11 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 
-from audit import aggregates
-from audit.demo import generate
+from audit import triggers
 from audit.ingest import ingest
 from audit.models import DailyCallerCount, Entity, Event
 from dashboards.stats import STATS
+from demo.history import generate
 from tests.dashboards.conftest import NOW, both, event, make_window, member, utc
 
 
@@ -49,12 +49,12 @@ def shuffled(db) -> None:
 def test_hourly_entity_changes_follow_late_events_rebuilds_and_prunes(shuffled):
     assert _changes(), "the history changed entities"
     assert _changes() == _changes_from_intervals()
-    aggregates.rebuild_aggregates()
+    triggers.rebuild_aggregates()
     assert _changes() == _changes_from_intervals()
     cutoff = NOW - timedelta(days=120)
     Event.objects.filter(timestamp__lt=cutoff).delete()
     assert _changes() == _changes_from_intervals()
-    aggregates.rebuild_aggregates(None, cutoff)
+    triggers.rebuild_aggregates(None, cutoff)
     assert _changes() == _changes_from_intervals()
 
 

@@ -12,9 +12,9 @@ import pytest
 import time_machine
 from django.db import connection
 
-from audit.demo import generate
 from audit.ingest import ingest
 from dashboards.stats import STATS
+from demo.history import generate
 from tests.dashboards.conftest import NOW, event, make_window
 from tests.dashboards.test_members import members_table
 

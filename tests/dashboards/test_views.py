@@ -4,9 +4,9 @@ page and as its htmx partial."""
 import pytest
 import time_machine
 
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity
+from demo.history import generate
 from tests.dashboards.conftest import NOW, event
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from tests.facilities.helpers import allocation, facility, report
+from tests.factories import allocation, facility, report
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.conftest import SCREENSHOTS, browser_login, screenshot
-from tests.facilities.helpers import allocation, report, reporting
+from tests.factories import allocation, report, reporting
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,4 +1,4 @@
-"""The demo history (audit.demo) as the facility map sees it: a heartbeat
+"""The demo history (demo.history) as the facility map sees it: a heartbeat
 every day, each incident reported as one unbroken run, and hosts that are
 held and freed within each facility's capacity."""
 
@@ -11,8 +11,9 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
-from audit.demo import FACILITIES, FACILITY_NODES, REPORT_EVERY_INCIDENT, generate
 from audit.ingest import ingest
+from demo.history import generate
+from demo.sites import FACILITIES, FACILITY_NODES, REPORT_EVERY_INCIDENT
 from facilities.models import Facility
 from facilities.summary import facility_detail, facility_rows
 

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit.models import Event
-from facilities.management.commands import demo_reporter
+from demo.management.commands import demo_reporter
 from facilities.summary import facility_rows
-from tests.facilities.helpers import facility
+from tests.factories import facility
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 CURRENT = {
@@ -104,7 +104,7 @@ def test_a_zero_interval_is_a_usage_error():
 def test_demo_setup_seeds_the_facilities_once_and_reports_their_status_on_every_run(
     settings, tmp_path, monkeypatch
 ):
-    from sphere_stats.management.commands import demo_setup
+    from demo.management.commands import demo_setup
 
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     settings.BASE_DIR = tmp_path

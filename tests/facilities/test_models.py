@@ -1,6 +1,5 @@
 """Status and resources derived from events in PostgreSQL (facilities.models)."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,9 +8,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from audit.models import Event
 from facilities.models import Facility
-from tests.facilities.helpers import allocation, facility, report
+from tests import factories
+from tests.factories import ABSENT, allocation, facility, report, row
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 STALE = timedelta(minutes=15)
@@ -37,15 +36,15 @@ def test_reports_arriving_out_of_order_are_ordered_by_their_timestamps(post_even
     facility("utah")
 
     def event(minutes_ago: int, status: str) -> dict:
-        return {
-            "timestamp": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
-            "event_type": "facility_status",
-            "caller": "utah-controller",
-            "subject": "utah",
-            "subject_type": "facility",
-            "success": True,
-            "payload": {"status": status, "message": f"{status} report"},
-        }
+        return factories.event(
+            event_uuid=ABSENT,
+            timestamp=NOW - timedelta(minutes=minutes_ago),
+            event_type="facility_status",
+            caller="utah-controller",
+            subject="utah",
+            subject_type="facility",
+            payload={"status": status, "message": f"{status} report"},
+        )
 
     with time_machine.travel(NOW, tick=False):
         # The newest report arrives first; an older, delayed one arrives later.
@@ -198,8 +197,7 @@ def test_recent_failures_are_the_failed_events_at_the_facility_newest_first():
     allocation("realization", "allocated", "utah", t, success=False, error="elsewhere")
     allocation("realization", "allocated", "isi", t)
     # A failed membership whose target is a user who happens to be called isi.
-    Event.objects.create(
-        event_uuid=uuid.uuid4(),
+    row(
         timestamp=t + timedelta(minutes=2),
         event_type="project_member_added",
         caller="carol",

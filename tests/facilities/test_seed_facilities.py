@@ -5,7 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from audit.demo import FACILITIES
+from demo.sites import FACILITIES
 from facilities.models import Facility
 
 pytestmark = pytest.mark.django_db

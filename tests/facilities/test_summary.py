@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from facilities.summary import POLL_SECONDS, USAGE_CACHE_SECONDS, facility_rows
-from tests.facilities.helpers import allocation, facility
+from tests.factories import allocation, facility
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from tests.facilities.helpers import allocation, facility, report, reporting
+from tests.factories import allocation, facility, report, reporting
 
 NOW = datetime(2026, 4, 23, 21, 0, tzinfo=UTC)
 HTMX = {"HTTP_HX_REQUEST": "true"}

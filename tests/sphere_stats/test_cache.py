@@ -12,14 +12,10 @@ from django.test import Client
 from audit.models import Event
 from sphere_stats.env import Rate
 from sphere_stats.models import ApiToken
+from tests.factories import ABSENT, event
 
-EVENT = {
-    "event_type": "user_login",
-    "caller": "alice",
-    "subject": "alice",
-    "subject_type": "user",
-    "success": True,
-}
+# No event_uuid: each POST stores an event of its own.
+EVENT = event(event_uuid=ABSENT, timestamp=ABSENT)
 REDIS = "redis://127.0.0.1:6379/15"
 
 

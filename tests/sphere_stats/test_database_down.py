@@ -9,7 +9,6 @@ where nothing listens, or its server process is terminated mid-request.
 import json
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 
 import psycopg
@@ -20,19 +19,9 @@ from django.test import Client
 from audit.models import Event
 from sphere_stats import db, views
 from sphere_stats.models import ApiToken
+from tests.factories import like
 
-
-def event(**overrides) -> dict:
-    return {
-        "event_uuid": str(uuid.uuid4()),
-        "timestamp": "2026-05-01T12:00:00Z",
-        "event_type": "user_login",
-        "caller": "alice",
-        "subject": "alice",
-        "subject_type": "user",
-        "success": True,
-        **overrides,
-    }
+event = like(timestamp="2026-05-01T12:00:00Z")
 
 
 @contextmanager

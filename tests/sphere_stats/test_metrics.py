@@ -27,6 +27,7 @@ from audit.aggregates import ENTITIES
 from facilities.models import Facility
 from sphere_stats.env import envnetworks
 from sphere_stats.models import ApiToken
+from tests.factories import event
 from tests.sphere_stats.test_database_down import database_down
 from tests.sphere_stats.test_wsgi import call
 
@@ -62,19 +63,6 @@ def samples(text: str) -> dict[str, dict[frozenset, float]]:
 
 def labels(**pairs: str) -> frozenset:
     return frozenset(pairs.items())
-
-
-def event(**overrides) -> dict:
-    return {
-        "event_uuid": str(uuid.uuid4()),
-        "timestamp": (timezone.now() - timedelta(minutes=1)).isoformat(),
-        "event_type": "user_login",
-        "caller": "alice",
-        "subject": "alice",
-        "subject_type": "user",
-        "success": True,
-        **overrides,
-    }
 
 
 def sql(query: str, params: dict | None = None) -> list[tuple]:

@@ -16,6 +16,7 @@ import pytest
 from django.test import Client
 
 from sphere_stats.models import ApiToken
+from tests.factories import event
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 PACKAGE = "sphere_stats_client"
@@ -77,18 +78,15 @@ def test_the_generated_client_has_a_function_for_every_operation_ingest_included
     assert (folder / "api" / "events" / "ingest_events.py").exists()
 
 
-def event(i: int, **overrides) -> dict:
-    return {
-        "event_uuid": str(uuid.UUID(int=1000 + i)),
-        "timestamp": f"2026-04-2{i}T10:00:00Z",
-        "event_type": "user_login",
-        "caller": f"user{i}",
-        "subject": f"user{i}",
-        "subject_type": "user",
-        "success": True,
-        "payload": {"method": "password"},
-        **overrides,
-    }
+def login(i: int) -> dict:
+    """The i-th login of a series: a UUID, a day and a user of its own."""
+    return event(
+        event_uuid=uuid.UUID(int=1000 + i),
+        timestamp=f"2026-04-2{i}T10:00:00Z",
+        caller=f"user{i}",
+        subject=f"user{i}",
+        payload={"method": "password"},
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -103,7 +101,7 @@ def test_a_generated_client_ingests_a_batch_reads_it_back_and_pages_through_it(
     token = ApiToken.issue("generated-client", ["ingest", "read"])[1]
     client = package.AuthenticatedClient(base_url=live_server.url, token=token)
 
-    batch = [models.EventIn.from_dict(event(i)) for i in range(5)]
+    batch = [models.EventIn.from_dict(login(i)) for i in range(5)]
     stored = events.ingest_events.sync(client=client, body=batch)
     assert isinstance(stored, models.IngestOut), stored
     assert (stored.accepted, stored.duplicates) == (5, 0)
@@ -111,7 +109,7 @@ def test_a_generated_client_ingests_a_batch_reads_it_back_and_pages_through_it(
     # The same batch wrapped as {"events": [...]} is five duplicates.
     wrapped = models.WrappedEvents(events=batch)
     assert events.ingest_events.sync(client=client, body=wrapped).duplicates == 5
-    single = events.ingest_events.sync(client=client, body=models.EventIn.from_dict(event(5)))
+    single = events.ingest_events.sync(client=client, body=models.EventIn.from_dict(login(5)))
     assert single.accepted == 1
 
     one = events.get_event.sync(client=client, event_uuid=str(uuid.UUID(int=1003)))

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from django.db import connection
 
 from facilities.models import Facility
 from sphere_stats.models import ApiToken
+from tests.factories import like
 from tests.sphere_stats.conftest import free_port
 from tests.sphere_stats.test_metrics import dashboard_expressions
 
@@ -136,21 +136,11 @@ def query(prometheus_url: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def event(success: bool = True) -> dict:
-    return {
-        "event_uuid": str(uuid.uuid4()),
-        "timestamp": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "event_type": "user_login",
-        "caller": "alice",
-        "subject": "alice",
-        "subject_type": "user",
-        "success": success,
-    }
-
-
 def test_prometheus_scrapes_the_counts_the_database_holds(app, token, prometheus):
     Facility.objects.create(slug="isi", name="ISI", latitude=34, longitude=-118, capacity_nodes=8)
-    posts = [[event()], [event(), event()], [event(False)], [event(), event(False)], [event()]]
+    ago = datetime.now(UTC) - timedelta(minutes=5)
+    login, failed = like(timestamp=ago), like(timestamp=ago, success=False)
+    posts = [[login()], [login(), login()], [failed()], [login(), failed()], [login()]]
     for body in posts:
         # A connection each, so that either worker may take each request.
         sent = requests.post(

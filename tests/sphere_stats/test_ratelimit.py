@@ -7,14 +7,10 @@ from django.test import Client
 
 from sphere_stats.env import Rate
 from sphere_stats.models import ApiToken
+from tests.factories import ABSENT, event
 
-EVENT = {
-    "event_type": "user_login",
-    "caller": "alice",
-    "subject": "alice",
-    "subject_type": "user",
-    "success": True,
-}
+# No event_uuid: each POST stores an event of its own.
+EVENT = event(event_uuid=ABSENT, timestamp=ABSENT)
 
 
 def client_for(*scopes: str) -> Client:

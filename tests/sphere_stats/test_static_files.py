@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.templatetags.static import static
 from django.utils import timezone
 
-from audit.demo import generate
 from audit.ingest import ingest
 from audit.models import Entity
+from demo.history import generate
 from tests.conftest import browser_login, make_user, screenshot
 
 # ManifestStaticFilesStorage puts 12 hex digits of the content's MD5 before

@@ -7,17 +7,11 @@ from django.test import Client
 
 from sphere_stats import models as token_models
 from sphere_stats.models import ApiToken
+from tests.factories import ABSENT, event
 
 pytestmark = pytest.mark.django_db
-BODY = json.dumps(
-    {
-        "event_type": "user_login",
-        "caller": "a",
-        "subject": "a",
-        "subject_type": "user",
-        "success": True,
-    }
-)
+# No event_uuid: each POST stores an event of its own.
+BODY = json.dumps(event(event_uuid=ABSENT, timestamp=ABSENT, caller="a", subject="a"))
 
 
 def post(raw: str) -> int:
