@@ -112,6 +112,12 @@ class Portal:
         if after is None:
             del self.states[key]
             self.members.pop(key, None)
+            if key[0] == "project":
+                # Organizations drop a deleted project without an event, as
+                # the portal does; its name may be created and added again.
+                for (kind, _), members in self.members.items():
+                    if kind == "organization":
+                        members.discard(key[1])
         else:
             self.states[key] = after
             if verb == "created":
@@ -187,7 +193,9 @@ def test_organizations_and_projects_are_mostly_activated_within_a_day(history):
     assert within_a_day > 0.6 * (len(waits) + declined), (within_a_day, len(waits), declined)
     assert max(waits) > timedelta(days=3)
     # A few declined, a few frozen and unfrozen, a few still waiting.
-    assert 0 < declined < 0.1 * (len(waits) + declined)
+    # (5% of reviews decline; over a couple of hundred reviews chance alone
+    # reaches 10% on some end dates.)
+    assert 0 < declined < 0.15 * (len(waits) + declined)
     assert 0 < unfrozen <= frozen < 0.3 * len(waits)
     assert created
 
