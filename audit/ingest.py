@@ -32,7 +32,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 FIELDS = Event.COLUMNS
 FIELD_SET = frozenset(FIELDS)
 SLUG = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# A required name must hold something besides whitespace.
+# A required name must hold something besides whitespace (the schema's
+# pattern, audit/schemas.py; validation asks str.isspace, the same test).
 NOT_BLANK = re.compile(r"\S")
 TIMESTAMP = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}(:?\d{2})?)$"
@@ -149,12 +150,13 @@ def parse_timestamp(value: Any) -> datetime:
     """RFC 3339 with an offset, or PostgreSQL's text form (`… 20:50:23.5+00`)."""
     if not isinstance(value, str):
         raise ValueError("must be a string (RFC 3339 with an offset)")
-    if not TIMESTAMP.match(value.strip()):
-        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value.strip()):
+    value = value.strip()
+    if not TIMESTAMP.match(value):
+        if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$", value):
             raise ValueError("has no UTC offset: add Z or +00:00")
         raise ValueError("is not an RFC 3339 timestamp such as 2026-04-23T20:50:23Z")
     try:
-        return datetime.fromisoformat(value.strip().replace("z", "Z"))
+        return datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         raise ValueError("is not a valid date and time") from None
 
@@ -190,7 +192,9 @@ def _string(event: dict, spec: TextField, errors: list) -> str | None:
     if not isinstance(value, str):
         errors.append((name, "must be a string"))
         return None
-    if not spec.allow_empty and not NOT_BLANK.search(value):
+    # str.isspace is true of a non-empty string of whitespace only, the
+    # characters regular expressions call \s.
+    if not spec.allow_empty and (not value or value.isspace()):
         errors.append((name, "must not be empty"))
         return None
     if len(value) > spec.limit:
@@ -253,7 +257,7 @@ def _payload(event: dict, errors: list) -> tuple[Any, str]:
     problem, text = payload_text(payload)
     if problem:
         errors.append(problem)
-    elif len(text.encode()) > MAX_PAYLOAD_BYTES:
+    elif (len(text) if text.isascii() else len(text.encode())) > MAX_PAYLOAD_BYTES:
         errors.append(("payload", f"is larger than {MAX_PAYLOAD_BYTES // 1024} KB"))
     return payload, text
 
@@ -274,9 +278,11 @@ def validate_event(index: int, event: Any, now: datetime) -> tuple[Row | None, l
     """One event as a Row, or the list of its problems."""
     if not isinstance(event, dict):
         return None, [{"index": index, "field": None, "message": "must be a JSON object"}]
-    errors: list[tuple[str | None, str]] = [
-        (name, "is not a field of an event") for name in sorted(event.keys() - FIELD_SET)
-    ]
+    errors: list[tuple[str | None, str]] = (
+        []
+        if event.keys() <= FIELD_SET
+        else [(name, "is not a field of an event") for name in sorted(event.keys() - FIELD_SET)]
+    )
     event_uuid = _event_uuid(event, errors)
     timestamp = _timestamp(event, now, errors)
     texts = {spec.name: _string(event, spec, errors) for spec in TEXT_FIELDS}

@@ -55,6 +55,10 @@ def text_problem(value: str) -> str | None:
     """Why PostgreSQL cannot store this text, or None."""
     if "\x00" in value:
         return "contains a NUL character"
+    # str.isascii reads a flag of the string, no scan: most text is ASCII,
+    # which holds no surrogate, and encoding it would only copy it.
+    if value.isascii():
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -117,7 +121,8 @@ def payload_text(payload: dict) -> tuple[tuple[str, str] | None, str]:
     """
     try:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        text.encode("utf-8")
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate raises
     except TypeError:
         # An UnfitNumber from loads(), or an object a Python caller put there.
         problem = _depth_problem(payload) or "contains a value that JSON cannot hold"
@@ -125,5 +130,12 @@ def payload_text(payload: dict) -> tuple[tuple[str, str] | None, str]:
     except (UnicodeEncodeError, RecursionError, ValueError):
         problem = _walk_payload(payload) or "contains NaN or Infinity, which JSON cannot hold"
         return ("payload", problem), ""
-    problem = _walk_payload(payload) if "\\u0000" in text else _depth_problem(payload)
+    if "\\u0000" in text:
+        problem = _walk_payload(payload)
+    elif text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH:
+        # Nesting deeper than the limit takes more opening brackets than
+        # that: only a payload with that many is walked.
+        problem = _depth_problem(payload)
+    else:
+        problem = None
     return (("payload", problem) if problem else None), text

@@ -29,6 +29,14 @@ pytestmark = pytest.mark.django_db
 event = like(event_uuid=ABSENT, timestamp=ABSENT, payload={"method": "password"})
 
 
+def nested(levels: int) -> dict:
+    """A payload with `levels` objects nested inside it, one in the other."""
+    payload: dict = {}
+    for _ in range(levels):
+        payload = {"k": payload}
+    return payload
+
+
 def event_text(payload: str, **overrides) -> str:
     """An event as JSON text with `payload` inserted verbatim, numbers spelled as sent."""
     fields = {k: v for k, v in event(**overrides).items() if k != "payload"}
@@ -234,6 +242,7 @@ def test_an_unknown_event_type_is_stored_as_uncatalogued(post_events, viewer_cli
         ({"event_type": "User Login"}, "event_type", "lowercase slug"),
         ({"event_type": None}, "event_type", "required"),
         ({"subject": ""}, "subject", "must not be empty"),
+        ({"subject": " \t\u00a0\u2003"}, "subject", "must not be empty"),
         ({"subject_type": "User"}, "subject_type", "slug"),
         ({"caller": 5}, "caller", "must be a string"),
         ({"success": "true"}, "success", "true or false"),
@@ -245,6 +254,9 @@ def test_an_unknown_event_type_is_stored_as_uncatalogued(post_events, viewer_cli
         ({"payload": {"k\x00": "v"}}, "payload", "NUL"),
         ({"subject": "x" * 300}, "subject", "longer than 255"),
         ({"payload": {"blob": "x" * 70000}}, "payload", "larger than 64 KB"),
+        # 40,000 characters, 80,000 bytes: the limit is in bytes.
+        ({"payload": {"blob": "é" * 40000}}, "payload", "larger than 64 KB"),
+        ({"payload": nested(17)}, "payload", "nested deeper than 16 levels"),
         ({"event_uuid": "not-a-uuid"}, "event_uuid", "UUID"),
         ({"colour": "red"}, "colour", "not a field"),
         (
@@ -443,6 +455,12 @@ def test_zero_and_the_smallest_floats_are_numbers_like_any_other(post_events):
     )
     assert response.status_code == 201, response.json()
     assert Event.objects.get().payload["small"] == 5e-324
+
+
+def test_a_payload_nested_to_the_limit_is_stored(post_events):
+    response = post_events(event(payload={"method": "password", "deep": nested(15)}))
+    assert response.status_code == 201, response.json()
+    assert Event.objects.get().payload["deep"] == nested(15)
 
 
 def test_it_rejects_payloads_nested_too_deeply(post_events):
