@@ -30,9 +30,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import psycopg
 from django.db import DataError, transaction
-from django.db.models.expressions import RawSQL
 from django.http import StreamingHttpResponse
+from psycopg import generators, pq
 
 from audit.models import Event, EventQuerySet
 from sphere_stats.db import read_connection
@@ -69,11 +70,71 @@ _LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
 # space, then a formula character (tab and CR are formula characters too).
 # A regular expression is about twice as fast here as left(ltrim(...)).
 _FORMULA = r"'^''*[ \t\r\n]*[-=+@\t\r]'"
+# The codes of the characters such a cell can start with (tab, LF, CR, space,
+# quote, + - = @): ascii() of the first one is a far cheaper test than the
+# regular expressions, which then run on the few cells that pass it.
+_FORMULA_FIRST = "9, 10, 13, 32, 39, 43, 45, 61, 64"
 FORMULA = re.compile(r"'*[ \t\r\n]*[-=+@\t\r]")
 # ...unless it is a plain negative number (a payload's -5, a temperature),
 # which no spreadsheet runs as a formula and which should stay a number.
 _NUMBER = r"'^''*-[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$'"
 NEGATIVE_NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+# The export's zone, and no statement timeout: a web request's (a few
+# seconds, against runaway queries) would cut a download of millions of rows
+# short. Each wait for the next rows stays bounded (sphere_stats.db), so a
+# server that stops answering still ends the export. Returns the settings it
+# replaces first (a SELECT list runs left to right), to put back.
+_SETTINGS_SQL = """
+SELECT current_setting('TimeZone'), current_setting('statement_timeout'),
+       set_config('TimeZone', %(zone)s, true), set_config('statement_timeout', %(timeout)s, true)
+"""
+
+
+def _copy_batches(copy: psycopg.Copy) -> Iterator[list[memoryview]]:
+    """COPY's rows (one line each), in lists of about CHUNK_BYTES.
+
+    Each of psycopg's reads (`for row in copy`) is a whole wait on the
+    connection, a Python cost (a generator, the bounded wait of
+    sphere_stats.db) that rivals the row's own in the server. libpq has
+    usually received many rows already, so they are taken from its buffer
+    directly; psycopg's read, bounded wait included, runs only when the
+    buffer is empty.
+    """
+    get_copy_data = copy.connection.pgconn.get_copy_data
+    batch: list[memoryview] = []
+    size = 0
+    while True:
+        nbytes, data = get_copy_data(1)  # 1: never blocks
+        if nbytes > 0:
+            batch.append(data)
+            size += nbytes
+            if size >= CHUNK_BYTES:
+                yield batch
+                batch = []
+                size = 0
+        elif nbytes == 0:  # nothing received yet: wait for it
+            if data := copy.read():
+                batch.append(data)
+                size += len(data)
+            else:  # the read met the end, and finished the COPY
+                break
+        else:
+            _end_copy(copy)
+            break
+    if batch:
+        yield batch
+
+
+def _end_copy(copy: psycopg.Copy) -> None:
+    """The end was in libpq's buffer: fetch COPY's result as psycopg's read
+    would have, which leaves the connection ready; an error in the middle of
+    the rows (a cancel, a failing cast) is raised here."""
+    results = copy.connection.wait(generators.fetch_many(copy.connection.pgconn))
+    if results[-1].status != pq.ExecStatus.COMMAND_OK:
+        encoding = copy.connection.info.encoding
+        raise psycopg.errors.error_from_result(results[-1], encoding=encoding)
 
 
 class ExportError(ValueError):
@@ -86,7 +147,8 @@ class ExportError(ValueError):
 def _safe(expression: str) -> str:
     """SQL that neutralises a text cell (see the module docstring)."""
     return (
-        f"CASE WHEN {expression} ~ {_FORMULA} AND {expression} !~ {_NUMBER}"
+        f"CASE WHEN ascii({expression}) IN ({_FORMULA_FIRST})"
+        f" AND {expression} ~ {_FORMULA} AND {expression} !~ {_NUMBER}"
         f" THEN '''' || {expression} ELSE {expression} END"
     )
 
@@ -172,8 +234,10 @@ class Export:
         if self.format == "csv":
             # event_type and subject_type are slugs (checked on ingest): a
             # formula can't start them, so they skip the neutralising CASE.
+            # The uuid and the payload go to COPY as they are: it writes them
+            # with the very output functions of a ::text cast, minus a copy.
             columns: list[tuple[str, list]] = [
-                (f'{_T}."event_uuid"::text', []),
+                (f'{_T}."event_uuid"', []),
                 (_UTC, []),
                 (f'{_T}."event_type"', []),
                 (_safe(f'{_T}."caller"'), []),
@@ -182,7 +246,7 @@ class Export:
                 (_safe(f'{_T}."target"'), []),
                 (f"""CASE WHEN {_T}."success" THEN 'true' ELSE 'false' END""", []),
                 (_safe(f'{_T}."error_message"'), []),
-                (f'{_T}."payload"::text', []),
+                (f'{_T}."payload"', []),
                 (_LOCAL, []),
                 *(
                     (_PAYLOAD_CELL, [key.split(".")] * _PAYLOAD_CELL.count("%s"))
@@ -199,17 +263,21 @@ class Export:
                 ]
             )
             columns = [(f"json_build_object({pairs})::text", [])]
+        qs = self.queryset.order_by("-timestamp", "-event_uuid")
+        rows_sql, rows_params = qs.query.sql_with_params()
+        # The cells are computed above the ordered rows, not below them: the
+        # (incremental) sort then moves the table's narrow rows instead of
+        # the wide text ones. OFFSET 0 keeps the planner from merging the two
+        # levels back; the rows keep their order, so the outer ORDER BY costs
+        # no second sort.
+        fence = "" if qs.query.is_sliced else " OFFSET 0"
         # The SQL is this module's constants; every value is a bound parameter.
-        annotations = {
-            f"x{i}": RawSQL(sql, params)  # noqa: S611
-            for i, (sql, params) in enumerate(columns)
-        }
-        qs = (
-            self.queryset.order_by("-timestamp", "-event_uuid")
-            .annotate(**annotations)
-            .values_list(*annotations)
+        sql = (
+            f"SELECT {', '.join(expression for expression, _ in columns)}"
+            f" FROM ({rows_sql}{fence}) AS {_T}"
+            f' ORDER BY {_T}."timestamp" DESC, {_T}."event_uuid" DESC'
         )
-        return qs.query.sql_with_params()
+        return sql, [*(p for _, params in columns for p in params), *rows_params]
 
     def copy_sql(self) -> tuple[str, list]:
         sql, params = self.select()
@@ -229,8 +297,9 @@ class Export:
             return b"["
         return b""
 
-    def rows(self) -> Iterator[bytes]:
-        """The rows as COPY sends them (one or more whole lines per item)."""
+    def batches(self) -> Iterator[list[memoryview]]:
+        """The rows as COPY writes them, one line each, in lists of about
+        CHUNK_BYTES."""
         sql, params = self.copy_sql()
         # A sort of millions of rows would delay the first byte by the whole
         # sort, so for a big export the keyset index must return them in order
@@ -243,44 +312,40 @@ class Export:
         # A transaction so SET LOCAL stays inside it.
         reader = read_connection()  # the replica when the request reads from it
         with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            cursor.execute("SELECT current_setting('TimeZone')")
-            session_zone = cursor.fetchone()[0]
+            cursor.execute(_SETTINGS_SQL, {"zone": self.zone.key, "timeout": "0"})
+            session_zone, session_timeout = cursor.fetchone()[:2]
             if big:
                 cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("SELECT set_config('TimeZone', %s, true)", [self.zone.key])
             with cursor.cursor.copy(sql, params) as copy:
-                yield from copy
+                yield from _copy_batches(copy)
             # Inside a caller's outer transaction (a test's, a command's) SET
-            # LOCAL would outlive this block: put both settings back.
-            cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
+            # LOCAL would outlive this block: put the settings back.
+            cursor.execute(_SETTINGS_SQL, {"zone": session_zone, "timeout": session_timeout})
             if big:
                 cursor.execute("SET LOCAL enable_sort = on")
 
     def body(self) -> Iterator[bytes]:
         """Uncompressed bytes, in chunks of about CHUNK_BYTES."""
-        # Rows arrive one per item (libpq's COPY protocol): gather memoryviews
-        # and join once per chunk, the cheapest per-row work Python allows.
-        parts: list = [self.header()]
-        size = 0
-        rows = self._json_items() if self.format == "json" else self.rows()
-        for data in rows:
-            parts.append(data)
-            size += len(data)
-            if size >= CHUNK_BYTES:
-                yield b"".join(parts)
-                parts.clear()
-                size = 0
         if self.format == "json":
-            parts.append(b"\n]\n")
-        if parts:
-            yield b"".join(parts)
+            yield from self._json_body()
+            return
+        head = self.header()
+        for batch in self.batches():
+            yield b"".join([head, *batch]) if head else b"".join(batch)
+            head = b""
+        if head:
+            yield head
 
-    def _json_items(self) -> Iterator[bytes]:
-        """Array elements: each COPY item ends in a newline; commas go between."""
-        separator = b"\n"
-        for data in self.rows():
-            yield separator + bytes(data[:-1]).replace(b"\n", b",\n")
-            separator = b",\n"
+    def _json_body(self) -> Iterator[bytes]:
+        """One array: each COPY line is an element; commas go between."""
+        opening = separator = self.header() + b"\n"
+        for batch in self.batches():
+            items = []
+            for data in batch:
+                items.append(separator + bytes(data[:-1]).replace(b"\n", b",\n"))
+                separator = b",\n"
+            yield b"".join(items)
+        yield opening + b"]\n" if separator is opening else b"\n]\n"
 
     def stream(self) -> Iterator[bytes]:
         """The file's bytes: the body, gzipped when asked."""

@@ -11,16 +11,24 @@
 2. Starts gunicorn (one sync worker) on 127.0.0.1 and streams
    GET /api/v1/events/export?format=csv (the explorer's writer), then runs
    psql's `COPY (SELECT … ORDER BY …) TO STDOUT WITH CSV` of the same rows;
-   both are read by this process and timed. Prints rows/s, MB/s, the ratio,
-   the time to the first byte and the worker's peak RSS (VmHWM).
-3. Times the explorer page (/events/) for each single filter: p50/p95 over
-   --requests requests after one warm-up, plus its second (older) page.
+   both are read by this process and timed (the export through curl, as
+   psql a C client writing to a pipe; --client requests reads it in Python).
+   Prints rows/s, MB/s, the ratio, the time to the first byte, the CPU
+   seconds of each side (the two PostgreSQL backends, the server worker, the
+   clients) with the ratios they imply, and the worker's peak RSS (VmHWM).
 
-Goals (issue #5): HTTP CSV at least half psql's speed, peak RSS < 200 MB,
-explorer p95 <= 50 ms per single filter at 10M events.
+   --repeat runs the pair that many times, alternating, and prints each
+   ratio and their spread (the machine's other load moves both).
+3. Times the explorer page (/events/) for each single filter: p50/p95 over
+   --requests requests after one warm-up, plus its second (older) page
+   (--skip-explorer leaves it out).
+
+Goals (issue 18): HTTP CSV at least 0.8 of psql's speed, peak RSS < 200 MB;
+(issue 5) explorer p95 <= 50 ms per single filter at 10M events.
 """
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
@@ -112,6 +120,12 @@ def worker_pid(master: int) -> int:
     raise RuntimeError("gunicorn started no worker")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
@@ -122,7 +136,37 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
-def stream(response_chunks) -> tuple[int, float, float]:
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backend running a COPY that starts with
+    `prefix`, from the first chunk received to the last: wall times move with
+    the machine's other load, the CPU each side needs much less."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url, self.prefix = url, prefix
+        self.pid: int | None = None
+        self.first = self.last = 0.0
+
+    def sample(self) -> None:
+        if self.pid is None:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query LIKE %s AND pid <> pg_backend_pid()",
+                    [self.prefix + "%"],
+                ).fetchone()
+            if row is None:
+                return
+            self.pid = row[0]
+            self.first = cpu_seconds(self.pid)
+        with contextlib.suppress(FileNotFoundError):  # it ended with its connection
+            self.last = cpu_seconds(self.pid)
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.first
+
+
+def stream(response_chunks, backend: BackendCpu) -> tuple[int, float, float]:
     """(bytes, seconds, seconds to the first byte)."""
     started = time.perf_counter()
     first = None
@@ -131,10 +175,32 @@ def stream(response_chunks) -> tuple[int, float, float]:
         if first is None:
             first = time.perf_counter() - started
         total += len(chunk)
+        backend.sample()
     return total, time.perf_counter() - started, first or 0.0
 
 
-def http_export(base_url: str, token: str) -> tuple[int, float, float]:
+def read_pipe(proc: subprocess.Popen, backend: BackendCpu) -> tuple[int, float, float, float]:
+    """stream() of a child's stdout, and the child's own CPU seconds."""
+    result = stream(iter(lambda: proc.stdout.read(1024 * 1024), b""), backend)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+    return *result, usage.ru_utime + usage.ru_stime
+
+
+def http_export(base_url: str, token: str, client: str, backend: BackendCpu):
+    if client == "curl":
+        # A C client writing to a pipe that this process reads, as psql does
+        # below: the two sides then cost the reader the same.
+        proc = subprocess.Popen(
+            [
+                "curl", "-sS", "--fail", "-H", f"Authorization: Bearer {token}",
+                "-H", "Accept-Encoding: identity", f"{base_url}/api/v1/events/export?format=csv",
+            ],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        return read_pipe(proc, backend)
     with requests.get(
         f"{base_url}/api/v1/events/export?format=csv",
         headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"},
@@ -142,18 +208,17 @@ def http_export(base_url: str, token: str) -> tuple[int, float, float]:
         timeout=3600,
     ) as response:
         response.raise_for_status()
-        return stream(response.raw.stream(1024 * 1024, decode_content=False))
+        return *stream(response.raw.stream(1024 * 1024, decode_content=False), backend), 0.0
 
 
-def psql_copy(url: str) -> tuple[int, float, float]:
-    sql = (
-        "COPY (SELECT * FROM events ORDER BY timestamp DESC, event_uuid DESC) "
-        "TO STDOUT WITH CSV HEADER"
-    )
-    proc = subprocess.Popen(["psql", url, "-X", "-q", "-c", sql], stdout=subprocess.PIPE)
-    result = stream(iter(lambda: proc.stdout.read(1024 * 1024), b""))
-    proc.wait()
-    return result
+PSQL_COPY = (
+    "COPY (SELECT * FROM events ORDER BY timestamp DESC, event_uuid DESC) TO STDOUT WITH CSV HEADER"
+)
+
+
+def psql_copy(url: str, backend: BackendCpu):
+    proc = subprocess.Popen(["psql", url, "-X", "-q", "-c", PSQL_COPY], stdout=subprocess.PIPE)
+    return read_pipe(proc, backend)
 
 
 def login(base_url: str, username: str, password: str) -> requests.Session:
@@ -217,6 +282,51 @@ def time_page(session: requests.Session, url: str, n: int) -> tuple[float, float
     return statistics.median(timings), p95, older
 
 
+def export_vs_copy(
+    base_url: str, token: str, url: str, total: int, worker: int, repeat: int, client: str
+):
+    """The HTTP CSV export against psql's COPY of the same rows, `repeat` times."""
+    ratios, idle, loaded = [], [], []
+    print("\nCSV export of every event, newest first:")
+    for run in range(1, repeat + 1):
+        worker_cpu = cpu_seconds(worker)
+        ours = BackendCpu(url, "COPY (SELECT")
+        size, seconds, first, client_cpu = http_export(base_url, token, client, ours)
+        worker_cpu = cpu_seconds(worker) - worker_cpu
+        theirs = BackendCpu(url, PSQL_COPY)
+        psize, pseconds, pfirst, psql_cpu = psql_copy(url, theirs)
+        ratios.append(pseconds / seconds)
+        # What the ratio would be with a CPU for each process (the stages run
+        # side by side), and with all of them sharing one CPU.
+        idle.append(theirs.seconds / max(ours.seconds, worker_cpu))
+        loaded.append((theirs.seconds + psql_cpu) / (ours.seconds + worker_cpu + client_cpu))
+        print(
+            f"  run {run} HTTP  /api/v1/events/export: {size / 1e6:8.1f} MB in {seconds:6.1f}s = "
+            f"{total / seconds:9,.0f} rows/s, {size / 1e6 / seconds:6.1f} MB/s, "
+            f"first byte after {first * 1000:.0f} ms"
+        )
+        print(
+            f"  run {run} psql  COPY … TO STDOUT CSV : {psize / 1e6:8.1f} MB in {pseconds:6.1f}s = "
+            f"{total / pseconds:9,.0f} rows/s, {psize / 1e6 / pseconds:6.1f} MB/s, "
+            f"first byte after {pfirst * 1000:.0f} ms"
+        )
+        print(
+            f"  run {run} CPU s: export backend {ours.seconds:.2f}, server worker {worker_cpu:.2f}, "
+            f"{client} {client_cpu:.2f}; psql's backend {theirs.seconds:.2f}, psql {psql_cpu:.2f}"
+        )
+        print(
+            f"  run {run} HTTP / psql speed (rows/s): {ratios[-1]:.2f}  (goal >= 0.8); from the "
+            f"CPU times: {idle[-1]:.2f} a CPU each, {loaded[-1]:.2f} sharing one",
+            flush=True,
+        )
+    for label, values in (("", ratios), ("CPU, a CPU each: ", idle), ("CPU, one CPU: ", loaded)):
+        print(
+            f"  HTTP / psql {label}over {repeat} runs: {min(values):.2f}–{max(values):.2f}, "
+            f"median {statistics.median(values):.2f}  (goal >= 0.8)"
+        )
+    print(f"  server worker peak RSS: {peak_rss_mb(worker):.0f} MB  (goal < 200 MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -231,6 +341,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per filter")
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--skip-export", action="store_true")
+    parser.add_argument("--skip-explorer", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="export / psql pairs")
+    parser.add_argument(
+        "--client",
+        choices=("curl", "requests"),
+        default="curl",
+        help="what reads the HTTP export (psql reads the COPY)",
+    )
     args = parser.parse_args()
 
     url = args.database_url
@@ -279,22 +397,9 @@ def main() -> None:
         print(f"server worker pid {worker}, RSS at start {rss_mb(worker):.0f} MB")
 
         if not args.skip_export:
-            size, seconds, first = http_export(base_url, token)
-            peak = peak_rss_mb(worker)
-            psize, pseconds, pfirst = psql_copy(url)
-            print("\nCSV export of every event, newest first:")
-            print(
-                f"  HTTP  /api/v1/events/export: {size / 1e6:8.1f} MB in {seconds:6.1f}s = "
-                f"{total / seconds:9,.0f} rows/s, {size / 1e6 / seconds:6.1f} MB/s, "
-                f"first byte after {first * 1000:.0f} ms"
-            )
-            print(
-                f"  psql  COPY … TO STDOUT CSV : {psize / 1e6:8.1f} MB in {pseconds:6.1f}s = "
-                f"{total / pseconds:9,.0f} rows/s, {psize / 1e6 / pseconds:6.1f} MB/s, "
-                f"first byte after {pfirst * 1000:.0f} ms"
-            )
-            print(f"  HTTP / psql speed (rows/s): {pseconds / seconds:.2f}  (goal >= 0.5)")
-            print(f"  server worker peak RSS: {peak:.0f} MB  (goal < 200 MB)")
+            export_vs_copy(base_url, token, url, total, worker, args.repeat, args.client)
+        if args.skip_explorer:
+            return
 
         found = samples(url)
         print(f"filter values: {found}")
