@@ -132,10 +132,12 @@ class CountTable(TableDeclaration):
         for row in cursor.fetchall():
             key = row[:width] if row[0] is not None else row[width : 2 * width]
             have, want = row[2 * width : 2 * width + len(counts)], row[2 * width + len(counts) :]
+            # Only the counts that disagree: the others would hide them.
+            wrong = [i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b]
             found.append(
                 f"{self.table} {dict(zip(key_columns, key, strict=True))}: "
-                f"stored {dict(zip(counts, have, strict=True))}, "
-                f"events say {dict(zip(counts, want, strict=True))}"
+                f"stored { ({counts[i]: have[i] for i in wrong}) }, "
+                f"events say { ({counts[i]: want[i] for i in wrong}) }"
             )
         return found
 

@@ -42,8 +42,20 @@ PROJECT_OF_EVENT = (
 )
 
 _TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
+# The events of an hour before its 15th, 30th and 45th minute (every zone's
+# bucket edges fall on a quarter hour).
+_QUARTERS = tuple(
+    (f"n{m}", f"count(*) FILTER (WHERE extract(minute FROM timestamp AT TIME ZONE 'UTC') < {m})")
+    for m in (15, 30, 45)
+)
 COUNT_TABLES = (
-    CountTable("event_counts_hourly", "bucket", "hour", _TYPE_AND_OUTCOME),
+    CountTable(
+        "event_counts_hourly",
+        "bucket",
+        "hour",
+        _TYPE_AND_OUTCOME,
+        counts=(("n", "count(*)"), *_QUARTERS),
+    ),
     CountTable("event_counts_daily", "day", "day", _TYPE_AND_OUTCOME),
     CountTable(
         "login_users_hourly",
@@ -84,6 +96,46 @@ COUNT_TABLES = (
             ),
         ),
         only="payload->>'project' IS NOT NULL OR subject_type = 'project'",
+    ),
+    # Facilities by allocations: a few facilities, so a year is some
+    # thousands of rows however many events.
+    CountTable(
+        "allocation_counts_daily",
+        "day",
+        "day",
+        (("facility", "target"),),
+        counts=(
+            ("allocations", "count(*)"),
+            (
+                "realizations",
+                "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)",
+            ),
+            (
+                "materializations",
+                "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)",
+            ),
+            ("failed", "count(*) FILTER (WHERE NOT success)"),
+        ),
+        only=(
+            "event_type IN ('realization_allocated', 'materialization_allocated')"
+            " AND target IS NOT NULL"
+        ),
+    ),
+    # The most frequent errors and the failed logins by user: only failures
+    # (a few percent of events) are counted.
+    CountTable(
+        "failure_counts_daily",
+        "day",
+        "day",
+        (("event_type", "event_type"), ("error_message", "coalesce(error_message, '')")),
+        only="NOT success",
+    ),
+    CountTable(
+        "failed_logins_daily",
+        "day",
+        "day",
+        (("username", "subject"),),
+        only="event_type = 'user_login' AND NOT success",
     ),
 )
 

@@ -5,8 +5,18 @@ from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Lower
+from django.db.models.lookups import IsNull
 
 from audit import buckets
+from audit.aggregate_models import (  # noqa: F401 (models of this app, imported from here)
+    DailyCallerCount,
+    DailyCount,
+    DailyErrorCount,
+    DailyFacilityCount,
+    DailyFailedLogin,
+    DailyProjectCount,
+    HourlyLoginUser,
+)
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES
 
 
@@ -84,7 +94,8 @@ class EventQuerySet(models.QuerySet):
         return self.filter(about)
 
     def newest_first(self) -> "EventQuerySet":
-        # Matches idx_events_ts_uuid, so keyset pages are index scans.
+        # idx_events_timestamp (or a filter's own time-ordered index) gives the
+        # order, an incremental sort the event_uuid of equal timestamps.
         return self.order_by("-timestamp", "-event_uuid")
 
     def before(self, timestamp, event_uuid) -> "EventQuerySet":
@@ -137,6 +148,11 @@ class EventQuerySet(models.QuerySet):
         return int(plan[0]["Plan"]["Plan Rows"])
 
 
+# About half of all events (logins, facility status reports): left out of
+# idx_events_type_ts. Changing them means a migration.
+FREQUENT_TYPES = ("user_login", "facility_status")
+
+
 class Event(models.Model):
     """One audit event: the SPHERE request's DDL, column for column. Rows
     are immutable: nothing in this project updates an event."""
@@ -164,21 +180,37 @@ class Event(models.Model):
         db_table = "events"
         ordering = ["-timestamp", "-event_uuid"]
         indexes = [
-            # The five indexes of the SPHERE request's DDL, under its names.
+            # The five indexes of the SPHERE request's DDL, under its names (an
+            # adopted portal table keeps them as they are). Keyset pages newest
+            # (or, backwards, oldest) first: the read API, the explorer, exports,
+            # prune_events, an incremental sort ordering equal timestamps by
+            # event_uuid; the stats' raw edges (a time range, any type).
             models.Index(fields=["-timestamp"], name="idx_events_timestamp"),
+            # Whether a type has any event (seen_event_types), and the explorer's
+            # filter on several rare types (a bitmap, then a sort).
             models.Index(fields=["event_type"], name="idx_events_event_type"),
+            # A user's own events among those involving them (a user's page: an
+            # arm of the bitmap OR with idx_events_subject_ts and _target).
             models.Index(fields=["caller"], name="idx_events_caller"),
+            # Kept as the DDL's: idx_events_subject_ts answers its queries too.
             models.Index(fields=["subject_type", "subject"], name="idx_events_subject"),
+            # The memberships of a user (memberships_of) and the arm of a user's
+            # or project's page for the events naming them as the target.
             models.Index(fields=["target"], name="idx_events_target"),
-            # Keyset pages newest first: the read API, the explorer, exports.
-            models.Index(fields=["-timestamp", "-event_uuid"], name="idx_events_ts_uuid"),
-            # One type over a time range: raw-table buckets, the explorer's type filter.
-            models.Index(fields=["event_type", "-timestamp"], name="idx_events_type_ts"),
+            # Ours ascend in time (read backwards, newest first, as cheaply).
+            # One type over a time range: the explorer's type filter, the
+            # catalog's last event of a type. Not the two frequent types (half
+            # the rows): a time-ordered scan meets one of them every few rows.
+            models.Index(
+                fields=["event_type", "timestamp"],
+                name="idx_events_type_ts",
+                condition=~models.Q(event_type__in=FREQUENT_TYPES),
+            ),
             # One caller's events newest first (the explorer's caller filter;
             # idx_events_caller is not in time order), with the type and outcome
             # so that a user's events per type are an index-only scan.
             models.Index(
-                fields=["caller", "-timestamp", "-event_uuid"],
+                fields=["caller", "timestamp"],
                 include=["event_type", "success"],
                 name="idx_events_caller_ts",
             ),
@@ -186,15 +218,20 @@ class Event(models.Model):
             models.Index(
                 fields=["subject_type", "subject", "-timestamp"], name="idx_events_subject_ts"
             ),
-            # A project's or experiment's timeline (payload.project over time).
+            # A project's or experiment's timeline (payload.project over time),
+            # the fold's first mention of a project. Only the rows that name a
+            # project (two in five): any `payload->>'project' = x` implies it.
+            # Its statistics are events_project_stats' (migration 0017).
             models.Index(
                 KeyTextTransform("project", "payload"),
-                models.F("timestamp").desc(),
+                "timestamp",
                 name="idx_events_project_ts",
+                condition=models.Q(IsNull(KeyTextTransform("project", "payload"), False)),
             ),
-            # Failures over a time range (top errors, failed logins): a few percent.
+            # Failures over a time range (top errors, failed logins, the
+            # explorer's failed filter): a few percent.
             models.Index(
-                fields=["-timestamp"],
+                fields=["timestamp"],
                 name="idx_events_failures_ts",
                 condition=models.Q(success=False),
             ),
@@ -227,7 +264,10 @@ class Event(models.Model):
                 condition=models.Q(success=True, event_type__in=MEMBERSHIP_TYPES),
             ),
             # Not declared here: idx_events_error_trgm (error_contains) needs
-            # pg_trgm, which not every server has (migration 0006).
+            # pg_trgm, which not every server has (migration 0006);
+            # idx_events_user_by_others (a user's events made by others,
+            # migration 0012); the facility pages' idx_events_facility_* and
+            # idx_events_failed_target (facilities migrations).
         ]
 
     def __str__(self) -> str:
@@ -246,7 +286,7 @@ class HourlyCountQuerySet(models.QuerySet):
         Whole UTC days come from event_counts_daily, the whole hours around
         them from this pre-aggregate, and the partial hours at either edge
         from `events` (at most two hours of rows, through idx_events_type_ts
-        or idx_events_ts_uuid): audit.buckets.cover plans the pieces. A year
+        or idx_events_timestamp): audit.buckets.cover plans the pieces. A year
         is then ~365 rows per type instead of ~8,760, which is what keeps
         the explorer's exact count cheap.
         """
@@ -277,6 +317,12 @@ class HourlyCount(models.Model):
     event_type = models.TextField()
     success = models.BooleanField()
     n = models.BigIntegerField()
+    # Of those, the events in the hour's first 15, 30 and 45 minutes: where a
+    # zone's bucket edge cuts the hour (a Kolkata midnight is 18:30 UTC),
+    # each side is counted without reading `events`.
+    n15 = models.BigIntegerField(db_default=0)
+    n30 = models.BigIntegerField(db_default=0)
+    n45 = models.BigIntegerField(db_default=0)
 
     objects = HourlyCountQuerySet.as_manager()
 
@@ -289,79 +335,6 @@ class HourlyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket:%Y-%m-%d %H}h {self.event_type} {self.success}: {self.n}"
-
-
-class DailyCount(models.Model):
-    """Pre-aggregate: events per UTC day, type and outcome, for exact counts
-    over months and years (24 times fewer rows than the hourly counts)."""
-
-    pk = models.CompositePrimaryKey("day", "event_type", "success")
-    day = models.DateTimeField()  # UTC midnight
-    event_type = models.TextField()
-    success = models.BooleanField()
-    n = models.BigIntegerField()
-
-    class Meta:
-        db_table = "event_counts_daily"
-
-    def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} {self.event_type} {self.success}: {self.n}"
-
-
-class HourlyLoginUser(models.Model):
-    """Pre-aggregate: successful logins per UTC hour and user, for the active
-    users: some 20 times fewer rows than the logins, and they regroup into
-    the local days of any zone (the hours a zone cuts come from `events`)."""
-
-    pk = models.CompositePrimaryKey("hour", "username")
-    hour = models.DateTimeField()  # UTC, on the hour
-    username = models.TextField()
-    n = models.BigIntegerField()
-
-    class Meta:
-        db_table = "login_users_hourly"
-
-    def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}h {self.username}: {self.n}"
-
-
-class DailyCallerCount(models.Model):
-    """Pre-aggregate: events per UTC day and caller, with the logins and the
-    failures among them (the most active users). A window reads its whole
-    UTC days here and its partial days from `events`: exact in any zone."""
-
-    pk = models.CompositePrimaryKey("day", "caller")
-    day = models.DateTimeField()  # UTC midnight
-    caller = models.TextField()
-    events = models.BigIntegerField()
-    logins = models.BigIntegerField()  # user_login, either outcome
-    failures = models.BigIntegerField()  # success = false, any type
-
-    class Meta:
-        db_table = "event_counts_daily_caller"
-
-    def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} {self.caller}: {self.events}"
-
-
-class DailyProjectCount(models.Model):
-    """Pre-aggregate: per UTC day and project (audit/aggregates.py
-    PROJECT_OF_EVENT), its events and the experiments, realizations and
-    materializations created (the most active projects)."""
-
-    pk = models.CompositePrimaryKey("day", "project")
-    day = models.DateTimeField()  # UTC midnight
-    project = models.TextField()
-    events = models.BigIntegerField()
-    experiments = models.BigIntegerField()
-    realizations = models.BigIntegerField()
-    materializations = models.BigIntegerField()
-
-    class Meta:
-        db_table = "event_counts_daily_project"
-
-    def __str__(self) -> str:
-        return f"{self.day:%Y-%m-%d} {self.project}: {self.events}"
 
 
 class OrgMembership(models.Model):

@@ -10,10 +10,11 @@ plotly.js and swaps the light colours for the dark scheme's.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 
 from sphere_stats.windows import Window
 
@@ -90,17 +91,36 @@ def explorer_bound(moment: datetime, window: Window) -> str:
 def explore_url(window: Window, start: datetime, end: datetime, **filters: Any) -> str:
     """The explorer's URL for the events of [start, end) cut to the window,
     in its zone, with the filters (event_type: a list; success; entity)."""
-    params: list[tuple[str, str]] = [
+    bounds = [
         ("since", explorer_bound(max(start, window.start), window)),
         ("until", explorer_bound(min(end, window.end), window)),
-        ("tz", window.tz_name),
     ]
-    params += [("event_type", t) for t in filters.get("event_type") or ()]
-    if filters.get("success") is not None:
-        params.append(("success", "true" if filters["success"] else "false"))
-    if filters.get("entity"):
-        params.append(("entity", filters["entity"]))
-    return f"{reverse('explorer')}?{urlencode(params)}"
+    rest = _explore_filters(
+        window.tz_name,
+        tuple(filters.get("event_type") or ()),
+        filters.get("success"),
+        filters.get("entity") or "",
+    )
+    return f"{_explorer_path(get_script_prefix())}?{urlencode(bounds)}&{rest}"
+
+
+@lru_cache(maxsize=8)
+def _explorer_path(script_prefix: str) -> str:
+    # reverse() costs 0.1 ms, once per point of every chart: once per prefix.
+    return reverse("explorer")
+
+
+@lru_cache(maxsize=1024)
+def _explore_filters(
+    tz_name: str, types: tuple[str, ...], success: bool | None, entity: str
+) -> str:
+    # The same for every point of a series (a chart has hundreds): encoded once.
+    params = [("tz", tz_name), *(("event_type", t) for t in types)]
+    if success is not None:
+        params.append(("success", "true" if success else "false"))
+    if entity:
+        params.append(("entity", entity))
+    return urlencode(params)
 
 
 def _truncate(moment: datetime, unit: str) -> datetime:

@@ -35,7 +35,7 @@ ENDINGS = {
 
 def first_event(entity: Entity) -> Event | None:
     """The successful event `entity` was first seen in (at its first_seen,
-    idx_events_ts_uuid): for one that predates the log, the event that
+    idx_events_timestamp): for one that predates the log, the event that
     tells it existed."""
     return (
         Event.objects.filter(timestamp=entity.first_seen, success=True)

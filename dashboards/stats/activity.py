@@ -1,12 +1,10 @@
 """Events over time: per bucket and type, logins by outcome, failures by
 type, and the period against the previous one.
 
-They count from event_counts_hourly (audit.HourlyCount: events per UTC
-hour, type and outcome): whole hours from it, the partial hours at both
-edges of the window from `events`, regrouped into the buckets of the
-display zone with date_trunc(unit, hour, zone). In zones such as
-Asia/Kolkata, the few hours a bucket edge cuts in two are also partly read
-from `events` (audit.buckets.HourPlan).
+They count with dashboards/stats/event_counts.py: whole UTC days from
+event_counts_daily, the other whole hours from event_counts_hourly and the
+partial hours at both edges of the window from `events`, regrouped into the
+buckets of the display zone with date_trunc(unit, hour, zone).
 """
 
 from collections import defaultdict
@@ -16,8 +14,8 @@ from datetime import datetime
 from psycopg import sql
 
 from audit import catalog
-from audit.buckets import HourPlan, bucket_of, bucket_starts, cover, fetch
-from audit.models import HourlyCount, HourlyLoginUser
+from audit.buckets import bucket_starts, cover, fetch
+from audit.models import HourlyLoginUser
 from dashboards.charts import (
     PALETTE,
     TALLER,
@@ -31,6 +29,7 @@ from dashboards.charts import (
     time_traces,
     x_of,
 )
+from dashboards.stats.event_counts import event_counts
 from dashboards.stats.registry import (
     NO_OPTIONS,
     Column,
@@ -42,64 +41,6 @@ from dashboards.stats.registry import (
     register,
 )
 from sphere_stats.windows import Window
-
-RAW_COUNTS_SQL = (
-    "SELECT {bucket} AS b, event_type, success, count(*) FROM events"
-    " WHERE timestamp >= %(start)s AND timestamp < %(end)s{narrowing} GROUP BY 1, 2, 3"
-)
-# Each raw range is one index scan (OFFSET 0 keeps the planner from
-# flattening it into one scan of every row filtered by the ranges). A split
-# hour's raw rows count twice, +n in their bucket and -n in the bucket their
-# hour's row went to, so a bucket can sum to 0: dropped.
-COUNTS_SQL = (
-    "WITH raw AS ("
-    "  SELECT coalesce(r.label, {bucket}) AS b, r.keep, e.event_type, e.success, count(*) AS n"
-    "  FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
-    "   %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)"
-    "  CROSS JOIN LATERAL (SELECT timestamp, event_type, success FROM events"
-    "   WHERE timestamp >= r.lo AND timestamp < r.hi{narrowing} OFFSET 0) AS e"
-    "  GROUP BY 1, 2, 3, 4)"
-    " SELECT b, event_type, success, sum(n)::bigint FROM ("
-    "  SELECT b, event_type, success, n FROM {hourly} WHERE TRUE{narrowing}"
-    "  UNION ALL SELECT b, event_type, success, n FROM raw"
-    "  UNION ALL SELECT keep, event_type, success, -n FROM raw WHERE keep IS NOT NULL"
-    ") AS s GROUP BY 1, 2, 3 HAVING sum(n) <> 0"
-)
-
-
-def event_counts(
-    window: Window,
-    *,
-    bucketed: bool = True,
-    types: Iterable[str] | None = None,
-    success: bool | None = None,
-    source: str = "auto",
-) -> list[tuple]:
-    """(bucket, event_type, success, n) for events in the window; bucket is
-    None when not bucketed. Whole hours come from event_counts_hourly, the
-    rest from `events` (HourPlan), in any zone."""
-    types = list(types) if types else None
-    narrowing = sql.SQL(
-        (" AND event_type = ANY(%(types)s)" if types else "")
-        + (" AND success = %(success)s" if success is not None else "")
-    )
-    params = {
-        "unit": window.unit,
-        "tz": window.tz_name,
-        "start": window.start,
-        "end": window.end,
-        "types": types,
-        "success": success,
-    }
-    plan = HourPlan.of(window.start, window.end, window.unit if bucketed else None, window.tz_name)
-    if source == "raw" or plan.hours_from is None:
-        bucket = bucket_of(sql.Identifier("timestamp"), bucketed)
-        return fetch(sql.SQL(RAW_COUNTS_SQL).format(bucket=bucket, narrowing=narrowing), params)
-    hourly, hourly_params = plan.hourly(HourlyCount._meta.db_table, "bucket", bucketed)
-    query = sql.SQL(COUNTS_SQL).format(
-        bucket=bucket_of(sql.SQL("e.timestamp"), bucketed), narrowing=narrowing, hourly=hourly
-    )
-    return fetch(query, {**params, **plan.range_params(), **hourly_params})
 
 
 def seen_event_types(types: Iterable[str]) -> set[str]:

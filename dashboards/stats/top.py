@@ -2,19 +2,27 @@
 members, facilities by allocations, the most frequent errors and who
 failed to log in.
 
-The busiest read daily pre-aggregates for the whole UTC days of the window
-and `events` for the partial days at both edges (audit.buckets.whole_days):
-event_counts_daily_caller (audit.DailyCallerCount) and
-event_counts_daily_project (audit.DailyProjectCount); organizations by
-members read org_memberships (audit.OrgMembership). The rest are index
-scans of `events` over the window.
+The rankings over a window read daily pre-aggregates for its whole UTC
+days and `events` for the partial days at both edges
+(audit.buckets.whole_days): event_counts_daily_caller (audit.DailyCallerCount),
+event_counts_daily_project (audit.DailyProjectCount),
+allocation_counts_daily (audit.DailyFacilityCount), and for the errors and
+failed logins dashboards/stats/failures.py; organizations by members read
+org_memberships (audit.OrgMembership).
 """
 
 from psycopg import sql
 
 from audit import catalog
 from audit.buckets import RAW_EDGES, fetch, whole_days
-from audit.models import DailyCallerCount, DailyProjectCount, Entity, OrgMembership
+from audit.models import (
+    DailyCallerCount,
+    DailyFacilityCount,
+    DailyProjectCount,
+    Entity,
+    OrgMembership,
+)
+from dashboards.stats.failures import failed_logins, top_errors
 from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, Stat, register
 from sphere_stats.windows import Window
 
@@ -210,46 +218,37 @@ def top_orgs_by_members(n: int, at, source: str = "auto") -> list[tuple]:
     return fetch(query, params)
 
 
-def top_facilities(window: Window, n: int) -> list[tuple]:
+FACILITIES_RAW_SQL = (
+    "SELECT target, count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),"
+    " count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success),"
+    " count(*) FILTER (WHERE NOT success) FROM events"
+    " WHERE event_type IN ('realization_allocated', 'materialization_allocated')"
+    " AND timestamp >= %(start)s AND timestamp < %(end)s AND target IS NOT NULL"
+    " GROUP BY 1 ORDER BY count(*) FILTER (WHERE success) DESC, 4 DESC, 1 LIMIT %(n)s"
+)
+# The successful allocations are the realizations and the materializations.
+FACILITIES_SQL = sql.SQL(
+    "SELECT facility, sum(r)::bigint, sum(m)::bigint, sum(f)::bigint FROM ("
+    "  SELECT facility, realizations, materializations, failed FROM {daily}"
+    "  WHERE day >= %(first_day)s AND day < %(end_day)s"
+    "  UNION ALL SELECT target,"
+    "   count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),"
+    "   count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success),"
+    "   count(*) FILTER (WHERE NOT success) FROM events"
+    "  WHERE event_type IN ('realization_allocated', 'materialization_allocated')"
+    "   AND {edges} AND target IS NOT NULL GROUP BY 1"
+    ") AS s (facility, r, m, f) GROUP BY 1 ORDER BY sum(r) + sum(m) DESC, 4 DESC, 1 LIMIT %(n)s"
+).format(daily=sql.Identifier(DailyFacilityCount._meta.db_table), edges=RAW_EDGES)
+
+
+def top_facilities(window: Window, n: int, source: str = "auto") -> list[tuple]:
     """Facilities by allocations in the window: (facility, realizations,
-    materializations, failed) (idx_events_type_ts)."""
-    return fetch(
-        "SELECT target, count(*) FILTER (WHERE event_type = 'realization_allocated' AND success),"
-        " count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success),"
-        " count(*) FILTER (WHERE NOT success) FROM events"
-        " WHERE event_type IN ('realization_allocated', 'materialization_allocated')"
-        " AND timestamp >= %(start)s AND timestamp < %(end)s AND target IS NOT NULL"
-        " GROUP BY 1 ORDER BY count(*) FILTER (WHERE success) DESC, 4 DESC, 1 LIMIT %(n)s",
-        {"start": window.start, "end": window.end, "n": n},
-    )
-
-
-def top_errors(window: Window, n: int) -> list[tuple]:
-    """Most frequent (error_message, event_type) among failures in the window,
-    with the last time seen (idx_events_failures_ts)."""
-    return fetch(
-        "SELECT coalesce(error_message, ''), event_type, count(*), max(timestamp) FROM events"
-        " WHERE NOT success AND timestamp >= %(start)s AND timestamp < %(end)s"
-        " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT %(n)s",
-        {"start": window.start, "end": window.end, "n": n},
-    )
-
-
-def failed_logins(window: Window, n: int | None) -> list[tuple]:
-    """Failed logins in the window by username, most failures first: (user,
-    failures, last attempt, last error, users in all) (idx_events_type_ts).
-    `n=None` returns every user."""
-    # The window count runs after GROUP BY and before LIMIT: every user is
-    # grouped anyway to rank them, so knowing how many there are is free.
-    return fetch(
-        "SELECT subject, count(*), max(timestamp),"
-        " (array_agg(coalesce(error_message, '') ORDER BY timestamp DESC))[1],"
-        " count(*) OVER () FROM events"
-        " WHERE event_type = 'user_login' AND NOT success"
-        " AND timestamp >= %(start)s AND timestamp < %(end)s"
-        " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(n)s",
-        {"start": window.start, "end": window.end, "n": n},
-    )
+    materializations, failed). Whole UTC days from allocation_counts_daily,
+    the partial days at both edges from `events` (idx_events_type_ts)."""
+    days = None if source == "raw" else whole_days(window.start, window.end)
+    if days is None:
+        return fetch(FACILITIES_RAW_SQL, {"start": window.start, "end": window.end, "n": n})
+    return fetch(FACILITIES_SQL, {**days, "n": n})
 
 
 @register
@@ -332,8 +331,10 @@ class TopFacilities(Stat):
     description = "Successful realization and materialization allocations per facility."
     params = (N,)
 
+    uses_preaggregates = True
+
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_facilities(window, filters["n"])]
+        rows = [list(r) for r in top_facilities(window, filters["n"], source)]
         return Result(
             [
                 Column("facility", link="facility"),
@@ -352,8 +353,10 @@ class TopErrors(Stat):
     description = "Error messages of failed events in the period, most frequent first."
     params = (N,)
 
+    uses_preaggregates = True
+
     def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_errors(window, filters["n"])]
+        rows = [list(r) for r in top_errors(window, filters["n"], source)]
         return Result(
             [
                 Column("error_message"),
@@ -372,8 +375,10 @@ class FailedLogins(Stat):
     description = "Who failed to log in during the period, how often, and the last error."
     params = (N_OR_ALL,)
 
+    uses_preaggregates = True
+
     def compute(self, window, filters, source="auto"):
-        found = failed_logins(window, filters["n"] or None)
+        found = failed_logins(window, filters["n"] or None, source)
         rows = [list(r[:4]) for r in found]
         return Result(
             [

@@ -12,7 +12,7 @@ from audit import triggers
 from audit.ingest import ingest
 from audit.models import DailyCallerCount, DailyProjectCount, Entity, Event, OrgMembership
 from demo.history import generate
-from tests.dashboards.conftest import NOW, event, login, make_window, member, stat_rows
+from tests.dashboards.conftest import NOW, both, event, login, make_window, member, stat_rows
 
 CATEGORY = {"category": "Research"}
 
@@ -190,3 +190,59 @@ def test_the_rebuild_command_restores_the_counts_alone_after_a_bulk_copy(db):
     assert Entity.objects.filter(description="kept").count() == sum(
         1 for e in entities if e[0] == "user"
     )
+
+
+def _failed_allocation(ts: str, facility: str, error: str) -> dict:
+    return event(
+        ts,
+        "realization_allocated",
+        "r1",
+        "realization",
+        target=facility,
+        success=False,
+        error=error,
+        payload={
+            "project": "iot",
+            "experiment": "e1",
+            "facility": facility,
+            "resources": [f"{facility}-n001"],
+        },
+    )
+
+
+def test_errors_and_failed_logins_say_when_each_was_last_seen_whatever_day_holds_it(db):
+    # Window: 2026-03-02T06:00 to 2026-03-05T18:00, whole UTC days 3 and 4.
+    ingest(
+        [
+            event("2026-03-01T09:00:00Z", "user_created", "alice", "user", caller="alice"),
+            event("2026-03-01T09:00:00Z", "user_created", "bob", "user", caller="bob"),
+            # alice: last seen at the window's start (its partial first day) only.
+            login("2026-03-02T07:00:00Z", "alice", success=False),
+            # bob: last in a whole day, then once more after the window.
+            login("2026-03-03T08:00:00Z", "bob", success=False),
+            login("2026-03-04T20:00:00Z", "bob", success=False),
+            login("2026-03-05T19:00:00Z", "bob", success=False),
+            # carol: in the partial last day.
+            login("2026-03-03T01:00:00Z", "carol", success=False),
+            login("2026-03-05T17:59:59Z", "carol", success=False),
+            _failed_allocation("2026-03-02T06:00:00Z", "wisc", "no nodes"),
+            _failed_allocation("2026-03-04T10:00:00Z", "wisc", "no nodes"),
+            _failed_allocation("2026-03-04T11:00:00Z", "utah", "quota"),
+            _failed_allocation("2026-03-05T18:00:00Z", "utah", "quota"),
+        ],
+        now=NOW,
+    )
+    window = make_window(since="2026-03-02T06:00:00Z", until="2026-03-05T18:00:00Z")
+    logins = both("failed_logins", window)
+    assert [(user, n, at.isoformat()) for user, n, at, _ in logins] == [
+        ("bob", 2, "2026-03-04T20:00:00+00:00"),
+        ("carol", 2, "2026-03-05T17:59:59+00:00"),
+        ("alice", 1, "2026-03-02T07:00:00+00:00"),
+    ]
+    errors = both("top_errors", window)
+    assert [(message, n, at.isoformat()) for message, _, n, at in errors] == [
+        ("", 5, "2026-03-05T17:59:59+00:00"),  # the failed logins
+        ("no nodes", 2, "2026-03-04T10:00:00+00:00"),
+        ("quota", 1, "2026-03-04T11:00:00+00:00"),
+    ]
+    assert both("top_facilities", window) == [["wisc", 0, 0, 2], ["utah", 0, 0, 1]]

@@ -11,6 +11,9 @@ from audit import triggers
 from audit.ingest import ingest
 from audit.models import (
     DailyCallerCount,
+    DailyErrorCount,
+    DailyFacilityCount,
+    DailyFailedLogin,
     DailyProjectCount,
     Entity,
     EntityInterval,
@@ -56,6 +59,9 @@ def _snapshot() -> tuple:
         sorted(HourlyCount.objects.values_list("bucket", "event_type", "success", "n")),
         sorted(DailyCallerCount.objects.values_list()),
         sorted(DailyProjectCount.objects.values_list()),
+        sorted(DailyFacilityCount.objects.values_list()),
+        sorted(DailyErrorCount.objects.values_list()),
+        sorted(DailyFailedLogin.objects.values_list()),
         sorted(
             OrgMembership.objects.values_list("org", "kind", "member", "last_at", "removed"),
             key=str,
@@ -191,3 +197,20 @@ def test_every_stat_is_equal_from_preaggregates_and_raw_events(shuffled_history)
     assert len(seen["by"]) == 4 and len(seen["success"]) == 3 and len(seen["event_type"]) > 5
     # The top-N stats were compared on real rankings, not on empty answers.
     assert min(answered[name] for name in ("top_users", "top_projects", "top_orgs")) > 10
+
+
+@pytest.mark.parametrize("res", ["1d", "7d", "30d"])
+def test_counts_over_whole_days_equal_raw_events_in_every_zone(shuffled_history, res):
+    # Whole UTC days come from the daily counts, each in the bucket most of
+    # its hours go to, the others moved from the hourly counts; a DST change
+    # (Lord Howe, Auckland, New York, London) or a cut hour (Kolkata,
+    # Kathmandu) falls inside these 300 days.
+    since = (NOW - timedelta(days=300, hours=5, minutes=17)).isoformat()
+    for tz in ZONES:
+        window = make_window(since=since, until=NOW.isoformat(), tz=tz, res=res)
+        for name in ("events_by_type", "logins", "failures_by_type", "period_summary"):
+            stat = STATS[name]
+            filters = {p.name: p.default for p in stat.params}
+            auto = stat.compute(window, filters, "auto")
+            assert auto.rows, (name, tz, res)
+            assert auto.rows == stat.compute(window, filters, "raw").rows, (name, tz, res)

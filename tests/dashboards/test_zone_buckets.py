@@ -6,10 +6,11 @@ same counts from raw `events`, to the event on either side of each edge."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import F
 
 from audit.buckets import straddles
 from audit.ingest import ingest
-from audit.models import HourlyCount, HourlyLoginUser
+from audit.models import DailyCount, HourlyCount, HourlyLoginUser
 from dashboards.stats import STATS
 from tests.dashboards.conftest import both, event, login, make_window, utc
 
@@ -87,9 +88,15 @@ def test_the_hours_a_kolkata_day_does_not_cut_come_from_the_pre_aggregate(edges)
     # A pre-aggregate row that no event backs shows up in the answer only if
     # the stat reads the pre-aggregate: 03:00 UTC lies wholly inside March 6
     # in Kolkata, while 18:00 UTC is cut by midnight and partly read raw.
+    # Planted in both the hourly and the daily counts, as an event would be:
+    # the UTC day of March 6 is read from the daily ones, its hours after
+    # 18:00 moved to March 7 from the hourly ones.
     HourlyCount.objects.create(
         bucket=utc(2026, 3, 6, 3), event_type="user_login", success=True, n=7
     )
+    row = {"day": utc(2026, 3, 6), "event_type": "user_login", "success": True}
+    DailyCount.objects.get_or_create(**row, defaults={"n": 0})
+    DailyCount.objects.filter(**row).update(n=F("n") + 7)
     days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {r[0]: r[1:] for r in STATS["logins"].compute(days, {}, "auto").rows}
     assert rows[utc(2026, 3, 5, 18, 30)] == [3 + 7, 1]

@@ -1,0 +1,131 @@
+"""The daily and hourly count pre-aggregates besides event_counts_hourly
+(audit.models.HourlyCount): each is declared in audit/aggregates.py, kept by
+the triggers on `events` and re-exported by audit.models."""
+
+from django.db import models
+
+
+class DailyCount(models.Model):
+    """Pre-aggregate: events per UTC day, type and outcome, for exact counts
+    over months and years (24 times fewer rows than the hourly counts)."""
+
+    pk = models.CompositePrimaryKey("day", "event_type", "success")
+    day = models.DateTimeField()  # UTC midnight
+    event_type = models.TextField()
+    success = models.BooleanField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "event_counts_daily"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.event_type} {self.success}: {self.n}"
+
+
+class HourlyLoginUser(models.Model):
+    """Pre-aggregate: successful logins per UTC hour and user, for the active
+    users: some 20 times fewer rows than the logins, and they regroup into
+    the local days of any zone (the hours a zone cuts come from `events`)."""
+
+    pk = models.CompositePrimaryKey("hour", "username")
+    hour = models.DateTimeField()  # UTC, on the hour
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "login_users_hourly"
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.username}: {self.n}"
+
+
+class DailyCallerCount(models.Model):
+    """Pre-aggregate: events per UTC day and caller, with the logins and the
+    failures among them (the most active users). A window reads its whole
+    UTC days here and its partial days from `events`: exact in any zone."""
+
+    pk = models.CompositePrimaryKey("day", "caller")
+    day = models.DateTimeField()  # UTC midnight
+    caller = models.TextField()
+    events = models.BigIntegerField()
+    logins = models.BigIntegerField()  # user_login, either outcome
+    failures = models.BigIntegerField()  # success = false, any type
+
+    class Meta:
+        db_table = "event_counts_daily_caller"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.caller}: {self.events}"
+
+
+class DailyProjectCount(models.Model):
+    """Pre-aggregate: per UTC day and project (audit/aggregates.py
+    PROJECT_OF_EVENT), its events and the experiments, realizations and
+    materializations created (the most active projects)."""
+
+    pk = models.CompositePrimaryKey("day", "project")
+    day = models.DateTimeField()  # UTC midnight
+    project = models.TextField()
+    events = models.BigIntegerField()
+    experiments = models.BigIntegerField()
+    realizations = models.BigIntegerField()
+    materializations = models.BigIntegerField()
+
+    class Meta:
+        db_table = "event_counts_daily_project"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.project}: {self.events}"
+
+
+class DailyFacilityCount(models.Model):
+    """Pre-aggregate: realization and materialization allocations per UTC
+    day and facility (the event's target), succeeded and failed (the
+    facilities by allocations)."""
+
+    pk = models.CompositePrimaryKey("day", "facility")
+    day = models.DateTimeField()  # UTC midnight
+    facility = models.TextField()
+    allocations = models.BigIntegerField()  # either outcome
+    realizations = models.BigIntegerField()  # realization_allocated, succeeded
+    materializations = models.BigIntegerField()  # materialization_allocated, succeeded
+    failed = models.BigIntegerField()
+
+    class Meta:
+        db_table = "allocation_counts_daily"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.facility}: {self.allocations}"
+
+
+class DailyErrorCount(models.Model):
+    """Pre-aggregate: failed events per UTC day, event type and error
+    message ('' for none): the most frequent errors."""
+
+    pk = models.CompositePrimaryKey("day", "event_type", "error_message")
+    day = models.DateTimeField()  # UTC midnight
+    event_type = models.TextField()
+    error_message = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "failure_counts_daily"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.event_type} {self.error_message[:40]}: {self.n}"
+
+
+class DailyFailedLogin(models.Model):
+    """Pre-aggregate: failed logins per UTC day and username (the failed
+    logins by user)."""
+
+    pk = models.CompositePrimaryKey("day", "username")
+    day = models.DateTimeField()  # UTC midnight
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "failed_logins_daily"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
