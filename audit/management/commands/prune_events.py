@@ -44,7 +44,7 @@ _LINE = "json_build_object({})::text".format(
 )
 
 # The oldest `limit` events before the cutoff (a backward scan of
-# idx_events_ts_uuid), deleted; the triggers on `events` take them out of
+# idx_events_timestamp), deleted; the triggers on `events` take them out of
 # every pre-aggregate in the same statement.
 DELETE_SQL = f"""
 WITH doomed AS (
