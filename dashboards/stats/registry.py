@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -254,6 +255,19 @@ class Stat:
             "parameters": [p.describe() for p in self.params],
             "uses_preaggregates": self.uses_preaggregates,
         }
+
+
+class TableStat(Stat):
+    """A stat whose result is a query's rows under fixed columns (the top-N
+    tables): declare `columns` and `rows`, and compute() pairs them."""
+
+    columns: tuple[Column, ...] = ()
+
+    def rows(self, window: Window, filters: dict[str, Any], source: str) -> Iterable[Sequence]:
+        raise NotImplementedError
+
+    def compute(self, window: Window, filters: dict[str, Any], source: str = "auto") -> Result:
+        return Result(list(self.columns), [list(r) for r in self.rows(window, filters, source)])
 
 
 def _cache_key(name: str, window: Window, filters: dict[str, Any], ttl: int) -> str:

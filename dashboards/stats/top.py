@@ -23,7 +23,7 @@ from audit.models import (
     OrgMembership,
 )
 from dashboards.stats.failures import failed_logins, top_errors
-from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, Stat, register
+from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, TableStat, register
 from sphere_stats.windows import Window
 
 ENTITIES = sql.Identifier(Entity._meta.db_table)
@@ -252,28 +252,26 @@ def top_facilities(window: Window, n: int, source: str = "auto") -> list[tuple]:
 
 
 @register
-class TopUsers(Stat):
+class TopUsers(TableStat):
     name = "top_users"
     title = "Most active users"
     description = "Users by the events they caused in the period (logins, changes, requests)."
     params = (N,)
     uses_preaggregates = True
 
-    def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_callers(window, filters["n"], source)]
-        return Result(
-            [
-                Column("user", link="user"),
-                Column("events", "integer"),
-                Column("logins", "integer"),
-                Column("failures", "integer"),
-            ],
-            rows,
-        )
+    columns = (
+        Column("user", link="user"),
+        Column("events", "integer"),
+        Column("logins", "integer"),
+        Column("failures", "integer"),
+    )
+
+    def rows(self, window, filters, source):
+        return top_callers(window, filters["n"], source)
 
 
 @register
-class TopProjects(Stat):
+class TopProjects(TableStat):
     name = "top_projects"
     title = "Most active projects"
     description = (
@@ -287,22 +285,20 @@ class TopProjects(Stat):
 
     uses_preaggregates = True
 
-    def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_projects(window, filters["n"], filters["by"], source)]
-        return Result(
-            [
-                Column("project", link="project"),
-                Column("events", "integer"),
-                Column("experiments", "integer"),
-                Column("realizations", "integer"),
-                Column("materializations", "integer"),
-            ],
-            rows,
-        )
+    columns = (
+        Column("project", link="project"),
+        Column("events", "integer"),
+        Column("experiments", "integer"),
+        Column("realizations", "integer"),
+        Column("materializations", "integer"),
+    )
+
+    def rows(self, window, filters, source):
+        return top_projects(window, filters["n"], filters["by"], source)
 
 
 @register
-class TopOrgs(Stat):
+class TopOrgs(TableStat):
     name = "top_orgs"
     title = "Organizations by members"
     description = (
@@ -312,20 +308,18 @@ class TopOrgs(Stat):
     params = (N,)
     uses_preaggregates = True
 
-    def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_orgs_by_members(filters["n"], window.end, source)]
-        return Result(
-            [
-                Column("organization", link="organization"),
-                Column("user_members", "integer"),
-                Column("project_members", "integer"),
-            ],
-            rows,
-        )
+    columns = (
+        Column("organization", link="organization"),
+        Column("user_members", "integer"),
+        Column("project_members", "integer"),
+    )
+
+    def rows(self, window, filters, source):
+        return top_orgs_by_members(filters["n"], window.end, source)
 
 
 @register
-class TopFacilities(Stat):
+class TopFacilities(TableStat):
     name = "top_facilities"
     title = "Facilities by allocations"
     description = "Successful realization and materialization allocations per facility."
@@ -333,21 +327,19 @@ class TopFacilities(Stat):
 
     uses_preaggregates = True
 
-    def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_facilities(window, filters["n"], source)]
-        return Result(
-            [
-                Column("facility", link="facility"),
-                Column("realizations", "integer"),
-                Column("materializations", "integer"),
-                Column("failed", "integer"),
-            ],
-            rows,
-        )
+    columns = (
+        Column("facility", link="facility"),
+        Column("realizations", "integer"),
+        Column("materializations", "integer"),
+        Column("failed", "integer"),
+    )
+
+    def rows(self, window, filters, source):
+        return top_facilities(window, filters["n"], source)
 
 
 @register
-class TopErrors(Stat):
+class TopErrors(TableStat):
     name = "top_errors"
     title = "Most frequent error messages"
     description = "Error messages of failed events in the period, most frequent first."
@@ -355,21 +347,19 @@ class TopErrors(Stat):
 
     uses_preaggregates = True
 
-    def compute(self, window, filters, source="auto"):
-        rows = [list(r) for r in top_errors(window, filters["n"], source)]
-        return Result(
-            [
-                Column("error_message"),
-                Column("event_type"),
-                Column("count", "integer"),
-                Column("last_seen", "datetime"),
-            ],
-            rows,
-        )
+    columns = (
+        Column("error_message"),
+        Column("event_type"),
+        Column("count", "integer"),
+        Column("last_seen", "datetime"),
+    )
+
+    def rows(self, window, filters, source):
+        return top_errors(window, filters["n"], source)
 
 
 @register
-class FailedLogins(Stat):
+class FailedLogins(TableStat):
     name = "failed_logins"
     title = "Failed logins by user"
     description = "Who failed to log in during the period, how often, and the last error."
@@ -377,17 +367,18 @@ class FailedLogins(Stat):
 
     uses_preaggregates = True
 
+    columns = (
+        Column("user", link="user"),
+        Column("failures", "integer"),
+        Column("last_attempt", "datetime"),
+        Column("last_error"),
+    )
+
     def compute(self, window, filters, source="auto"):
         found = failed_logins(window, filters["n"] or None, source)
-        rows = [list(r[:4]) for r in found]
         return Result(
-            [
-                Column("user", link="user"),
-                Column("failures", "integer"),
-                Column("last_attempt", "datetime"),
-                Column("last_error"),
-            ],
-            rows,
+            list(self.columns),
+            [list(r[:4]) for r in found],
             # How many users failed in all, so a page showing the top N can say so.
             {"total": found[0][4] if found else 0, "total_of": "users"},
         )
