@@ -84,8 +84,9 @@ TEMPLATES = [
 # Database: DATABASE_URL when given; otherwise the embedded PostgreSQL under
 # var/, which the entry points (manage.py, wsgi.py, the tests) start before
 # these settings are read: sphere_stats/embedded_db.py.
-DATABASE_URL = envstr("DATABASE_URL") or embedded_db.url(BASE_DIR)
-EMBEDDED_DATABASE = embedded_db.url(BASE_DIR) == DATABASE_URL
+_EMBEDDED_URL = embedded_db.url(BASE_DIR)
+DATABASE_URL = envstr("DATABASE_URL") or _EMBEDDED_URL
+EMBEDDED_DATABASE = DATABASE_URL == _EMBEDDED_URL
 if EMBEDDED_DATABASE:
     # A server that answers public host names and forgot DATABASE_URL would
     # keep its data in var/, lost with the container; only on request.
