@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -245,6 +246,18 @@ def browser_login(page, live_server, user) -> None:
     page.fill("input[name=password]", "pw-" + user.username)
     page.click("button[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+# A URL naming a host (scheme-relative too): a page that loads or links
+# anything from one other than the test server's would need the network.
+# The SVG namespace is a name, never fetched.
+_HOSTED_URL = re.compile(r"(?:https?:)?//([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_NOT_FETCHED = {"www.w3.org"}
+
+
+def offsite_hosts(page: str) -> set[str]:
+    """The hosts other than the test server's that `page` names in a URL."""
+    return {host for host in _HOSTED_URL.findall(page) if host not in _NOT_FETCHED}
 
 
 def screenshot(page, name: str) -> Path:
