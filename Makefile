@@ -39,12 +39,15 @@ run: install var/secret_key migrate
 	PORT=$(PORT) $(LOCAL_ENV) $(BIN)/python manage.py demo_setup
 	@echo "Serving http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
 # demo_reporter keeps the demo facilities reporting (else the map goes grey
-# after 15 minutes). One shell runs it and gunicorn: when gunicorn exits, or
-# on Ctrl-C (which a background job ignores), the EXIT trap stops it.
+# after 15 minutes); run_worker evaluates the alert rules and sends
+# notifications, streams and the weekly report. One shell runs them and
+# gunicorn: when gunicorn exits, or on Ctrl-C (which a background job
+# ignores), the EXIT trap stops both.
 # PROMETHEUS_MULTIPROC_DIR: the workers' ingest counts for /metrics, one
 # directory per port, emptied at start by deploy/gunicorn.conf.py.
-	$(LOCAL_ENV) $(BIN)/python manage.py demo_reporter & \
-	trap 'kill $$! 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	$(LOCAL_ENV) $(BIN)/python manage.py demo_reporter & reporter=$$!; \
+	$(LOCAL_ENV) $(BIN)/python manage.py run_worker & worker=$$!; \
+	trap 'kill $$reporter $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(LOCAL_ENV) PROMETHEUS_MULTIPROC_DIR="$(CURDIR)/var/metrics-$(PORT)" \
 		$(BIN)/gunicorn sphere_stats.wsgi --config deploy/gunicorn.conf.py \
 		-b 127.0.0.1:$(PORT) -w $(WORKERS) --access-logfile - --graceful-timeout 10

@@ -20,6 +20,8 @@ Three families, each declared below:
   folded from the entity's successful lifecycle events (audit/entity_fold.py),
   and ENTITY_CHANGES, their per-hour deltas. What each event type does comes
   from its entry in audit/catalog.py.
+- FACILITY_RUNS: each facility's status reports folded into runs of one
+  status (audit/facility_runs.py), for the uptime bars and the charts' bands.
 
 How a declaration becomes SQL is in audit/aggregate_tables.py and
 audit/entity_fold.py; audit/triggers.py installs the triggers after every
@@ -28,11 +30,13 @@ audit/entity_fold.py; audit/triggers.py installs the triggers after every
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection
 
 from audit import catalog
 from audit.aggregate_tables import CountTable, LatestMemberships, sql_literals
 from audit.entity_fold import Entities, EntityChanges
+from audit.facility_runs import RUNS_TABLE, FacilityRuns
 
 # The project an event counts for in the top projects: the one its payload
 # names (experiments, realizations, ...), else itself for a project's own
@@ -163,7 +167,12 @@ ENTITY_CHANGES = EntityChanges(
     ),
 )
 
-AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES, ENTITY_CHANGES)
+# Each facility's status reports folded into runs of one status (facilities/
+# runs.py). The hold of a report depends on FACILITY_STALE_AFTER: the value
+# is part of the declaration, so changing the setting rebuilds the runs.
+FACILITY_RUNS = FacilityRuns(RUNS_TABLE, stale=settings.FACILITY_STALE_AFTER)
+
+AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES, ENTITY_CHANGES, FACILITY_RUNS)
 # The tables the triggers on `events` write (entity_changes_hourly follows
 # entity_intervals by triggers of its own).
 DERIVED_TABLES = (
@@ -171,6 +180,7 @@ DERIVED_TABLES = (
     MEMBERSHIPS.table,
     "entity_intervals",
     "entities",
+    FACILITY_RUNS.table,
 )
 
 

@@ -7,6 +7,12 @@ the same rule the map and the uptime bars follow, so a band on a chart
 covers exactly the time the uptime bar shows red (down) or in the
 maintenance colour. The runs of all facilities are merged per state: a chart
 draws one band where any facility was down, naming the facilities.
+
+The bands come from facility_runs (audit/facility_runs.py), the reports folded
+into runs by the triggers on `events`: a few rows a year where the reports
+are a million. Only while the runs were built with another
+FACILITY_STALE_AFTER than the setting's (before the `migrate` that rebuilds
+them) are the reports read instead.
 """
 
 from dataclasses import dataclass
@@ -15,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from audit.catalog import FACILITY_MAX_INTERVAL
-from facilities.models import hold_sql, interval_sql
+from audit.facility_runs import RUNS_TABLE, hold_sql, interval_sql, runs_current
 from facilities.status import STATUS_EVENT
 from sphere_stats.db import read_connection
 
@@ -29,26 +35,36 @@ BAND_STATES = ("maintenance", "down")
 # validity: a few rows, however many reports the period holds.
 BAND_REPORTS_SQL = f"""
 WITH reports AS (
-    SELECT subject, timestamp, payload->>'status' AS status, {interval_sql("payload")} AS interval
+    SELECT subject, timestamp, event_uuid, payload->>'status' AS status,
+           {interval_sql("payload")} AS interval
     FROM events
     WHERE event_type = '{STATUS_EVENT}' AND subject_type = 'facility'
       AND timestamp >= %(start)s AND timestamp < %(end)s
     UNION ALL
-    (SELECT DISTINCT ON (subject) subject, timestamp, payload->>'status', {interval_sql("payload")}
+    (SELECT DISTINCT ON (subject) subject, timestamp, event_uuid, payload->>'status',
+            {interval_sql("payload")}
      FROM events
      WHERE event_type = '{STATUS_EVENT}' AND subject_type = 'facility'
        AND timestamp < %(start)s AND timestamp >= %(start)s - %(longest)s
-     ORDER BY subject, timestamp DESC)
+     ORDER BY subject, timestamp DESC, event_uuid DESC)
 ), timed AS (
     SELECT subject, timestamp, status, interval,
-           lead(timestamp) OVER (PARTITION BY subject ORDER BY timestamp) AS next_report
+           lead(timestamp) OVER (PARTITION BY subject ORDER BY timestamp, event_uuid)
+               AS next_report
     FROM reports
 )
 SELECT subject, status, greatest(timestamp, %(start)s) AS lo,
        least(coalesce(next_report, %(end)s), timestamp + {hold_sql("interval")}, %(end)s) AS hi
 FROM timed
 WHERE status = ANY(%(states)s)
-ORDER BY subject, timestamp
+"""
+
+# The runs of a band state overlapping [start, end), clipped to it
+# (idx_facility_runs_status_end): each covers [started, ended).
+BAND_RUNS_SQL = f"""
+SELECT facility, status, greatest(started, %(start)s), least(ended, %(end)s)
+FROM {RUNS_TABLE}
+WHERE status = ANY(%(states)s) AND ended > %(start)s AND started < %(end)s
 """
 
 
@@ -72,9 +88,11 @@ def _merge(runs: list[tuple[datetime, datetime, str]]) -> list[tuple[datetime, d
     return merged
 
 
-def facility_bands(start: datetime, end: datetime) -> list[Band]:
+def facility_bands(start: datetime, end: datetime, from_runs: bool | None = None) -> list[Band]:
     """The outages and maintenance windows of every facility in [start, end),
-    per state, overlapping ones merged; in time order within each state."""
+    per state, overlapping ones merged; in time order within each state.
+    From facility_runs when they are current (`from_runs` None), else (or
+    False) from the reports."""
     stale = timedelta(seconds=settings.FACILITY_STALE_AFTER)
     params = {
         "start": start,
@@ -84,7 +102,9 @@ def facility_bands(start: datetime, end: datetime) -> list[Band]:
         "states": list(BAND_STATES),
     }
     with read_connection().cursor() as cursor:
-        cursor.execute(BAND_REPORTS_SQL, params)
+        if from_runs is None:
+            from_runs = runs_current(cursor, settings.FACILITY_STALE_AFTER)
+        cursor.execute(BAND_RUNS_SQL if from_runs else BAND_REPORTS_SQL, params)
         rows = cursor.fetchall()
     by_state: dict[str, list[tuple[datetime, datetime, str]]] = {s: [] for s in BAND_STATES}
     for slug, status, lo, hi in rows:

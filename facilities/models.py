@@ -13,13 +13,14 @@ from django.db import models
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT
 
-from audit.catalog import FACILITY_MAX_INTERVAL
+from audit.facility_runs import RUNS_TABLE, hold_sql, interval_sql, runs_current
 from audit.models import Event
 from facilities.status import (
     STATUS_EVENT,
     Allocation,
     CurrentStatus,
     Report,
+    Run,
     Usage,
     UsageSummary,
     current_status,
@@ -37,38 +38,11 @@ def validate_not_reserved(value: str) -> None:
         raise ValidationError(f"'{value}' is reserved for a page under /facilities/.")
 
 
-def interval_sql(payload: str) -> str:
-    """SQL for a report's payload.interval in whole seconds, from the JSON
-    column `payload`; NULL where it is missing or not what the catalog
-    accepts (a report stored before the catalog checked it, or imported
-    unchecked), so such a report holds FACILITY_STALE_AFTER, as one without
-    an interval. The nested CASE keeps the casts away from other values."""
-    value = f"({payload}->>'interval')::numeric"
-    return (
-        f"CASE WHEN jsonb_typeof({payload}->'interval') = 'number' THEN "
-        f"CASE WHEN {value} BETWEEN 1 AND {FACILITY_MAX_INTERVAL} AND mod({value}, 1) = 0 "
-        f"THEN {value}::int END END"
-    )
-
-
-def hold_sql(interval: str, stale: str = "%(stale)s") -> str:
-    """SQL for how long a report holds (status.Report.holds_for): its
-    interval in seconds (`interval`, NULL for none), never less than the
-    parameter `stale` (FACILITY_STALE_AFTER); greatest() skips the NULL."""
-    return f"greatest({stale}, make_interval(secs => {interval}))"
-
-
 # For each slug: its latest status report, and the first report of the run
-# that ends with it ("since"). Walking back from the latest report, the run
-# ends at the first report whose predecessor has another status or is older
-# than the predecessor's hold time (a silence, unknown on the uptime bar), or
-# has no predecessor. Both LATERALs read idx_events_facility_reports (subject,
-# timestamp DESC, event_uuid DESC; partial on facility_status reports) in its
-# own order: the first is one probe, the second streams through the window and
-# stops at the run's first report, so it reads as many reports as the current
-# run has. The event type is written into the SQL, not passed, so the planner
-# can match the partial index.
-CURRENT_STATUS_SQL = f"""
+# that ends with it ("since"): the start of the facility's last run in
+# facility_runs (one probe of its primary key). The event type is written into
+# the SQL, not passed, so the planner can match idx_events_facility_reports.
+_LATEST_REPORT = f"""
 SELECT s.slug, r.timestamp, r.status, r.message, r.caller, r.interval, run.started
 FROM unnest(%(slugs)s::text[]) AS s(slug)
 LEFT JOIN LATERAL (
@@ -80,6 +54,20 @@ LEFT JOIN LATERAL (
     ORDER BY e.timestamp DESC, e.event_uuid DESC
     LIMIT 1
 ) r ON true
+"""
+CURRENT_STATUS_SQL = f"""{_LATEST_REPORT}
+LEFT JOIN LATERAL (
+    SELECT x.started FROM {RUNS_TABLE} x WHERE x.facility = s.slug
+    ORDER BY x.started DESC, x.first_uuid DESC LIMIT 1
+) run ON true
+"""
+# The same from the reports alone, while facility_runs were built with
+# another FACILITY_STALE_AFTER (audit/facility_runs.py). Walking back from the
+# latest report, the run ends at the first report whose predecessor has
+# another status or is older than the predecessor's hold time (a silence,
+# unknown on the uptime bar), or has no predecessor. The walk streams
+# idx_events_facility_reports and stops at the run's first report.
+CURRENT_STATUS_RAW_SQL = f"""{_LATEST_REPORT}
 LEFT JOIN LATERAL (
     SELECT w.timestamp AS started
     FROM (
@@ -167,7 +155,11 @@ class FacilityQuerySet(models.QuerySet):
         if not slugs:
             return {}
         with read_connection().cursor() as cursor:
-            cursor.execute(CURRENT_STATUS_SQL, {"slugs": slugs, "stale": stale_after})
+            current = runs_current(cursor, int(stale_after.total_seconds()))
+            cursor.execute(
+                CURRENT_STATUS_SQL if current else CURRENT_STATUS_RAW_SQL,
+                {"slugs": slugs, "stale": stale_after},
+            )
             rows = cursor.fetchall()
         result = {}
         for slug, ts, status, message, caller, interval, started in rows:
@@ -293,32 +285,54 @@ class Facility(models.Model):
         """This facility's status reports (idx_events_subject_ts)."""
         return Event.objects.about("facility", self.slug).filter(event_type=STATUS_EVENT)
 
-    def reports(self, start: datetime, end: datetime | None = None) -> list[Report]:
-        """Status reports in [start, end) in time order (no end: all since
-        start), preceded by the report in force at `start`, if any."""
+    def _report_fields(self) -> tuple:
         # ->> text, not JSON: the panel reads ~100 reports a day for 90 days,
         # and decoding each value as JSON was a third of its time. The
         # interval is checked in SQL, by the rule the map's query uses (SQL
         # made of constants, nothing the caller gives).
         column = f'"{Event._meta.db_table}"."payload"'
         interval = RawSQL(interval_sql(column), ())  # noqa: S611
-        fields = ("timestamp", KT("payload__status"), KT("payload__message"), "caller", interval)
+        return ("timestamp", KT("payload__status"), KT("payload__message"), "caller", interval)
+
+    @staticmethod
+    def _as_reports(rows) -> list[Report]:
+        return [
+            Report(ts, str(status or ""), str(message or ""), caller, interval)
+            for ts, status, message, caller, interval in rows
+        ]
+
+    def report_before(self, start: datetime) -> Report | None:
+        """The latest report before `start` (one probe of
+        idx_events_facility_reports), if any."""
         before = (
             self.status_events()
             .filter(timestamp__lt=start)
             .order_by("-timestamp", "-event_uuid")
-            .values_list(*fields)[:1]
+            .values_list(*self._report_fields())[:1]
         )
+        return next(iter(self._as_reports(before)), None)
+
+    def reports(self, start: datetime, end: datetime | None = None) -> list[Report]:
+        """Status reports in [start, end) in time order (no end: all since
+        start), preceded by the report in force at `start`, if any."""
+        before = self.report_before(start)
         during = (
             self.status_events()
             .in_window(start, end)
             .order_by("timestamp", "event_uuid")
-            .values_list(*fields)
+            .values_list(*self._report_fields())
         )
-        return [
-            Report(ts, str(status or ""), str(message or ""), caller, interval)
-            for ts, status, message, caller, interval in [*before, *during]
-        ]
+        return ([before] if before else []) + self._as_reports(during)
+
+    def runs(self, start: datetime) -> list[Run]:
+        """The runs of this facility's reports (facility_runs) in time order:
+        the one in force at `start` (the latest begun before it), then every
+        run begun since. A few rows where `reports` reads thousands."""
+        fields = ("started", "status", "message", "caller", "interval_secs", "hold_until", "ended")
+        mine = FacilityRun.objects.filter(facility=self.slug)
+        before = mine.filter(started__lt=start).order_by("-started", "-first_uuid")[:1]
+        since = mine.filter(started__gte=start).order_by("started", "first_uuid")
+        return [Run(*row) for row in [*before.values_list(*fields), *since.values_list(*fields)]]
 
     def recent_failures(self, limit: int = 10) -> list[Event]:
         """The latest failed realizations, materializations and status reports
@@ -330,3 +344,34 @@ class Facility(models.Model):
                 target=self.slug, success=False, subject_type__in=FAILURE_SUBJECTS
             ).order_by("-timestamp", "-event_uuid")[:limit]
         )
+
+
+class FacilityRun(models.Model):
+    """A run of one status in a facility's reports (audit/facility_runs.py): a
+    pre-aggregate of `events`, written only by the triggers on it and by a
+    rebuild; the rows cover [started, ended) with `status`."""
+
+    pk = models.CompositePrimaryKey("facility", "started", "first_uuid")
+    facility = models.TextField()
+    started = models.DateTimeField()
+    first_uuid = models.UUIDField()
+    # payload.status as reported ('' for none), not yet mapped to a state.
+    status = models.TextField()
+    # The run's first report, which a status change lists.
+    message = models.TextField()
+    caller = models.TextField()
+    interval_secs = models.IntegerField(null=True)
+    last_report = models.DateTimeField()
+    last_uuid = models.UUIDField()
+    hold_until = models.DateTimeField()
+    ended = models.DateTimeField()
+
+    class Meta:
+        db_table = RUNS_TABLE
+        indexes = [
+            # The charts' bands: the runs of one state ending after a window starts.
+            models.Index(fields=["status", "ended"], name="idx_facility_runs_status_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.facility} {self.status} from {self.started:%Y-%m-%d %H:%M:%S}"

@@ -112,6 +112,10 @@ class Segment:
     status: str
 
 
+def _state(status: str) -> str:
+    return status if status in FACILITY_STATES else UNKNOWN
+
+
 def segments(
     reports: list[Report], start: datetime, end: datetime, stale_after: timedelta
 ) -> list[Segment]:
@@ -123,8 +127,24 @@ def segments(
         valid_until = min(following, report.holds_until(stale_after))
         a, b = max(report.timestamp, start), min(valid_until, end)
         if b > a:
-            status = report.status if report.status in FACILITY_STATES else UNKNOWN
-            covered.append(Segment(a, b, status))
+            covered.append(Segment(a, b, _state(report.status)))
+    return _filled(covered, start, end)
+
+
+def run_segments(runs: list["Run"], start: datetime, end: datetime) -> list[Segment]:
+    """`segments` from the runs in force in [start, end) (Facility.runs):
+    each covers [started, ended) with its status."""
+    covered: list[Segment] = []
+    for run in runs:
+        a, b = max(run.started, start), min(run.ended, end)
+        if b > a:
+            covered.append(Segment(a, b, _state(run.status)))
+    return _filled(covered, start, end)
+
+
+def _filled(covered: list[Segment], start: datetime, end: datetime) -> list[Segment]:
+    """The covered stretches in time order with the gaps between them unknown,
+    touching stretches of one state joined."""
     result: list[Segment] = []
     cursor = start
     for seg in covered:
@@ -164,6 +184,42 @@ def changes(reports: list[Report], now: datetime, stale_after: timedelta) -> lis
         previous = report
     if previous is not None and now > previous.holds_until(stale_after):
         changed.append(Report(previous.holds_until(stale_after), UNKNOWN, STOPPED_REPORTING))
+    return changed[::-1]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of one status (facility_runs, audit/facility_runs.py): its first
+    report, when its last report's hold ends, and when it ended (the next
+    run's start, if before that)."""
+
+    started: datetime
+    status: str
+    message: str
+    caller: str
+    interval: int | None
+    hold_until: datetime
+    ended: datetime
+
+    @property
+    def first_report(self) -> Report:
+        return Report(self.started, self.status, self.message, self.caller, self.interval)
+
+
+def run_changes(runs: list[Run], now: datetime, first: Report | None = None) -> list[Report]:
+    """`changes` from runs: each run's first report, and a stop where a run's
+    hold ended before the next began. `first` (the report in force when the
+    runs were read from, the last report of runs[0] before then) stands for
+    runs[0]'s first report, as `changes` of the reports since then lists it."""
+    changed: list[Report] = []
+    previous: Run | None = None
+    for run in runs:
+        if previous is not None and run.started > previous.hold_until:
+            changed.append(Report(previous.hold_until, UNKNOWN, STOPPED_REPORTING))
+        changed.append(first if previous is None and first else run.first_report)
+        previous = run
+    if previous is not None and now > previous.hold_until:
+        changed.append(Report(previous.hold_until, UNKNOWN, STOPPED_REPORTING))
     return changed[::-1]
 
 

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 
+from audit.facility_runs import runs_current
 from audit.models import Event
 from facilities.models import Facility
 from facilities.status import (
@@ -14,14 +15,18 @@ from facilities.status import (
     STATE_LABELS,
     CurrentStatus,
     Report,
+    Segment,
     Uptime,
     Usage,
     UsageSummary,
     changes,
     daily_uptime,
+    run_changes,
+    run_segments,
     segments,
     uptime_window,
 )
+from sphere_stats.db import read_connection
 
 MAX_CHANGES = 50
 # The table's usage counts are cached this long: every open map polls the
@@ -126,6 +131,23 @@ class FacilityDetail:
     window_start: datetime
 
 
+def status_history(
+    facility: Facility, start: datetime, now: datetime, from_runs: bool | None = None
+) -> tuple[list[Segment], list[Report]]:
+    """The facility's states over [start, now) and its status changes since
+    the report in force at `start` (newest first): from its runs when they
+    are current (`from_runs` None), else (or False) from its reports."""
+    if from_runs is None:
+        with read_connection().cursor() as cursor:
+            from_runs = runs_current(cursor, settings.FACILITY_STALE_AFTER)
+    if from_runs:
+        runs = facility.runs(start)
+        first = facility.report_before(start) if runs and runs[0].started < start else None
+        return run_segments(runs, start, now), run_changes(runs, now, first)
+    reports = facility.reports(start)
+    return segments(reports, start, now, stale_after()), changes(reports, now, stale_after())
+
+
 def facility_detail(
     facility: Facility, now: datetime, zone: ZoneInfo, materializations: int | None = None
 ) -> FacilityDetail:
@@ -139,9 +161,8 @@ def facility_detail(
     )
     usage = one.usage(kinds=("materialization",), limit=materializations)[facility.slug]
     start, _ = uptime_window(now, zone)
-    reports = facility.reports(start)
-    uptime = daily_uptime(segments(reports, start, now, stale_after()), zone, now)
-    changed = changes(reports, now, stale_after())
+    segs, changed = status_history(facility, start, now)
+    uptime = daily_uptime(segs, zone, now)
     return FacilityDetail(
         row=row,
         usage=usage,

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from sphere_stats.models import ApiToken, forget_tokens
+from sphere_stats.models import ApiToken, WorkerJob, forget_tokens
 
 
 @admin.register(ApiToken)
@@ -21,3 +21,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
         n = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         forget_tokens()  # update() sends no signal
         self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)
+
+
+@admin.register(WorkerJob)
+class WorkerJobAdmin(admin.ModelAdmin):
+    """Read-only: is the worker alive, and do its jobs succeed?"""
+
+    list_display = ("name", "last_run", "last_ok", "seconds", "handled", "last_error")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

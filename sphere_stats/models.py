@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -93,3 +94,29 @@ class ApiToken(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class WorkerJob(models.Model):
+    """The last run of each background job (sphere_stats/worker.py): what an
+    operator checks to see that the worker is alive and its jobs succeed."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    last_run = models.DateTimeField()
+    last_ok = models.DateTimeField(null=True)
+    seconds = models.FloatField(default=0)
+    handled = models.BigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "worker_jobs"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def record(cls, name: str, now: datetime, seconds: float, handled: int, error: str) -> None:
+        fields = {"last_run": now, "seconds": seconds, "handled": handled, "last_error": error}
+        if not error:
+            fields["last_ok"] = now
+        cls.objects.update_or_create(name=name, defaults=fields)

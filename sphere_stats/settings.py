@@ -39,6 +39,10 @@ INSTALLED_APPS = [
     "audit",
     "dashboards",
     "facilities",
+    # Telling people: channels and their outbox, alert rules, audit streams.
+    "notify",
+    "alerts",
+    "streams",
     # The demo history and the commands of `make run`; no other app imports it.
     "demo",
 ]
@@ -294,6 +298,29 @@ FACILITY_STALE_AFTER = envint("FACILITY_STALE_AFTER", 15 * 60)
 FACILITIES_PUBLIC = envbool("FACILITIES_PUBLIC", False)
 MAP_TILE_URL = envstr("MAP_TILE_URL", "")
 MAP_TILE_ATTRIBUTION = envstr("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors")
+
+# The background worker (`manage.py run_worker`): how often each job runs.
+ALERT_EVALUATE_SECONDS = envint("ALERT_EVALUATE_SECONDS", 15)
+OUTBOX_SEND_SECONDS = envint("OUTBOX_SEND_SECONDS", 5)
+# A delivery still failing this long after it was queued is given up (and
+# stays in the admin with its attempts).
+OUTBOX_GIVE_UP_SECONDS = envint("OUTBOX_GIVE_UP_SECONDS", 24 * 3600)
+STREAM_SEND_SECONDS = envint("STREAM_SEND_SECONDS", 5)
+STREAM_BATCH_SIZE = envint("STREAM_BATCH_SIZE", 1000)
+# The weekly report: when (weekday and local time in REPORT_TIME_ZONE, which
+# also cuts its days) and to whom.
+REPORT_SCHEDULE = envstr("REPORT_SCHEDULE", "mon 08:00")
+REPORT_TIME_ZONE = envstr("REPORT_TIME_ZONE", "UTC")
+REPORT_RECIPIENTS = envlist("REPORT_RECIPIENTS")
+
+# Mail (alerts' email channels, the weekly report), Django's own settings.
+EMAIL_HOST = envstr("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "sphere-stats@localhost")
 
 LOGGING = {
     "version": 1,

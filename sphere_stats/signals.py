@@ -16,7 +16,16 @@ from sphere_stats.roles import GROUP_NAMES
 
 ADMIN_GROUP = "admin"
 # Apps whose models the admin role manages in Django's admin.
-ADMIN_APPS = ("sphere_stats", "audit", "facilities", "auth")
+ADMIN_APPS = (
+    "sphere_stats",
+    "audit",
+    "dashboards",
+    "facilities",
+    "notify",
+    "alerts",
+    "streams",
+    "auth",
+)
 
 
 def _sync_staff(user_ids, *, added: bool) -> None:

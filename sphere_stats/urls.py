@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("dashboards.urls")),
     path("", include("audit.urls")),
     path("facilities/", include("facilities.urls")),
+    path("alerts/", include("alerts.urls")),
     path("api/", views.api_home, name="api_home"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.scrape, name="metrics"),

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("sphere_stats", "audit", "dashboards", "facilities", "demo")
+APPS = ("sphere_stats", "audit", "dashboards", "facilities", "notify", "alerts", "streams", "demo")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 

@@ -51,6 +51,7 @@ PAGES = {
     "facilities": "/facilities/",
     "map": "/facilities/map/",
     "facility": "/facilities/wisc/",
+    "alerts": "/alerts/",
     "api-home": "/api/v1/",
     "api-docs": "/api/v1/docs",
     "login": "/accounts/login/",
@@ -106,6 +107,7 @@ def site(django_db_setup, django_db_blocker):
         call_command("seed_facilities", stdout=StringIO())
         ingest(list(generate(3000, days=400, seed=2, end=timezone.now())))
         admin = make_user("pagesadmin", "admin")
+        _alert_rules()
         experiment = (
             Entity.objects.filter(kind="experiment").exclude(state="gone").order_by("name").first()
         )
@@ -142,6 +144,29 @@ def site(django_db_setup, django_db_blocker):
             server._live_server_modified_settings.disable()
             server.stop()
             call_command("flush", interactive=False, verbosity=0)
+
+
+def _alert_rules() -> None:
+    """Rules with incidents for the alerts page: every facility that is not up
+    is an open incident, and the worker's last run is shown."""
+    from alerts.jobs import evaluate_rules
+    from alerts.models import AlertRule
+    from notify.models import Channel
+    from sphere_stats.worker import Job, run_job
+
+    ops = Channel.objects.create(
+        name="Operations webhook", kind="webhook", url="http://127.0.0.1:9/"
+    )
+    rule = AlertRule.objects.create(
+        name="A facility is in trouble",
+        kind="facility_status",
+        statuses=["down", "degraded", "maintenance", "silent"],
+    )
+    rule.channels.add(ops)
+    AlertRule.objects.create(
+        name="Password guessing", kind="failed_logins", username="*", threshold=20, window=10
+    )
+    run_job(Job("alerts.evaluate", 15, evaluate_rules))
 
 
 @pytest.fixture(scope="module", params=VIEWS, ids=[f"{w}-{s}" for w, _, s in VIEWS])

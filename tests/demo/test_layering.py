@@ -35,3 +35,23 @@ def test_the_demo_commands_belong_to_the_demo_app():
     commands = get_commands()
     for name in ("seed_demo", "seed_facilities", "demo_reporter", "demo_setup"):
         assert commands[name] == "demo", name
+
+
+# What each app may not import: the ground floor (audit) knows nothing of
+# the apps that read it, and the outbox (notify) nothing of what uses it.
+ABOVE = {
+    "audit": ("dashboards", "facilities", "alerts", "notify", "streams", "demo"),
+    "notify": ("alerts", "streams", "dashboards", "demo"),
+    "streams": ("alerts", "notify", "dashboards", "facilities", "demo"),
+}
+
+
+def test_each_app_imports_nothing_that_stands_on_it():
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for app, above in ABOVE.items()
+        for path in sorted((ROOT / app).rglob("*.py"))
+        for module in sorted(imported_modules(path))
+        if module.split(".")[0] in above
+    ]
+    assert offenders == []

@@ -134,34 +134,44 @@ def run_recipe() -> str:
     return line
 
 
-def test_make_run_starts_the_reporter_beside_gunicorn_in_one_shell():
+def test_make_run_starts_the_reporter_and_the_worker_beside_gunicorn_in_one_shell():
     line = run_recipe()
     assert re.search(r"fakebin/python manage\.py demo_reporter &", line)
-    assert "trap 'kill $! 2>/dev/null' EXIT" in line
-    assert line.index("demo_reporter &") < line.index("trap") < line.index("fakebin/gunicorn")
+    assert re.search(r"fakebin/python manage\.py run_worker &", line)
+    assert "trap 'kill $reporter $worker 2>/dev/null' EXIT" in line
+    assert line.index("run_worker &") < line.index("trap") < line.index("fakebin/gunicorn")
     assert subprocess.run(["sh", "-n", "-c", line]).returncode == 0
 
 
-def test_make_run_stops_the_reporter_when_gunicorn_exits(tmp_path):
-    # Stand-ins: the "reporter" sleeps and notes its pid; "gunicorn" serves
-    # for a moment and exits, as it does after Ctrl-C.
+def test_make_run_stops_the_reporter_and_the_worker_when_gunicorn_exits(tmp_path):
+    # Stand-ins: the "reporter" and the "worker" sleep and note their pids;
+    # "gunicorn" serves for a moment and exits, as it does after Ctrl-C.
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
-    pid_file = tmp_path / "reporter.pid"
-    (bin_dir / "python").write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    pid_file = tmp_path / "python.pids"
+    (bin_dir / "python").write_text(f"#!/bin/sh\necho $$ >> {pid_file}\nexec sleep 60\n")
     (bin_dir / "gunicorn").write_text("#!/bin/sh\nsleep 1\n")
     for script in bin_dir.iterdir():
         script.chmod(0o755)
     subprocess.run(["sh", "-c", run_recipe()], cwd=tmp_path, check=True, timeout=30)
-    reporter = int(pid_file.read_text())
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert len(pids) == 2
     for _ in range(50):
-        try:
-            os.kill(reporter, 0)
-        except ProcessLookupError:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
             return
         time.sleep(0.1)
-    os.kill(reporter, 9)
-    pytest.fail("the reporter outlived gunicorn")
+    for pid in alive:
+        os.kill(pid, 9)
+    pytest.fail("the reporter or the worker outlived gunicorn")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.django_db(transaction=True)

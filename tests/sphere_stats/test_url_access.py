@@ -81,6 +81,8 @@ ACCESS: dict[str, object] = {
     "facilities/map/": Page(Role.VIEWER),
     "facilities/status/": Page(Role.VIEWER),
     "facilities/<slug:slug>/": Page(Role.VIEWER),
+    # alerts: the rules and incidents, for staff
+    "alerts/": Page(Role.ADMIN),
     # the JSON API
     "api/": Public(),
     "api/v1/": Public(),
