@@ -8,3 +8,7 @@ class NotifyConfig(AppConfig):
     def ready(self) -> None:
         # Registers the worker's `notify.send` job.
         from notify import jobs  # noqa: F401
+        from notify.metrics import OutboxCollector
+        from sphere_stats.metrics import register
+
+        register(OutboxCollector())

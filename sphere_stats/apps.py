@@ -7,3 +7,8 @@ class SphereStatsConfig(AppConfig):
 
     def ready(self) -> None:
         from sphere_stats import signals  # noqa: F401  (connects the receivers)
+        from sphere_stats.metrics import register
+        from sphere_stats.worker import WorkerCollector
+
+        # GET /metrics: is the background worker alive?
+        register(WorkerCollector())

@@ -100,3 +100,37 @@ def run_due(now: datetime | None = None, *, force: bool = False) -> dict[str, in
             if not connection.is_usable():
                 raise  # the database went away: the loop waits and reconnects
     return done
+
+
+class WorkerCollector:
+    """The worker's health for GET /metrics (registered by SphereStatsConfig):
+    when each job last ran and last succeeded, and whether its last run
+    failed. A Prometheus rule on `time() - sphere_worker_job_last_success_
+    timestamp_seconds` pages someone when the worker stops."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        from sphere_stats.models import WorkerJob
+
+        last_run = GaugeMetricFamily(
+            "sphere_worker_job_last_run_timestamp_seconds",
+            "When the background job last ran (Unix time).",
+            labels=["job"],
+        )
+        last_ok = GaugeMetricFamily(
+            "sphere_worker_job_last_success_timestamp_seconds",
+            "When the background job last ran without an error (Unix time).",
+            labels=["job"],
+        )
+        failing = GaugeMetricFamily(
+            "sphere_worker_job_failing",
+            "1 when the background job's last run failed, else 0.",
+            labels=["job"],
+        )
+        for row in WorkerJob.objects.all():
+            last_run.add_metric([row.name], row.last_run.timestamp())
+            if row.last_ok is not None:
+                last_ok.add_metric([row.name], row.last_ok.timestamp())
+            failing.add_metric([row.name], 1 if row.last_error else 0)
+        yield from (last_run, last_ok, failing)
