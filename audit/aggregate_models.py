@@ -1,6 +1,6 @@
-"""The daily and hourly count pre-aggregates besides event_counts_hourly
-(audit.models.HourlyCount): each is declared in audit/aggregates.py, kept by
-the triggers on `events` and re-exported by audit.models."""
+"""The monthly, daily and hourly count pre-aggregates besides event_counts_hourly
+(audit.models.HourlyCount): each is declared in audit/aggregates.py and kept by
+the triggers on `events`; audit.models re-exports the daily and hourly ones."""
 
 from django.db import models
 
@@ -129,3 +129,41 @@ class DailyFailedLogin(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
+
+
+class MonthlyCallerCount(models.Model):
+    """Pre-aggregate: DailyCallerCount per UTC month. A year is read as its
+    whole months here, the whole days around them from the daily table and
+    the partial days from `events` (audit.buckets.month_plan)."""
+
+    pk = models.CompositePrimaryKey("month", "caller")
+    month = models.DateTimeField()  # UTC midnight of the month's first day
+    caller = models.TextField()
+    events = models.BigIntegerField()
+    logins = models.BigIntegerField()  # user_login, either outcome
+    failures = models.BigIntegerField()  # success = false, any type
+
+    class Meta:
+        db_table = "event_counts_monthly_caller"
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.caller}: {self.events}"
+
+
+class MonthlyProjectCount(models.Model):
+    """Pre-aggregate: DailyProjectCount per UTC month (the most active
+    projects of a year or of all time)."""
+
+    pk = models.CompositePrimaryKey("month", "project")
+    month = models.DateTimeField()  # UTC midnight of the month's first day
+    project = models.TextField()
+    events = models.BigIntegerField()
+    experiments = models.BigIntegerField()
+    realizations = models.BigIntegerField()
+    materializations = models.BigIntegerField()
+
+    class Meta:
+        db_table = "event_counts_monthly_project"
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.project}: {self.events}"

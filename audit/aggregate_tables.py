@@ -31,10 +31,11 @@ class TableDeclaration:
 
 @dataclass(frozen=True)
 class CountTable(TableDeclaration):
-    """Rows of `events` matching `only`, counted per UTC `unit` (hour or
-    day, in column `time`) and `keys`. Each key and count is (its column,
-    its SQL over an events row). The first count is count(*): a group whose
-    first count falls to 0 has no rows left and its row is deleted."""
+    """Rows of `events` matching `only`, counted per UTC `unit` (hour, day
+    or month, in column `time`) and `keys`. Each key and count is (its
+    column, its SQL over an events row). The first count is count(*): a
+    group whose first count falls to 0 has no rows left and its row is
+    deleted."""
 
     table: str
     time: str
@@ -85,15 +86,18 @@ class CountTable(TableDeclaration):
     def _range(self) -> tuple[str, str]:
         # Whole units: from the one `start` falls in to the end of the one
         # `end` falls in (an `end` on a unit's boundary ends its predecessor).
+        # The unit is added in UTC wall time: a month (or a day) added to a
+        # timestamptz in the session's zone would end at a local midnight.
         lo = f"coalesce(date_trunc('{self.unit}', %(start)s::timestamptz, 'UTC'), '-infinity')"
         hi = (
-            f"coalesce(date_trunc('{self.unit}', %(end)s::timestamptz - interval '1 microsecond',"
-            f" 'UTC') + interval '1 {self.unit}', 'infinity')"
+            f"coalesce((date_trunc('{self.unit}', %(end)s::timestamptz - interval '1 microsecond',"
+            f" 'UTC') AT TIME ZONE 'UTC' + interval '1 {self.unit}') AT TIME ZONE 'UTC',"
+            " 'infinity')"
         )
         return lo, hi
 
     def rebuild(self, cursor, start: datetime | None, end: datetime | None) -> None:
-        """Recompute the hours or days overlapping [start, end) (None: unbounded)."""
+        """Recompute the hours, days or months overlapping [start, end) (None: unbounded)."""
         lo, hi = self._range()
         params = {"start": start, "end": end}
         cursor.execute(

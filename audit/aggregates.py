@@ -9,7 +9,7 @@ way; nothing has to call the API or run a command.
 
 Three families, each declared below:
 
-- COUNT_TABLES: counts per UTC hour or day and some keys (event type and
+- COUNT_TABLES: counts per UTC hour, day or month and some keys (event type and
   outcome, caller, project, login user). One CountTable says which rows it
   counts, grouped how; from it come the trigger's upsert (+1 per inserted
   row, -1 per deleted one), the rebuild of a time range, the comparison
@@ -52,6 +52,24 @@ _QUARTERS = tuple(
     (f"n{m}", f"count(*) FILTER (WHERE extract(minute FROM timestamp AT TIME ZONE 'UTC') < {m})")
     for m in (15, 30, 45)
 )
+# The most active users and projects, per day and per month.
+_CALLER = (("caller", "caller"),)
+_CALLER_COUNTS = (
+    ("events", "count(*)"),
+    ("logins", "count(*) FILTER (WHERE event_type = 'user_login')"),
+    ("failures", "count(*) FILTER (WHERE NOT success)"),
+)
+_PROJECT = (("project", PROJECT_OF_EVENT),)
+_PROJECT_COUNTS = (
+    ("events", "count(*)"),
+    ("experiments", "count(*) FILTER (WHERE event_type = 'experiment_created' AND success)"),
+    ("realizations", "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)"),
+    (
+        "materializations",
+        "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)",
+    ),
+)
+_PROJECT_EVENTS = "payload->>'project' IS NOT NULL OR subject_type = 'project'"
 COUNT_TABLES = (
     CountTable(
         "event_counts_hourly",
@@ -68,38 +86,26 @@ COUNT_TABLES = (
         (("username", "subject"),),
         only="event_type = 'user_login' AND success",
     ),
-    CountTable(
-        "event_counts_daily_caller",
-        "day",
-        "day",
-        (("caller", "caller"),),
-        counts=(
-            ("events", "count(*)"),
-            ("logins", "count(*) FILTER (WHERE event_type = 'user_login')"),
-            ("failures", "count(*) FILTER (WHERE NOT success)"),
-        ),
-    ),
+    CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),
     CountTable(
         "event_counts_daily_project",
         "day",
         "day",
-        (("project", PROJECT_OF_EVENT),),
-        counts=(
-            ("events", "count(*)"),
-            (
-                "experiments",
-                "count(*) FILTER (WHERE event_type = 'experiment_created' AND success)",
-            ),
-            (
-                "realizations",
-                "count(*) FILTER (WHERE event_type = 'realization_allocated' AND success)",
-            ),
-            (
-                "materializations",
-                "count(*) FILTER (WHERE event_type = 'materialization_allocated' AND success)",
-            ),
-        ),
-        only="payload->>'project' IS NOT NULL OR subject_type = 'project'",
+        _PROJECT,
+        counts=_PROJECT_COUNTS,
+        only=_PROJECT_EVENTS,
+    ),
+    # The same per UTC month, for the top users and projects of a year or
+    # of all time: some 12 (callers) and 19 (projects) times fewer rows
+    # than the days; the days and `events` answer a window's edges.
+    CountTable("event_counts_monthly_caller", "month", "month", _CALLER, counts=_CALLER_COUNTS),
+    CountTable(
+        "event_counts_monthly_project",
+        "month",
+        "month",
+        _PROJECT,
+        counts=_PROJECT_COUNTS,
+        only=_PROJECT_EVENTS,
     ),
     # Facilities by allocations: a few facilities, so a year is some
     # thousands of rows however many events.

@@ -2,10 +2,11 @@
 answer and which part only the raw `events` table can count.
 
 The pre-aggregates count per UTC hour (event_counts_hourly,
-login_users_hourly, entity_changes_hourly) or per UTC day
-(event_counts_daily, event_counts_daily_caller, event_counts_daily_project).
-`cover` cuts a range into the whole units they hold and the partial edges
-that `events` counts; every reader of a pre-aggregate plans with it
+login_users_hourly, entity_changes_hourly), per UTC day (event_counts_daily,
+event_counts_daily_caller, event_counts_daily_project, ...) or per UTC month
+(event_counts_monthly_caller, event_counts_monthly_project). `cover` cuts a
+range into the whole units they hold and the partial edges that `events`
+counts; every reader of a pre-aggregate plans with it
 (HourlyCount.objects.exact_count, the stats in dashboards/stats/).
 
 Charts bucket by a display zone, where a bucket edge can fall inside a UTC
@@ -40,6 +41,22 @@ def fetch(query: sql.Composable | str, params: dict[str, Any] | None = None) -> 
         return cursor.fetchall()
 
 
+def unit_floor(moment: datetime, unit: str) -> datetime:
+    """utc_floor, and the start of the UTC month for unit "month"."""
+    if unit != "month":
+        return utc_floor(moment, unit)
+    return utc_floor(moment, "day").replace(day=1)
+
+
+def unit_ceil(moment: datetime, unit: str) -> datetime:
+    """utc_ceil, and the first UTC month start at or after `moment` for unit "month"."""
+    if unit != "month":
+        return utc_ceil(moment, unit)
+    floor = unit_floor(moment, unit)
+    # Day 1 plus 32 days is always in the next month.
+    return floor if floor == moment else (floor + timedelta(days=32)).replace(day=1)
+
+
 def cover(
     start: datetime | None, end: datetime | None, units: tuple[str, ...], finer: str | None = None
 ) -> list[Piece]:
@@ -47,15 +64,18 @@ def cover(
     of `units` in the middle, the whole units of each finer one around them,
     and the partial edges from the raw table (`finer`, None at the top).
 
-    `units` go from finest to coarsest: ("hour", "day") reads a year as about
-    365 daily rows, up to 46 hourly ones and at most two hours of events. A
-    None bound leaves that side open: only whole units reach towards it.
+    `units` go from finest to coarsest ("hour", "day", "month"): ("hour",
+    "day") reads a year as about 365 daily rows, up to 46 hourly ones and at
+    most two hours of events; ("day", "month") as 11 or 12 monthly rows, the
+    days of the partial months around them (about a month in all) and the
+    partial days from events. A None bound leaves that side open: only whole
+    units reach towards it.
     """
     if not units:
         return [(finer, start, end)]
     unit = units[0]
-    lo = utc_ceil(start, unit) if start is not None else None
-    hi = utc_floor(end, unit) if end is not None else None
+    lo = unit_ceil(start, unit) if start is not None else None
+    hi = unit_floor(end, unit) if end is not None else None
     if lo is not None and hi is not None and lo >= hi:
         return [(finer, start, end)]
     head = [(finer, start, lo)] if start is not None and lo != start else []
@@ -80,6 +100,45 @@ def whole_days(start: datetime, end: datetime) -> dict[str, datetime] | None:
         return None
     ((first, last),) = days
     return {
+        "first_day": first,
+        "end_day": last,
+        "head_lo": start,
+        "head_hi": first,
+        "tail_lo": last,
+        "tail_hi": end,
+    }
+
+
+# The whole UTC days of a range's two partial months (month_plan), as one
+# condition on a daily pre-aggregate's `day`: both are one scan of its key.
+DAY_EDGES = sql.SQL(
+    "((day >= %(days_head_lo)s AND day < %(days_head_hi)s)"
+    " OR (day >= %(days_tail_lo)s AND day < %(days_tail_hi)s))"
+)
+
+
+def month_plan(start: datetime, end: datetime) -> dict[str, datetime] | None:
+    """The parameters of a read of [start, end) in three parts: its whole UTC
+    months from a monthly pre-aggregate (`month >= %(first_month)s AND month
+    < %(end_month)s`), the whole days around them from a daily one
+    (DAY_EDGES) and the partial days from `events` (RAW_EDGES). None when no
+    day is whole. An absent part is an empty range; first_day and end_day
+    bound the whole days and months together, as whole_days' do."""
+    pieces = cover(start, end, ("day", "month"))
+    whole = [(unit, lo, hi) for unit, lo, hi in pieces if unit is not None]
+    if not whole:
+        return None
+    first, last = whole[0][1], whole[-1][2]
+    months = [(lo, hi) for unit, lo, hi in whole if unit == "month"]
+    # Without a whole month, every whole day is in the head.
+    ((month_lo, month_hi),) = months or [(last, last)]
+    return {
+        "first_month": month_lo,
+        "end_month": month_hi,
+        "days_head_lo": first,
+        "days_head_hi": month_lo,
+        "days_tail_lo": month_hi,
+        "days_tail_hi": last,
         "first_day": first,
         "end_day": last,
         "head_lo": start,

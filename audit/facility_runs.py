@@ -122,7 +122,7 @@ runs AS (
 # facility before its last deleted key, a prefix went (a prune). The first
 # report left starts a run, the one it was in; every later run stays as it was.
 _PRUNED = f"""
-        IF p_deleting AND NOT EXISTS (
+        IF NOT EXISTS (
             SELECT 1 FROM events AS e WHERE {_IS_REPORT} AND e.subject = v_f
               AND e.timestamp <= v_t2 AND (e.timestamp < v_t2 OR e.event_uuid < v_u2)) THEN
             SELECT e.timestamp AS ts, e.event_uuid AS id, coalesce(e.payload->>'message', '')
@@ -139,12 +139,66 @@ _PRUNED = f"""
 """
 
 
+# The run in force at (v_t, v_u): the last that started before it.
+_IN_FORCE = """SELECT * INTO v_r FROM facility_runs AS x WHERE x.facility = v_f
+          AND (x.started, x.first_uuid) < (v_t, v_u)
+        ORDER BY x.started DESC, x.first_uuid DESC LIMIT 1"""
+
+
+def _one_report(stale: str) -> str:
+    """In sphere_stats_facility_runs: one inserted report x = (v_t, v_u) of
+    the facility, the usual write, placed without the fold where it can be.
+
+    After the last run's last report, x continues that run (same status,
+    within its hold) or closes it and starts one, as the fold would.
+
+    Strictly inside a run, between two of its reports p and n (n followed p:
+    same status, n.ts <= p's hold end), with the run's status: x follows p
+    (x.ts <= n.ts <= p's hold end), and when n.ts <= x's own hold end, n
+    follows x; no other report has a new predecessor, so the run, its
+    bounds and every other run stay as they are. A shorter hold of x than
+    p's (a smaller interval) can split the run: then, or with another
+    status, it is refolded.
+
+    Both hold whether the runs are those of the reports without x (an
+    INSERT) or with it already (the second half of an UPDATE, after the
+    first refolded); anything else falls through to the refold."""
+    key = "x.facility = v_f AND x.started = v_r.started AND x.first_uuid = v_r.first_uuid"
+    return f"""
+        SELECT * INTO v_x FROM ({_reports(stale, "e.event_uuid = v_u")}) AS r;
+        SELECT * INTO v_r FROM facility_runs AS x WHERE x.facility = v_f
+        ORDER BY x.started DESC, x.first_uuid DESC LIMIT 1;
+        IF v_x.id IS NOT NULL AND (v_r.last_report, v_r.last_uuid) < (v_t, v_u) THEN
+            IF v_x.status = v_r.status AND v_t <= v_r.hold_until THEN
+                UPDATE facility_runs AS x SET last_report = v_t, last_uuid = v_u,
+                       hold_until = v_x.until, ended = v_x.until WHERE {key};
+            ELSE
+                UPDATE facility_runs AS x SET ended = least(v_t, v_r.hold_until) WHERE {key};
+                INSERT INTO facility_runs ({RUN_COLUMNS}) VALUES (v_f, v_t, v_u, v_x.status,
+                    v_x.message, v_x.caller, v_x.interval_secs, v_t, v_u, v_x.until, v_x.until);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF NOT (v_r.started, v_r.first_uuid) < (v_t, v_u) THEN
+            {_IN_FORCE};
+        END IF;
+        IF v_x.status = v_r.status AND (v_t, v_u) < (v_r.last_report, v_r.last_uuid) AND (
+            SELECT e.timestamp FROM events AS e WHERE {_IS_REPORT} AND e.subject = v_f
+              AND (e.timestamp, e.event_uuid) > (v_t, v_u)
+            ORDER BY e.timestamp, e.event_uuid LIMIT 1) <= v_x.until THEN
+            CONTINUE;
+        END IF;
+"""
+
+
 def refold_function(stale_seconds: int) -> str:
     """The function the triggers call with, per facility, the first and last
     (timestamp, event_uuid) a statement inserted or deleted. It refolds the
-    facility's runs from the run in force at the first key: appended reports
-    continue the last run (only they are read), a pruned prefix shortens the
-    first remaining run, anything else refolds from that run's first report."""
+    facility's runs from the run in force at the first key: one inserted
+    report is placed without a fold where it can be (_one_report), appended
+    reports continue the last run (only they are read), a pruned prefix
+    shortens the first remaining run, anything else refolds from that run's
+    first report."""
     stale = f"interval '{int(stale_seconds)} seconds'"
     # The run continued (v_r) standing for its last report, as a fold row.
     seed = (
@@ -165,18 +219,16 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
 -- and one plan for every call (see sphere_stats_refresh_entities).
 SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE v_f text; v_t timestamptz; v_u uuid; v_t2 timestamptz; v_u2 uuid;
-    v_r facility_runs%ROWTYPE; v_q record; v_seeded boolean; v_lo_ts timestamptz; v_lo_id uuid;
+    v_r facility_runs%ROWTYPE; v_q record; v_x record; v_seeded boolean;
+    v_lo_ts timestamptz; v_lo_id uuid;
 BEGIN
-    -- Sorted, so that two statements never wait for each other's facilities.
-    FOR v_f IN SELECT x FROM (SELECT DISTINCT x FROM unnest(p_facilities) AS x) AS d
-               ORDER BY hashtext(x), x LOOP
-        PERFORM pg_advisory_xact_lock({RUNS_LOCK}, hashtext(v_f));
-    END LOOP;
+    -- Sorted, so that two statements lock in the same order and never wait
+    -- for each other; each is locked before any of its runs is read.
     FOR v_f, v_t, v_u, v_t2, v_u2 IN SELECT * FROM unnest(p_facilities, p_lo_ts, p_lo_ids,
-                                                          p_hi_ts, p_hi_ids) LOOP
-{_PRUNED}        SELECT * INTO v_r FROM facility_runs AS x WHERE x.facility = v_f
-          AND (x.started, x.first_uuid) < (v_t, v_u)
-        ORDER BY x.started DESC, x.first_uuid DESC LIMIT 1;
+            p_hi_ts, p_hi_ids) AS u (f) ORDER BY hashtext(u.f), u.f LOOP
+        PERFORM pg_advisory_xact_lock({RUNS_LOCK}, hashtext(v_f));
+        IF p_deleting THEN{_PRUNED}        ELSIF v_u = v_u2 THEN{_one_report(stale)}        END IF;
+        {_IN_FORCE};
         -- Every new or deleted key after the run's last report: the run
         -- goes on from its last report, and only the reports after it are read.
         v_seeded := FOUND AND (v_r.last_report, v_r.last_uuid) < (v_t, v_u);
@@ -220,8 +272,10 @@ class FacilityRuns:
 
     def apply_sql(self, rows: str, sign: int) -> list[str]:
         """One statement: the refold of every facility a report of `rows`
-        is about, from the first of them (inserted or deleted alike)."""
+        is about, from the first of them (inserted or deleted alike). A
+        statement without a report (most of them) only probes `rows`."""
         return [
+            f"IF EXISTS (SELECT FROM {rows} AS e WHERE {_IS_REPORT}) THEN "
             "PERFORM sphere_stats_facility_runs(array_agg(facility), array_agg(lo_ts), "
             f"array_agg(lo_id), array_agg(hi_ts), array_agg(hi_id), {'true' if sign < 0 else 'false'}) "
             "FROM (SELECT e.subject AS facility, "
@@ -229,8 +283,7 @@ class FacilityRuns:
             "(array_agg(e.event_uuid ORDER BY e.timestamp, e.event_uuid))[1] AS lo_id, "
             "(array_agg(e.timestamp ORDER BY e.timestamp DESC, e.event_uuid DESC))[1] AS hi_ts, "
             "(array_agg(e.event_uuid ORDER BY e.timestamp DESC, e.event_uuid DESC))[1] AS hi_id "
-            f"FROM {rows} AS e WHERE {_IS_REPORT} GROUP BY e.subject) AS touched "
-            "HAVING count(*) > 0"
+            f"FROM {rows} AS e WHERE {_IS_REPORT} GROUP BY e.subject) AS touched; END IF"
         ]
 
     def _computed(self) -> str:

@@ -2,19 +2,23 @@
 members, facilities by allocations, the most frequent errors and who
 failed to log in.
 
-The rankings over a window read daily pre-aggregates for its whole UTC
-days and `events` for the partial days at both edges
-(audit.buckets.whole_days): event_counts_daily_caller (audit.DailyCallerCount),
-event_counts_daily_project (audit.DailyProjectCount),
-allocation_counts_daily (audit.DailyFacilityCount), and for the errors and
-failed logins dashboards/stats/failures.py; organizations by members read
-org_memberships (audit.OrgMembership).
+The users and projects over a window read monthly pre-aggregates for its
+whole UTC months, daily ones for the whole UTC days around them and
+`events` for the partial days at both edges (audit.buckets.month_plan):
+event_counts_monthly_caller and event_counts_daily_caller
+(audit.aggregate_models MonthlyCallerCount, DailyCallerCount),
+event_counts_monthly_project and event_counts_daily_project. The facilities
+read allocation_counts_daily (audit.DailyFacilityCount) for whole days
+(audit.buckets.whole_days: a few facilities, a few rows a day), the errors
+and failed logins dashboards/stats/failures.py; organizations by members
+read org_memberships (audit.OrgMembership).
 """
 
 from psycopg import sql
 
 from audit import catalog
-from audit.buckets import RAW_EDGES, fetch, whole_days
+from audit.aggregate_models import MonthlyCallerCount, MonthlyProjectCount
+from audit.buckets import DAY_EDGES, RAW_EDGES, fetch, month_plan, whole_days
 from audit.models import (
     DailyCallerCount,
     DailyFacilityCount,
@@ -35,23 +39,29 @@ CALLER_COUNTS = sql.SQL(
 USERS = sql.SQL("caller IN (SELECT name FROM {} WHERE kind = 'user')").format(ENTITIES)
 CALLERS_SQL = sql.SQL(
     "SELECT caller, sum(events)::bigint, sum(logins)::bigint, sum(failures)::bigint FROM ("
-    "  SELECT caller, events, logins, failures FROM {daily}"
-    "  WHERE day >= %(first_day)s AND day < %(end_day)s"
+    "  SELECT caller, events, logins, failures FROM {monthly}"
+    "  WHERE month >= %(first_month)s AND month < %(end_month)s"
+    "  UNION ALL SELECT caller, events, logins, failures FROM {daily} WHERE {day_edges}"
     "  UNION ALL SELECT caller, {counts} FROM events WHERE {edges} GROUP BY caller"
     ") AS s (caller, events, logins, failures) GROUP BY caller"
 ).format(
-    daily=sql.Identifier(DailyCallerCount._meta.db_table), counts=CALLER_COUNTS, edges=RAW_EDGES
+    monthly=sql.Identifier(MonthlyCallerCount._meta.db_table),
+    daily=sql.Identifier(DailyCallerCount._meta.db_table),
+    day_edges=DAY_EDGES,
+    counts=CALLER_COUNTS,
+    edges=RAW_EDGES,
 )
 
 
 def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
     """Users by events they caused in the window: (user, events, logins, failures).
 
-    Whole UTC days come from event_counts_daily_caller, the partial days at
-    both edges from `events`; source="raw" (or a window without a whole
-    UTC day) counts everything from `events`.
+    Whole UTC months come from event_counts_monthly_caller, the whole days
+    around them from event_counts_daily_caller, the partial days at both
+    edges from `events`; source="raw" (or a window without a whole UTC day)
+    counts everything from `events`.
     """
-    days = None if source == "raw" else whole_days(window.start, window.end)
+    days = None if source == "raw" else month_plan(window.start, window.end)
     if days is None:
         query = sql.SQL(
             "SELECT caller, {counts} FROM events"
@@ -106,7 +116,9 @@ PROJECTS_RAW_SQL = (
 )
 PROJECTS_SQL = (
     "SELECT project, {sums} FROM ("
-    "  SELECT project, {columns} FROM {daily} WHERE day >= %(first_day)s AND day < %(end_day)s"
+    "  SELECT project, {columns} FROM {monthly}"
+    "  WHERE month >= %(first_month)s AND month < %(end_month)s"
+    "  UNION ALL SELECT project, {columns} FROM {daily} WHERE {day_edges}"
     "  UNION ALL SELECT coalesce(payload->>'project', subject), {counts} FROM events"
     "  WHERE {edges} AND {project_events} GROUP BY 1"
     ") AS s (project, {columns})"
@@ -120,12 +132,13 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     experiments, realizations, materializations), every column over the
     same events whatever `by` ranks them.
 
-    Whole UTC days come from event_counts_daily_project, the partial days at
-    both edges from `events` (idx_events_project_ts); source="raw" (or a
-    window without a whole UTC day) counts everything from `events`.
+    Whole UTC months come from event_counts_monthly_project, the whole days
+    around them from event_counts_daily_project, the partial days at both
+    edges from `events` (idx_events_project_ts); source="raw" (or a window
+    without a whole UTC day) counts everything from `events`.
     """
     order = sql.Literal(list(PROJECT_MEASURES).index(by) + 2)
-    days = None if source == "raw" else whole_days(window.start, window.end)
+    days = None if source == "raw" else month_plan(window.start, window.end)
     if days is None:
         query = sql.SQL(PROJECTS_RAW_SQL).format(
             counts=PROJECT_COUNTS,
@@ -138,7 +151,9 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     query = sql.SQL(PROJECTS_SQL).format(
         sums=sql.SQL(", ").join(sql.SQL("sum({})::bigint").format(c) for c in columns),
         columns=sql.SQL(", ").join(columns),
+        monthly=sql.Identifier(MonthlyProjectCount._meta.db_table),
         daily=sql.Identifier(DailyProjectCount._meta.db_table),
+        day_edges=DAY_EDGES,
         counts=PROJECT_COUNTS,
         edges=RAW_EDGES,
         project_events=PROJECT_EVENTS,

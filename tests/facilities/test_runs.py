@@ -265,3 +265,109 @@ def test_another_staleness_limit_reads_the_reports_until_the_runs_are_rebuilt(se
     ]
     # The declaration with that value is another one: migrate rebuilds it.
     assert FacilityRuns("facility_runs", 30 * 60).definition != FACILITY_RUNS.definition
+
+
+def _runs() -> list[tuple]:
+    return list(FacilityRun.objects.order_by("started").values_list("status", "started", "ended"))
+
+
+def test_a_late_report_inside_a_run_whose_hold_reaches_the_next_one_changes_nothing():
+    facility("isi")
+    for minutes in (0, 20, 40):
+        report("isi", T0 + timedelta(minutes=minutes), "up", interval=1800)
+    before = _runs()
+    # Its 15-minute hold ends exactly when the next report comes: still one run.
+    report("isi", T0 + timedelta(minutes=5), "up")
+    report("isi", T0 + timedelta(minutes=25), "up", interval=600)
+    assert _runs() == before == [("up", T0, T0 + timedelta(minutes=70))]
+
+
+def test_a_late_report_with_a_shorter_hold_splits_the_run_it_lands_in():
+    facility("isi")
+    for minutes in (0, 20, 40):
+        report("isi", T0 + timedelta(minutes=minutes), "up", interval=1800)
+    # Its hold (15 minutes, the staleness limit) ends before the next report
+    # at 20: the facility was silent from 18 to 20.
+    report("isi", T0 + timedelta(minutes=3), "up")
+    assert _runs() == [
+        ("up", T0, T0 + timedelta(minutes=18)),
+        ("up", T0 + timedelta(minutes=20), T0 + timedelta(minutes=70)),
+    ]
+
+
+# Reports of one facility on a 5-minute grid. The history is mostly "up"
+# with long holds, so runs span gaps of up to 45 minutes; late reports land
+# in them with holds that do and do not reach the next report (15 minutes
+# without an interval), sometimes with another status.
+LATE_GAPS = (5, 10, 15, 15, 20, 25, 30, 45)
+
+
+def _late_report(rng: random.Random, at: datetime, *, history: bool = False) -> dict:
+    if history:
+        status = rng.choice(("up",) * 10 + ("down",))
+        interval = rng.choice((None, 1200, 1800, 2700, 2700))
+    else:
+        status = rng.choice(("up",) * 6 + ("down", "maintenance"))
+        interval = rng.choice((None, None, 600, 900, 1200, 1800, 2700))
+    payload = {"status": status}
+    if interval is not None:
+        payload["interval"] = interval
+    return {
+        "event_uuid": uuid.UUID(int=rng.getrandbits(128)),
+        "timestamp": at,
+        "event_type": "facility_status",
+        "caller": "ctl",
+        "subject": "isi",
+        "subject_type": "facility",
+        "target": None,
+        "success": True,
+        "error_message": None,
+        "payload": payload,
+    }
+
+
+def _change_one(rng: random.Random) -> None:
+    """One UPDATE of one report: its payload, or its time moved."""
+    ids = list(Event.objects.filter(event_type="facility_status").values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        if rng.random() < 0.5:
+            cursor.execute(
+                "UPDATE events SET payload = %(payload)s::jsonb WHERE event_uuid = %(id)s",
+                {"payload": _json(_late_report(rng, T0)["payload"]), "id": rng.choice(ids)},
+            )
+        else:
+            shift = timedelta(minutes=5 * rng.randint(-12, 12))
+            cursor.execute(
+                "UPDATE events SET timestamp = timestamp + %(shift)s WHERE event_uuid = %(id)s",
+                {"shift": shift, "id": rng.choice(ids)},
+            )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_single_late_reports_appends_and_updates_keep_the_runs_exact(seed):
+    rng = random.Random(1000 + seed)
+    for slug in SLUGS:
+        facility(slug)
+    rows, at = [], T0
+    for _ in range(60):
+        rows.append(_late_report(rng, at, history=True))
+        at += timedelta(minutes=rng.choice(LATE_GAPS))
+    _insert_sql(rows)
+    end = at
+    for _ in range(50):
+        way = rng.random()
+        if way < 0.6:
+            # One report, one statement, on the grid among the others.
+            minutes = rng.randrange(int((end - T0).total_seconds() // 300)) * 5
+            _write(
+                rng,
+                [_late_report(rng, T0 + timedelta(minutes=minutes, seconds=rng.choice((0, 0, 1))))],
+            )
+        elif way < 0.85:
+            end += timedelta(minutes=rng.choice(LATE_GAPS))
+            _write(rng, [_late_report(rng, end)])
+        else:
+            _change_one(rng)
+        with connection.cursor() as cursor:
+            assert FACILITY_RUNS.differences(cursor) == []
+    _assert_runs_equal_reports(rng, (T0, end + timedelta(hours=1)))

@@ -1,0 +1,98 @@
+"""The most active users and projects over long windows, read from the
+monthly counts for whole UTC months, the daily ones for the whole days
+around them and `events` for the partial days, equal the same rankings
+counted from `events` alone: for random windows with edges on and off UTC
+months, days and hours, in several zones, and after writes in SQL."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from audit.buckets import month_plan
+from audit.ingest import ingest
+from dashboards.stats.top import PROJECT_MEASURES
+from demo.history import generate
+from tests import factories
+from tests.dashboards.conftest import make_window, stat_rows
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Pacific/Auckland"]
+EVERY = 1000  # more than every caller and project: whole rankings are compared
+
+
+@pytest.fixture
+def history(db) -> None:
+    ingest(list(generate(3000, days=420, seed=17, end=NOW)), now=NOW)
+
+
+def _edge(rng: random.Random) -> datetime:
+    """A moment of the history: a UTC month start, a day start, an hour, a
+    local midnight of a zone, or any second."""
+    moment = NOW - timedelta(seconds=rng.randrange(420 * 86400))
+    kind = rng.choice(["month", "day", "hour", "local", "second"])
+    if kind == "month":
+        return moment.replace(day=1, hour=0, minute=0, second=0)
+    if kind == "day":
+        return moment.replace(hour=0, minute=0, second=0)
+    if kind == "hour":
+        return moment.replace(minute=0, second=0)
+    if kind == "local":
+        return moment.replace(hour=18, minute=30, second=0)  # midnight in Kolkata
+    return moment
+
+
+def _windows(rng: random.Random):
+    for period in ("30d", "90d", "1y", "all"):
+        yield make_window(period=period, tz=rng.choice(ZONES))
+    for _ in range(14):
+        start, end = sorted((_edge(rng), _edge(rng)))
+        if start != end:
+            query = {"since": start.isoformat(), "until": end.isoformat(), "tz": rng.choice(ZONES)}
+            yield make_window(**query)
+
+
+def _assert_both_equal(window) -> None:
+    users = stat_rows("top_users", window, n=EVERY)
+    assert users == stat_rows("top_users", window, "raw", n=EVERY), window
+    for by in PROJECT_MEASURES:
+        projects = stat_rows("top_projects", window, n=EVERY, by=by)
+        assert projects == stat_rows("top_projects", window, "raw", n=EVERY, by=by), (window, by)
+
+
+def test_top_users_and_projects_from_months_equal_raw_events(history):
+    rng = random.Random(23)
+    with_months = 0
+    for window in _windows(rng):
+        plan = month_plan(window.start, window.end)
+        with_months += bool(plan and plan["first_month"] < plan["end_month"])
+        _assert_both_equal(window)
+    # The year, all time and the longer random windows read whole months.
+    assert with_months >= 5
+    year = make_window(period="1y")
+    assert stat_rows("top_users", year, n=3)
+    assert stat_rows("top_projects", year, n=3)
+
+
+def test_the_top_tables_stay_exact_after_inserts_updates_and_deletes_in_sql(history):
+    # A new user with an event on each side of every UTC month edge of the year.
+    year = make_window(period="1y")
+    factories.row(event_type="user_created", caller="ops", subject="zed", timestamp=year.start)
+    edges = [datetime(y, m, 1, tzinfo=UTC) for y in (2025, 2026) for m in range(1, 13)]
+    for edge in [e for e in edges if year.start < e < NOW]:
+        for at in (edge - timedelta(microseconds=1), edge):
+            for _ in range(15):
+                factories.row(caller="zed", subject="zed", timestamp=at)
+    _assert_both_equal(year)
+    assert ["zed", 2 * 15 * 12] in [row[:2] for row in stat_rows("top_users", year, n=EVERY)]
+    with connection.cursor() as cursor:
+        # Half of zed's events move to another user, some out of the window.
+        cursor.execute(
+            "UPDATE events SET caller = 'amy', timestamp = timestamp - interval '200 days'"
+            " WHERE ctid IN (SELECT ctid FROM events WHERE caller = 'zed' AND subject = 'zed'"
+            " ORDER BY timestamp LIMIT 200)"
+        )
+        cursor.execute("DELETE FROM events WHERE caller = 'zed' AND timestamp >= '2026-02-01'")
+    _assert_both_equal(year)
+    _assert_both_equal(make_window(period="all"))
