@@ -7,7 +7,7 @@ What each event type does to an entity is its catalog entry's `lifecycle`
 declarations that use these classes are in audit/aggregates.py.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from audit import catalog
 from audit.aggregate_tables import TableDeclaration, sql_literals
@@ -262,11 +262,18 @@ def _touched_entities(rows: str, inserted: bool) -> str:
 
 @dataclass(frozen=True)
 class Entities:
-    """`entities` and `entity_intervals`, written only by REFRESH_FUNCTION: its
-    text is the declaration's definition (a change of it refolds everything)."""
+    """`entities` and `entity_intervals`, written only by REFRESH_FUNCTION and
+    the insert trigger's APPEND_FOLD (audit/entity_append.py): their text is
+    the declaration's definition (a change of either refolds everything)."""
 
     name: str = "entities"
-    definition: str = field(default=REFRESH_FUNCTION, repr=False)
+
+    @property
+    def definition(self) -> str:
+        # Imported here: entity_append builds on this module's fragments.
+        from audit.entity_append import APPEND_FOLD
+
+        return REFRESH_FUNCTION + APPEND_FOLD
 
     def apply_sql(self, rows: str, sign: int) -> list[str]:
         return [

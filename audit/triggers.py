@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from tqdm import tqdm
 
+from audit import entity_append
 from audit.aggregate_tables import CountTable
 from audit.aggregates import (
     AGGREGATES,
@@ -35,7 +36,7 @@ def _trigger(op: str, referencing: str, body: list[str]) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
-DECLARE kinds text[]; scopes text[]; names text[];
+DECLARE kinds text[]; scopes text[]; names text[]; seen_at timestamptz[];
 BEGIN
     {statements}
     RETURN NULL;
@@ -52,13 +53,15 @@ def _applied(rows: str, sign: int) -> list[str]:
 
 def _inserted(rows: str) -> list[str]:
     """The insert trigger's statements, the upserts as CTEs of the statement
-    that finds the entities to refold: one executor start instead of eight,
-    a third of what the trigger cost a single-row INSERT."""
+    that finds the entities to fold: one executor start instead of eight,
+    a third of what the trigger cost a single-row INSERT. The entities are
+    folded by audit/entity_append.py (new steps onto the stored rows), not
+    ENTITIES.apply_sql's refold of every touched entity's history."""
     own = (ENTITIES, FACILITY_RUNS)  # statements of their own, after the upserts
     upserts = [s for a in AGGREGATES if a not in own for s in a.apply_sql(rows, 1)]
-    find, refold = ENTITIES.apply_sql(rows, 1)
+    find, fold = entity_append.insert_sql(rows)
     ctes = ", ".join(f"upsert{i} AS ({sql})" for i, sql in enumerate(upserts))
-    return [f"WITH {ctes} {find}", refold, *FACILITY_RUNS.apply_sql(rows, 1)]
+    return [f"WITH {ctes} {find}", *fold, *FACILITY_RUNS.apply_sql(rows, 1)]
 
 
 TRIGGERS_SQL = "\n".join(
