@@ -63,6 +63,19 @@ _T = '"events"'
 # timestamptz's own text under `SET LOCAL TimeZone` (offset included, such as
 # -04 or +05:30), set only inside the export's transaction.
 _UTC = f"""(replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z')"""
+# One event as the JSON and NDJSON exports write it, for a row of `events`
+# named "events" in the query: also the line an audit stream sends and the
+# line prune_events archives, so all three match byte for byte.
+JSON_LINE = "json_build_object({})::text".format(
+    ", ".join(
+        f"'{name}', {expr}"
+        for name, expr in [
+            ("event_uuid", f'{_T}."event_uuid"'),
+            ("timestamp", _UTC),
+            *((c, f'{_T}."{c}"') for c in Event.COLUMNS[2:]),
+        ]
+    )
+)
 # PostgreSQL writes a whole-hour offset as -04: add the :00 RFC 3339 wants.
 _LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
   || CASE WHEN extract(timezone_minute FROM {_T}."timestamp") = 0 THEN ':00' ELSE '' END)"""
@@ -254,15 +267,7 @@ class Export:
                 ),
             ]
         else:
-            pairs = ", ".join(
-                f"'{name}', {expr}"
-                for name, expr in [
-                    ("event_uuid", f'{_T}."event_uuid"'),
-                    ("timestamp", _UTC),
-                    *((c, f'{_T}."{c}"') for c in CSV_COLUMNS[2:10]),
-                ]
-            )
-            columns = [(f"json_build_object({pairs})::text", [])]
+            columns = [(JSON_LINE, [])]
         qs = self.queryset.order_by("-timestamp", "-event_uuid")
         rows_sql, rows_params = qs.query.sql_with_params()
         # The cells are computed above the ordered rows, not below them: the

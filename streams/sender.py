@@ -17,9 +17,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection, transaction
 
-# The export's timestamp format: a streamed line equals an exported one.
-from audit.export import _UTC
-from audit.models import Event
+# The export's line: a streamed line equals an exported one.
+from audit.export import JSON_LINE as LINE_SQL
 from sphere_stats.webhooks import post
 from streams.models import HORIZON, StreamDestination, retry_delay
 
@@ -36,18 +35,6 @@ PROGRESS = [
     "cursor_xid", "cursor_seq", "retry_end_xid", "retry_end_seq", "events_sent",
     "last_success_at", "last_error", "failures", "failing_since", "next_attempt_at",
 ]  # fmt: skip
-# The export's NDJSON object (audit/export.py, Export.select), column for column.
-LINE_SQL = "json_build_object({})::text".format(
-    ", ".join(
-        f"'{name}', {expr}"
-        for name, expr in [
-            ("event_uuid", f"{_T}.event_uuid"),
-            ("timestamp", _UTC),
-            *((c, f"{_T}.{c}") for c in Event.COLUMNS[2:]),
-        ]
-    )
-)
-
 # One batch: up to `limit` feed rows after the cursor (and not past a failed
 # batch's end), of ended transactions only, in feed order (the primary key
 # of stream_feed); each row's event looked up by its primary key (LATERAL

@@ -27,21 +27,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from audit.export import _UTC  # the export's timestamp format, so archives match exports
+from audit.export import JSON_LINE  # the export's line, so archives match exports
 from audit.models import Event, HourlyCount
 
 _T = '"events"'
-# The export's NDJSON object (audit/export.py), built for the deleted rows.
-_LINE = "json_build_object({})::text".format(
-    ", ".join(
-        f"'{name}', {expr}"
-        for name, expr in [
-            ("event_uuid", f"{_T}.event_uuid"),
-            ("timestamp", _UTC),
-            *((c, f"{_T}.{c}") for c in Event.COLUMNS[2:]),
-        ]
-    )
-)
 
 # The oldest `limit` events before the cutoff (a backward scan of
 # idx_events_timestamp), deleted; the triggers on `events` take them out of
@@ -55,7 +44,7 @@ WITH doomed AS (
     FOR UPDATE
 ), gone AS (
     DELETE FROM events WHERE event_uuid IN (SELECT event_uuid FROM doomed)
-    RETURNING {_LINE} AS line, {_T}.timestamp, {_T}.event_uuid
+    RETURNING {JSON_LINE} AS line, {_T}.timestamp, {_T}.event_uuid
 )
 SELECT line FROM gone ORDER BY timestamp, event_uuid
 """
