@@ -17,6 +17,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from bench.servers import database_url
 from dashboards.jobs import Schedule, ScheduleError, send_due_report
 from dashboards.models import ReportRun
 from tests import factories
@@ -396,7 +397,9 @@ def test_a_restarted_worker_does_not_send_the_slot_again(smtp, weekly):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "sphere_stats.settings",
-        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        # The test database's URL, a socket directory as host included
+        # (the embedded PostgreSQL).
+        "DATABASE_URL": database_url(db),
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp.port),
         "REPORT_SCHEDULE": "mon 08:00",

@@ -54,6 +54,15 @@ def test_the_web_service_waits_for_the_database_and_runs_migrations(compose):
     assert "collectstatic" in (ROOT / "Dockerfile").read_text()
 
 
+def test_the_worker_runs_the_background_jobs_from_the_web_image_after_its_migrations(compose):
+    worker = compose["services"]["worker"]
+    assert worker["build"] == "." and worker["env_file"] == ".env"
+    assert worker["command"] == ["python", "manage.py", "run_worker"]
+    # The web service's start applies the migrations the worker's jobs need.
+    assert worker["depends_on"]["web"]["condition"] == "service_healthy"
+    assert worker["healthcheck"] == {"disable": True}
+
+
 def test_nginx_fronts_the_web_service_with_tls(compose):
     nginx = compose["services"]["nginx"]
     assert "443:443" in nginx["ports"]
@@ -109,10 +118,11 @@ def test_docker_compose_config_validates_the_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
-    assert set(resolved["services"]) == {"db", "redis", "web", "nginx"}
-    assert resolved["services"]["web"]["environment"]["DATABASE_URL"].startswith(
-        "postgresql://sphere_stats:change-me-too@db:5432/"
-    )
+    assert set(resolved["services"]) == {"db", "redis", "web", "worker", "nginx"}
+    for service in ("web", "worker"):
+        assert resolved["services"][service]["environment"]["DATABASE_URL"].startswith(
+            "postgresql://sphere_stats:change-me-too@db:5432/"
+        )
 
 
 @pytest.mark.django_db(transaction=True)
