@@ -15,8 +15,10 @@ history. Deletes and updates always do.
 from audit.catalog import CATALOGUED, CREATE, GONE
 from audit.entity_fold import (
     _ACTION_ROWS,
+    _CHANGES,
     _KIND_ROWS,
     _LIFECYCLE_TYPES,
+    _LIVES,
     _MENTIONS,
     ENTITY_COLUMNS,
     ENTITY_LOCK,
@@ -113,20 +115,10 @@ changed AS (
                PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS before
     FROM stated AS s
 ),
-changes AS (
-    SELECT c.*, lead(c.ts) OVER (PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS next_ts
-    FROM changed AS c WHERE c.state <> c.before
-),
+{_CHANGES}
 -- life: how many lives have begun among the new steps by this one (0: the
 -- stored row's life goes on).
-lived AS (
-    SELECT c.*, count(*) FILTER (WHERE c.before = '{GONE}' AND c.state <> '{GONE}') OVER (
-               PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS life
-    FROM changed AS c
-),
-lives AS (
-    SELECT l.*, max(l.life) OVER (PARTITION BY kind, scope, name) AS last_life FROM lived AS l
-),
+{_LIVES}
 folded AS (
     SELECT l.kind, l.scope, l.name,
            (array_agg(l.state ORDER BY ts DESC, ord DESC, id DESC NULLS LAST))[1] AS state,

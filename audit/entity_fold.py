@@ -80,6 +80,24 @@ FROM k WHERE k.kind IN ({_SEEN_KINDS})
 # exists and gives one that does not the kind's initial (or seen) state;
 # every other step sets its state. The CTEs end in `folded` (one row per
 # entity) and `intervals` (one row per stretch in a state other than gone).
+# Steps shared by the full fold (ENTITY_FOLD) and the append (audit/
+# entity_append.py), over a CTE `changed` of each step with the state
+# before it: the steps that change the state, each with the next one's time;
+# and each step's life (how many times the entity had begun to exist by it)
+# beside the last life.
+_CHANGES = """changes AS (
+    SELECT c.*, lead(c.ts) OVER (PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS next_ts
+    FROM changed AS c WHERE c.state <> c.before
+),"""
+_LIVES = f"""lived AS (
+    SELECT c.*, count(*) FILTER (WHERE c.before = '{GONE}' AND c.state <> '{GONE}') OVER (
+               PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS life
+    FROM changed AS c
+),
+lives AS (
+    SELECT l.*, max(l.life) OVER (PARTITION BY kind, scope, name) AS last_life FROM lived AS l
+),"""
+
 ENTITY_FOLD = f"""
 kinds (kind, initial, seen, states) AS (VALUES {_KIND_ROWS}),
 actions (event_type, action) AS (VALUES {_ACTION_ROWS}),
@@ -128,24 +146,14 @@ changed AS (
                PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS before
     FROM stated AS s
 ),
-changes AS (
-    SELECT c.*, lead(c.ts) OVER (PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS next_ts
-    FROM changed AS c WHERE c.state <> c.before
-),
+{_CHANGES}
 intervals AS (
     SELECT kind, scope, name, state, ts AS valid_from, next_ts AS valid_to
     FROM changes WHERE state <> '{GONE}'
 ),
 -- life: how many times the entity had begun to exist by this step; the
 -- steps of its latest existence are those of the highest.
-lived AS (
-    SELECT c.*, count(*) FILTER (WHERE c.before = '{GONE}' AND c.state <> '{GONE}') OVER (
-               PARTITION BY kind, scope, name ORDER BY ts, ord, id) AS life
-    FROM changed AS c
-),
-lives AS (
-    SELECT l.*, max(l.life) OVER (PARTITION BY kind, scope, name) AS last_life FROM lived AS l
-),
+{_LIVES}
 folded AS (
     SELECT kind, scope, name,
            (array_agg(state ORDER BY ts DESC, ord DESC, id DESC NULLS LAST))[1] AS state,
