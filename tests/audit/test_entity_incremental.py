@@ -14,7 +14,7 @@ from django.db import connection
 
 from audit.aggregates import ENTITIES, ENTITY_CHANGES, computed_intervals
 from audit.entity_append import CACHED_PLAN_KEYS
-from audit.models import Entity, EntityInterval
+from audit.models import Entity, EntityInterval, Event
 
 pytestmark = pytest.mark.django_db
 
@@ -26,18 +26,7 @@ EXPERIMENTS = (("exp1", "botnets"), ("exp2", "dns"))
 REALIZATIONS = (("rlz.exp1.botnets", "isi"), ("rlz.exp1.botnets", "utah"), ("rlz.exp2.dns", "isi"))
 VERBS = ("created", "activated", "frozen", "unfrozen", "declined", "deleted", "catalogued")
 PREFIX = {"user": "user", "organization": "org", "project": "project"}
-COLUMNS = (
-    "event_uuid",
-    "timestamp",
-    "event_type",
-    "caller",
-    "subject",
-    "subject_type",
-    "target",
-    "success",
-    "error_message",
-    "payload",
-)
+COLUMNS = Event.COLUMNS
 TYPES = ("uuid", "timestamptz", "text", "text", "text", "text", "text", "bool", "text", "jsonb")
 INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
