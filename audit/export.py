@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from django.db import DataError, transaction
+from django.db.models.expressions import RawSQL
 from django.http import StreamingHttpResponse
 from psycopg import generators, pq
 
@@ -76,17 +77,24 @@ JSON_LINE = "json_build_object({})::text".format(
         ]
     )
 )
+# The CSV's UTC text without its Z, computed once per row below the cells
+# (in the ordered rows' SELECT) so that in a UTC export, the default, the
+# local column reuses it: a timestamp's text output is the dearest part of a
+# CSV row after the payload's.
+_UTC_TEXT = f"""replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T')"""
 # PostgreSQL writes a whole-hour offset as -04: add the :00 RFC 3339 wants.
+# date_part() returns a float; extract() a numeric, which costs more.
 _LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
-  || CASE WHEN extract(timezone_minute FROM {_T}."timestamp") = 0 THEN ':00' ELSE '' END)"""
+  || CASE WHEN date_part('timezone_minute', {_T}."timestamp") = 0 THEN ':00' ELSE '' END)"""
 # A cell to neutralise: any run of single quotes, then any leading white
 # space, then a formula character (tab and CR are formula characters too).
 # A regular expression is about twice as fast here as left(ltrim(...)).
 _FORMULA = r"'^''*[ \t\r\n]*[-=+@\t\r]'"
-# The codes of the characters such a cell can start with (tab, LF, CR, space,
-# quote, + - = @): ascii() of the first one is a far cheaper test than the
-# regular expressions, which then run on the few cells that pass it.
-_FORMULA_FIRST = "9, 10, 13, 32, 39, 43, 45, 61, 64"
+# Every character such a cell can start with (tab, LF, CR, space, quote,
+# + - = @) has a code below 65 ('A'): one comparison of ascii() is a far
+# cheaper test than the regular expressions, which then run on the few
+# cells that pass it (digits pass too, and fail the expressions).
+_FORMULA_BELOW = 65
 FORMULA = re.compile(r"'*[ \t\r\n]*[-=+@\t\r]")
 # ...unless it is a plain negative number (a payload's -5, a temperature),
 # which no spreadsheet runs as a formula and which should stay a number.
@@ -160,7 +168,7 @@ class ExportError(ValueError):
 def _safe(expression: str) -> str:
     """SQL that neutralises a text cell (see the module docstring)."""
     return (
-        f"CASE WHEN ascii({expression}) IN ({_FORMULA_FIRST})"
+        f"CASE WHEN ascii({expression}) < {_FORMULA_BELOW}"
         f" AND {expression} ~ {_FORMULA} AND {expression} !~ {_NUMBER}"
         f" THEN '''' || {expression} ELSE {expression} END"
     )
@@ -249,9 +257,10 @@ class Export:
             # formula can't start them, so they skip the neutralising CASE.
             # The uuid and the payload go to COPY as they are: it writes them
             # with the very output functions of a ::text cast, minus a copy.
+            utc_zone = self.zone.key == "UTC"
             columns: list[tuple[str, list]] = [
                 (f'{_T}."event_uuid"', []),
-                (_UTC, []),
+                (f"""{_T}."utc_text" || 'Z'""", []),
                 (f'{_T}."event_type"', []),
                 (_safe(f'{_T}."caller"'), []),
                 (_safe(f'{_T}."subject"'), []),
@@ -260,7 +269,7 @@ class Export:
                 (f"""CASE WHEN {_T}."success" THEN 'true' ELSE 'false' END""", []),
                 (_safe(f'{_T}."error_message"'), []),
                 (f'{_T}."payload"', []),
-                (_LOCAL, []),
+                (f"""{_T}."utc_text" || '+00:00'""" if utc_zone else _LOCAL, []),
                 *(
                     (_PAYLOAD_CELL, [key.split(".")] * _PAYLOAD_CELL.count("%s"))
                     for key in self.fields
@@ -269,6 +278,9 @@ class Export:
         else:
             columns = [(JSON_LINE, [])]
         qs = self.queryset.order_by("-timestamp", "-event_uuid")
+        if self.format == "csv":
+            # A constant of this module, no values.
+            qs = qs.annotate(utc_text=RawSQL(_UTC_TEXT, []))  # noqa: S611
         rows_sql, rows_params = qs.query.sql_with_params()
         # The cells are computed above the ordered rows, not below them: the
         # (incremental) sort then moves the table's narrow rows instead of
