@@ -12,9 +12,10 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from ninja import Field, Query, Router, Schema
 
+from audit.coalesce import store_shared
 from audit.export import FORMATS, Export, ExportError, parse_fields
 from audit.filters import EventFilter, FilterError, decode_cursor, encode_cursor
-from audit.ingest import IngestError, ingest, parse_body
+from audit.ingest import IngestError, parse_body, validate
 from audit.models import Event
 from audit.schemas import EventBatch, EventIn, WrappedEvents, catalog_document
 from sphere_stats.api import (
@@ -123,7 +124,7 @@ def ingest_events(request: HttpRequest):
     events = []
     try:
         events = parse_body(body, request.content_type)
-        result = ingest(events)
+        result = store_shared(validate(events))
     except IngestError as exc:
         count_ingested(rejected=len(events))  # none of a batch with an invalid event is stored
         raise ApiError(exc.status, exc.error, exc.details) from None

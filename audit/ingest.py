@@ -413,36 +413,54 @@ def store(rows: list[Row], *, attempts: int = 3) -> IngestResult:
     duplicate, other content a conflict. A uuid is listed once in conflicts,
     at its first conflicting copy, however many copies conflict.
     """
-    result = IngestResult(event_uuids=[str(r.event_uuid) for r in rows])
-    first: dict[uuid.UUID, Row] = {}
-    for row in rows:
-        first.setdefault(row.event_uuid, row)
-    inserted = _insert(row_columns(list(first.values())), attempts)
-    result.accepted = len(inserted)
+    return store_many([rows], attempts=attempts)[0]
 
-    repeated = [r for r in rows if r is not first[r.event_uuid] or r.event_uuid not in inserted]
+
+def store_many(batches: list[list[Row]], *, attempts: int = 3) -> list[IngestResult]:
+    """Several requests' batches in one INSERT (audit/coalesce.py), each
+    answered as store() would have answered it had the batches before it been
+    stored first: a uuid that an earlier batch holds is, for a later one,
+    stored already (a duplicate, or a conflict if its content differs)."""
+    results = [IngestResult(event_uuids=[str(r.event_uuid) for r in rows]) for rows in batches]
+    # The first copy of each uuid, and the batch it is in.
+    first: dict[uuid.UUID, tuple[Row, int]] = {}
+    for number, rows in enumerate(batches):
+        for row in rows:
+            first.setdefault(row.event_uuid, (row, number))
+    inserted = _insert(row_columns([row for row, _ in first.values()]), attempts)
+    for row, number in first.values():
+        if row.event_uuid in inserted:
+            results[number].accepted += 1
+
+    repeated = [
+        (row, number)
+        for number, rows in enumerate(batches)
+        for row in rows
+        if first[row.event_uuid][0] is not row or row.event_uuid not in inserted
+    ]
     if not repeated:
-        return result
+        return results
     with bulk_cursor() as cursor:
-        cursor.execute(SAME_AS_STORED_SQL, row_columns(repeated))
+        cursor.execute(SAME_AS_STORED_SQL, row_columns([row for row, _ in repeated]))
         same = {r[0] for r in cursor.fetchall()}
-    conflicting: set[uuid.UUID] = set()
-    for position, row in enumerate(repeated, start=1):
+    conflicting: list[set[uuid.UUID]] = [set() for _ in batches]
+    for position, (row, number) in enumerate(repeated, start=1):
+        result = results[number]
         if position in same:
             result.duplicates += 1
             result.duplicate_indexes.append(row.index)
-        elif row.event_uuid not in conflicting:
-            conflicting.add(row.event_uuid)
+        elif row.event_uuid not in conflicting[number]:
+            conflicting[number].add(row.event_uuid)
             result.conflicts.append(
                 _conflict(row, "repeats an event_uuid of this batch with different content")
-                if row.event_uuid in inserted
+                if row.event_uuid in inserted and first[row.event_uuid][1] == number
                 else _conflict(
                     row,
                     "an event with this uuid is stored with different content; "
                     "audit records are immutable",
                 )
             )
-    return result
+    return results
 
 
 def ingest(events: list[Any], now: datetime | None = None) -> IngestResult:

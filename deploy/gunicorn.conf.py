@@ -8,10 +8,13 @@ closes each one after a single request, so nginx's upstream keep-alive
 (docker-compose.yml) and ingest clients would reconnect every time, and one
 long export would hold a whole worker. About one worker per CPU: the GIL
 lets one thread of a process run Python at a time, so more processes than
-CPUs only add switching; four threads each overlap what a request waits for
-(PostgreSQL's commit flush, 4 ms on this VM's disk). On 2 vCPUs 2 x 4 gave
-the best single-event rate and p99 of the configurations tried (README,
-"Benchmarks"); sync workers gave half the rate.
+CPUs only add switching; eight threads each overlap what a request waits for
+(PostgreSQL's commit flush, 4 ms on this VM's disk), and the small ingest
+requests that wait together share one INSERT (audit/coalesce.py), so more
+threads mean fewer statements. On 2 vCPUs, single-event POSTs, alternating
+runs: 2 x 8 about 30 % above 2 x 4 (docs/benchmarks.md); sync workers gave
+half the rate of 2 x 4. Each thread keeps its own database connection:
+2 x 8 is 16 per instance.
 """
 
 import glob
@@ -20,7 +23,7 @@ import os
 from gunicorn.http import wsgi
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "8"))
 worker_class = "gthread"
 # Loopback unless told otherwise (`-b`; the container's entrypoint binds
 # 0.0.0.0:8000 behind nginx): gunicorn's own default turns to 0.0.0.0 when

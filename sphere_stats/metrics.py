@@ -57,6 +57,12 @@ INGEST_SECONDS = Histogram(
     # A single event takes milliseconds, a batch of 10,000 about a second.
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+STATEMENT_REQUESTS = Histogram(
+    "sphere_ingest_statement_requests",
+    "Requests whose events one INSERT stored (audit/coalesce.py): small POSTs that "
+    "arrive together at one worker share a statement.",
+    buckets=(1, 2, 3, 4, 6, 8, 16, 32),
+)
 INGEST_RESULTS = ("accepted", "duplicate", "conflict", "rejected")
 # Every result is exposed from the start (at 0), so rate() has a series to
 # read before the first conflict; bound once, as these run on every POST.

@@ -255,6 +255,9 @@ SESSION_COOKIE_HTTPONLY = True
 # Request limits: the ingest view reads the body itself and answers 413 as JSON.
 INGEST_MAX_BODY_BYTES = envint("INGEST_MAX_BODY_BYTES", 10 * 1024 * 1024)
 INGEST_MAX_EVENTS = envint("INGEST_MAX_EVENTS", 10_000)
+# POSTs of at most this many events that arrive together at one worker share
+# one INSERT (audit/coalesce.py); 0 stores every request by itself.
+INGEST_SHARE_MAX_ROWS = envint("INGEST_SHARE_MAX_ROWS", 100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024
 
 # Rate limits per API token (REQUESTS/SECONDS, 0 for none), counted in

@@ -226,6 +226,6 @@ def _container_gunicorn(tmp_path, **env: str) -> list[str]:
 
 
 def test_the_container_runs_gunicorn_with_the_documented_settings(tmp_path):
-    # README: WEB_CONCURRENCY 2, WEB_THREADS 4, gthread, keep-alive 75 s.
-    assert _container_gunicorn(tmp_path) == ["2", "4", "75", "gthread"]
-    assert _container_gunicorn(tmp_path, WEB_CONCURRENCY="3", WEB_THREADS="8")[:2] == ["3", "8"]
+    # docs/configuration.md: WEB_CONCURRENCY 2, WEB_THREADS 8, gthread, keep-alive 75 s.
+    assert _container_gunicorn(tmp_path) == ["2", "8", "75", "gthread"]
+    assert _container_gunicorn(tmp_path, WEB_CONCURRENCY="3", WEB_THREADS="4")[:2] == ["3", "4"]
