@@ -25,12 +25,17 @@ class DailyCount(models.Model):
 class HourlyLoginUser(models.Model):
     """Pre-aggregate: successful logins per UTC hour and user, for the active
     users: some 20 times fewer rows than the logins, and they regroup into
-    the local days of any zone (the hours a zone cuts come from `events`)."""
+    the local days of any zone. The logins before the hour's 15th, 30th and
+    45th minute tell which side of a local midnight that cuts the hour
+    (Asia/Kolkata, Asia/Kathmandu) each user logged in on."""
 
     pk = models.CompositePrimaryKey("hour", "username")
     hour = models.DateTimeField()  # UTC, on the hour
     username = models.TextField()
     n = models.BigIntegerField()
+    n15 = models.BigIntegerField(db_default=0)
+    n30 = models.BigIntegerField(db_default=0)
+    n45 = models.BigIntegerField(db_default=0)
 
     class Meta:
         db_table = "login_users_hourly"

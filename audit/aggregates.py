@@ -84,6 +84,7 @@ COUNT_TABLES = (
         "hour",
         "hour",
         (("username", "subject"),),
+        counts=(("n", "count(*)"), *_QUARTERS),
         only="event_type = 'user_login' AND success",
     ),
     CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),

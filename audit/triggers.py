@@ -150,7 +150,12 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                         _locked_chunk(cursor)
                         aggregate.refresh(cursor, keys)
                     bar.update()
-        cursor.execute(f"ANALYZE {aggregate.name}")
+        # A table rebuilt by DELETE and INSERT has no visibility map yet, so
+        # every index-only scan of the pages visits the heap too (the 1-year
+        # active users at 1M events: 131 ms before a VACUUM, 42 after) until
+        # autovacuum comes by. VACUUM cannot run inside a transaction block.
+        vacuum = "" if connection.in_atomic_block else "VACUUM "
+        cursor.execute(f"{vacuum}ANALYZE {aggregate.name}")
 
 
 def install(stream=None, force: bool = False) -> list[str]:

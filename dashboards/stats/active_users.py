@@ -2,11 +2,15 @@
 login per local day, week and month of the display zone.
 
 They read login_users_hourly (audit.HourlyLoginUser: successful logins per
-UTC hour and user) for the whole hours of each local day, and `events`
-(idx_events_logins_ts) for the rest (audit.buckets plans which is which).
+UTC hour and user, and how many of them came before the hour's 15th, 30th
+and 45th minute) for the whole hours of each local day and for an hour a
+local midnight cuts on a quarter hour (Asia/Kolkata, Asia/Kathmandu), and
+`events` (idx_events_logins_ts) for the rest: the window's partial edge
+hours and an hour in which the offset changes (audit.buckets finds them).
 """
 
 from datetime import datetime
+from typing import NamedTuple
 
 from psycopg import sql
 
@@ -19,31 +23,47 @@ from sphere_stats.windows import Window
 # A raw range of logins: [lo, hi) and the local day of all its rows, or None
 # when each row finds its own.
 LoginRange = tuple[datetime, datetime, datetime | None]
+# An hour a local midnight cuts on a quarter hour: (hour, the minute, the day
+# before the cut, the day after it), answered by the hour's quarter counts.
+SplitHour = tuple[datetime, int, datetime, datetime]
+QUARTER_MINUTES = (15, 30, 45)
 
 
-def _login_ranges(window: Window, source: str) -> tuple[datetime, datetime, list, list]:
-    """(first whole hour, end of the whole hours, hours read raw whole,
-    raw ranges) of the window. The raw ranges are the partial hours at its
-    edges and the hours a local midnight cuts (Asia/Kolkata: both halves,
-    each labelled with its day) or an offset change spans; source="raw"
-    reads everything from `events`."""
+class LoginPlan(NamedTuple):
+    full_start: datetime  # the first whole hour
+    full_end: datetime  # the end of the whole hours
+    cut: list[datetime]  # whole hours kept out of every day's hours
+    split: list[SplitHour]
+    ranges: list[LoginRange]  # read from `events`
+
+
+def _login_ranges(window: Window, source: str) -> LoginPlan:
+    """Where each login of the window is read. The raw ranges are the
+    partial hours at its edges, the hours in which the offset changes and,
+    for a zone whose midnight falls off the quarter hours, both sides of
+    each hour it cuts (each labelled with its day); source="raw" reads
+    everything from `events`."""
     pieces = [] if source == "raw" else cover(window.start, window.end, ("hour",))
     hours = [(lo, hi) for unit, lo, hi in pieces if unit == "hour"]
     if not hours:
-        return window.end, window.end, [], [(window.start, window.end, None)]
+        return LoginPlan(window.end, window.end, [], [], [(window.start, window.end, None)])
     ((full_start, full_end),) = hours
     ranges: list[LoginRange] = [(window.start, full_start, None)]
     cut: list[datetime] = []
+    split: list[SplitHour] = []
     # An hour a local midnight cuts lies outside every day's whole hours by
     # itself; one in which the offset changes is kept out by name.
     for hour, first, edge in straddles("day", window.tz_name, full_start, full_end):
+        minute = None if edge is None else (edge - hour).total_seconds() / 60
         if edge is None:
             cut.append(hour)
             ranges.append((hour, hour + HOUR, None))
+        elif minute in QUARTER_MINUTES:
+            split.append((hour, int(minute), first, edge))
         else:
             ranges += [(hour, edge, first), (edge, hour + HOUR, edge)]
     ranges.append((full_end, window.end, None))
-    return full_start, full_end, cut, [r for r in ranges if r[0] < r[1]]
+    return LoginPlan(full_start, full_end, cut, split, [r for r in ranges if r[0] < r[1]])
 
 
 RANGES = sql.SQL(
@@ -62,6 +82,17 @@ ACTIVE_USERS_SQL = (
     "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT DISTINCT username FROM {hourly}"
     "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%(cut)s::timestamptz[])) AS u"
+    # A cut hour's users with a login before the cut count for the day
+    # before it, those with one after it for the day after.
+    "  UNION SELECT CASE WHEN side THEN s.before ELSE s.after END, h.username"
+    "  FROM unnest(%(split_hour)s::timestamptz[], %(split_minute)s::int[],"
+    "   %(split_before)s::timestamptz[], %(split_after)s::timestamptz[])"
+    "   AS s (hour, minute, before, after)"
+    "  JOIN {hourly} AS h ON h.hour = s.hour"
+    "  CROSS JOIN LATERAL (SELECT CASE s.minute WHEN 15 THEN h.n15 WHEN 30 THEN h.n30"
+    "   ELSE h.n45 END) AS q (early)"
+    "  CROSS JOIN LATERAL (VALUES (true), (false)) AS v (side)"
+    "  WHERE CASE WHEN side THEN q.early > 0 ELSE h.n > q.early END"
     # A labelled range's users are found apart (a half hour's logins, a few
     # users); an unlabelled one's rows each find their day.
     "  UNION SELECT r.label, e.subject FROM {ranges}"
@@ -91,10 +122,14 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
 
     The pairs come from login_users_hourly for the whole hours of each local
     day (one range of its primary key per day, so no row needs its local day
-    computed), and from `events` for the raw ranges (_login_ranges).
+    computed) and the hours cut on a quarter hour, and from `events` for the
+    raw ranges (_login_ranges).
     """
-    full_start, full_end, cut, ranges = _login_ranges(window, source)
+    full_start, full_end, cut, split, ranges = _login_ranges(window, source)
     lows, highs, labels = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [], [])
+    hours, minutes, befores, afters = (
+        [list(c) for c in zip(*split, strict=True)] if split else ([], [], [], [])
+    )
     query = sql.SQL(ACTIVE_USERS_SQL).format(
         local_days=local_days(),
         hourly=sql.Identifier(HourlyLoginUser._meta.db_table),
@@ -107,6 +142,10 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         "full_start": full_start,
         "full_end": full_end,
         "cut": cut,
+        "split_hour": hours,
+        "split_minute": minutes,
+        "split_before": befores,
+        "split_after": afters,
         "raw_lo": lows,
         "raw_hi": highs,
         "raw_label": labels,

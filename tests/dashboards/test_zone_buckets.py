@@ -119,16 +119,28 @@ def test_active_users_of_a_kolkata_day_split_the_hour_midnight_cuts(edges):
     ]
 
 
-def test_active_users_read_the_whole_hours_from_the_pre_aggregate(edges):
+def test_active_users_read_whole_and_cut_hours_from_the_pre_aggregate(edges):
     # As for the logins above: a row no event backs shows up only if read.
-    # 03:00 UTC lies inside March 6 in Kolkata; 18:00 UTC is read raw.
+    # 03:00 UTC lies inside March 6 in Kolkata. 18:00 UTC is cut by its
+    # midnight at 18:30: yan's row says his one login came before the cut
+    # (n30), so he counts on March 5 only; xia's after it, on March 6 only.
     HourlyLoginUser.objects.create(hour=utc(2026, 3, 6, 3), username="zed", n=1)
-    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1)
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1, n30=1)
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="xia", n=2, n15=0, n30=0)
     days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {
         r[1]: r[2] for r in STATS["active_users"].compute(days, {}, "auto").rows if r[0] == "day"
     }
-    assert rows[utc(2026, 3, 5, 18, 30)] == 3 + 1
+    assert rows[utc(2026, 3, 4, 18, 30)] == 2 + 1  # alice, bob; yan
+    assert rows[utc(2026, 3, 5, 18, 30)] == 3 + 2  # bob, alice, carol; zed, xia
+
+
+def test_the_quarter_counts_of_a_cut_hour_place_each_user_on_the_right_side(edges):
+    # 18:00 UTC Mar 5: alice at 18:00 and 18:29:59, bob at 18:14:59 and
+    # 18:59:59 (his 18:15 failed).
+    row = {r.username: r for r in HourlyLoginUser.objects.filter(hour=utc(2026, 3, 5, 18))}
+    assert (row["alice"].n, row["alice"].n15, row["alice"].n30, row["alice"].n45) == (2, 1, 2, 2)
+    assert (row["bob"].n, row["bob"].n15, row["bob"].n30, row["bob"].n45) == (2, 1, 1, 1)
 
 
 def test_a_resent_or_late_login_counts_its_user_once_in_its_own_hour(edges):
