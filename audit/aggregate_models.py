@@ -44,40 +44,17 @@ class HourlyLoginUser(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h {self.username}: {self.n}"
 
 
-class CallerCounts(models.Model):
-    """A caller's events, with the logins and the failures among them, per
-    UTC day or month (the most active users)."""
+class DailyCallerCount(models.Model):
+    """Pre-aggregate: events per UTC day and caller, with the logins and the
+    failures among them (the most active users). A window reads its whole
+    UTC days here and its partial days from `events`: exact in any zone."""
 
+    pk = models.CompositePrimaryKey("day", "caller")
+    day = models.DateTimeField()  # UTC midnight
     caller = models.TextField()
     events = models.BigIntegerField()
     logins = models.BigIntegerField()  # user_login, either outcome
     failures = models.BigIntegerField()  # success = false, any type
-
-    class Meta:
-        abstract = True
-
-
-class ProjectCounts(models.Model):
-    """A project's events (audit/aggregates.py PROJECT_OF_EVENT) and the
-    experiments, realizations and materializations created, per UTC day or
-    month (the most active projects)."""
-
-    project = models.TextField()
-    events = models.BigIntegerField()
-    experiments = models.BigIntegerField()
-    realizations = models.BigIntegerField()
-    materializations = models.BigIntegerField()
-
-    class Meta:
-        abstract = True
-
-
-class DailyCallerCount(CallerCounts):
-    """Pre-aggregate: CallerCounts per UTC day. A window reads its whole UTC
-    days here and its partial days from `events`: exact in any zone."""
-
-    pk = models.CompositePrimaryKey("day", "caller")
-    day = models.DateTimeField()  # UTC midnight
 
     class Meta:
         db_table = "event_counts_daily_caller"
@@ -86,11 +63,18 @@ class DailyCallerCount(CallerCounts):
         return f"{self.day:%Y-%m-%d} {self.caller}: {self.events}"
 
 
-class DailyProjectCount(ProjectCounts):
-    """Pre-aggregate: ProjectCounts per UTC day."""
+class DailyProjectCount(models.Model):
+    """Pre-aggregate: per UTC day and project (audit/aggregates.py
+    PROJECT_OF_EVENT), its events and the experiments, realizations and
+    materializations created (the most active projects)."""
 
     pk = models.CompositePrimaryKey("day", "project")
     day = models.DateTimeField()  # UTC midnight
+    project = models.TextField()
+    events = models.BigIntegerField()
+    experiments = models.BigIntegerField()
+    realizations = models.BigIntegerField()
+    materializations = models.BigIntegerField()
 
     class Meta:
         db_table = "event_counts_daily_project"
@@ -152,13 +136,17 @@ class DailyFailedLogin(models.Model):
         return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
 
 
-class MonthlyCallerCount(CallerCounts):
-    """Pre-aggregate: CallerCounts per UTC month. A year is read as its
+class MonthlyCallerCount(models.Model):
+    """Pre-aggregate: DailyCallerCount per UTC month. A year is read as its
     whole months here, the whole days around them from the daily table and
     the partial days from `events` (audit.buckets.month_plan)."""
 
     pk = models.CompositePrimaryKey("month", "caller")
     month = models.DateTimeField()  # UTC midnight of the month's first day
+    caller = models.TextField()
+    events = models.BigIntegerField()
+    logins = models.BigIntegerField()  # user_login, either outcome
+    failures = models.BigIntegerField()  # success = false, any type
 
     class Meta:
         db_table = "event_counts_monthly_caller"
@@ -167,12 +155,17 @@ class MonthlyCallerCount(CallerCounts):
         return f"{self.month:%Y-%m} {self.caller}: {self.events}"
 
 
-class MonthlyProjectCount(ProjectCounts):
-    """Pre-aggregate: ProjectCounts per UTC month (the most active projects
-    of a year or of all time)."""
+class MonthlyProjectCount(models.Model):
+    """Pre-aggregate: DailyProjectCount per UTC month (the most active
+    projects of a year or of all time)."""
 
     pk = models.CompositePrimaryKey("month", "project")
     month = models.DateTimeField()  # UTC midnight of the month's first day
+    project = models.TextField()
+    events = models.BigIntegerField()
+    experiments = models.BigIntegerField()
+    realizations = models.BigIntegerField()
+    materializations = models.BigIntegerField()
 
     class Meta:
         db_table = "event_counts_monthly_project"

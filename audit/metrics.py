@@ -49,7 +49,7 @@ class EntityCollector(Collector):
             labels=["kind", "state"],
         )
         counts = {(kind.name, state): 0 for kind in ENTITY_KINDS.values() for state in kind.states}
-        # idx_entities_kind_state.
+        # idx_entities_current.
         counted = (
             Entity.objects.current()
             .values("kind", "state")

@@ -29,13 +29,24 @@ from audit.aggregates import (
 )
 from audit.entity_fold import REFRESH_FUNCTION
 
+# A trigger's statements are planned once per connection and the plans kept
+# (PL/pgSQL), so a plan made while `entities` or `events` was empty, or
+# analyzed empty by `migrate`, stayed a sequential scan as they grew: each
+# statement's probe of `entities` then read the whole table, and a load into
+# a new database slowed from 8,600 to 2,900 events/s within 200,000 events
+# (seed_demo; a 10M bulk load in one transaction, which autovacuum's ANALYZE
+# never sees, ran at 1,000/s). The triggers touch a few rows of big tables,
+# through their indexes, whatever the statistics say: sequential scans are
+# priced out while they run (and the functions they call).
+TRIGGER_SETTINGS = "SET search_path FROM CURRENT SET enable_seqscan = off"
+
 
 def _trigger(op: str, referencing: str, body: list[str]) -> str:
     name = f"sphere_stats_events_{op.lower()}"
     statements = "\n    ".join(f"{s};" for s in body)
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER {TRIGGER_SETTINGS} AS $fn$
 DECLARE kinds text[]; scopes text[]; names text[]; seen_at timestamptz[];
 BEGIN
     {statements}
@@ -150,12 +161,28 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                         _locked_chunk(cursor)
                         aggregate.refresh(cursor, keys)
                     bar.update()
-        # A table rebuilt by DELETE and INSERT has no visibility map yet, so
-        # every index-only scan of the pages visits the heap too (the 1-year
-        # active users at 1M events: 131 ms before a VACUUM, 42 after) until
-        # autovacuum comes by. VACUUM cannot run inside a transaction block.
-        vacuum = "" if connection.in_atomic_block else "VACUUM "
-        cursor.execute(f"{vacuum}ANALYZE {aggregate.name}")
+        analyze(cursor, aggregate.name)
+
+
+def analyze(cursor, table: str) -> None:
+    """Fresh statistics for `table`, unless it is empty.
+
+    An empty table is left as it is, never analyzed: PostgreSQL then
+    assumes ten pages for it, where statistics of an empty table say it has
+    none, and every plan made from them (the triggers' plans are kept for
+    the connection's life) scans whatever index comes first, or the table,
+    as it grows.
+
+    A table rebuilt by DELETE and INSERT has no visibility map yet, so every
+    index-only scan of the pages visits the heap too (the 1-year active
+    users at 1M events: 131 ms before a VACUUM, 42 after) until autovacuum
+    comes by: it is vacuumed too, where it can be (not inside a
+    transaction block)."""
+    cursor.execute(f"SELECT EXISTS (SELECT FROM {table})")
+    if not cursor.fetchone()[0]:
+        return
+    vacuum = "" if connection.in_atomic_block else "VACUUM "
+    cursor.execute(f"{vacuum}ANALYZE {table}")
 
 
 def install(stream=None, force: bool = False) -> list[str]:
@@ -185,7 +212,7 @@ def install(stream=None, force: bool = False) -> list[str]:
         # Fresh statistics first: a table adopted or restored moments ago
         # may never have been analyzed, and the rebuild's plans rely on them.
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE events")
+            analyze(cursor, "events")
     for aggregate in AGGREGATES:
         wanted = digest(aggregate.definition)
         if force or built.get(aggregate.name) != wanted:
