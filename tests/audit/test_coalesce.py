@@ -106,6 +106,15 @@ def queued(n: int) -> None:
     until(lambda: len(coalesce._queue) == n, f"{n} requests queued")
 
 
+def enqueue(*requests: Request) -> None:
+    """Start each request once the one before it is queued, so they queue
+    in this order behind the leader."""
+    for request in requests:
+        ahead = len(coalesce._queue)
+        request.start()
+        queued(ahead + 1)
+
+
 def start_blocked_leader(*events) -> Request:
     """A request whose INSERT waits for the lock, with others free to queue."""
     leader = Request(rows(*events))
@@ -123,9 +132,7 @@ def test_requests_that_arrive_together_share_one_insert_each_answered_as_if_alon
         a = Request(rows(first))
         b = Request(rows(second, first))  # first again: stored by a, a duplicate here
         c = Request(rows(differing, third))  # first's uuid, other content: a conflict
-        for request in (a, b, c):
-            request.start()
-            queued(2 + [a, b, c].index(request))
+        enqueue(a, b, c)
     assert leader.answer().accepted == 1
     assert (a.answer().accepted, a.result.duplicates, a.result.conflicts) == (1, 0, [])
     assert (b.answer().accepted, b.result.duplicates, b.result.conflicts) == (1, 1, [])
@@ -148,10 +155,7 @@ def test_a_row_postgresql_refuses_fails_only_its_own_request():
     with Held():
         leader = start_blocked_leader(login())
         ok, refused = Request(good), Request(bad)
-        ok.start()
-        queued(2)
-        refused.start()
-        queued(3)
+        enqueue(ok, refused)
     assert leader.answer().accepted == 1
     assert ok.answer().accepted == 1
     refused.answer()
@@ -165,10 +169,7 @@ def test_a_lost_connection_fails_every_request_of_its_insert_and_stores_none():
     with Held():
         leader = start_blocked_leader(login())
         a, b = Request(a_rows), Request(b_rows)
-        a.start()
-        queued(2)
-        b.start()
-        queued(3)
+        enqueue(a, b)
         # The leader's INSERT alone, then a's and b's shared one.
         for left in (2, 0):
             until(lambda: inserts_waiting() == 1, "an INSERT waits for the lock")
