@@ -35,6 +35,7 @@ from django.db import connection
 
 from audit import catalog
 from audit.aggregate_tables import CountTable, LatestMemberships, sql_literals
+from audit.buckets import QUARTER_MINUTES
 from audit.entity_fold import Entities, EntityChanges
 from audit.facility_runs import RUNS_TABLE, FacilityRuns
 
@@ -50,7 +51,7 @@ _TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
 # bucket edges fall on a quarter hour).
 _QUARTERS = tuple(
     (f"n{m}", f"count(*) FILTER (WHERE extract(minute FROM timestamp AT TIME ZONE 'UTC') < {m})")
-    for m in (15, 30, 45)
+    for m in QUARTER_MINUTES
 )
 # The most active users and projects, per day and per month.
 _CALLER = (("caller", "caller"),)

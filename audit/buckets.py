@@ -28,6 +28,23 @@ from sphere_stats.db import read_connection
 from sphere_stats.windows import utc_ceil, utc_floor
 
 HOUR = timedelta(hours=1)
+# The minutes before which the hourly pre-aggregates count an hour's rows a
+# second time (n15, n30, n45): every zone's bucket edges fall on one of them.
+QUARTER_MINUTES = (15, 30, 45)
+
+
+def quarter_minute(hour: datetime, edge: datetime) -> int | None:
+    """The minute of `hour` at which `edge` falls, when the quarter counts
+    answer both sides of it; else None."""
+    minutes, rest = divmod(int((edge - hour).total_seconds()), 60)
+    return minutes if not rest and minutes in QUARTER_MINUTES else None
+
+
+def counted_before(row: str, minute: str) -> str:
+    """SQL: the hourly row `row`'s count before `minute`, one of QUARTER_MINUTES."""
+    cases = " ".join(f"WHEN {m} THEN {row}.n{m}" for m in QUARTER_MINUTES)
+    return f"CASE {minute} {cases} END"
+
 
 # A piece of a range: the UTC unit whose pre-aggregate answers it ("hour",
 # "day"), or None for the raw table; and its bounds (None: unbounded).

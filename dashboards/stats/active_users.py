@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from psycopg import sql
 
-from audit.buckets import HOUR, cover, fetch, local_days, straddles
+from audit.buckets import HOUR, counted_before, cover, fetch, local_days, quarter_minute, straddles
 from audit.models import HourlyLoginUser
 from dashboards.charts import TALLER, Overlay, Series, add_bands, axes, layout, time_traces, x_of
 from dashboards.stats.registry import NO_OPTIONS, Column, Result, Stat, register
@@ -26,7 +26,6 @@ LoginRange = tuple[datetime, datetime, datetime | None]
 # An hour a local midnight cuts on a quarter hour: (hour, the minute, the day
 # before the cut, the day after it), answered by the hour's quarter counts.
 SplitHour = tuple[datetime, int, datetime, datetime]
-QUARTER_MINUTES = (15, 30, 45)
 
 
 class LoginPlan(NamedTuple):
@@ -54,12 +53,11 @@ def _login_ranges(window: Window, source: str) -> LoginPlan:
     # An hour a local midnight cuts lies outside every day's whole hours by
     # itself; one in which the offset changes is kept out by name.
     for hour, first, edge in straddles("day", window.tz_name, full_start, full_end):
-        minute = None if edge is None else (edge - hour).total_seconds() / 60
         if edge is None:
             cut.append(hour)
             ranges.append((hour, hour + HOUR, None))
-        elif minute in QUARTER_MINUTES:
-            split.append((hour, int(minute), first, edge))
+        elif (minute := quarter_minute(hour, edge)) is not None:
+            split.append((hour, minute, first, edge))
         else:
             ranges += [(hour, edge, first), (edge, hour + HOUR, edge)]
     ranges.append((full_end, window.end, None))
@@ -89,8 +87,7 @@ ACTIVE_USERS_SQL = (
     "   %(split_before)s::timestamptz[], %(split_after)s::timestamptz[])"
     "   AS s (hour, minute, before, after)"
     "  JOIN {hourly} AS h ON h.hour = s.hour"
-    "  CROSS JOIN LATERAL (SELECT CASE s.minute WHEN 15 THEN h.n15 WHEN 30 THEN h.n30"
-    "   ELSE h.n45 END) AS q (early)"
+    f"  CROSS JOIN LATERAL (SELECT {counted_before('h', 's.minute')}) AS q (early)"
     "  CROSS JOIN LATERAL (VALUES (true), (false)) AS v (side)"
     "  WHERE CASE WHEN side THEN q.early > 0 ELSE h.n > q.early END"
     # A labelled range's users are found apart (a half hour's logins, a few

@@ -14,7 +14,15 @@ from datetime import datetime, timedelta
 
 from psycopg import sql
 
-from audit.buckets import HOUR, HourPlan, bucket_of, bucket_starts, fetch
+from audit.buckets import (
+    HOUR,
+    HourPlan,
+    bucket_of,
+    bucket_starts,
+    counted_before,
+    fetch,
+    quarter_minute,
+)
 from audit.models import DailyCount, HourlyCount
 from sphere_stats.windows import Window, utc_ceil, utc_floor
 
@@ -37,7 +45,7 @@ COUNTS_SQL = (
     "  SELECT coalesce(e.label, {bucket}) AS b, e.keep, e.event_type, e.success, count(*) AS n"
     "  FROM ({raw_rows}) AS e GROUP BY 1, 2, 3, 4"
     "  UNION ALL SELECT q.label, q.keep, h.event_type, h.success,"
-    "   CASE q.minutes WHEN 15 THEN h.n15 WHEN 30 THEN h.n30 ELSE h.n45 END"
+    f"   {counted_before('h', 'q.minutes')}"
     "   * CASE WHEN q.head THEN 1 ELSE -1 END + CASE WHEN q.head THEN 0 ELSE h.n END"
     "  FROM unnest(%(q_hour)s::timestamptz[], %(q_minutes)s::int[], %(q_head)s::bool[],"
     "   %(q_label)s::timestamptz[], %(q_keep)s::timestamptz[])"
@@ -196,8 +204,8 @@ def quarter_cuts(plan: HourPlan) -> dict[str, list]:
         hour = utc_floor(lo, "hour")
         head = lo == hour
         edge = hi if head else lo
-        minutes, rest = divmod(int((edge - hour).total_seconds()), 60)
-        if keep is not None and not rest and minutes in (15, 30, 45) and hi - hour <= HOUR:
+        minutes = quarter_minute(hour, edge)
+        if keep is not None and minutes is not None and hi - hour <= HOUR:
             cuts.append((hour, minutes, head, label, keep))
         else:
             raw.append((lo, hi, label, keep))
