@@ -63,7 +63,14 @@ _T = '"events"'
 # column never depends on the session time zone; the local column is the
 # timestamptz's own text under `SET LOCAL TimeZone` (offset included, such as
 # -04 or +05:30), set only inside the export's transaction.
-_UTC = f"""(replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z')"""
+#
+# The UTC text without its Z. The CSV computes it once per row below the cells
+# (in the ordered rows' SELECT) so that in a UTC export, the default, the
+# local column reuses it: a timestamp's text output is the dearest part of a
+# CSV row after the payload's.
+_UTC_TEXT = f"""replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T')"""
+# With its Z: the JSON lines' timestamp.
+_UTC = f"({_UTC_TEXT} || 'Z')"
 # One event as the JSON and NDJSON exports write it, for a row of `events`
 # named "events" in the query: also the line an audit stream sends and the
 # line prune_events archives, so all three match byte for byte.
@@ -77,11 +84,6 @@ JSON_LINE = "json_build_object({})::text".format(
         ]
     )
 )
-# The CSV's UTC text without its Z, computed once per row below the cells
-# (in the ordered rows' SELECT) so that in a UTC export, the default, the
-# local column reuses it: a timestamp's text output is the dearest part of a
-# CSV row after the payload's.
-_UTC_TEXT = f"""replace(({_T}."timestamp" AT TIME ZONE 'UTC')::text, ' ', 'T')"""
 # PostgreSQL writes a whole-hour offset as -04: add the :00 RFC 3339 wants.
 # date_part() returns a float; extract() a numeric, which costs more.
 _LOCAL = f"""(replace({_T}."timestamp"::text, ' ', 'T')
