@@ -150,6 +150,11 @@ class MonthlyCallerCount(models.Model):
 
     class Meta:
         db_table = "event_counts_monthly_caller"
+        indexes = [
+            # Each month's busiest callers first: the candidates of the most
+            # active users (dashboards/stats/top.py bounded_top).
+            models.Index(fields=["month", "-events", "caller"], name="idx_monthly_caller_rank"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.caller}: {self.events}"

@@ -74,6 +74,15 @@ def unit_ceil(moment: datetime, unit: str) -> datetime:
     return floor if floor == moment else (floor + timedelta(days=32)).replace(day=1)
 
 
+def months_between(start: datetime, end: datetime) -> list[datetime]:
+    """The starts of the UTC months from `start` up to `end` (both month starts)."""
+    months = []
+    while start < end:
+        months.append(start)
+        start = unit_ceil(start + timedelta(days=1), "month")
+    return months
+
+
 def cover(
     start: datetime | None, end: datetime | None, units: tuple[str, ...], finer: str | None = None
 ) -> list[Piece]:

@@ -96,3 +96,54 @@ def test_the_top_tables_stay_exact_after_inserts_updates_and_deletes_in_sql(hist
         cursor.execute("DELETE FROM events WHERE caller = 'zed' AND timestamp >= '2026-02-01'")
     _assert_both_equal(year)
     _assert_both_equal(make_window(period="all"))
+
+
+def test_the_first_users_of_any_window_equal_the_raw_ranking(history):
+    # Small n: the ranking is proved from each month's busiest callers, and
+    # must be the raw one, order and ties included.
+    rng = random.Random(29)
+    for window in _windows(rng):
+        for n in (1, 2, 5, 10):
+            assert stat_rows("top_users", window, n=n) == stat_rows(
+                "top_users", window, "raw", n=n
+            ), (window, n)
+
+
+@pytest.mark.parametrize("max_head", [1, 4, 64])
+def test_a_ranking_the_first_heads_cannot_prove_is_still_exact(history, monkeypatch, max_head):
+    # One row a month per row asked for: the bound fails often, so rounds
+    # read more rows, and past max_head every caller is counted.
+    monkeypatch.setattr("dashboards.stats.top.HEAD_PER_ROW", 1)
+    monkeypatch.setattr("dashboards.stats.top.HEAD_EXTRA", 0)
+    monkeypatch.setattr("dashboards.stats.top.MAX_HEAD", max_head)
+    rng = random.Random(31)
+    for window in _windows(rng):
+        for n in (1, 3):
+            assert stat_rows("top_users", window, n=n) == stat_rows(
+                "top_users", window, "raw", n=n
+            ), (window, n, max_head)
+
+
+def test_users_tied_at_the_cut_are_ranked_by_name_and_other_callers_left_out(db, monkeypatch):
+    monkeypatch.setattr("dashboards.stats.top.HEAD_PER_ROW", 1)
+    monkeypatch.setattr("dashboards.stats.top.HEAD_EXTRA", 0)
+    day = NOW - timedelta(days=3)
+    # Twelve users with three events each, named so the index meets them out
+    # of name order within a month, and one with five; "ops" (not a user)
+    # caused the most events of all.
+    names = [f"u{i:02d}" for i in range(12)]
+    for name in ["top", *names]:
+        factories.row(event_type="user_created", caller="ops", subject=name, timestamp=day)
+    for i, name in enumerate(reversed(names)):
+        # Each user also has events earlier in the month, outside the window,
+        # more the later its name sorts: its month count is no tie-breaker.
+        for k in range(3 + i):
+            at = day + timedelta(minutes=k) if k < 3 else day - timedelta(days=5, minutes=k)
+            factories.row(caller=name, subject=name, timestamp=at)
+    for k in range(5):
+        factories.row(caller="top", subject="top", timestamp=day + timedelta(minutes=k))
+    window = make_window(since=(day - timedelta(days=1)).isoformat(), until=NOW.isoformat())
+    for n in (1, 2, 4, 12):
+        found = stat_rows("top_users", window, n=n)
+        assert found == stat_rows("top_users", window, "raw", n=n), n
+        assert [row[:2] for row in found] == [["top", 5], *[[u, 3] for u in names]][:n]
