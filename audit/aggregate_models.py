@@ -1,6 +1,7 @@
 """The monthly, daily and hourly count pre-aggregates besides event_counts_hourly
-(audit.models.HourlyCount): each is declared in audit/aggregates.py and kept by
-the triggers on `events`; audit.models re-exports the daily and hourly ones."""
+(audit.models.HourlyCount), and facility_allocations: each is declared in
+audit/aggregates.py and kept by the triggers on `events`; audit.models
+re-exports the daily, hourly and allocation ones."""
 
 from django.db import models
 
@@ -177,3 +178,32 @@ class MonthlyProjectCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.project}: {self.events}"
+
+
+class FacilityAllocation(models.Model):
+    """Pre-aggregate: the newest successful allocation or free of each
+    realization and materialization at each facility (the event's target),
+    by (timestamp, free first, event_uuid), and whether it freed it: the
+    allocations in use are the rows not freed (aggregates.ALLOCATIONS)."""
+
+    pk = models.CompositePrimaryKey("facility", "kind", "name")
+    facility = models.TextField()  # the event's target, a facility's slug
+    kind = models.TextField()  # realization, materialization
+    name = models.TextField()  # the event's subject
+    last_at = models.DateTimeField()
+    last_uuid = models.UUIDField()
+    freed = models.BooleanField()
+
+    class Meta:
+        db_table = "facility_allocations"
+        indexes = [
+            # The allocations in use at a facility (facilities/models.py).
+            models.Index(
+                fields=["facility", "kind"],
+                name="idx_allocations_in_use",
+                condition=models.Q(freed=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.facility} {self.kind} {self.name}{' (freed)' if self.freed else ''}"

@@ -163,72 +163,90 @@ _MONTH = timedelta(days=32)
 
 
 @dataclass(frozen=True)
-class LatestMemberships(TableDeclaration):
-    """org_memberships: the newest (timestamp, event_uuid) successful
-    membership event of each (organization, payload.kind, member), and
-    whether it removed the member. An inserted event replaces a row only if
-    it is newer, so arrival order does not matter; a deleted event's keys
-    are recomputed from what remains."""
+class LatestEvents(TableDeclaration):
+    """The newest successful event of `types` for each key, one row per key:
+    each key and value is (its column, its SQL over an events row `e`);
+    `rank` names the values that say which event is newest (compared in
+    order, the greatest wins), and the last value is a flag the readers ask
+    about (the member removed, the allocation freed). An inserted event
+    replaces a row only if it ranks higher, so arrival order does not
+    matter; a deleted event's keys are recomputed from what remains."""
 
     table: str
-    types: str  # a SQL list of the membership event types (sql_literals)
-    removals: str  # the same of those among them that remove the member
+    keys: tuple[tuple[str, str], ...]
+    values: tuple[tuple[str, str], ...]
+    rank: tuple[str, ...]
+    types: str  # a SQL list of the event types (sql_literals)
+    only: str = "TRUE"
+    nullable: tuple[str, ...] = ()  # the key columns that may be NULL
 
     def _latest(self, rows: str, where: str = "TRUE") -> str:
+        values = dict(self.values)
+        keys = ", ".join(sql for _, sql in self.keys)
+        order = ", ".join(f"{values[c]} DESC" for c in self.rank)
+        select = ", ".join([sql for _, sql in self.keys] + [sql for _, sql in self.values])
         return (
-            "SELECT DISTINCT ON (e.subject, e.payload->>'kind', e.target) e.subject, "
-            f"e.payload->>'kind', e.target, e.timestamp, e.event_uuid, "
-            f"e.event_type IN ({self.removals}) FROM {rows} AS e "
-            f"WHERE e.event_type IN ({self.types}) AND e.success AND ({where}) "
-            "ORDER BY e.subject, e.payload->>'kind', e.target, e.timestamp DESC, "
-            "e.event_uuid DESC"
+            f"SELECT DISTINCT ON ({keys}) {select} FROM {rows} AS e "
+            f"WHERE e.event_type IN ({self.types}) AND e.success AND ({self.only}) "
+            f"AND ({where}) ORDER BY {keys}, {order}"
         )
 
+    def _columns(self) -> str:
+        return ", ".join(c for c, _ in (*self.keys, *self.values))
+
+    def _equal(self, column: str, left: str, right: str) -> str:
+        # NULL is one key, as DISTINCT ON takes it; the other keys compare
+        # with `=`, which an index can answer.
+        same = "IS NOT DISTINCT FROM" if column in self.nullable else "="
+        return f"{left} {same} {right}"
+
+    def _same_key(self, left: str, right: str) -> str:
+        return " AND ".join(self._equal(c, f"{left}.{c}", f"{right}.{c}") for c, _ in self.keys)
+
     def apply_sql(self, rows: str, sign: int) -> list[str]:
-        columns = "org, kind, member, last_at, last_uuid, removed"
         if sign > 0:
+            key_columns = ", ".join(c for c, _ in self.keys)
+            updated = ", ".join(f"{c} = excluded.{c}" for c, _ in self.values)
+            newer = ", ".join(f"excluded.{c}" for c in self.rank)
+            stored = ", ".join(f"m.{c}" for c in self.rank)
             return [
-                f"INSERT INTO {self.table} AS m ({columns}) {self._latest(rows)} "
-                "ON CONFLICT (org, kind, member) DO UPDATE SET last_at = excluded.last_at, "
-                "last_uuid = excluded.last_uuid, removed = excluded.removed "
-                "WHERE (excluded.last_at, excluded.last_uuid) > (m.last_at, m.last_uuid)"
+                f"INSERT INTO {self.table} AS m ({self._columns()}) {self._latest(rows)} "
+                f"ON CONFLICT ({key_columns}) DO UPDATE SET {updated} "
+                f"WHERE ({newer}) > ({stored})"
             ]
         keys = (
-            "SELECT DISTINCT e.subject AS org, e.payload->>'kind' AS kind, e.target AS member "
-            f"FROM {rows} AS e WHERE e.event_type IN ({self.types}) AND e.success"
+            "SELECT DISTINCT "
+            + ", ".join(f"{sql} AS {c}" for c, sql in self.keys)
+            + f" FROM {rows} AS e WHERE e.event_type IN ({self.types}) AND e.success "
+            f"AND ({self.only})"
         )
+        matches = " AND ".join(self._equal(c, sql, f"g.{c}") for c, sql in self.keys)
         return [
-            f"DELETE FROM {self.table} AS m USING ({keys}) AS g WHERE m.org = g.org "
-            "AND m.kind IS NOT DISTINCT FROM g.kind AND m.member IS NOT DISTINCT FROM g.member",
-            f"INSERT INTO {self.table} ({columns}) "
-            + self._latest(
-                "events",
-                f"EXISTS (SELECT 1 FROM ({keys}) AS g WHERE e.subject = g.org "
-                "AND e.payload->>'kind' IS NOT DISTINCT FROM g.kind "
-                "AND e.target IS NOT DISTINCT FROM g.member)",
-            ),
+            f"DELETE FROM {self.table} AS m USING ({keys}) AS g WHERE {self._same_key('m', 'g')}",
+            f"INSERT INTO {self.table} ({self._columns()}) "
+            + self._latest("events", f"EXISTS (SELECT 1 FROM ({keys}) AS g WHERE {matches})"),
         ]
 
     def rebuild(self, cursor) -> None:
         cursor.execute(f"DELETE FROM {self.table}")
-        cursor.execute(
-            f"INSERT INTO {self.table} (org, kind, member, last_at, last_uuid, removed) "
-            + self._latest("events")
-        )
+        cursor.execute(f"INSERT INTO {self.table} ({self._columns()}) " + self._latest("events"))
 
     def differences(self, cursor) -> list[str]:
+        keys = [c for c, _ in self.keys]
+        flag = self.values[-1][0]
         cursor.execute(
-            "SELECT coalesce(s.org, r.org), coalesce(s.kind, r.kind), "
-            "coalesce(s.member, r.member), s.last_uuid, r.last_uuid, s.removed, r.removed "
+            "SELECT "
+            + ", ".join(f"coalesce(s.{c}, r.{c})" for c in keys)
+            + f", s.last_uuid, r.last_uuid, s.{flag}, r.{flag} "
             f"FROM {self.table} AS s FULL JOIN ({self._latest('events')}) "
-            "AS r (org, kind, member, last_at, last_uuid, removed) "
-            "ON s.org = r.org AND s.kind IS NOT DISTINCT FROM r.kind "
-            "AND s.member IS NOT DISTINCT FROM r.member "
-            "WHERE (s.last_uuid, s.removed) IS DISTINCT FROM (r.last_uuid, r.removed) "
-            "ORDER BY 1, 2, 3 LIMIT 1000"
+            f"AS r ({self._columns()}) ON {self._same_key('s', 'r')} "
+            f"WHERE (s.last_uuid, s.{flag}) IS DISTINCT FROM (r.last_uuid, r.{flag}) "
+            f"ORDER BY {', '.join(str(i + 1) for i in range(len(keys)))} LIMIT 1000"
         )
+        width = len(keys)
         return [
-            f"{self.table} ({org}, {kind}, {member}): stored event {have} "
-            f"(removed={have_removed}), events say {want} (removed={want_removed})"
-            for org, kind, member, have, want, have_removed, want_removed in cursor.fetchall()
+            f"{self.table} ({', '.join(str(k) for k in row[:width])}): stored event "
+            f"{row[width]} ({flag}={row[width + 2]}), events say {row[width + 1]} "
+            f"({flag}={row[width + 3]})"
+            for row in cursor.fetchall()
         ]

@@ -14,7 +14,9 @@ Three families, each declared below:
   counts, grouped how; from it come the trigger's upsert (+1 per inserted
   row, -1 per deleted one), the rebuild of a time range, the comparison
   with the raw table (verify_aggregates) and nothing else to keep in step.
-- MEMBERSHIPS: the latest membership event of each (org, kind, member).
+- MEMBERSHIPS: the latest membership event of each (org, kind, member);
+  ALLOCATIONS: the latest allocation or free of each realization and
+  materialization at each facility.
 - ENTITIES: every user, organization, project, experiment, realization and
   materialization with its state and the intervals it spent in each state,
   folded from the entity's successful lifecycle events (audit/entity_fold.py),
@@ -34,7 +36,7 @@ from django.conf import settings
 from django.db import connection
 
 from audit import catalog
-from audit.aggregate_tables import CountTable, LatestMemberships, sql_literals
+from audit.aggregate_tables import CountTable, LatestEvents, sql_literals
 from audit.buckets import QUARTER_MINUTES
 from audit.entity_fold import Entities, EntityChanges
 from audit.facility_runs import RUNS_TABLE, FacilityRuns
@@ -152,10 +154,35 @@ COUNT_TABLES = (
 )
 
 # The organizations' membership events, and the removals among membership events.
-MEMBERSHIPS = LatestMemberships(
+MEMBERSHIPS = LatestEvents(
     "org_memberships",
+    keys=(("org", "e.subject"), ("kind", "e.payload->>'kind'"), ("member", "e.target")),
+    values=(
+        ("last_at", "e.timestamp"),
+        ("last_uuid", "e.event_uuid"),
+        ("removed", f"e.event_type IN ({sql_literals(catalog.MEMBER_REMOVALS)})"),
+    ),
+    rank=("last_at", "last_uuid"),
     types=sql_literals(catalog.membership_types("organization")),
-    removals=sql_literals(catalog.MEMBER_REMOVALS),
+    nullable=("kind", "member"),
+)
+
+# Each realization's and materialization's newest allocation or free at each
+# facility (the event's target): the allocations in use are the rows not
+# freed. On equal timestamps the free wins (a free taken for the earlier
+# event would hold the hosts until the subject's next event, perhaps never),
+# then the greater uuid.
+ALLOCATIONS = LatestEvents(
+    "facility_allocations",
+    keys=(("facility", "e.target"), ("kind", "e.subject_type"), ("name", "e.subject")),
+    values=(
+        ("last_at", "e.timestamp"),
+        ("last_uuid", "e.event_uuid"),
+        ("freed", f"e.event_type IN ({sql_literals(catalog.ALLOCATION_FREES)})"),
+    ),
+    rank=("last_at", "freed", "last_uuid"),
+    types=sql_literals(catalog.ALLOCATION_TYPES),
+    only="e.target IS NOT NULL",
 )
 
 ENTITIES = Entities()
@@ -180,12 +207,13 @@ ENTITY_CHANGES = EntityChanges(
 # is part of the declaration, so changing the setting rebuilds the runs.
 FACILITY_RUNS = FacilityRuns(RUNS_TABLE, stale=settings.FACILITY_STALE_AFTER)
 
-AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ENTITIES, ENTITY_CHANGES, FACILITY_RUNS)
+AGGREGATES = (*COUNT_TABLES, MEMBERSHIPS, ALLOCATIONS, ENTITIES, ENTITY_CHANGES, FACILITY_RUNS)
 # The tables the triggers on `events` write (entity_changes_hourly follows
 # entity_intervals by triggers of its own).
 DERIVED_TABLES = (
     *(t.table for t in COUNT_TABLES),
     MEMBERSHIPS.table,
+    ALLOCATIONS.table,
     "entity_intervals",
     "entities",
     FACILITY_RUNS.table,

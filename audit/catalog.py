@@ -477,6 +477,15 @@ def membership_types(group: str = "") -> tuple[str, ...]:
 LIFECYCLE_TYPES = lifecycle_types()
 MEMBERSHIP_TYPES = membership_types()
 MEMBER_REMOVALS = types_where(lambda t: t.membership == REMOVE_MEMBER)
+# The events that take and give back a facility's resources (the event's
+# target), and the gives among them: what is in use at each facility.
+ALLOCATION_TYPES = (
+    "realization_allocated",
+    "realization_freed",
+    "materialization_allocated",
+    "materialization_freed",
+)
+ALLOCATION_FREES = ("realization_freed", "materialization_freed")
 
 for _spec in CATALOG.values():
     # Lifecycle events are about their own entity: subject_type is its kind.

@@ -15,6 +15,7 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     DailyFacilityCount,
     DailyFailedLogin,
     DailyProjectCount,
+    FacilityAllocation,
     HourlyLoginUser,
 )
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES

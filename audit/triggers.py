@@ -20,6 +20,7 @@ from audit import entity_append
 from audit.aggregate_tables import CountTable
 from audit.aggregates import (
     AGGREGATES,
+    ALLOCATIONS,
     COUNT_TABLES,
     DERIVED_TABLES,
     ENTITIES,
@@ -147,7 +148,7 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                             span,
                         )
                     bar.update()
-        elif aggregate in (MEMBERSHIPS, ENTITY_CHANGES, FACILITY_RUNS):
+        elif aggregate in (MEMBERSHIPS, ALLOCATIONS, ENTITY_CHANGES, FACILITY_RUNS):
             with transaction.atomic(), _progress(1, aggregate.table, stream) as bar:
                 _locked_chunk(cursor)
                 aggregate.rebuild(cursor)
@@ -230,11 +231,12 @@ def install(stream=None, force: bool = False) -> list[str]:
 
 def rebuild_counts(start: datetime | None = None, end: datetime | None = None) -> None:
     """Recompute the counting pre-aggregates for the hours and days
-    overlapping [start, end), and all of org_memberships."""
+    overlapping [start, end), and all of org_memberships and facility_allocations."""
     with transaction.atomic(), connection.cursor() as cursor:
         for table in COUNT_TABLES:
             table.rebuild(cursor, start, end)
         MEMBERSHIPS.rebuild(cursor)
+        ALLOCATIONS.rebuild(cursor)
 
 
 def rebuild_entities() -> int:
@@ -250,8 +252,8 @@ def rebuild_entities() -> int:
 
 def rebuild_aggregates(start: datetime | None = None, end: datetime | None = None) -> None:
     """Make every pre-aggregate agree with `events` again (the counts for
-    [start, end), None: unbounded; memberships, entities and facility runs
-    whole)."""
+    [start, end), None: unbounded; memberships, allocations, entities and
+    facility runs whole)."""
     with transaction.atomic():
         rebuild_counts(start, end)
         rebuild_entities()
@@ -263,12 +265,13 @@ def differences(
     start: datetime | None = None, end: datetime | None = None
 ) -> Iterator[tuple[str, list[str]]]:
     """(pre-aggregate, its differences from `events`) for each one: the
-    counts of the hours and days overlapping [start, end), every membership,
-    every entity (in chunks), every facility run."""
+    counts of the hours and days overlapping [start, end), every membership
+    and allocation, every entity (in chunks), every facility run."""
     with connection.cursor() as cursor:
         for table in COUNT_TABLES:
             yield table.table, table.differences(cursor, start, end)
         yield MEMBERSHIPS.table, MEMBERSHIPS.differences(cursor)
+        yield ALLOCATIONS.table, ALLOCATIONS.differences(cursor)
         yield (
             "entities",
             [

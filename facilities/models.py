@@ -87,28 +87,15 @@ LEFT JOIN LATERAL (
 ) run ON true
 """
 
-# The latest successful allocation-or-free event of every realization and
-# materialization at each facility; the allocated ones hold resources now.
-# An allocation and a free with the same timestamp count as freed: their
-# order is unknowable, and a free taken for the earlier event would leave the
-# hosts held until the next event for that subject, perhaps never. "_freed"
-# sorts after "_allocated", so event_type DESC puts the free first on a tie.
-# Per facility (LATERAL, target = slug) the DISTINCT ON reads
-# idx_events_facility_latest in its own order as an index-only scan (event_type
-# is a key column, event_uuid is included), so there is no sort; payloads are
-# read only for the allocations that survive.
+# The allocations in use at each facility: the realizations and
+# materializations whose newest successful allocation-or-free event there is
+# an allocation, as facility_allocations holds them (audit.models.
+# FacilityAllocation, idx_allocations_in_use): a few rows per facility
+# however long its history. Payloads are read only for these events.
 ACTIVE_SQL = """
-SELECT s.slug, l.event_uuid
-FROM unnest(%(slugs)s::text[]) AS s(slug)
-CROSS JOIN LATERAL (
-    SELECT DISTINCT ON (subject_type, subject) event_uuid, event_type
-    FROM events
-    WHERE success AND target = s.slug AND subject_type = ANY(%(kinds)s)
-      AND event_type IN ('realization_allocated', 'realization_freed',
-                         'materialization_allocated', 'materialization_freed')
-    ORDER BY subject_type, subject, timestamp DESC, event_type DESC
-) l
-WHERE l.event_type IN ('realization_allocated', 'materialization_allocated')
+SELECT a.facility AS slug, a.last_uuid AS event_uuid
+FROM facility_allocations a
+WHERE a.facility = ANY(%(slugs)s::text[]) AND a.kind = ANY(%(kinds)s::text[]) AND NOT a.freed
 """
 ACTIVE_ALLOCATIONS_SQL = f"""
 SELECT e.* FROM ({ACTIVE_SQL}) a JOIN events e ON e.event_uuid = a.event_uuid

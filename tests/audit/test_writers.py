@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from audit.ingest import validate
-from audit.models import Entity, Event, HourlyCount
+from audit.models import Entity, Event, FacilityAllocation, HourlyCount
 from demo.history import generate
 from sphere_stats.models import ApiToken
 from tests.audit.adopt_helpers import (
@@ -36,6 +36,7 @@ DERIVED = (
     "event_counts_daily_caller",
     "event_counts_daily_project",
     "org_memberships",
+    "facility_allocations",
     "entities",
     "entity_intervals",
     "entity_changes_hourly",
@@ -214,6 +215,8 @@ def test_random_mixes_of_writers_keep_every_pre_aggregate_exact(seed, conn, post
             assert stats_differing(NOW, random_queries(rng, NOW, 2), rng) == [], round_
     assert len(used) >= 4, used
     assert Event.objects.count() == len(stored)
+    # Not vacuously: allocations in use and freed ones were kept too.
+    assert {a.freed for a in FacilityAllocation.objects.all()} == {False, True}
     assert_exact(seed, windows=6)
 
 

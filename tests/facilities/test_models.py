@@ -182,6 +182,26 @@ def test_a_free_with_the_same_timestamp_as_its_allocation_wins(kind, written):
     assert Facility.objects.usage_summary()["isi"].in_use == 0
 
 
+def test_a_free_deleted_or_moved_in_sql_puts_the_allocation_back_in_use():
+    # What is in use follows the rows, whoever changes them (the portal's SQL).
+    facility("isi")
+    t = NOW - timedelta(hours=5)
+    allocation("realization", "allocated", "isi", t, experiment="a", resources=["n1"])
+    freed = allocation("realization", "freed", "isi", t + timedelta(hours=1), experiment="a")
+    allocation("realization", "allocated", "isi", t, experiment="b", resources=["n2"])
+    late = allocation("realization", "freed", "isi", t + timedelta(hours=1), experiment="b")
+    assert Facility.objects.usage()["isi"].hosts == set()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM events WHERE event_uuid = %s", [freed.event_uuid])
+        # Moved before its allocation: the allocation is the newest again.
+        cursor.execute(
+            "UPDATE events SET timestamp = timestamp - interval '2 hours' WHERE event_uuid = %s",
+            [late.event_uuid],
+        )
+    assert Facility.objects.usage()["isi"].hosts == {"n1", "n2"}
+    assert Facility.objects.usage_summary()["isi"].in_use == 2
+
+
 def test_recent_failures_are_the_failed_events_at_the_facility_newest_first():
     isi = facility("isi")
     t = NOW - timedelta(hours=1)
