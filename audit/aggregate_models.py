@@ -79,6 +79,11 @@ class DailyProjectCount(models.Model):
 
     class Meta:
         db_table = "event_counts_daily_project"
+        indexes = [
+            # One project's days: the most active projects' exact counts
+            # (dashboards/stats/top.py bounded_top).
+            models.Index(fields=["project", "day"], name="idx_daily_project_project"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.project}: {self.events}"
@@ -155,6 +160,8 @@ class MonthlyCallerCount(models.Model):
             # Each month's busiest callers first: the candidates of the most
             # active users (dashboards/stats/top.py bounded_top).
             models.Index(fields=["month", "-events", "caller"], name="idx_monthly_caller_rank"),
+            # One caller's months: the candidates' exact counts.
+            models.Index(fields=["caller", "month"], name="idx_monthly_caller_caller"),
         ]
 
     def __str__(self) -> str:
@@ -175,6 +182,13 @@ class MonthlyProjectCount(models.Model):
 
     class Meta:
         db_table = "event_counts_monthly_project"
+        indexes = [
+            # Each month's busiest projects first: the candidates of the most
+            # active projects (dashboards/stats/top.py bounded_top).
+            models.Index(fields=["month", "-events", "project"], name="idx_monthly_project_rank"),
+            # One project's months: the candidates' exact counts.
+            models.Index(fields=["project", "month"], name="idx_monthly_project_project"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} {self.project}: {self.events}"

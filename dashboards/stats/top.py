@@ -23,9 +23,6 @@ from audit.buckets import (
     RAW_EDGES,
     fetch,
     month_plan,
-    months_between,
-    unit_ceil,
-    unit_floor,
     whole_days,
 )
 from audit.models import (
@@ -36,6 +33,7 @@ from audit.models import (
     OrgMembership,
 )
 from dashboards.stats.failures import failed_logins, top_errors
+from dashboards.stats.ranking import bounded_top, heads_sql, touched_months
 from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, TableStat, register
 from sphere_stats.windows import Window
 
@@ -63,15 +61,15 @@ CALLERS_SQL = sql.SQL(
 
 
 # The exact counts of a list of callers over a month_plan: each caller's rows
-# read by key (the monthly primary key, idx_daily_caller_caller and
+# read by key (idx_monthly_caller_caller, idx_daily_caller_caller and
 # idx_events_caller_ts), so the cost follows the candidates, not the callers.
-CANDIDATES_SQL = sql.SQL(
+CALLER_CANDIDATES_SQL = sql.SQL(
     "SELECT c.caller, sum(x.events)::bigint, sum(x.logins)::bigint, sum(x.failures)::bigint"
-    " FROM unnest(%(callers)s::text[]) AS c (caller)"
+    " FROM unnest(%(keys)s::text[]) AS c (caller)"
     " JOIN {entities} u ON u.kind = 'user' AND u.scope = '' AND u.name = c.caller"
     " CROSS JOIN LATERAL ("
-    "  SELECT events, logins, failures FROM {monthly}"
-    "  WHERE month = ANY(%(whole_months)s::timestamptz[]) AND caller = c.caller"
+    "  SELECT events, logins, failures FROM {monthly} WHERE caller = c.caller"
+    "  AND month >= %(first_month)s AND month < %(end_month)s"
     "  UNION ALL SELECT events, logins, failures FROM {daily} WHERE caller = c.caller"
     "  AND day >= %(days_head_lo)s AND day < %(days_head_hi)s"
     "  UNION ALL SELECT events, logins, failures FROM {daily} WHERE caller = c.caller"
@@ -88,49 +86,10 @@ CANDIDATES_SQL = sql.SQL(
     daily=sql.Identifier(DailyCallerCount._meta.db_table),
     counts=CALLER_COUNTS,
 )
-# Each month's busiest callers (idx_monthly_caller_rank): whoever is not
-# among a month's first `head` caused at most as many events that month as
-# the last of them.
-HEADS_SQL = sql.SQL(
-    "SELECT g.month, h.caller, h.events FROM unnest(%(months)s::timestamptz[]) AS g (month)"
-    " CROSS JOIN LATERAL (SELECT caller, events FROM {monthly} m WHERE m.month = g.month"
-    " ORDER BY events DESC LIMIT %(head)s) AS h"
-).format(monthly=sql.Identifier(MonthlyCallerCount._meta.db_table))
-# How many rows of each month the first round reads, per row asked for; a
-# round that cannot prove its ranking reads four times as many, up to
-# MAX_HEAD, before counting every caller.
-HEAD_PER_ROW, HEAD_EXTRA, MAX_HEAD = 2, 50, 5000
 
 
-def bounded_top(n: int, months: list, params: dict) -> list[tuple] | None:
-    """The top n users of a month_plan, or None when the bound cannot prove one
-    within MAX_HEAD rows a month.
-
-    A caller's count in the window is at most the sum of its counts in the
-    UTC months the window touches. The candidates are the first `head`
-    callers of each such month; a caller outside them has at most, in every
-    month, the last head count of that month, so at most their sum `bound`
-    in all. Once the n-th candidate's exact count exceeds the bound, nobody
-    else can be in the top n, ties included (threshold algorithm, Fagin et
-    al. 2001). The busiest callers usually prove it in the first round: a
-    few hundred key lookups instead of every caller's daily rows.
-    """
-    head = HEAD_PER_ROW * n + HEAD_EXTRA
-    while head <= MAX_HEAD:
-        heads = fetch(HEADS_SQL, {"months": months, "head": head})
-        lasts: dict = {}
-        rows_per_month: dict = {}
-        for month, _caller, events in heads:
-            lasts[month] = events
-            rows_per_month[month] = rows_per_month.get(month, 0) + 1
-        bound = sum(lasts[m] for m, rows in rows_per_month.items() if rows == head)
-        callers = sorted({caller for _month, caller, _events in heads})
-        found = fetch(CANDIDATES_SQL, {**params, "callers": callers, "n": n})
-        exhausted = all(rows < head for rows in rows_per_month.values())
-        if exhausted or (len(found) == n and found[-1][1] > bound):
-            return found
-        head *= 4
-    return None
+# Each month's busiest callers: idx_monthly_caller_rank.
+CALLER_HEADS_SQL = heads_sql(MonthlyCallerCount._meta.db_table, "caller", "events")
 
 
 def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
@@ -138,7 +97,8 @@ def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
 
     Whole UTC months come from event_counts_monthly_caller, the whole days
     around them from event_counts_daily_caller, the partial days at both
-    edges from `events`, for the candidates bounded_top picks; source="raw"
+    edges from `events`, for the candidates bounded_top picks (every caller
+    when they do not prove the ranking); source="raw"
     (or a window without a whole UTC day) counts everything from `events`.
     """
     days = None if source == "raw" else month_plan(window.start, window.end)
@@ -149,9 +109,7 @@ def top_callers(window: Window, n: int, source: str = "auto") -> list[tuple]:
             " GROUP BY caller ORDER BY 2 DESC, 1 LIMIT %(n)s"
         ).format(counts=CALLER_COUNTS, users=USERS)
         return fetch(query, {"start": window.start, "end": window.end, "n": n})
-    whole_months = months_between(days["first_month"], days["end_month"])
-    touched = months_between(unit_floor(window.start, "month"), unit_ceil(window.end, "month"))
-    found = bounded_top(n, touched, {**days, "whole_months": whole_months})
+    found = bounded_top(CALLER_HEADS_SQL, CALLER_CANDIDATES_SQL, 1, n, touched_months(window), days)
     if found is not None:
         return found
     query = sql.SQL(
@@ -190,6 +148,26 @@ PROJECTS_SQL = (
 )
 
 
+# The exact counts of a list of projects over a month_plan, read by key:
+# idx_monthly_project_project, idx_daily_project_project, idx_events_project_ts
+# for the events naming a project, idx_events_subject_ts for its own.
+PROJECT_CANDIDATES_SQL = (
+    "SELECT c.project, {sums} FROM unnest(%(keys)s::text[]) AS c (project)"
+    " CROSS JOIN LATERAL ("
+    "  SELECT {columns} FROM {monthly} WHERE project = c.project"
+    "  AND month >= %(first_month)s AND month < %(end_month)s"
+    "  UNION ALL SELECT {columns} FROM {daily} WHERE project = c.project"
+    "  AND day >= %(days_head_lo)s AND day < %(days_head_hi)s"
+    "  UNION ALL SELECT {columns} FROM {daily} WHERE project = c.project"
+    "  AND day >= %(days_tail_lo)s AND day < %(days_tail_hi)s"
+    "  UNION ALL SELECT {counts} FROM events WHERE payload->>'project' = c.project AND {edges}"
+    "  UNION ALL SELECT {counts} FROM events WHERE subject_type = 'project'"
+    "  AND subject = c.project AND payload->>'project' IS NULL AND {edges}"
+    " ) AS x ({columns})"
+    " GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
+)
+
+
 def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[tuple]:
     """Projects by events about them or naming them in payload.project, experiments created,
     realizations or materializations in the window: (project, events,
@@ -198,8 +176,10 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
 
     Whole UTC months come from event_counts_monthly_project, the whole days
     around them from event_counts_daily_project, the partial days at both
-    edges from `events` (idx_events_project_ts); source="raw" (or a window
-    without a whole UTC day) counts everything from `events`.
+    edges from `events` (idx_events_project_ts), for the candidates
+    bounded_top picks by events (every project when they do not prove the
+    ranking, or for another `by`); source="raw" (or a window without a whole UTC day) counts
+    everything from `events`.
     """
     order = sql.Literal(list(PROJECT_MEASURES).index(by) + 2)
     days = None if source == "raw" else month_plan(window.start, window.end)
@@ -212,17 +192,32 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
         )
         return fetch(query, {"start": window.start, "end": window.end, "n": n})
     columns = [sql.Identifier(c) for c in PROJECT_MEASURES]
+    names = {
+        "sums": sql.SQL(", ").join(sql.SQL("sum({})::bigint").format(c) for c in columns),
+        "columns": sql.SQL(", ").join(columns),
+        "monthly": sql.Identifier(MonthlyProjectCount._meta.db_table),
+        "daily": sql.Identifier(DailyProjectCount._meta.db_table),
+        "counts": PROJECT_COUNTS,
+        "edges": RAW_EDGES,
+        "by": sql.Identifier(by),
+        "order": order,
+    }
+    # Only events has a ranking index (idx_monthly_project_rank), and the
+    # other measures are too even across projects for the months' counts to
+    # bound them: those rank every project.
+    months = touched_months(window) if by == "events" else None
+    found = bounded_top(
+        heads_sql(MonthlyProjectCount._meta.db_table, "project", by),
+        sql.SQL(PROJECT_CANDIDATES_SQL).format(**names),
+        list(PROJECT_MEASURES).index(by) + 1,
+        n,
+        months,
+        days,
+    )
+    if found is not None:
+        return found
     query = sql.SQL(PROJECTS_SQL).format(
-        sums=sql.SQL(", ").join(sql.SQL("sum({})::bigint").format(c) for c in columns),
-        columns=sql.SQL(", ").join(columns),
-        monthly=sql.Identifier(MonthlyProjectCount._meta.db_table),
-        daily=sql.Identifier(DailyProjectCount._meta.db_table),
-        day_edges=DAY_EDGES,
-        counts=PROJECT_COUNTS,
-        edges=RAW_EDGES,
-        project_events=PROJECT_EVENTS,
-        by=sql.Identifier(by),
-        order=order,
+        **names, day_edges=DAY_EDGES, project_events=PROJECT_EVENTS
     )
     return fetch(query, {**days, "n": n})
 

@@ -1,0 +1,80 @@
+"""Top-N rankings proved from candidates: the first rows of a ranking over a
+window, read from each touched UTC month's busiest keys and the exact counts
+of those alone (the most active users and projects, dashboards/stats/top.py;
+docs/aggregates.md "The most active users: only the candidates")."""
+
+from psycopg import sql
+
+from audit.buckets import fetch, months_between, unit_ceil, unit_floor
+from sphere_stats.windows import Window
+
+
+def heads_sql(table: str, key: str, score: str) -> sql.Composed:
+    """Each touched month's first `head` rows of a monthly table by `score`:
+    a key outside them scored at most the last of them that month."""
+    return sql.SQL(
+        "SELECT g.month, h.key, h.score FROM unnest(%(months)s::timestamptz[]) AS g (month)"
+        " CROSS JOIN LATERAL (SELECT {key} AS key, {score} AS score FROM {table} m"
+        " WHERE m.month = g.month ORDER BY {score} DESC LIMIT %(head)s) AS h"
+    ).format(table=sql.Identifier(table), key=sql.Identifier(key), score=sql.Identifier(score))
+
+
+# How many rows of each month the first round reads, per row asked for; a
+# round that cannot prove its ranking reads four times as many, for
+# HEAD_ROUNDS rounds in all, before counting every key. A window shorter than
+# MIN_SHARE of the months it touches goes straight to counting every key: the
+# months' counts bound it too loosely to prove anything, and it holds few
+# days.
+HEAD_PER_ROW, HEAD_EXTRA, HEAD_ROUNDS, MIN_SHARE = 2, 50, 2, 0.3
+
+
+def bounded_top(
+    heads: sql.Composable,
+    candidates: sql.Composable,
+    score: int,
+    n: int,
+    months: list | None,
+    params: dict,
+) -> list[tuple] | None:
+    """The first n rows of a ranking over a month_plan, from candidates only;
+    None when the bound cannot prove them in HEAD_ROUNDS rounds.
+
+    A key's count in the window is at most the sum of its counts in the UTC
+    months the window touches (`months`). The candidates are the first
+    `head` keys of each such month (`heads`, heads_sql); a key outside them
+    has, in every month, at most the last head count of that month, so at
+    most their sum `bound` in all. `candidates` ranks the candidates
+    (`keys`) by their exact counts, their `score` column first; once the
+    n-th exceeds the bound, no other key can be in the first n, ties
+    included (threshold algorithm, Fagin et al. 2001). Skewed activity
+    proves it in the first round: a few hundred key lookups instead of every
+    key's daily rows.
+    """
+    if months is None:
+        return None
+    head = HEAD_PER_ROW * n + HEAD_EXTRA
+    for _round in range(HEAD_ROUNDS):
+        rows = fetch(heads, {"months": months, "head": head})
+        lasts: dict = {}
+        per_month: dict = {}
+        for month, _key, value in rows:
+            lasts[month] = value
+            per_month[month] = per_month.get(month, 0) + 1
+        bound = sum(lasts[m] for m, count in per_month.items() if count == head)
+        keys = sorted({key for _month, key, _value in rows})
+        found = fetch(candidates, {**params, "keys": keys, "n": n})
+        exhausted = all(count < head for count in per_month.values())
+        if exhausted or (len(found) == n and found[-1][score] > bound):
+            return found
+        head *= 4
+    return None
+
+
+def touched_months(window: Window) -> list | None:
+    """The starts of the UTC months [window.start, window.end) touches; None
+    when the window is shorter than MIN_SHARE of them (bounded_top is not
+    tried)."""
+    first, end = unit_floor(window.start, "month"), unit_ceil(window.end, "month")
+    if window.end - window.start < MIN_SHARE * (end - first):
+        return None
+    return months_between(first, end)
