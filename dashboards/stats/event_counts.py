@@ -38,7 +38,10 @@ RAW_COUNTS_SQL = (
 # hour's row went to, so a bucket can sum to 0: dropped. The whole UTC days
 # come from event_counts_daily, each in one bucket (`label`), and the hours
 # of such a day that belong to another bucket move there from event_counts_hourly
-# (`moved`: +n in theirs, -n in the day's); the plan's other hours come from
+# (`moved`, in runs of hours: +n in theirs, `moved_to`, which daily_plan
+# knows, -n in the day's; a join to `split` there was planned as a hash built
+# once per moved hour, half of a 90-day Kolkata chart's time); the plan's
+# other hours come from
 # event_counts_hourly, each run one index range scan (DailyPlan).
 COUNTS_SQL = (
     "WITH raw AS ("
@@ -62,11 +65,11 @@ COUNTS_SQL = (
     "   WHERE bucket >= r.lo AND bucket < r.hi{narrowing} OFFSET 0) AS h"
     "  LEFT JOIN split AS k ON k.hour = h.bucket"
     "  WHERE h.bucket <> ALL(%(whole_raw)s::timestamptz[])"
-    "  UNION ALL SELECT coalesce(k.keep, {hour_bucket}), m.label, h.event_type, h.success, h.n"
-    "  FROM unnest(%(moved)s::timestamptz[], %(moved_from)s::timestamptz[]) AS m (hour, label)"
+    "  UNION ALL SELECT m.bucket, m.label, h.event_type, h.success, h.n"
+    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
+    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
     "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
-    "   WHERE bucket = m.hour{narrowing} OFFSET 0) AS h"
-    "  LEFT JOIN split AS k ON k.hour = h.bucket)"
+    "   WHERE bucket >= m.lo AND bucket < m.hi{narrowing} OFFSET 0) AS h)"
     " SELECT b, event_type, success, sum(n)::bigint FROM ("
     "  SELECT r.label, d.event_type, d.success, d.n"
     "  FROM unnest(%(days)s::timestamptz[], %(day_labels)s::timestamptz[]) AS r (day, label)"
@@ -109,9 +112,10 @@ def _day_buckets(day: datetime, cuts: list[datetime], keep: dict) -> list | None
 
 def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list]:
     """Which of the plan's hours event_counts_daily answers: %(days)s, each
-    in the bucket %(day_labels)s where most of its hours go, and %(moved)s,
-    the hours of those days that go elsewhere (%(moved_from)s: their day's
-    bucket); the other hours as %(hour_lo)s, %(hour_hi)s runs.
+    in the bucket %(day_labels)s where most of its hours go, and the runs
+    %(moved_lo)s to %(moved_hi)s of the hours of those days that go
+    elsewhere (%(moved_to)s, from %(moved_from)s: their day's bucket); the
+    other hours as %(hour_lo)s, %(hour_hi)s runs.
 
     Buckets are cut by PostgreSQL (bucket_starts). In UTC a daily, weekly or
     monthly chart reads its whole days alone; in New York a day moves 5 of
@@ -119,7 +123,8 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
     2,000 hourly ones per type instead of 8,760 hourly ones."""
     lo, hi = plan.hours_from, plan.hours_to
     first, last = utc_ceil(lo, "day"), utc_floor(hi, "day")
-    found: dict[str, list] = {"days": [], "day_labels": [], "moved": [], "moved_from": []}
+    found: dict[str, list] = {"days": [], "day_labels": []}
+    moved: list[tuple[datetime, datetime, datetime, datetime]] = []
     if first < last and (not bucketed or window.unit in ("day", "week", "month")):
         cuts = bucket_starts(window.unit, window.tz_name, lo, hi) if bucketed else []
         keep = dict(zip(plan.split, plan.keep, strict=True))
@@ -131,9 +136,14 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
                 label = max(set(buckets), key=buckets.count)
                 found["days"].append(day)
                 found["day_labels"].append(label)
-                moved = [day + i * HOUR for i, b in enumerate(buckets) if b != label]
-                found["moved"] += moved
-                found["moved_from"] += [label] * len(moved)
+                for i, bucket in enumerate(buckets):
+                    hour = day + i * HOUR
+                    if bucket == label:
+                        continue
+                    if moved and moved[-1][1] == hour and moved[-1][2:] == (label, bucket):
+                        moved[-1] = (moved[-1][0], hour + HOUR, label, bucket)
+                    else:
+                        moved.append((hour, hour + HOUR, label, bucket))
             day += DAY
     hours, at = [], lo
     for run_lo, run_hi in _runs(found["days"], DAY):
@@ -142,7 +152,12 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
         at = run_hi
     if at < hi:
         hours.append((at, hi))
-    return found | {"hour_lo": [r[0] for r in hours], "hour_hi": [r[1] for r in hours]}
+    columns = [list(c) for c in zip(*moved, strict=True)] or [[], [], [], []]
+    return found | {
+        "hour_lo": [r[0] for r in hours],
+        "hour_hi": [r[1] for r in hours],
+        **dict(zip(("moved_lo", "moved_hi", "moved_from", "moved_to"), columns, strict=True)),
+    }
 
 
 def event_counts(
