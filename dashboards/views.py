@@ -194,7 +194,7 @@ def run_stat(
 
 
 # What json_script escapes: the JSON then cannot end its <script> element.
-_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
+_SCRIPT_ESCAPES = (("<", "\\u003C"), (">", "\\u003E"), ("&", "\\u0026"))
 
 
 def chart_json(figure: dict) -> SafeString:
@@ -213,7 +213,11 @@ def chart_json(figure: dict) -> SafeString:
         cls=PlotlyJSONEncoder,
         separators=(",", ":"),
     )
-    return mark_safe(text.translate(_SCRIPT_ESCAPES))  # noqa: S308 (escaped above, as json_script does)
+    # str.replace, not str.translate: translate looks up every character
+    # in Python (17 ms for a 90-day overview's 390 kB of charts).
+    for char, escape in _SCRIPT_ESCAPES:
+        text = text.replace(char, escape)
+    return mark_safe(text)  # noqa: S308 (escaped above, as json_script does)
 
 
 def _chart_controls(request: HttpRequest, compare: bool) -> dict[str, Any]:

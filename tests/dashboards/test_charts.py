@@ -16,6 +16,7 @@ from audit.catalog import CATALOG
 from audit.ingest import ingest
 from dashboards.bands import facility_bands
 from dashboards.stats import explorer_bound
+from dashboards.views import chart_json
 from sphere_stats.windows import Window
 from tests.dashboards.conftest import NOW, NY, event
 
@@ -348,3 +349,12 @@ def test_the_heatmap_follows_the_period_and_has_a_colour_key(analyst_client, dat
     assert len(year["entity_activity"]["data"][0]["x"]) in (53, 54)
     week = figures(analyst_client.get("/users/alice/?period=7d").content.decode())
     assert len(week["entity_activity"]["data"][0]["x"]) == 2
+
+
+def test_a_chart_naming_script_tags_cannot_end_its_script_element():
+    # A name from the events (an error message, a user) goes into the page
+    # inside <script type="application/json">: it must not close it.
+    hostile = '</script><script>alert("x")</script> & <!--'
+    text = chart_json({"data": [{"name": hostile, "x": [1], "y": [2]}], "layout": {}})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text)["data"][0]["name"] == hostile
