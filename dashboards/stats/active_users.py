@@ -86,7 +86,9 @@ ACTIVE_USERS_SQL = (
     "  FROM unnest(%(split_hour)s::timestamptz[], %(split_minute)s::int[],"
     "   %(split_before)s::timestamptz[], %(split_after)s::timestamptz[])"
     "   AS s (hour, minute, before, after)"
-    "  JOIN {hourly} AS h ON h.hour = s.hour"
+    # Each cut hour's rows by key (OFFSET 0 keeps the lookup per hour): a
+    # join was planned as a hash of the whole table, which grows with it.
+    "  CROSS JOIN LATERAL (SELECT * FROM {hourly} WHERE hour = s.hour OFFSET 0) AS h"
     f"  CROSS JOIN LATERAL (SELECT {counted_before('h', 's.minute')}) AS q (early)"
     "  CROSS JOIN LATERAL (VALUES (true), (false)) AS v (side)"
     "  WHERE CASE WHEN side THEN q.early > 0 ELSE h.n > q.early END"
