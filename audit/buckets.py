@@ -141,37 +141,102 @@ DAY_EDGES = sql.SQL(
     "((day >= %(days_head_lo)s AND day < %(days_head_hi)s)"
     " OR (day >= %(days_tail_lo)s AND day < %(days_tail_hi)s))"
 )
+# What a row of DAY_EDGES or RAW_EDGES counts for in a month_plan: +1 on a
+# side read inside the window, -1 on a side whose whole month is read and
+# whose part outside the window is taken back.
+DAY_SIGN = sql.SQL(
+    "(CASE WHEN day < %(days_tail_lo)s THEN %(head_sign)s::int ELSE %(tail_sign)s::int END)"
+)
+RAW_SIGN = sql.SQL(
+    "(CASE WHEN timestamp < %(tail_lo)s THEN %(head_sign)s::int ELSE %(tail_sign)s::int END)"
+)
 
 
-def month_plan(start: datetime, end: datetime) -> dict[str, datetime] | None:
-    """The parameters of a read of [start, end) in three parts: its whole UTC
+def _inside(lo: datetime, hi: datetime) -> tuple[tuple, tuple]:
+    """The whole days of [lo, hi) and its partial days at both ends."""
+    first, last = utc_ceil(lo, "day"), utc_floor(hi, "day")
+    return (first, max(first, last)), ((lo, first), (max(first, last), hi))
+
+
+def month_plan(start: datetime, end: datetime) -> dict[str, Any] | None:
+    """The parameters of a read of [start, end) in three parts: whole UTC
     months from a monthly pre-aggregate (`month >= %(first_month)s AND month
-    < %(end_month)s`), the whole days around them from a daily one
-    (DAY_EDGES) and the partial days from `events` (RAW_EDGES). None when no
-    day is whole. An absent part is an empty range; first_day and end_day
-    bound the whole days and months together, as whole_days' do."""
-    pieces = cover(start, end, ("day", "month"))
-    whole = [(unit, lo, hi) for unit, lo, hi in pieces if unit is not None]
-    if not whole:
+    < %(end_month)s`), whole days from a daily one (DAY_EDGES) and partial
+    days from `events` (RAW_EDGES), each day and raw row counted with its
+    side's sign (DAY_SIGN, RAW_SIGN). None when no day is whole.
+
+    A partial month at either end (the first and the last month the range
+    touches) is read the shorter way: its days inside the range (+1), or
+    its whole month less its days outside the range (-1). A 30-day window
+    ending now is then its first month's row less five days or so, and the
+    current month's row, less nothing: some 40,000 project rows at 10M
+    events instead of 140,000 daily ones.
+    """
+    if utc_ceil(start, "day") >= utc_floor(end, "day"):
         return None
-    first, last = whole[0][1], whole[-1][2]
-    months = [(lo, hi) for unit, lo, hi in whole if unit == "month"]
-    # Without a whole month, every whole day is in the head.
-    ((month_lo, month_hi),) = months or [(last, last)]
+    first_month, end_month = unit_floor(start, "month"), unit_ceil(end, "month")
+    whole_lo, whole_hi = unit_ceil(start, "month"), unit_floor(end, "month")
+    if whole_lo > whole_hi:
+        # One month: both sides are flipped together or not at all.
+        (days, (head_raw, tail_raw)) = _inside(start, end)
+        outside = (utc_floor(start, "day") - first_month) + (
+            _until_now(end_month) - min(utc_ceil(end, "day"), _until_now(end_month))
+        )
+        if outside < days[1] - days[0]:
+            head = ((first_month, utc_floor(start, "day")), (utc_floor(start, "day"), start), -1)
+            tail = ((utc_ceil(end, "day"), end_month), (end, utc_ceil(end, "day")), -1)
+        else:
+            first_month = end_month = whole_lo
+            head = (days, head_raw, 1)
+            tail = ((days[1], days[1]), tail_raw, 1)
+    else:
+        head = _side(start, whole_lo, first_month, at_start=True)
+        tail = _side(whole_hi, end, whole_hi, at_start=False)
+        first_month = first_month if head[2] < 0 else whole_lo
+        end_month = end_month if tail[2] < 0 else whole_hi
+    (days_head, raw_head, head_sign), (days_tail, raw_tail, tail_sign) = head, tail
     return {
-        "first_month": month_lo,
-        "end_month": month_hi,
-        "days_head_lo": first,
-        "days_head_hi": month_lo,
-        "days_tail_lo": month_hi,
-        "days_tail_hi": last,
-        "first_day": first,
-        "end_day": last,
-        "head_lo": start,
-        "head_hi": first,
-        "tail_lo": last,
-        "tail_hi": end,
+        "first_month": first_month,
+        "end_month": end_month,
+        "days_head_lo": days_head[0],
+        "days_head_hi": days_head[1],
+        "days_tail_lo": days_tail[0],
+        "days_tail_hi": days_tail[1],
+        "head_lo": raw_head[0],
+        "head_hi": raw_head[1],
+        "tail_lo": raw_tail[0],
+        "tail_hi": raw_tail[1],
+        "head_sign": head_sign,
+        "tail_sign": tail_sign,
     }
+
+
+def _until_now(moment: datetime) -> datetime:
+    """`moment`, or the end of today if sooner: the days after it hold no
+    rows to read (bar events stamped in the future), so a month read whole
+    less them costs nothing for them. Only the choice of sides uses it."""
+    return min(moment, utc_ceil(datetime.now(UTC), "day"))
+
+
+def _side(lo: datetime, hi: datetime, month: datetime, *, at_start: bool) -> tuple:
+    """The days, the partial day and the sign a month_plan reads the part
+    [lo, hi) of one month with: inside, or the month less its outside."""
+    if lo == hi:
+        return ((lo, lo), (lo, lo), 1)
+    month_end = unit_ceil(month + timedelta(days=1), "month")
+    days, (head_raw, tail_raw) = _inside(lo, hi)
+    edge = lo if at_start else hi
+    if at_start:
+        outside_days, outside_raw = (month, utc_floor(edge, "day")), (utc_floor(edge, "day"), edge)
+    else:
+        outside_days, outside_raw = (
+            (utc_ceil(edge, "day"), month_end),
+            (edge, utc_ceil(edge, "day")),
+        )
+    outside = _until_now(outside_days[1]) - min(outside_days[0], _until_now(outside_days[1]))
+    if outside < days[1] - days[0]:
+        return (outside_days, outside_raw, -1)
+    return (days, head_raw if at_start else tail_raw, 1)
 
 
 # Shorter than the shortest bucket of each unit in any zone (a local day can

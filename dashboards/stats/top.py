@@ -20,7 +20,9 @@ from audit import catalog
 from audit.aggregate_models import MonthlyCallerCount, MonthlyProjectCount
 from audit.buckets import (
     DAY_EDGES,
+    DAY_SIGN,
     RAW_EDGES,
+    RAW_SIGN,
     fetch,
     month_plan,
     whole_days,
@@ -33,7 +35,7 @@ from audit.models import (
     OrgMembership,
 )
 from dashboards.stats.failures import failed_logins, top_errors
-from dashboards.stats.ranking import bounded_top, heads_sql, touched_months
+from dashboards.stats.ranking import MIN_SHARE, bounded_top, heads_sql, touched_months
 from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, TableStat, register
 from sphere_stats.windows import Window
 
@@ -44,17 +46,24 @@ CALLER_COUNTS = sql.SQL(
     " count(*) FILTER (WHERE NOT success)"
 )
 USERS = sql.SQL("caller IN (SELECT name FROM {} WHERE kind = 'user')").format(ENTITIES)
+# Every caller's counts over a month_plan: each day and raw row with its
+# side's sign (a month read whole has its days outside the window taken back).
 CALLERS_SQL = sql.SQL(
     "SELECT caller, sum(events)::bigint, sum(logins)::bigint, sum(failures)::bigint FROM ("
     "  SELECT caller, events, logins, failures FROM {monthly}"
     "  WHERE month >= %(first_month)s AND month < %(end_month)s"
-    "  UNION ALL SELECT caller, events, logins, failures FROM {daily} WHERE {day_edges}"
-    "  UNION ALL SELECT caller, {counts} FROM events WHERE {edges} GROUP BY caller"
+    "  UNION ALL SELECT caller, {day_sign} * events, {day_sign} * logins,"
+    "   {day_sign} * failures FROM {daily} WHERE {day_edges}"
+    "  UNION ALL SELECT caller, sign * events, sign * logins, sign * failures FROM ("
+    "   SELECT caller, {raw_sign} AS sign, {counts} FROM events WHERE {edges} GROUP BY 1, 2"
+    "  ) AS r (caller, sign, events, logins, failures)"
     ") AS s (caller, events, logins, failures) GROUP BY caller"
 ).format(
     monthly=sql.Identifier(MonthlyCallerCount._meta.db_table),
     daily=sql.Identifier(DailyCallerCount._meta.db_table),
     day_edges=DAY_EDGES,
+    day_sign=DAY_SIGN,
+    raw_sign=RAW_SIGN,
     counts=CALLER_COUNTS,
     edges=RAW_EDGES,
 )
@@ -70,14 +79,18 @@ CALLER_CANDIDATES_SQL = sql.SQL(
     " CROSS JOIN LATERAL ("
     "  SELECT events, logins, failures FROM {monthly} WHERE caller = c.caller"
     "  AND month >= %(first_month)s AND month < %(end_month)s"
-    "  UNION ALL SELECT events, logins, failures FROM {daily} WHERE caller = c.caller"
+    "  UNION ALL SELECT {head_sign} * events, {head_sign} * logins, {head_sign} * failures"
+    "  FROM {daily} WHERE caller = c.caller"
     "  AND day >= %(days_head_lo)s AND day < %(days_head_hi)s"
-    "  UNION ALL SELECT events, logins, failures FROM {daily} WHERE caller = c.caller"
+    "  UNION ALL SELECT {tail_sign} * events, {tail_sign} * logins, {tail_sign} * failures"
+    "  FROM {daily} WHERE caller = c.caller"
     "  AND day >= %(days_tail_lo)s AND day < %(days_tail_hi)s"
-    "  UNION ALL SELECT {counts} FROM events WHERE caller = c.caller"
-    "  AND timestamp >= %(head_lo)s AND timestamp < %(head_hi)s"
-    "  UNION ALL SELECT {counts} FROM events WHERE caller = c.caller"
-    "  AND timestamp >= %(tail_lo)s AND timestamp < %(tail_hi)s"
+    "  UNION ALL SELECT {head_sign} * n, {head_sign} * l, {head_sign} * f FROM ("
+    "   SELECT {counts} FROM events WHERE caller = c.caller"
+    "   AND timestamp >= %(head_lo)s AND timestamp < %(head_hi)s) AS h (n, l, f)"
+    "  UNION ALL SELECT {tail_sign} * n, {tail_sign} * l, {tail_sign} * f FROM ("
+    "   SELECT {counts} FROM events WHERE caller = c.caller"
+    "   AND timestamp >= %(tail_lo)s AND timestamp < %(tail_hi)s) AS t (n, l, f)"
     " ) AS x (events, logins, failures)"
     " GROUP BY c.caller HAVING sum(x.events) > 0 ORDER BY 2 DESC, 1 LIMIT %(n)s"
 ).format(
@@ -85,6 +98,8 @@ CALLER_CANDIDATES_SQL = sql.SQL(
     monthly=sql.Identifier(MonthlyCallerCount._meta.db_table),
     daily=sql.Identifier(DailyCallerCount._meta.db_table),
     counts=CALLER_COUNTS,
+    head_sign=sql.SQL("%(head_sign)s::int"),
+    tail_sign=sql.SQL("%(tail_sign)s::int"),
 )
 
 
@@ -140,9 +155,11 @@ PROJECTS_SQL = (
     "SELECT project, {sums} FROM ("
     "  SELECT project, {columns} FROM {monthly}"
     "  WHERE month >= %(first_month)s AND month < %(end_month)s"
-    "  UNION ALL SELECT project, {columns} FROM {daily} WHERE {day_edges}"
-    "  UNION ALL SELECT coalesce(payload->>'project', subject), {counts} FROM events"
-    "  WHERE {edges} AND {project_events} GROUP BY 1"
+    "  UNION ALL SELECT project, {day_signed} FROM {daily} WHERE {day_edges}"
+    "  UNION ALL SELECT project, {raw_signed} FROM ("
+    "   SELECT coalesce(payload->>'project', subject), {raw_sign}, {counts} FROM events"
+    "   WHERE {edges} AND {project_events} GROUP BY 1, 2"
+    "  ) AS r (project, sign, {columns})"
     ") AS s (project, {columns})"
     " GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
 )
@@ -156,13 +173,16 @@ PROJECT_CANDIDATES_SQL = (
     " CROSS JOIN LATERAL ("
     "  SELECT {columns} FROM {monthly} WHERE project = c.project"
     "  AND month >= %(first_month)s AND month < %(end_month)s"
-    "  UNION ALL SELECT {columns} FROM {daily} WHERE project = c.project"
+    "  UNION ALL SELECT {day_signed} FROM {daily} WHERE project = c.project"
     "  AND day >= %(days_head_lo)s AND day < %(days_head_hi)s"
-    "  UNION ALL SELECT {columns} FROM {daily} WHERE project = c.project"
+    "  UNION ALL SELECT {day_signed} FROM {daily} WHERE project = c.project"
     "  AND day >= %(days_tail_lo)s AND day < %(days_tail_hi)s"
-    "  UNION ALL SELECT {counts} FROM events WHERE payload->>'project' = c.project AND {edges}"
-    "  UNION ALL SELECT {counts} FROM events WHERE subject_type = 'project'"
-    "  AND subject = c.project AND payload->>'project' IS NULL AND {edges}"
+    "  UNION ALL SELECT {raw_signed} FROM ("
+    "   SELECT {raw_sign}, {counts} FROM events WHERE payload->>'project' = c.project"
+    "   AND {edges} GROUP BY 1"
+    "   UNION ALL SELECT {raw_sign}, {counts} FROM events WHERE subject_type = 'project'"
+    "   AND subject = c.project AND payload->>'project' IS NULL AND {edges} GROUP BY 1"
+    "  ) AS r (sign, {columns})"
     " ) AS x ({columns})"
     " GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
 )
@@ -201,11 +221,15 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
         "edges": RAW_EDGES,
         "by": sql.Identifier(by),
         "order": order,
+        "raw_sign": RAW_SIGN,
+        # Each day or raw row's counts with its side's sign (month_plan).
+        "day_signed": sql.SQL(", ").join(sql.SQL("{} * {}").format(DAY_SIGN, c) for c in columns),
+        "raw_signed": sql.SQL(", ").join(sql.SQL("sign * {}").format(c) for c in columns),
     }
     # Only events has a ranking index (idx_monthly_project_rank), and the
     # other measures are too even across projects for the months' counts to
     # bound them: those rank every project.
-    months = touched_months(window) if by == "events" else None
+    months = touched_months(window, MIN_SHARE) if by == "events" else None
     found = bounded_top(
         heads_sql(MonthlyProjectCount._meta.db_table, "project", by),
         sql.SQL(PROJECT_CANDIDATES_SQL).format(**names),
