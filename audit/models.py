@@ -1,5 +1,7 @@
 import json
+import operator
 import uuid
+from functools import reduce
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
@@ -52,28 +54,47 @@ class EventQuerySet(models.QuerySet):
         resources (payload.project), or its org memberships; experiment: of
         `project` (names repeat across projects), about it or its
         realizations. ValueError for any other kind."""
-        if kind == "user":
-            return self.filter(
-                models.Q(subject_type="user", subject=name)
-                | models.Q(caller=name)
-                | models.Q(target=name, subject_type__in=("organization", "project"))
-            )
-        if kind == "organization":
-            return self.filter(subject_type="organization", subject=name)
+        qs = self._involving_base(kind)
+        return qs.filter(reduce(operator.or_, self._involving(kind, name, project)))
+
+    def involving_parts(self, kind: str, name: str, project: str = "") -> list["EventQuerySet"]:
+        """involving() as one queryset per way of being involved, each of
+        which an index answers in time order: the newest rows of their union
+        are the newest of each part's newest (newest_of)."""
+        qs = self._involving_base(kind)
+        return [qs.filter(q) for q in self._involving(kind, name, project)]
+
+    def _involving_base(self, kind: str) -> "EventQuerySet":
+        if kind in ("user", "organization"):
+            return self
         # alias, not annotate: the key is a condition, never a column a caller
         # (an export's SELECT) should receive.
         qs = self.alias(project_of=KeyTextTransform("project", "payload"))
-        if kind == "project":
-            return qs.filter(
-                models.Q(subject_type="project", subject=name)
-                | models.Q(project_of=name)
-                | models.Q(subject_type="organization", target=name, payload__kind="projectmember")
-            )
         if kind == "experiment":
-            return qs.alias(experiment_of=KeyTextTransform("experiment", "payload")).filter(
-                models.Q(project_of=project),
-                models.Q(subject_type="experiment", subject=name) | models.Q(experiment_of=name),
-            )
+            return qs.alias(experiment_of=KeyTextTransform("experiment", "payload"))
+        return qs
+
+    @staticmethod
+    def _involving(kind: str, name: str, project: str) -> list[models.Q]:
+        if kind == "user":
+            return [
+                models.Q(subject_type="user", subject=name),
+                models.Q(caller=name),
+                models.Q(target=name, subject_type__in=("organization", "project")),
+            ]
+        if kind == "organization":
+            return [models.Q(subject_type="organization", subject=name)]
+        if kind == "project":
+            return [
+                models.Q(subject_type="project", subject=name),
+                models.Q(project_of=name),
+                models.Q(subject_type="organization", target=name, payload__kind="projectmember"),
+            ]
+        if kind == "experiment":
+            return [
+                models.Q(project_of=project, subject_type="experiment", subject=name),
+                models.Q(project_of=project, experiment_of=name),
+            ]
         raise ValueError(f"unknown entity kind {kind!r}")
 
     def mentioning(self, kind: str, scope: str, name: str) -> "EventQuerySet":
@@ -152,6 +173,20 @@ class EventQuerySet(models.QuerySet):
 # About half of all events (logins, facility status reports): left out of
 # idx_events_type_ts. Changing them means a migration.
 FREQUENT_TYPES = ("user_login", "facility_status")
+
+
+def newest_of(parts: list[EventQuerySet], limit: int) -> list["Event"]:
+    """The newest `limit` rows of the union of `parts`, newest first.
+
+    Each part's own newest `limit` are read through its index, then
+    merged: one OR of the parts walked idx_events_timestamp from the
+    newest row, filtering, until it found them (163 ms for a project of
+    the 10M-event demo, 850,000 rows read)."""
+    heads = [part.newest_first()[:limit] for part in parts]
+    if len(heads) == 1:
+        return list(heads[0])
+    merged = heads[0].union(*heads[1:])
+    return list(merged.order_by("-timestamp", "-event_uuid")[:limit])
 
 
 class Event(models.Model):

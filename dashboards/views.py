@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 from plotly.utils import PlotlyJSONEncoder
 
 from audit.filters import FilterError, decode_cursor, encode_cursor
-from audit.models import Entity, Event
+from audit.models import Entity, Event, newest_of
 from dashboards.bands import Band, facility_bands
 from dashboards.entities import (
     KINDS,
@@ -296,14 +296,15 @@ def top(request: HttpRequest) -> HttpResponse:
 
 
 def _timeline_page(request: HttpRequest, kind: str, name: str, project: str) -> dict[str, Any]:
-    qs = Event.objects.involving(kind, name, project).newest_first()
+    parts = Event.objects.involving_parts(kind, name, project)
     cursor = request.GET.get("cursor", "")
     if cursor:
         try:
-            qs = qs.before(*decode_cursor(cursor))
+            older = decode_cursor(cursor)
         except FilterError:
             raise Http404("That timeline cursor is not one this server issued.") from None
-    events = list(qs[: TIMELINE_PAGE + 1])
+        parts = [part.before(*older) for part in parts]
+    events = newest_of(parts, TIMELINE_PAGE + 1)
     more = len(events) > TIMELINE_PAGE
     events = events[:TIMELINE_PAGE]
     next_url = ""

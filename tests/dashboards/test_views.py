@@ -5,7 +5,7 @@ import pytest
 import time_machine
 
 from audit.ingest import ingest
-from audit.models import Entity
+from audit.models import Entity, Event
 from demo.history import generate
 from tests.conftest import offsite_hosts
 from tests.dashboards.conftest import NOW, event
@@ -112,20 +112,45 @@ def test_viewers_see_the_page_but_not_the_timeline(viewer_client, analyst_client
     assert "/events/export?format=csv&amp;entity=user%3A" in analyst_body
 
 
-def test_the_timeline_pages_back_by_keyset(analyst_client, demo):
-    busiest = Entity.objects.filter(kind="user").order_by("name").values_list("name", flat=True)
-    for name in busiest:
-        body = analyst_client.get(f"/users/{name}/").content.decode()
-        if "Older events" in body:
+PAGE = 2  # events per timeline page, so that every entity's has several
+
+
+def _busiest(kind: str) -> tuple[str, str]:
+    """(name, project) of the entity of `kind` most events involve."""
+    found = [
+        (Event.objects.involving(kind, e.name, e.scope).count(), e.name, e.scope)
+        for e in Entity.objects.filter(kind=kind).order_by("name")
+    ]
+    _, name, project = max(found)
+    return name, project
+
+
+@pytest.mark.parametrize("kind", ["user", "organization", "project", "experiment"])
+def test_the_timeline_pages_back_through_every_involved_event_once(
+    analyst_client, demo, kind, monkeypatch
+):
+    # Each way of being involved (about it, by it, naming it) is read apart
+    # and merged: page after page, every involved event once, newest first.
+    monkeypatch.setattr("dashboards.views.TIMELINE_PAGE", PAGE)
+    name, project = _busiest(kind)
+    expected = list(
+        Event.objects.involving(kind, name, project)
+        .newest_first()
+        .values_list("event_uuid", flat=True)
+    )
+    assert len(expected) > 2 * PAGE, (kind, name, len(expected))
+    path = {"user": "users", "organization": "orgs", "project": "projects"}.get(kind)
+    url = f"/{path}/{name}/" if path else f"/experiments/{project}/{name}/"
+    seen, response = [], analyst_client.get(url)
+    while True:
+        timeline = response.context["timeline"]
+        seen += [e.event_uuid for e in timeline["events"]]
+        if not timeline["next_url"]:
             break
-    else:
-        pytest.skip("no user with more than one page of events")
-    more = body.split('id="timeline-more"', 1)[1]
-    next_url = more.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-    older = analyst_client.get(next_url, **HTMX)
-    assert older.status_code == 200
-    assert "<tr" in older.content.decode()
-    assert analyst_client.get(f"/users/{name}/timeline/?cursor=garbage").status_code == 404
+        response = analyst_client.get(timeline["next_url"], **HTMX)
+        assert response.status_code == 200
+    assert seen == expected
+    assert analyst_client.get(url + "timeline/?cursor=garbage").status_code == 404
 
 
 def test_anonymous_visitors_are_sent_to_login(client):
