@@ -1,7 +1,7 @@
 """The monthly, daily and hourly count pre-aggregates besides event_counts_hourly
-(audit.models.HourlyCount), and facility_allocations: each is declared in
-audit/aggregates.py and kept by the triggers on `events`; audit.models
-re-exports the daily, hourly and allocation ones."""
+(audit.models.HourlyCount), org_memberships and facility_allocations: each is
+declared in audit/aggregates.py and kept by the triggers on `events`;
+audit.models re-exports them."""
 
 from django.db import models
 
@@ -221,3 +221,31 @@ class FacilityAllocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.facility} {self.kind} {self.name}{' (freed)' if self.freed else ''}"
+
+
+class OrgMembership(models.Model):
+    """Pre-aggregate: the newest successful membership event, by (timestamp,
+    event_uuid), of each (organization, payload.kind, member), and whether it
+    removed the member: organizations by members (aggregates.MEMBERSHIPS)."""
+
+    org = models.TextField()
+    kind = models.TextField(null=True)  # usermember, projectmember
+    member = models.TextField(null=True)  # the event's target
+    last_at = models.DateTimeField()
+    last_uuid = models.UUIDField()
+    removed = models.BooleanField()  # the latest event is org_member_deleted
+
+    class Meta:
+        db_table = "org_memberships"
+        constraints = [
+            # The triggers' ON CONFLICT target (a NULL is one key, as DISTINCT
+            # ON takes it), and one organization's members.
+            models.UniqueConstraint(
+                fields=["org", "kind", "member"],
+                name="org_memberships_key",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org} {self.kind} {self.member}{' (removed)' if self.removed else ''}"

@@ -19,6 +19,7 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     DailyProjectCount,
     FacilityAllocation,
     HourlyLoginUser,
+    OrgMembership,
 )
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES
 
@@ -371,34 +372,6 @@ class HourlyCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket:%Y-%m-%d %H}h {self.event_type} {self.success}: {self.n}"
-
-
-class OrgMembership(models.Model):
-    """Pre-aggregate: the newest successful membership event, by (timestamp,
-    event_uuid), of each (organization, payload.kind, member), and whether it
-    removed the member: organizations by members (aggregates.MEMBERSHIPS)."""
-
-    org = models.TextField()
-    kind = models.TextField(null=True)  # usermember, projectmember
-    member = models.TextField(null=True)  # the event's target
-    last_at = models.DateTimeField()
-    last_uuid = models.UUIDField()
-    removed = models.BooleanField()  # the latest event is org_member_deleted
-
-    class Meta:
-        db_table = "org_memberships"
-        constraints = [
-            # The triggers' ON CONFLICT target (a NULL is one key, as DISTINCT
-            # ON takes it), and one organization's members.
-            models.UniqueConstraint(
-                fields=["org", "kind", "member"],
-                name="org_memberships_key",
-                nulls_distinct=False,
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.org} {self.kind} {self.member}{' (removed)' if self.removed else ''}"
 
 
 class EntityQuerySet(models.QuerySet):

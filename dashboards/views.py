@@ -1,4 +1,5 @@
 import json
+from functools import partial
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -21,6 +22,7 @@ from dashboards.entities import (
     first_event,
     suggestions,
 )
+from dashboards.parallel import in_parallel
 from dashboards.stats import STATS, ChartOptions, Result, StatError, first_event_time
 from dashboards.stats.entity import members, memberships_of
 from sphere_stats.roles import Role, has_role, role_required
@@ -245,8 +247,15 @@ def overview(request: HttpRequest) -> HttpResponse:
         "explore": has_role(request.user, Role.ANALYST),
         "bands": tuple(facility_bands(window.start, window.end)),
     }
-    current = run_stat("current_counts", window)
-    summary = run_stat("period_summary", window)
+    charts = ("entity_growth", "events_by_type", "logins", "active_users")
+    current, summary, top_projects, *drawn = in_parallel(
+        [
+            partial(run_stat, "current_counts", window),
+            partial(run_stat, "period_summary", window),
+            partial(run_stat, "top_projects", window, n=5),
+            *(partial(run_stat, name, window, **chart_options) for name in charts),
+        ]
+    )
     cards = entity_cards(current["rows"])
     period_cards = [
         {
@@ -268,11 +277,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "period_cards": period_cards,
         "current": current,
         "summary": summary,
-        "charts": [
-            run_stat(name, window, **chart_options)
-            for name in ("entity_growth", "events_by_type", "logins", "active_users")
-        ],
-        "top_projects": run_stat("top_projects", window, n=5),
+        "charts": drawn,
+        "top_projects": top_projects,
         **_chart_controls(request, chart_options["compare"]),
     }
     return _page(request, "dashboards/overview.html", "dashboards/_overview_body.html", context)
@@ -287,10 +293,12 @@ def top(request: HttpRequest) -> HttpResponse:
         by = STATS["top_projects"].parse(request.GET)["by"]
     except StatError as exc:
         error, n, by = f"{exc.field}: {exc.message}", 10, "events"
-    tables = [
-        run_stat(name, window, n=n, **({"by": by} if name == "top_projects" else {}))
-        for name in TOP_STATS
-    ]
+    tables = in_parallel(
+        [
+            partial(run_stat, name, window, n=n, **({"by": by} if name == "top_projects" else {}))
+            for name in TOP_STATS
+        ]
+    )
     context = {"window": window, "error": error, "n": n, "by": by, "tables": tables}
     return _page(request, "dashboards/top.html", "dashboards/_top_body.html", context)
 

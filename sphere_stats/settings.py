@@ -294,6 +294,10 @@ PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR")
 # Seconds a computed stat is reused for the same window (0: never). Pages
 # are at most this stale; the pre-aggregates themselves are always current.
 STATS_CACHE_SECONDS = envint("STATS_CACHE_SECONDS", 30)
+# Threads per process that compute a page's stats side by side, each with a
+# database connection of its own (dashboards/parallel.py); 0 or 1: one after
+# another in the request's thread.
+STATS_THREADS = envint("STATS_THREADS", 4)
 # How long a worker trusts a token it has found valid (0: look up every
 # request); a revocation takes effect in other workers within this.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", 5)

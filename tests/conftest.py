@@ -265,3 +265,14 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test database, whose drop at the end of the run
+    waits for no one: the threads that compute a page's stats side by side
+    (dashboards/parallel.py) keep connections to it, closed first."""
+    yield
+    from dashboards import parallel
+
+    parallel.close_connections()

@@ -1,0 +1,78 @@
+"""The stats of one page computed side by side.
+
+A page's stats are independent reads, most of whose time is PostgreSQL's:
+on a 2-CPU machine two of them run at once, each on its own connection. A
+small pool of threads per process does it (STATS_THREADS). Each thread keeps
+its connection between pages, checked as a request's would be
+(close_old_connections); it inherits the request's context (the replica
+routing of sphere_stats.db) and serves it as a web request (the statement
+timeout and bounded waits of sphere_stats.db). An error of a stat reaches
+the page as if it had been computed in the request (a lost database: the
+503 of sphere_stats).
+
+Inside a transaction (ATOMIC_REQUESTS, the tests' fixtures) the stats run
+one after another in the request's thread: other connections cannot see
+what the transaction has not committed.
+"""
+
+import contextvars
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connection, connections
+
+from sphere_stats import db
+
+T = TypeVar("T")
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(settings.STATS_THREADS, thread_name_prefix="stats")
+    return _pool
+
+
+def _run(call: Callable[[], T], web: bool) -> T:
+    close_old_connections()
+    try:
+        # Serving a web request, as the request's thread does: bounded waits,
+        # the web's statement timeout on a new connection, the breaker.
+        with db.web_request() if web else nullcontext():
+            return call()
+    finally:
+        # A connection an error left unusable, or past DB_CONN_MAX_AGE, is
+        # closed now, not carried to the next page.
+        close_old_connections()
+
+
+def in_parallel(calls: list[Callable[[], T]]) -> list[T]:
+    """Each call's result, in order; computed side by side on the pool's
+    threads unless STATS_THREADS is below 2 or a transaction is open."""
+    if settings.STATS_THREADS < 2 or len(calls) < 2 or connection.in_atomic_block:
+        return [call() for call in calls]
+    pool, web = _executor(), db.in_web_request()
+    futures = [pool.submit(contextvars.copy_context().run, _run, call, web) for call in calls]
+    return [future.result() for future in futures]
+
+
+def close_connections() -> None:
+    """Close the database connections of every thread of the pool (the test
+    run, before its database is dropped). Each thread takes one task: the
+    tasks wait for each other."""
+    if _pool is None:
+        return
+    workers = _pool._max_workers
+    together = threading.Barrier(workers)
+
+    def close() -> None:
+        together.wait(timeout=10)
+        connections.close_all()
+
+    for future in [_pool.submit(close) for _ in range(workers)]:
+        future.result()
