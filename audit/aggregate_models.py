@@ -45,6 +45,38 @@ class HourlyLoginUser(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h {self.username}: {self.n}"
 
 
+class DailyLoginUser(models.Model):
+    """Pre-aggregate: successful logins per UTC day and user (the users who
+    logged in over the whole days of a window)."""
+
+    pk = models.CompositePrimaryKey("day", "username")
+    day = models.DateTimeField()  # UTC midnight
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "login_users_daily"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
+
+
+class MonthlyLoginUser(models.Model):
+    """Pre-aggregate: successful logins per UTC month and user (the users who
+    logged in over the whole months of a window)."""
+
+    pk = models.CompositePrimaryKey("month", "username")
+    month = models.DateTimeField()  # UTC midnight of the month's first day
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "login_users_monthly"
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.username}: {self.n}"
+
+
 class DailyCallerCount(models.Model):
     """Pre-aggregate: events per UTC day and caller, with the logins and the
     failures among them (the most active users). A window reads its whole

@@ -49,6 +49,7 @@ PROJECT_OF_EVENT = (
 )
 
 _TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
+_LOGINS = "event_type = 'user_login' AND success"
 # The events of an hour before its 15th, 30th and 45th minute (every zone's
 # bucket edges fall on a quarter hour).
 _QUARTERS = tuple(
@@ -90,6 +91,10 @@ COUNT_TABLES = (
         counts=(("n", "count(*)"), *_QUARTERS),
         only="event_type = 'user_login' AND success",
     ),
+    # The same per UTC day and month, for the users who logged in over a long
+    # window: a year is some 12 monthly rows per user, not 8,760 hourly ones.
+    CountTable("login_users_daily", "day", "day", (("username", "subject"),), only=_LOGINS),
+    CountTable("login_users_monthly", "month", "month", (("username", "subject"),), only=_LOGINS),
     CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),
     CountTable(
         "event_counts_daily_project",

@@ -16,9 +16,11 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     DailyErrorCount,
     DailyFacilityCount,
     DailyFailedLogin,
+    DailyLoginUser,
     DailyProjectCount,
     FacilityAllocation,
     HourlyLoginUser,
+    MonthlyLoginUser,
     OrgMembership,
 )
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES

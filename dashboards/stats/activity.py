@@ -15,7 +15,7 @@ from psycopg import sql
 
 from audit import catalog
 from audit.buckets import bucket_starts, cover, fetch
-from audit.models import HourlyLoginUser
+from audit.models import DailyLoginUser, HourlyLoginUser, MonthlyLoginUser
 from dashboards.charts import (
     PALETTE,
     TALLER,
@@ -54,29 +54,55 @@ def seen_event_types(types: Iterable[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+# Where distinct_login_users reads each whole UTC unit of a window.
+_LOGIN_USERS = {
+    "month": (MonthlyLoginUser, "month"),
+    "day": (DailyLoginUser, "day"),
+    "hour": (HourlyLoginUser, "hour"),
+}
+
+
 def distinct_login_users(window: Window, source: str = "auto") -> int:
-    """Distinct users with a successful login in the window: the whole UTC
-    hours from login_users_hourly, the partial ones at both edges from
-    `events` (idx_events_logins_ts); source="raw" reads every login."""
-    pieces = [] if source == "raw" else cover(window.start, window.end, ("hour",))
-    hours = [(lo, hi) for unit, lo, hi in pieces if unit == "hour"]
-    full_start, full_end = hours[0] if hours else (window.end, window.end)
-    # UNION, not count(DISTINCT …): PostgreSQL hashes the few hundred users
-    # instead of sorting every row.
-    query = sql.SQL(
-        "SELECT count(*) FROM (SELECT username FROM {table}"
-        "  WHERE hour >= %(full_start)s AND hour < %(full_end)s"
-        " UNION SELECT subject FROM events WHERE event_type = 'user_login' AND success"
-        "  AND ((timestamp >= %(start)s AND timestamp < %(full_start)s)"
-        "   OR (timestamp >= %(full_end)s AND timestamp < %(end)s))"
-        ") AS users"
-    ).format(table=sql.Identifier(HourlyLoginUser._meta.db_table))
-    params = {
-        "full_start": full_start,
-        "full_end": full_end,
-        "start": window.start,
-        "end": window.end,
-    }
+    """Distinct users with a successful login in the window: its whole UTC
+    months from login_users_monthly, the whole days around them from
+    login_users_daily, the whole hours around those from login_users_hourly
+    (a year: some 12 rows per user, not 8,760), the partial hours at both
+    edges from `events` (idx_events_logins_ts); source="raw" reads every
+    login."""
+    pieces = (
+        [(None, window.start, window.end)]
+        if source == "raw"
+        else cover(window.start, window.end, ("hour", "day", "month"))
+    )
+    # UNION, not count(DISTINCT …): PostgreSQL hashes the users instead of
+    # sorting every row. Each piece is one range scan of its table's key.
+    selects, params = [], {}
+    for i, (unit, lo, hi) in enumerate(pieces):
+        params |= {f"lo{i}": lo, f"hi{i}": hi}
+        if unit is None:
+            selects.append(
+                sql.SQL(
+                    "SELECT subject FROM events WHERE event_type = 'user_login' AND success"
+                    " AND timestamp >= {lo} AND timestamp < {hi}"
+                ).format(lo=sql.Placeholder(f"lo{i}"), hi=sql.Placeholder(f"hi{i}"))
+            )
+        else:
+            model, column = _LOGIN_USERS[unit]
+            selects.append(
+                sql.SQL(
+                    "SELECT username FROM {table} WHERE {column} >= {lo} AND {column} < {hi}"
+                ).format(
+                    table=sql.Identifier(model._meta.db_table),
+                    column=sql.Identifier(column),
+                    lo=sql.Placeholder(f"lo{i}"),
+                    hi=sql.Placeholder(f"hi{i}"),
+                )
+            )
+    # UNION removes the duplicates; a lone SELECT needs its own DISTINCT.
+    distinct = sql.SQL("count(*)" if len(selects) > 1 else "count(DISTINCT u)")
+    query = sql.SQL("SELECT {} FROM ({}) AS users (u)").format(
+        distinct, sql.SQL(" UNION ").join(selects)
+    )
     return fetch(query, params)[0][0]
 
 

@@ -40,6 +40,11 @@ EXPECTED = {
         "SELECT month, project, events, experiments, realizations, materializations"
         " FROM event_counts_monthly_project ORDER BY 1, 2",
     ),
+    "login_users_monthly": (
+        "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
+        " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT month, username, n FROM login_users_monthly ORDER BY 1, 2",
+    ),
 }
 
 

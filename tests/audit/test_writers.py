@@ -33,6 +33,8 @@ DERIVED = (
     "event_counts_hourly",
     "event_counts_daily",
     "login_users_hourly",
+    "login_users_daily",
+    "login_users_monthly",
     "event_counts_daily_caller",
     "event_counts_daily_project",
     "org_memberships",
