@@ -109,9 +109,14 @@ def setup_django(url: str) -> None:
 
 
 def use_database(name: str) -> None:
-    """Point every connection at database `name` (after setup_django)."""
+    """Point every connection at database `name` (after setup_django), the
+    stats pool's threads' too (dashboards/parallel.py): they would otherwise
+    go on reading the database they first connected to."""
     from django.db import connections
 
+    from dashboards import parallel
+
+    parallel.close_connections()
     for conn in connections.all():
         conn.close()
         conn.settings_dict["NAME"] = name
