@@ -15,7 +15,7 @@ from typing import NamedTuple
 from psycopg import sql
 
 from audit.buckets import HOUR, counted_before, cover, fetch, local_days, quarter_minute, straddles
-from audit.models import HourlyLoginUser
+from audit.models import DailyLoginUser, HourlyLoginUser
 from dashboards.charts import TALLER, Overlay, Series, add_bands, axes, layout, time_traces, x_of
 from dashboards.stats.registry import NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window
@@ -72,14 +72,23 @@ ACTIVE_USERS_SQL = (
     # The local days over the window, each with its whole UTC hours and its
     # week and month, computed once per day.
     "WITH days AS ("
-    "  SELECT lo, date_trunc('week', lo, %(tz)s) AS week, date_trunc('month', lo, %(tz)s) AS month,"
+    "  SELECT *, h_lo = lo AND h_hi = hi AND hi - lo = interval '24 hours'"
+    "   AND date_trunc('day', lo, 'UTC') = lo AS utc_day FROM ("
+    "  SELECT lo, hi, date_trunc('week', lo, %(tz)s) AS week,"
+    "   date_trunc('month', lo, %(tz)s) AS month,"
     "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
     "    'UTC'), %(full_start)s::timestamptz) AS h_lo,"
     "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
+    "  ) AS d"
     "), pairs AS MATERIALIZED ("
     "  SELECT d.lo AS day, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT DISTINCT username FROM {hourly}"
     "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%(cut)s::timestamptz[])) AS u"
+    "  WHERE NOT d.utc_day"
+    # A local day that is a whole UTC day (UTC, or any zone at offset 0) is
+    # one day's rows of login_users_daily: some 5 times fewer than its hours'.
+    "  UNION SELECT d.lo, u.username FROM days AS d CROSS JOIN LATERAL ("
+    "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u WHERE d.utc_day"
     # A cut hour's users with a login before the cut count for the day
     # before it, those with one after it for the day after.
     "  UNION SELECT CASE WHEN side THEN s.before ELSE s.after END, h.username"
@@ -132,6 +141,7 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
     query = sql.SQL(ACTIVE_USERS_SQL).format(
         local_days=local_days(),
         hourly=sql.Identifier(HourlyLoginUser._meta.db_table),
+        daily=sql.Identifier(DailyLoginUser._meta.db_table),
         ranges=RANGES,
     )
     params = {
