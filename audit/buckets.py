@@ -179,8 +179,8 @@ def month_plan(start: datetime, end: datetime) -> dict[str, Any] | None:
     if whole_lo > whole_hi:
         # One month: both sides are flipped together or not at all.
         (days, (head_raw, tail_raw)) = _inside(start, end)
-        outside = (utc_floor(start, "day") - first_month) + (
-            _until_now(end_month) - min(utc_ceil(end, "day"), _until_now(end_month))
+        outside = _to_read((first_month, utc_floor(start, "day"))) + _to_read(
+            (utc_ceil(end, "day"), end_month)
         )
         if outside < days[1] - days[0]:
             head = ((first_month, utc_floor(start, "day")), (utc_floor(start, "day"), start), -1)
@@ -211,11 +211,13 @@ def month_plan(start: datetime, end: datetime) -> dict[str, Any] | None:
     }
 
 
-def _until_now(moment: datetime) -> datetime:
-    """`moment`, or the end of today if sooner: the days after it hold no
-    rows to read (bar events stamped in the future), so a month read whole
+def _to_read(days: tuple[datetime, datetime]) -> timedelta:
+    """How much of the day range [lo, hi) holds rows to read: the days after
+    today hold none (bar events stamped in the future), so a month read whole
     less them costs nothing for them. Only the choice of sides uses it."""
-    return min(moment, utc_ceil(datetime.now(UTC), "day"))
+    today_end = utc_ceil(datetime.now(UTC), "day")
+    lo, hi = min(days[0], today_end), min(days[1], today_end)
+    return max(hi - lo, timedelta(0))
 
 
 def _side(lo: datetime, hi: datetime, month: datetime, *, at_start: bool) -> tuple:
@@ -233,8 +235,7 @@ def _side(lo: datetime, hi: datetime, month: datetime, *, at_start: bool) -> tup
             (utc_ceil(edge, "day"), month_end),
             (edge, utc_ceil(edge, "day")),
         )
-    outside = _until_now(outside_days[1]) - min(outside_days[0], _until_now(outside_days[1]))
-    if outside < days[1] - days[0]:
+    if _to_read(outside_days) < days[1] - days[0]:
         return (outside_days, outside_raw, -1)
     return (days, head_raw if at_start else tail_raw, 1)
 

@@ -29,12 +29,14 @@ from sphere_stats import db
 
 T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
+_workers = 0  # the pool's threads, fixed when it is made
 
 
 def _executor() -> ThreadPoolExecutor:
-    global _pool
+    global _pool, _workers
     if _pool is None:
-        _pool = ThreadPoolExecutor(settings.STATS_THREADS, thread_name_prefix="stats")
+        _workers = settings.STATS_THREADS
+        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="stats")
     return _pool
 
 
@@ -67,12 +69,11 @@ def close_connections() -> None:
     tasks wait for each other."""
     if _pool is None:
         return
-    workers = _pool._max_workers
-    together = threading.Barrier(workers)
+    together = threading.Barrier(_workers)
 
     def close() -> None:
         together.wait(timeout=10)
         connections.close_all()
 
-    for future in [_pool.submit(close) for _ in range(workers)]:
+    for future in [_pool.submit(close) for _ in range(_workers)]:
         future.result()
