@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import F
 
-from audit.buckets import straddles
+from audit.buckets import fetch, straddles
 from audit.ingest import ingest
 from audit.models import DailyCount, HourlyCount, HourlyLoginUser
 from dashboards.stats import STATS
@@ -231,3 +231,19 @@ def test_the_year_is_cut_once_per_zone_and_unit(db):
     ]
     assert all(edge == hour + timedelta(minutes=30) for hour, _, edge in cut)
     assert straddles("day", "UTC", utc(2026, 1, 1), utc(2026, 2, 1)) == []
+
+
+def test_fetch_reads_timestamps_as_aware_utc_to_the_microsecond(db):
+    """fetch loads timestamptz with psycopg's C loader rather than Django's:
+    a Kolkata midnight and a microsecond still come back as the same aware
+    UTC datetimes the ORM gives, whatever zone the query cut them in."""
+    (bucket, precise, negative) = fetch(
+        "SELECT date_trunc('day', %(t)s::timestamptz, 'Asia/Kolkata'), %(t)s::timestamptz,"
+        " '1969-07-20 20:17:40.5-05'::timestamptz",
+        {"t": datetime(2026, 3, 6, 2, 0, 0, 123456, tzinfo=UTC)},
+    )[0]
+    assert bucket == datetime(2026, 3, 5, 18, 30, tzinfo=UTC)
+    assert precise == datetime(2026, 3, 6, 2, 0, 0, 123456, tzinfo=UTC)
+    assert negative == datetime(1969, 7, 21, 1, 17, 40, 500000, tzinfo=UTC)
+    assert {v.utcoffset() for v in (bucket, precise, negative)} == {timedelta(0)}
+    assert str(bucket) == "2026-03-05 18:30:00+00:00"
