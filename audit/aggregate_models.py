@@ -169,9 +169,30 @@ class DailyFailedLogin(models.Model):
 
     class Meta:
         db_table = "failed_logins_daily"
+        indexes = [
+            # One user's days: the last day a ranked user failed in a window
+            # (dashboards/stats/failures.py failed_logins).
+            models.Index(fields=["username", "day"], name="idx_failed_logins_user"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
+
+
+class MonthlyFailedLogin(models.Model):
+    """Pre-aggregate: DailyFailedLogin per UTC month. A year's failed logins
+    by user read its whole months here (audit.buckets.month_plan)."""
+
+    pk = models.CompositePrimaryKey("month", "username")
+    month = models.DateTimeField()  # UTC midnight of the month's first day
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "failed_logins_monthly"
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.username}: {self.n}"
 
 
 class MonthlyCallerCount(models.Model):

@@ -50,6 +50,8 @@ PROJECT_OF_EVENT = (
 
 _TYPE_AND_OUTCOME = (("event_type", "event_type"), ("success", "success"))
 _LOGINS = "event_type = 'user_login' AND success"
+_FAILED_LOGINS = "event_type = 'user_login' AND NOT success"
+_FAILED_LOGIN = (("username", "subject"),)
 # The events of an hour before its 15th, 30th and 45th minute (every zone's
 # bucket edges fall on a quarter hour).
 _QUARTERS = tuple(
@@ -149,13 +151,10 @@ COUNT_TABLES = (
         (("event_type", "event_type"), ("error_message", "coalesce(error_message, '')")),
         only="NOT success",
     ),
-    CountTable(
-        "failed_logins_daily",
-        "day",
-        "day",
-        (("username", "subject"),),
-        only="event_type = 'user_login' AND NOT success",
-    ),
+    CountTable("failed_logins_daily", "day", "day", _FAILED_LOGIN, only=_FAILED_LOGINS),
+    # The same per UTC month: a year's failed logins by user are some 12 rows
+    # per user instead of one per day they failed.
+    CountTable("failed_logins_monthly", "month", "month", _FAILED_LOGIN, only=_FAILED_LOGINS),
 )
 
 # The organizations' membership events, and the removals among membership events.

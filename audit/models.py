@@ -20,6 +20,7 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     DailyProjectCount,
     FacilityAllocation,
     HourlyLoginUser,
+    MonthlyFailedLogin,
     MonthlyLoginUser,
     OrgMembership,
 )

@@ -1,18 +1,21 @@
 """The failures' rankings of the top-N page: the most frequent errors and
 the failed logins by user, each with the last time it was seen.
 
-Whole UTC days come from failure_counts_daily (audit.DailyErrorCount) and
-failed_logins_daily (audit.DailyFailedLogin), the partial days at both
-edges from `events` (audit.buckets.whole_days); the last time of each
-ranked row is read from `events` in the one stretch that holds it.
+The errors read whole UTC days from failure_counts_daily
+(audit.DailyErrorCount) and the partial days at both edges from `events`
+(audit.buckets.whole_days); the failed logins whole UTC months from
+failed_logins_monthly (audit.MonthlyFailedLogin), the days around them from
+failed_logins_daily and the partial days from `events` (month_plan). The
+last time of each ranked row is read from `events` in the one stretch that
+holds it.
 """
 
 from datetime import timedelta
 
 from psycopg import sql
 
-from audit.buckets import RAW_EDGES, fetch, whole_days
-from audit.models import DailyErrorCount, DailyFailedLogin
+from audit.buckets import DAY_EDGES, DAY_SIGN, RAW_EDGES, RAW_SIGN, fetch, month_plan, whole_days
+from audit.models import DailyErrorCount, DailyFailedLogin, MonthlyFailedLogin
 from sphere_stats.windows import Window
 
 # The last of a ranked row's events, found in the one stretch that holds it:
@@ -101,25 +104,63 @@ FAILED_LOGINS_RAW_SQL = (
     " AND timestamp >= %(start)s AND timestamp < %(end)s"
     " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(n)s"
 )
+# Every user's failures over a month_plan (each day and raw row with its
+# side's sign), ranked; and each ranked user's latest failure, for
+# _last_failures to search the one stretch that holds it: its newest in the
+# window's partial last day (read apart, counting 0: the plan may have read
+# that day as part of its month), else the last whole day it failed, read by
+# key (idx_failed_logins_user), else the window's partial first day. The
+# month rows say nothing of when in the month.
 FAILED_LOGINS_SQL = sql.SQL(
-    "SELECT username, sum(n)::bigint, max(latest), count(*) OVER () FROM ("
-    "  SELECT username, n, day FROM {daily} WHERE day >= %(first_day)s AND day < %(end_day)s"
-    "  UNION ALL SELECT subject, count(*), max(timestamp) FROM events"
-    "  WHERE event_type = 'user_login' AND NOT success AND {edges} GROUP BY 1"
-    ") AS s (username, n, latest) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(n)s"
-).format(daily=sql.Identifier(DailyFailedLogin._meta.db_table), edges=RAW_EDGES)
+    "WITH ranked AS ("
+    " SELECT username, sum(n)::bigint AS n, max(latest) AS latest, count(*) OVER () AS total"
+    " FROM ("
+    "  SELECT username, n, NULL::timestamptz FROM {monthly}"
+    "  WHERE month >= %(first_month)s AND month < %(end_month)s"
+    "  UNION ALL SELECT username, {day_sign} * n, NULL FROM {daily} WHERE {day_edges}"
+    "  UNION ALL SELECT subject, sign * n, NULL FROM ("
+    "   SELECT subject, {raw_sign}, count(*) FROM events"
+    "   WHERE event_type = 'user_login' AND NOT success AND {edges} GROUP BY 1, 2"
+    "  ) AS r (subject, sign, n)"
+    "  UNION ALL SELECT subject, 0, max(timestamp) FROM events"
+    "  WHERE event_type = 'user_login' AND NOT success"
+    "  AND timestamp >= %(last_lo)s AND timestamp < %(last_hi)s GROUP BY 1"
+    " ) AS s (username, n, latest) GROUP BY 1 HAVING sum(n) > 0 ORDER BY 2 DESC, 1 LIMIT %(n)s"
+    ") SELECT username, n, coalesce(latest, (SELECT max(day) FROM {daily} d"
+    "  WHERE d.username = r.username AND d.day >= %(first_day)s AND d.day < %(end_day)s),"
+    "  %(first_lo)s), total FROM ranked r ORDER BY 2 DESC, 1"
+).format(
+    monthly=sql.Identifier(MonthlyFailedLogin._meta.db_table),
+    daily=sql.Identifier(DailyFailedLogin._meta.db_table),
+    day_sign=DAY_SIGN,
+    day_edges=DAY_EDGES,
+    raw_sign=RAW_SIGN,
+    edges=RAW_EDGES,
+)
 
 
 def failed_logins(window: Window, n: int | None, source: str = "auto") -> list[tuple]:
     """Failed logins in the window by username, most failures first: (user,
     failures, last attempt, last error, users in all). `n=None` returns
     every user, from `events` (idx_events_type_ts); a top n counts whole
-    UTC days from failed_logins_daily, the partial days from `events`, and
-    finds each ranked user's last attempt in the one stretch that holds it."""
+    UTC months from failed_logins_monthly, the days around them from
+    failed_logins_daily and the partial days from `events` (month_plan),
+    and finds each ranked user's last attempt in the one stretch that
+    holds it."""
     days = None if source == "raw" or n is None else whole_days(window.start, window.end)
     if days is None:
         return fetch(FAILED_LOGINS_RAW_SQL, {"start": window.start, "end": window.end, "n": n})
-    ranked = fetch(FAILED_LOGINS_SQL, {**days, "n": n})
+    plan = month_plan(window.start, window.end)
+    params = {
+        **plan,
+        "first_day": days["first_day"],
+        "end_day": days["end_day"],
+        "first_lo": days["head_lo"],
+        "last_lo": days["tail_lo"],
+        "last_hi": days["tail_hi"],
+        "n": n,
+    }
+    ranked = fetch(FAILED_LOGINS_SQL, params)
     last = _last_failures(days, [("user_login", user, None, at) for user, _, at, _ in ranked])
     return [
         (user, count, at, error, total)

@@ -1,5 +1,6 @@
-"""The monthly counts per caller and per project (event_counts_monthly_caller,
-event_counts_monthly_project) equal a GROUP BY of `events` by UTC month
+"""The monthly counts per caller, per project and per login user
+(event_counts_monthly_caller, event_counts_monthly_project,
+login_users_monthly, failed_logins_monthly) equal a GROUP BY of `events` by UTC month
 whoever writes the rows: ingest, INSERT, UPDATE and DELETE in SQL, a rebuild
 from a session in another zone. verify_aggregates reports their drift."""
 
@@ -44,6 +45,11 @@ EXPECTED = {
         "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
         " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
         "SELECT month, username, n FROM login_users_monthly ORDER BY 1, 2",
+    ),
+    "failed_logins_monthly": (
+        "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
+        " WHERE event_type = 'user_login' AND NOT success GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT month, username, n FROM failed_logins_monthly ORDER BY 1, 2",
     ),
 }
 

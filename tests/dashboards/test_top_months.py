@@ -1,7 +1,8 @@
-"""The most active users and projects over long windows, read from the
-monthly counts for whole UTC months, the daily ones for the whole days
-around them and `events` for the partial days, equal the same rankings
-counted from `events` alone: for random windows with edges on and off UTC
+"""The most active users and projects and the failed logins by user over
+long windows, read from the monthly counts for whole UTC months, the daily
+ones for the whole days around them and `events` for the partial days,
+equal the same rankings counted from `events` alone (the failed logins'
+last attempt, last error and count of users included): for random windows with edges on and off UTC
 months, days and hours, in several zones, and after writes in SQL."""
 
 import random
@@ -12,6 +13,7 @@ from django.db import connection
 
 from audit.buckets import month_plan
 from audit.ingest import ingest
+from dashboards.stats import STATS
 from dashboards.stats.top import PROJECT_MEASURES
 from demo.history import generate
 from tests import factories
@@ -53,7 +55,16 @@ def _windows(rng: random.Random):
             yield make_window(**query)
 
 
+def _assert_failed_logins_equal(window, n: int) -> None:
+    stat = STATS["failed_logins"]
+    found = stat.compute(window, {"n": n}, "auto")
+    assert found.rows == stat.compute(window, {"n": n}, "raw").rows, (window, n)
+    # The count of every user who failed, however many rows are shown.
+    assert found.extra == stat.compute(window, {"n": 0}, "raw").extra, (window, n)
+
+
 def _assert_both_equal(window) -> None:
+    _assert_failed_logins_equal(window, EVERY)
     users = stat_rows("top_users", window, n=EVERY)
     assert users == stat_rows("top_users", window, "raw", n=EVERY), window
     for by in PROJECT_MEASURES:
@@ -73,6 +84,7 @@ def test_top_users_and_projects_from_months_equal_raw_events(history):
     year = make_window(period="1y")
     assert stat_rows("top_users", year, n=3)
     assert stat_rows("top_projects", year, n=3)
+    assert stat_rows("failed_logins", year, n=3)
 
 
 def test_the_top_tables_stay_exact_after_inserts_updates_and_deletes_in_sql(history):
@@ -84,8 +96,11 @@ def test_the_top_tables_stay_exact_after_inserts_updates_and_deletes_in_sql(hist
         for at in (edge - timedelta(microseconds=1), edge):
             for _ in range(15):
                 factories.row(caller="zed", subject="zed", timestamp=at)
+            failed = {"event_type": "user_login", "success": False, "error_message": "bad password"}
+            factories.row(caller="zed", subject="zed", timestamp=at, **failed)
     _assert_both_equal(year)
-    assert ["zed", 2 * 15 * 12] in [row[:2] for row in stat_rows("top_users", year, n=EVERY)]
+    assert ["zed", 2 * 16 * 12] in [row[:2] for row in stat_rows("top_users", year, n=EVERY)]
+    assert ["zed", 2 * 12] == stat_rows("failed_logins", year, n=1)[0][:2]
     with connection.cursor() as cursor:
         # Half of zed's events move to another user, some out of the window.
         cursor.execute(
@@ -99,6 +114,7 @@ def test_the_top_tables_stay_exact_after_inserts_updates_and_deletes_in_sql(hist
 
 
 def _assert_first_n_equal(window, n: int) -> None:
+    _assert_failed_logins_equal(window, n)
     assert stat_rows("top_users", window, n=n) == stat_rows("top_users", window, "raw", n=n), (
         window,
         n,
