@@ -61,14 +61,31 @@ def bounded_top(
         for month, _key, value in rows:
             lasts[month] = value
             per_month[month] = per_month.get(month, 0) + 1
-        bound = sum(lasts[m] for m, count in per_month.items() if count == head)
+        full = {m: lasts[m] for m, count in per_month.items() if count == head}
+        bound = sum(full.values())
+        exhausted = not full
+        if not exhausted and not _may_prove(rows, full, bound, n):
+            head *= 4
+            continue
         keys = sorted({key for _month, key, _value in rows})
         found = fetch(candidates, {**params, "keys": keys, "n": n})
-        exhausted = all(count < head for count in per_month.values())
         if exhausted or (len(found) == n and found[-1][score] > bound):
             return found
         head *= 4
     return None
+
+
+def _may_prove(rows: list[tuple], full: dict, bound: int, n: int) -> bool:
+    """Whether n candidates can count more than `bound`: each key's count is
+    at most its head counts plus, in a full month whose head it is not in,
+    that month's last head count. When fewer than n keys' such bounds
+    exceed `bound`, the candidates' exact counts cannot prove the ranking,
+    and reading them is skipped (even activity: the demo's projects)."""
+    seen: dict = {}
+    for month, key, value in rows:
+        # A key's own count replaces the month's last one in its bound.
+        seen[key] = seen.get(key, bound) + value - full.get(month, 0)
+    return sum(upper > bound for upper in seen.values()) >= n
 
 
 def touched_months(window: Window, min_share: float = 0) -> list | None:

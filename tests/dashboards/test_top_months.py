@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from psycopg import sql
 
 from audit.buckets import month_plan
 from audit.ingest import ingest
 from dashboards.stats import STATS
-from dashboards.stats.top import PROJECT_MEASURES
+from dashboards.stats.ranking import bounded_top, touched_months
+from dashboards.stats.top import CALLER_CANDIDATES_SQL, CALLER_HEADS_SQL, PROJECT_MEASURES
 from demo.history import generate
 from tests import factories
 from tests.dashboards.conftest import make_window, stat_rows
@@ -172,3 +174,28 @@ def test_users_tied_at_the_cut_are_ranked_by_name_and_other_callers_left_out(db,
         found = stat_rows("top_users", window, n=n)
         assert found == stat_rows("top_users", window, "raw", n=n), n
         assert [row[:2] for row in found] == [["top", 5], *[[u, 3] for u in names]][:n]
+
+
+def test_candidates_are_read_only_when_their_counts_could_prove_the_ranking(db, monkeypatch):
+    # Heads of n + 1 rows a month. Twelve users with three events each, and
+    # "ops" (not a user) with twelve, cannot be told apart by the month's
+    # counts: no second candidate can count more than the bound, so reading
+    # them is skipped. One user busier than ops is proved from them.
+    monkeypatch.setattr("dashboards.stats.ranking.HEAD_PER_ROW", 1)
+    monkeypatch.setattr("dashboards.stats.ranking.HEAD_EXTRA", 1)
+    day = NOW - timedelta(days=3)
+    names = [f"u{i:02d}" for i in range(12)]
+    for name in names:
+        factories.row(event_type="user_created", caller="ops", subject=name, timestamp=day)
+        for k in range(3):
+            factories.row(caller=name, subject=name, timestamp=day + timedelta(minutes=k))
+    window = make_window(since=(day - timedelta(days=1)).isoformat(), until=NOW.isoformat())
+    plan = month_plan(window.start, window.end)
+    months = touched_months(window)
+    never_read = sql.SQL("SELECT 1 / 0")  # a division by zero if it ran
+    assert bounded_top(CALLER_HEADS_SQL, never_read, 1, 2, months, plan) is None
+    for k in range(20):
+        factories.row(caller="u07", subject="u07", timestamp=day + timedelta(hours=1, minutes=k))
+    proved = bounded_top(CALLER_HEADS_SQL, CALLER_CANDIDATES_SQL, 1, 1, months, plan)
+    assert proved == [tuple(row) for row in stat_rows("top_users", window, "raw", n=1)]
+    assert [row[:2] for row in proved] == [("u07", 23)]
