@@ -151,17 +151,20 @@ PROJECTS_RAW_SQL = (
     " WHERE timestamp >= %(start)s AND timestamp < %(end)s AND {project_events}"
     " GROUP BY 1 HAVING {measure} > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
 )
-PROJECTS_SQL = (
-    "SELECT project, {sums} FROM ("
-    "  SELECT project, {columns} FROM {monthly}"
+# Every project's count of one measure over a month_plan, ranked: only the
+# keys of the first n (their other measures are read by key after). One
+# narrow column sums faster than four, and ranked by events the monthly part
+# is an index-only scan of idx_monthly_project_rank.
+PROJECT_RANKING_SQL = (
+    "SELECT project FROM ("
+    "  SELECT project, {by} FROM {monthly}"
     "  WHERE month >= %(first_month)s AND month < %(end_month)s"
-    "  UNION ALL SELECT project, {day_signed} FROM {daily} WHERE {day_edges}"
-    "  UNION ALL SELECT project, {raw_signed} FROM ("
-    "   SELECT coalesce(payload->>'project', subject), {raw_sign}, {counts} FROM events"
+    "  UNION ALL SELECT project, {day_sign} * {by} FROM {daily} WHERE {day_edges}"
+    "  UNION ALL SELECT project, sign * n FROM ("
+    "   SELECT coalesce(payload->>'project', subject), {raw_sign}, {measure} FROM events"
     "   WHERE {edges} AND {project_events} GROUP BY 1, 2"
-    "  ) AS r (project, sign, {columns})"
-    ") AS s (project, {columns})"
-    " GROUP BY 1 HAVING sum({by}) > 0 ORDER BY {order} DESC, 1 LIMIT %(n)s"
+    "  ) AS r (project, sign, n)"
+    ") AS s (project, n) GROUP BY 1 HAVING sum(n) > 0 ORDER BY sum(n) DESC, 1 LIMIT %(n)s"
 )
 
 
@@ -197,9 +200,10 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     Whole UTC months come from event_counts_monthly_project, the whole days
     around them from event_counts_daily_project, the partial days at both
     edges from `events` (idx_events_project_ts), for the candidates
-    bounded_top picks by events (every project when they do not prove the
-    ranking, or for another `by`); source="raw" (or a window without a whole UTC day) counts
-    everything from `events`.
+    bounded_top picks by events. When they do not prove the ranking, or for
+    another `by`, every project's `by` alone is summed to find the first n,
+    whose other measures are then read by key. source="raw" (or a window
+    without a whole UTC day) counts everything from `events`.
     """
     order = sql.Literal(list(PROJECT_MEASURES).index(by) + 2)
     days = None if source == "raw" else month_plan(window.start, window.end)
@@ -240,10 +244,15 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
     )
     if found is not None:
         return found
-    query = sql.SQL(PROJECTS_SQL).format(
-        **names, day_edges=DAY_EDGES, project_events=PROJECT_EVENTS
+    ranking = sql.SQL(PROJECT_RANKING_SQL).format(
+        **names,
+        day_edges=DAY_EDGES,
+        day_sign=DAY_SIGN,
+        project_events=PROJECT_EVENTS,
+        measure=sql.SQL(PROJECT_MEASURES[by]),
     )
-    return fetch(query, {**days, "n": n})
+    keys = [key for (key,) in fetch(ranking, {**days, "n": n})]
+    return fetch(sql.SQL(PROJECT_CANDIDATES_SQL).format(**names), {**days, "keys": keys, "n": n})
 
 
 # The latest successful membership event of each (org, member, kind) since
