@@ -380,12 +380,14 @@ class Entities:
 
 @dataclass(frozen=True)
 class EntityChanges(TableDeclaration):
-    """A table of per-hour deltas summed from entity_intervals (its rows as
-    `computed`). Triggers of its own on entity_intervals keep it (audit
-    migration 0008); declared, it is verified and rebuilt with the rest."""
+    """A table of per-hour (or per-month: `column`) deltas summed from
+    entity_intervals (its rows as `computed`). Triggers of their own on
+    entity_intervals keep it (audit migrations 0008 and 0027); declared, it
+    is verified and rebuilt with the rest."""
 
     table: str
     computed: str  # the table's rows computed from entity_intervals
+    column: str = "hour"  # its UTC time unit's column
 
     def apply_sql(self, rows: str, sign: int) -> list[str]:
         return []  # the triggers on entity_intervals
@@ -393,19 +395,23 @@ class EntityChanges(TableDeclaration):
     def rebuild(self, cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%(lock)s)", {"lock": ENTITY_LOCK})
         cursor.execute(f"DELETE FROM {self.table}")
-        cursor.execute(f"INSERT INTO {self.table} (kind, hour, state, delta) {self.computed}")
+        cursor.execute(
+            f"INSERT INTO {self.table} (kind, {self.column}, state, delta) {self.computed}"
+        )
 
     def differences(self, cursor) -> list[str]:
+        at = self.column
         cursor.execute(
-            "SELECT coalesce(s.kind, r.kind), coalesce(s.hour, r.hour), "
+            f"SELECT coalesce(s.kind, r.kind), coalesce(s.{at}, r.{at}), "
             "coalesce(s.state, r.state), s.delta, r.delta "
             f"FROM (SELECT * FROM {self.table} WHERE delta <> 0) AS s "
-            f"FULL JOIN ({self.computed}) AS r (kind, hour, state, delta) "
-            "ON s.kind = r.kind AND s.hour = r.hour AND s.state = r.state "
+            f"FULL JOIN ({self.computed}) AS r (kind, {at}, state, delta) "
+            f"ON s.kind = r.kind AND s.{at} = r.{at} AND s.state = r.state "
             "WHERE s.delta IS DISTINCT FROM r.delta ORDER BY 1, 2, 3 LIMIT 1000"
         )
+        unit = "%Y-%m-%d %Hh" if at == "hour" else "%Y-%m"
         return [
-            f"{self.table} ({kind}, {hour:%Y-%m-%d %H}h, {state}): stored {have}, "
+            f"{self.table} ({kind}, {moment:{unit}}, {state}): stored {have}, "
             f"entity_intervals say {want}"
-            for kind, hour, state, have, want in cursor.fetchall()
+            for kind, moment, state, have, want in cursor.fetchall()
         ]

@@ -24,7 +24,7 @@ from audit.aggregates import (
     COUNT_TABLES,
     DERIVED_TABLES,
     ENTITIES,
-    ENTITY_CHANGES,
+    ENTITY_CHANGE_TABLES,
     FACILITY_RUNS,
     MEMBERSHIPS,
 )
@@ -148,7 +148,7 @@ def rebuild_one(aggregate, stream=None, start=None, end=None) -> None:
                             span,
                         )
                     bar.update()
-        elif aggregate in (MEMBERSHIPS, ALLOCATIONS, ENTITY_CHANGES, FACILITY_RUNS):
+        elif aggregate in (MEMBERSHIPS, ALLOCATIONS, *ENTITY_CHANGE_TABLES, FACILITY_RUNS):
             with transaction.atomic(), _progress(1, aggregate.table, stream) as bar:
                 _locked_chunk(cursor)
                 aggregate.rebuild(cursor)
@@ -280,5 +280,6 @@ def differences(
                 for line in ENTITIES.differences(cursor, keys)
             ],
         )
-        yield ENTITY_CHANGES.table, ENTITY_CHANGES.differences(cursor)
+        for changes in ENTITY_CHANGE_TABLES:
+            yield changes.table, changes.differences(cursor)
         yield FACILITY_RUNS.table, FACILITY_RUNS.differences(cursor)

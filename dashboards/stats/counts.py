@@ -2,9 +2,10 @@
 experiments were in each state at a moment (the overview's cards) and at the
 end of each bucket (the growth chart).
 
-They read entity_changes_hourly (how many entities entered and left each
-state per UTC hour, written by triggers on entity_intervals, audit migration
-0008) and entity_intervals for the partial hours; source="raw" replays the
+They read entity_changes_monthly and entity_changes_hourly (how many
+entities entered and left each state per UTC month and hour, written by
+triggers on entity_intervals, audit migrations 0008 and 0027) and
+entity_intervals for the partial hours; source="raw" replays the
 lifecycle events instead (audit.aggregates.computed_intervals).
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from psycopg import sql
 
 from audit import aggregates, catalog
-from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch
+from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch, unit_floor
 from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
 from audit.models import EntityInterval
 from dashboards.charts import GRID, PALETTE, Overlay, Series, add_bands, layout, time_traces, x_of
@@ -24,8 +25,9 @@ from dashboards.stats.registry import ENTITY_KINDS, NO_OPTIONS, Column, Result, 
 from sphere_stats.windows import Window, utc_floor
 
 INTERVALS = sql.Identifier(EntityInterval._meta.db_table)
-# Written by triggers on entity_intervals (audit migration 0008); no model.
+# Written by triggers on entity_intervals (audit migrations 0008, 0027); no model.
 CHANGES = "entity_changes_hourly"
+CHANGES_MONTHLY = "entity_changes_monthly"
 
 
 def _alive(start: datetime, end: datetime | None, moment: datetime) -> bool:
@@ -46,14 +48,19 @@ def _raw_counts_at(moments: list[datetime], kinds: list[str]) -> list[dict]:
 
 
 # In a state at t = entered it before t - left it before t: the deltas of
-# every UTC hour before t's (entity_changes_hourly, a few thousand rows a
-# year, each read once: width_bucket puts it between the moments' hours, and
-# the sums accumulate), plus the intervals beginning or ending in t's partial
-# hour (idx_intervals_from, idx_intervals_to).
+# every UTC month before t's (entity_changes_monthly), of the hours of t's
+# month before t's hour (entity_changes_hourly), and of the intervals
+# beginning or ending in t's partial hour (idx_intervals_from,
+# idx_intervals_to). Some hundreds of rows a moment, however long the log.
 COUNTS_AT_SQL = sql.SQL(
-    "SELECT 'hours', width_bucket(hour, %(floors)s::timestamptz[]), kind, state,"
-    " sum(delta)::bigint FROM {changes}"
-    " WHERE kind = ANY(%(kinds)s) AND hour < %(last_floor)s GROUP BY 2, 3, 4"
+    "SELECT 'hours', f.i, c.kind, c.state, sum(c.delta)::bigint"
+    " FROM unnest(%(floors)s::timestamptz[], %(floor_months)s::timestamptz[])"
+    "  WITH ORDINALITY AS f (floor, month, i)"
+    " CROSS JOIN LATERAL ("
+    "  SELECT kind, state, delta FROM {monthly} WHERE kind = ANY(%(kinds)s) AND month < f.month"
+    "  UNION ALL SELECT kind, state, delta FROM {hourly}"
+    "  WHERE kind = ANY(%(kinds)s) AND hour >= f.month AND hour < f.floor) AS c"
+    " GROUP BY 2, 3, 4"
     " UNION ALL SELECT 'edge', m.i, v.kind, v.state, sum(v.d)::bigint"
     " FROM unnest(%(moments)s::timestamptz[], %(moment_floors)s::timestamptz[])"
     "  WITH ORDINALITY AS m (t, floor, i)"
@@ -63,7 +70,9 @@ COUNTS_AT_SQL = sql.SQL(
     "  UNION ALL SELECT kind, state, -1 FROM {intervals}"
     "   WHERE kind = ANY(%(kinds)s) AND valid_to >= m.floor AND valid_to < m.t) AS v"
     " GROUP BY 2, 3, 4"
-).format(changes=sql.Identifier(CHANGES), intervals=INTERVALS)
+).format(
+    monthly=sql.Identifier(CHANGES_MONTHLY), hourly=sql.Identifier(CHANGES), intervals=INTERVALS
+)
 
 
 def entity_counts_at(
@@ -76,29 +85,24 @@ def entity_counts_at(
     if not moments:
         return []
     floors = sorted({utc_floor(m, "hour") for m in moments})
-    before: list[dict[tuple[str, str], int]] = [defaultdict(int) for _ in floors]
+    totals: list[dict[tuple[str, str], int]] = [defaultdict(int) for _ in floors]
     edges: dict[tuple[int, str, str], int] = defaultdict(int)
     params = {
         "floors": floors,
+        "floor_months": [unit_floor(f, "month") for f in floors],
         "kinds": kinds,
-        "last_floor": floors[-1],
         "moments": moments,
         "moment_floors": [utc_floor(m, "hour") for m in moments],
     }
     for part, i, kind, state, n in fetch(COUNTS_AT_SQL, params):
         if part == "hours":
-            # Bucket i holds the hours in [floors[i-1], floors[i]).
-            before[i][kind, state] += n
+            totals[i - 1][kind, state] += n
         else:
             edges[i - 1, kind, state] += n
-    totals, running = {}, defaultdict(int)
-    for floor, deltas in zip(floors, before, strict=True):
-        for key, n in deltas.items():
-            running[key] += n
-        totals[floor] = dict(running)
+    at_floor = dict(zip(floors, totals, strict=True))
     answers = []
     for i, moment in enumerate(moments):
-        counts = defaultdict(int, totals[utc_floor(moment, "hour")])
+        counts = defaultdict(int, at_floor[utc_floor(moment, "hour")])
         for (j, kind, state), n in edges.items():
             if j == i:
                 counts[kind, state] += n

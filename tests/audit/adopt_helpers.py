@@ -289,9 +289,9 @@ def insert_select(conn: psycopg.Connection, events: list[dict]) -> None:
 
 
 # entity_changes_hourly is kept from entity_intervals by triggers of its own
-# (audit migration 0008), and triggers.differences() does not compare it:
-# its deltas per hour, recomputed from the intervals. A stored 0 is a group
-# whose entries and exits cancelled out.
+# (audit migration 0008): its deltas per hour, recomputed from the intervals,
+# written out here as well as in triggers.differences(). A stored 0 is a
+# group whose entries and exits cancelled out.
 CHANGES_DRIFT = """
 SELECT kind, hour, state, coalesce(s.delta, 0), coalesce(r.delta, 0)
 FROM entity_changes_hourly AS s FULL JOIN (

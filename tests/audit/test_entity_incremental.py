@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from audit.aggregates import ENTITIES, ENTITY_CHANGES, computed_intervals
+from audit.aggregates import ENTITIES, ENTITY_CHANGE_TABLES, computed_intervals
 from audit.entity_append import CACHED_PLAN_KEYS
 from audit.models import Entity, EntityInterval, Event
 
@@ -127,11 +127,12 @@ def insert(cursor, batch: list[dict]) -> None:
 
 
 def entity_drift(cursor) -> list[str]:
-    """Every difference of the stored entities, intervals and hourly changes
-    from the fold of `events` from scratch."""
-    return ENTITIES.differences(cursor, ENTITIES.all_keys(cursor)) + ENTITY_CHANGES.differences(
-        cursor
-    )
+    """Every difference of the stored entities, intervals and hourly and
+    monthly changes from the fold of `events` from scratch."""
+    found = ENTITIES.differences(cursor, ENTITIES.all_keys(cursor))
+    for changes in ENTITY_CHANGE_TABLES:
+        found += changes.differences(cursor)
+    return found
 
 
 @pytest.mark.parametrize("seed", range(8))

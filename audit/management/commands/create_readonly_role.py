@@ -28,11 +28,11 @@ from audit.aggregates import DERIVED_TABLES
 from audit.models import Event
 
 # What the role may read, in one place: `events`, every pre-aggregate the
-# triggers keep (audit.aggregates), entity_changes_hourly (audit migration
-# 0008, no model), and every view named stats_… in the schema (audit
+# triggers keep (audit.aggregates), entity_changes_hourly and _monthly (audit
+# migrations 0008 and 0027, no model), and every view named stats_… in the schema (audit
 # migration 0014 and any added later, found when the command runs).
-CHANGES_TABLE = "entity_changes_hourly"
-READABLE_TABLES = (Event._meta.db_table, *DERIVED_TABLES, CHANGES_TABLE)
+CHANGES_TABLES = ("entity_changes_hourly", "entity_changes_monthly")
+READABLE_TABLES = (Event._meta.db_table, *DERIVED_TABLES, *CHANGES_TABLES)
 VIEW_PREFIX = "stats_"
 WRITE_PRIVILEGES = "INSERT, UPDATE, DELETE, TRUNCATE"
 # Predefined roles that only read; membership in any other role would let
