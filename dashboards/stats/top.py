@@ -242,8 +242,11 @@ def top_projects(window: Window, n: int, by: str, source: str = "auto") -> list[
         months,
         days,
     )
-    if found is not None:
-        return found
+    return found if found is not None else _every_project(names, by, n, days)
+
+
+def _every_project(names: dict, by: str, n: int, days: dict) -> list[tuple]:
+    """The first n projects by `by` over a month_plan, every project summed."""
     ranking = sql.SQL(PROJECT_RANKING_SQL).format(
         **names,
         day_edges=DAY_EDGES,
