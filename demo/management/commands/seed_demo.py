@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from tqdm import tqdm
 
-from audit.aggregates import DERIVED_TABLES
+from audit.aggregates import DERIVED_TABLES, ENTITY_CHANGE_TABLES
 from audit.ingest import FIELDS, ingest, row_columns, validate
 from audit.models import Event
 from audit.triggers import analyze
@@ -75,12 +75,26 @@ class Command(BaseCommand):
                 # The table is new and locked by this transaction anyway.
                 with connection.cursor() as cursor:
                     cursor.execute("REINDEX TABLE events")
+        if bulk and not connection.in_atomic_block:
+            _compact_preaggregates()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {accepted} events over {days} days "
                 f"({duplicates} already present, {conflicts} conflicting uuids skipped)."
             )
         )
+
+
+def _compact_preaggregates() -> None:
+    """Rewrite the pre-aggregates without the row versions the one load
+    transaction left behind. Each COPY updated the rows of the months and
+    days it touched, and no version could be vacuumed before the commit: at
+    10M events the monthly caller counts took 647 MB for 31 MB of rows, and
+    every scan of them read it all. Ingest's own transactions leave
+    autovacuum the old versions as it goes."""
+    with connection.cursor() as cursor:
+        for table in (*DERIVED_TABLES, *(t.table for t in ENTITY_CHANGE_TABLES)):
+            cursor.execute(f"VACUUM (FULL, ANALYZE) {table}")
 
 
 def _analyze() -> None:
