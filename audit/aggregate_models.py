@@ -236,10 +236,7 @@ class MonthlyProjectCount(models.Model):
     class Meta:
         db_table = "event_counts_monthly_project"
         indexes = [
-            # Each month's busiest projects first: the candidates of the most
-            # active projects (dashboards/stats/top.py bounded_top).
-            models.Index(fields=["month", "-events", "project"], name="idx_monthly_project_rank"),
-            # One project's months: the candidates' exact counts.
+            # One project's months: the first projects' other measures.
             models.Index(fields=["project", "month"], name="idx_monthly_project_project"),
         ]
 

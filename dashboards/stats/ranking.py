@@ -1,6 +1,6 @@
 """Top-N rankings proved from candidates: the first rows of a ranking over a
 window, read from each touched UTC month's busiest keys and the exact counts
-of those alone (the most active users and projects, dashboards/stats/top.py;
+of those alone (the most active users, dashboards/stats/top.py;
 docs/aggregates.md "The most active users: only the candidates")."""
 
 from psycopg import sql
@@ -23,10 +23,8 @@ def heads_sql(table: str, key: str, score: str) -> sql.Composed:
 # cannot prove its ranking is followed by one reading four times as many, up
 # to HEAD_ROUNDS rounds, then every key is counted. One round: a second one
 # proved little on the demo data (at 1M events, the 7-day users' second round
-# read 401 candidates in 42 ms and still failed). touched_months can leave
-# out a window shorter than MIN_SHARE of the months it touches: the months'
-# counts bound it too loosely to prove an even ranking, and it holds few days.
-HEAD_PER_ROW, HEAD_EXTRA, HEAD_ROUNDS, MIN_SHARE = 2, 50, 1, 0.3
+# read 401 candidates in 42 ms and still failed).
+HEAD_PER_ROW, HEAD_EXTRA, HEAD_ROUNDS = 2, 50, 1
 
 
 def bounded_top(
@@ -34,7 +32,7 @@ def bounded_top(
     candidates: sql.Composable,
     score: int,
     n: int,
-    months: list | None,
+    months: list,
     params: dict,
 ) -> list[tuple] | None:
     """The first n rows of a ranking over a month_plan, from candidates only;
@@ -51,8 +49,6 @@ def bounded_top(
     proves it in the first round: a few hundred key lookups instead of every
     key's daily rows.
     """
-    if months is None:
-        return None
     head = HEAD_PER_ROW * n + HEAD_EXTRA
     for _round in range(HEAD_ROUNDS):
         rows = fetch(heads, {"months": months, "head": head})
@@ -88,11 +84,6 @@ def _may_prove(rows: list[tuple], full: dict, bound: int, n: int) -> bool:
     return sum(upper > bound for upper in seen.values()) >= n
 
 
-def touched_months(window: Window, min_share: float = 0) -> list | None:
-    """The starts of the UTC months [window.start, window.end) touches; None
-    when the window is shorter than `min_share` of them (bounded_top is not
-    tried)."""
-    first, end = unit_floor(window.start, "month"), unit_ceil(window.end, "month")
-    if window.end - window.start < min_share * (end - first):
-        return None
-    return months_between(first, end)
+def touched_months(window: Window) -> list:
+    """The starts of the UTC months [window.start, window.end) touches."""
+    return months_between(unit_floor(window.start, "month"), unit_ceil(window.end, "month"))

@@ -143,7 +143,6 @@ def test_a_ranking_the_first_heads_cannot_prove_is_still_exact(history, monkeypa
     monkeypatch.setattr("dashboards.stats.ranking.HEAD_PER_ROW", 1)
     monkeypatch.setattr("dashboards.stats.ranking.HEAD_EXTRA", 0)
     monkeypatch.setattr("dashboards.stats.ranking.HEAD_ROUNDS", rounds)
-    monkeypatch.setattr("dashboards.stats.top.MIN_SHARE", 0)
     rng = random.Random(31)
     for window in _windows(rng):
         for n in (1, 3):
@@ -153,7 +152,6 @@ def test_a_ranking_the_first_heads_cannot_prove_is_still_exact(history, monkeypa
 def test_users_tied_at_the_cut_are_ranked_by_name_and_other_callers_left_out(db, monkeypatch):
     monkeypatch.setattr("dashboards.stats.ranking.HEAD_PER_ROW", 1)
     monkeypatch.setattr("dashboards.stats.ranking.HEAD_EXTRA", 0)
-    monkeypatch.setattr("dashboards.stats.top.MIN_SHARE", 0)
     day = NOW - timedelta(days=3)
     # Twelve users with three events each, named so the index meets them out
     # of name order within a month, and one with five; "ops" (not a user)
