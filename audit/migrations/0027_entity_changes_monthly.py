@@ -2,7 +2,7 @@
 
 The entities in each state at a moment t are the deltas of every hour before
 t's (dashboards/stats/counts.py, entity_counts_at): with hours alone that
-read every hour of the log's history, some 100,000 rows a year at 10M
+read every hour of the log's history, some 56,000 rows for a year at 10M
 events, growing year after year. With this table they are the whole months
 before t's month, plus the hours of t's own month: some hundreds of rows
 however long the log.
