@@ -247,3 +247,22 @@ def test_fetch_reads_timestamps_as_aware_utc_to_the_microsecond(db):
     assert negative == datetime(1969, 7, 21, 1, 17, 40, 500000, tzinfo=UTC)
     assert {v.utcoffset() for v in (bucket, precise, negative)} == {timedelta(0)}
     assert str(bucket) == "2026-03-05 18:30:00+00:00"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London"])
+def test_active_users_of_whole_utc_days_and_partial_edge_days_each_count_a_user_once(db, zone):
+    # Whole UTC days are read from login_users_daily (UTC, and London in
+    # winter), the partial first and last days from hours and `events`, and
+    # London's DST day (23 hours, March 29) from hours: alice logs in on
+    # every one of them, twice on the edge days, inside and outside the
+    # whole hours.
+    logins = ["2026-03-24T00:40:00Z", "2026-03-24T10:00:00Z", "2026-03-25T09:00:00Z"]
+    logins += ["2026-03-29T00:30:00Z", "2026-03-29T12:00:00Z", "2026-03-30T01:30:00Z"]
+    logins += ["2026-03-31T08:00:00Z", "2026-03-31T12:20:00Z", "2026-03-31T12:50:00Z"]
+    ingest([login(at) for at in logins] + [login("2026-03-25T09:00:00Z", "bob")], now=NOW)
+    win = make_window(NOW, since="2026-03-24T00:30:00Z", until="2026-03-31T12:45:00Z", tz=zone)
+    rows = both("active_users", win)
+    days = {bucket: users for per, bucket, users in rows if per == "day"}
+    assert sorted(days.values(), reverse=True)[:2] == [2, 1]  # Mar 25: alice and bob
+    assert set(days.values()) <= {1, 2} and len([n for n in days.values() if n]) == 5
+    assert [users for per, _, users in rows if per == "week"] == [2, 1]
