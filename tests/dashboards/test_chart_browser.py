@@ -96,9 +96,12 @@ def test_the_previous_period_toggle_stays_in_the_url(
     page.wait_for_selector("#chart-events_by_type .main-svg")
     assert page.is_checked("#compare-previous")
     assert page.evaluate(dashed) is True
-    # The facility bands are drawn, with their legend.
+    # The facility bands are drawn, with their legend (each chart is drawn
+    # on its own: the logins may come after the types).
+    page.wait_for_function(f"() => ({_plot('logins')} && {_plot('logins')}.layout)")
     shapes = page.evaluate(f"{_plot('logins')}.layout.shapes.length")
     assert shapes >= 2
+    page.locator("#chart-logins .legendtext", has_text="Facility down: ").first.wait_for()
     legend = page.locator("#chart-logins .legendtext").all_text_contents()
     assert any(t.startswith("Facility down: ") and "utah" in t for t in legend)
     assert any(t.startswith("Facility maintenance: ") and "isi" in t for t in legend)
