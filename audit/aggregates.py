@@ -191,34 +191,29 @@ ALLOCATIONS = LatestEvents(
 
 ENTITIES = Entities()
 
+
 # Per UTC hour, kind and state, the entities that entered (+1) and left (-1)
 # it. Its own triggers on entity_intervals keep it (audit migration 0008); it
 # is declared here to be verified and rebuilt with the rest.
-ENTITY_CHANGES = EntityChanges(
-    "entity_changes_hourly",
-    computed=(
-        "SELECT kind, hour, state, sum(d) FROM ("
-        "SELECT kind, date_trunc('hour', valid_from, 'UTC') AS hour, state, 1 AS d "
+def _changes_per(unit: str) -> str:
+    """The entities entering (+1) and leaving (-1) each state per UTC `unit`,
+    summed from entity_intervals: an EntityChanges table's rows."""
+    return (
+        f"SELECT kind, {unit}, state, sum(d) FROM ("
+        f"SELECT kind, date_trunc('{unit}', valid_from, 'UTC') AS {unit}, state, 1 AS d "
         "FROM entity_intervals UNION ALL "
-        "SELECT kind, date_trunc('hour', valid_to, 'UTC'), state, -1 "
+        f"SELECT kind, date_trunc('{unit}', valid_to, 'UTC'), state, -1 "
         "FROM entity_intervals WHERE valid_to IS NOT NULL"
         ") AS c GROUP BY 1, 2, 3 HAVING sum(d) <> 0"
-    ),
-)
+    )
+
+
+ENTITY_CHANGES = EntityChanges("entity_changes_hourly", computed=_changes_per("hour"))
 # The same per UTC month (audit migration 0027): the entities in each state
 # at a moment are its whole months' deltas and its month's hours', some
 # hundreds of rows however many years the log holds.
 ENTITY_CHANGES_MONTHLY = EntityChanges(
-    "entity_changes_monthly",
-    computed=(
-        "SELECT kind, month, state, sum(d) FROM ("
-        "SELECT kind, date_trunc('month', valid_from, 'UTC') AS month, state, 1 AS d "
-        "FROM entity_intervals UNION ALL "
-        "SELECT kind, date_trunc('month', valid_to, 'UTC'), state, -1 "
-        "FROM entity_intervals WHERE valid_to IS NOT NULL"
-        ") AS c GROUP BY 1, 2, 3 HAVING sum(d) <> 0"
-    ),
-    column="month",
+    "entity_changes_monthly", computed=_changes_per("month"), column="month"
 )
 ENTITY_CHANGE_TABLES = (ENTITY_CHANGES, ENTITY_CHANGES_MONTHLY)
 
@@ -245,6 +240,8 @@ DERIVED_TABLES = (
     "entities",
     FACILITY_RUNS.table,
 )
+# Every table a pre-aggregate writes: those, and the entity changes.
+PREAGGREGATE_TABLES = (*DERIVED_TABLES, *(t.table for t in ENTITY_CHANGE_TABLES))
 
 
 def computed_intervals(kinds) -> list[tuple[str, str, datetime, datetime | None]]:

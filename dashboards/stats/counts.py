@@ -26,8 +26,8 @@ from sphere_stats.windows import Window, utc_floor
 
 INTERVALS = sql.Identifier(EntityInterval._meta.db_table)
 # Written by triggers on entity_intervals (audit migrations 0008, 0027); no model.
-CHANGES = "entity_changes_hourly"
-CHANGES_MONTHLY = "entity_changes_monthly"
+CHANGES = aggregates.ENTITY_CHANGES.table
+CHANGES_MONTHLY = aggregates.ENTITY_CHANGES_MONTHLY.table
 
 
 def _alive(start: datetime, end: datetime | None, moment: datetime) -> bool:

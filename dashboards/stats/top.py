@@ -153,8 +153,7 @@ PROJECTS_RAW_SQL = (
 )
 # Every project's count of one measure over a month_plan, ranked: only the
 # keys of the first n (their other measures are read by key after). One
-# narrow column sums faster than four, and ranked by events the monthly part
-# is an index-only scan of idx_monthly_project_rank.
+# narrow column sums faster than four.
 PROJECT_RANKING_SQL = (
     "SELECT project FROM ("
     "  SELECT project, {by} FROM {monthly}"

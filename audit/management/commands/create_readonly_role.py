@@ -24,15 +24,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
-from audit.aggregates import DERIVED_TABLES
+from audit.aggregates import PREAGGREGATE_TABLES
 from audit.models import Event
 
-# What the role may read, in one place: `events`, every pre-aggregate the
-# triggers keep (audit.aggregates), entity_changes_hourly and _monthly (audit
-# migrations 0008 and 0027, no model), and every view named stats_… in the schema (audit
-# migration 0014 and any added later, found when the command runs).
-CHANGES_TABLES = ("entity_changes_hourly", "entity_changes_monthly")
-READABLE_TABLES = (Event._meta.db_table, *DERIVED_TABLES, *CHANGES_TABLES)
+# What the role may read, in one place: `events`, every pre-aggregate's table
+# (audit.aggregates, the entity changes included), and every view named
+# stats_… in the schema (audit migration 0014 and any added later, found when
+# the command runs).
+READABLE_TABLES = (Event._meta.db_table, *PREAGGREGATE_TABLES)
 VIEW_PREFIX = "stats_"
 WRITE_PRIVILEGES = "INSERT, UPDATE, DELETE, TRUNCATE"
 # Predefined roles that only read; membership in any other role would let

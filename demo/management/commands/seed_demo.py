@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from tqdm import tqdm
 
-from audit.aggregates import DERIVED_TABLES, ENTITY_CHANGE_TABLES
+from audit.aggregates import DERIVED_TABLES, PREAGGREGATE_TABLES
 from audit.ingest import FIELDS, ingest, row_columns, validate
 from audit.models import Event
 from audit.triggers import analyze
@@ -93,7 +93,7 @@ def _compact_preaggregates() -> None:
     every scan of them read it all. Ingest's own transactions leave
     autovacuum the old versions as it goes."""
     with connection.cursor() as cursor:
-        for table in (*DERIVED_TABLES, *(t.table for t in ENTITY_CHANGE_TABLES)):
+        for table in PREAGGREGATE_TABLES:
             cursor.execute(f"VACUUM (FULL, ANALYZE) {table}")
 
 
