@@ -193,8 +193,8 @@ ENTITIES = Entities()
 
 
 # Per UTC hour, kind and state, the entities that entered (+1) and left (-1)
-# it. Its own triggers on entity_intervals keep it (audit migration 0008); it
-# is declared here to be verified and rebuilt with the rest.
+# it. Its own triggers on entity_intervals keep it (audit migrations 0008,
+# 0027 and 0030); it is declared here to be verified and rebuilt with the rest.
 def _changes_per(unit: str) -> str:
     """The entities entering (+1) and leaving (-1) each state per UTC `unit`,
     summed from entity_intervals: an EntityChanges table's rows."""
@@ -215,7 +215,12 @@ ENTITY_CHANGES = EntityChanges("entity_changes_hourly", computed=_changes_per("h
 ENTITY_CHANGES_MONTHLY = EntityChanges(
     "entity_changes_monthly", computed=_changes_per("month"), column="month"
 )
-ENTITY_CHANGE_TABLES = (ENTITY_CHANGES, ENTITY_CHANGES_MONTHLY)
+# And per UTC day (audit migration 0030): a growth chart reads a whole UTC
+# day inside one of its buckets as one row per kind and state, not 24.
+ENTITY_CHANGES_DAILY = EntityChanges(
+    "entity_changes_daily", computed=_changes_per("day"), column="day"
+)
+ENTITY_CHANGE_TABLES = (ENTITY_CHANGES, ENTITY_CHANGES_DAILY, ENTITY_CHANGES_MONTHLY)
 
 # Each facility's status reports folded into runs of one status (facilities/
 # runs.py). The hold of a report depends on FACILITY_STALE_AFTER: the value

@@ -380,9 +380,9 @@ class Entities:
 
 @dataclass(frozen=True)
 class EntityChanges(TableDeclaration):
-    """A table of per-hour (or per-month: `column`) deltas summed from
-    entity_intervals (its rows as `computed`). Triggers of their own on
-    entity_intervals keep it (audit migrations 0008 and 0027); declared, it
+    """A table of per-hour (or per-day or per-month: `column`) deltas summed
+    from entity_intervals (its rows as `computed`). Triggers of their own on
+    entity_intervals keep it (audit migrations 0008, 0027 and 0030); declared, it
     is verified and rebuilt with the rest."""
 
     table: str
@@ -409,7 +409,7 @@ class EntityChanges(TableDeclaration):
             f"ON s.kind = r.kind AND s.{at} = r.{at} AND s.state = r.state "
             "WHERE s.delta IS DISTINCT FROM r.delta ORDER BY 1, 2, 3 LIMIT 1000"
         )
-        unit = "%Y-%m-%d %Hh" if at == "hour" else "%Y-%m"
+        unit = {"hour": "%Y-%m-%d %Hh", "day": "%Y-%m-%d"}.get(at, "%Y-%m")
         return [
             f"{self.table} ({kind}, {moment:{unit}}, {state}): stored {have}, "
             f"entity_intervals say {want}"

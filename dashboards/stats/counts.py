@@ -2,9 +2,9 @@
 experiments were in each state at a moment (the overview's cards) and at the
 end of each bucket (the growth chart).
 
-They read entity_changes_monthly and entity_changes_hourly (how many
-entities entered and left each state per UTC month and hour, written by
-triggers on entity_intervals, audit migrations 0008 and 0027) and
+They read entity_changes_monthly, _daily and _hourly (how many entities
+entered and left each state per UTC month, day and hour, written by
+triggers on entity_intervals, audit migrations 0008, 0027 and 0030) and
 entity_intervals for the partial hours; source="raw" replays the
 lifecycle events instead (audit.aggregates.computed_intervals).
 """
@@ -21,12 +21,14 @@ from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch, unit_floor
 from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
 from audit.models import EntityInterval
 from dashboards.charts import GRID, PALETTE, Overlay, Series, add_bands, layout, time_traces, x_of
+from dashboards.stats.event_counts import daily_plan
 from dashboards.stats.registry import ENTITY_KINDS, NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window, utc_floor
 
 INTERVALS = sql.Identifier(EntityInterval._meta.db_table)
-# Written by triggers on entity_intervals (audit migrations 0008, 0027); no model.
+# Written by triggers on entity_intervals (audit migrations 0008, 0027, 0030); no model.
 CHANGES = aggregates.ENTITY_CHANGES.table
+CHANGES_DAILY = aggregates.ENTITY_CHANGES_DAILY.table
 CHANGES_MONTHLY = aggregates.ENTITY_CHANGES_MONTHLY.table
 
 
@@ -48,18 +50,21 @@ def _raw_counts_at(moments: list[datetime], kinds: list[str]) -> list[dict]:
 
 
 # In a state at t = entered it before t - left it before t: the deltas of
-# every UTC month before t's (entity_changes_monthly), of the hours of t's
-# month before t's hour (entity_changes_hourly), and of the intervals
+# every UTC month before t's (entity_changes_monthly), of the days of t's
+# month before t's day (entity_changes_daily), of the hours of t's day
+# before t's hour (entity_changes_hourly), and of the intervals
 # beginning or ending in t's partial hour (idx_intervals_from,
 # idx_intervals_to). Some hundreds of rows a moment, however long the log.
 COUNTS_AT_SQL = sql.SQL(
     "SELECT 'hours', f.i, c.kind, c.state, sum(c.delta)::bigint"
-    " FROM unnest(%(floors)s::timestamptz[], %(floor_months)s::timestamptz[])"
-    "  WITH ORDINALITY AS f (floor, month, i)"
+    " FROM unnest(%(floors)s::timestamptz[], %(floor_days)s::timestamptz[],"
+    "  %(floor_months)s::timestamptz[]) WITH ORDINALITY AS f (floor, day, month, i)"
     " CROSS JOIN LATERAL ("
     "  SELECT kind, state, delta FROM {monthly} WHERE kind = ANY(%(kinds)s) AND month < f.month"
+    "  UNION ALL SELECT kind, state, delta FROM {daily}"
+    "  WHERE kind = ANY(%(kinds)s) AND day >= f.month AND day < f.day"
     "  UNION ALL SELECT kind, state, delta FROM {hourly}"
-    "  WHERE kind = ANY(%(kinds)s) AND hour >= f.month AND hour < f.floor) AS c"
+    "  WHERE kind = ANY(%(kinds)s) AND hour >= f.day AND hour < f.floor) AS c"
     " GROUP BY 2, 3, 4"
     " UNION ALL SELECT 'edge', m.i, v.kind, v.state, sum(v.d)::bigint"
     " FROM unnest(%(moments)s::timestamptz[], %(moment_floors)s::timestamptz[])"
@@ -71,7 +76,10 @@ COUNTS_AT_SQL = sql.SQL(
     "   WHERE kind = ANY(%(kinds)s) AND valid_to >= m.floor AND valid_to < m.t) AS v"
     " GROUP BY 2, 3, 4"
 ).format(
-    monthly=sql.Identifier(CHANGES_MONTHLY), hourly=sql.Identifier(CHANGES), intervals=INTERVALS
+    monthly=sql.Identifier(CHANGES_MONTHLY),
+    daily=sql.Identifier(CHANGES_DAILY),
+    hourly=sql.Identifier(CHANGES),
+    intervals=INTERVALS,
 )
 
 
@@ -89,6 +97,7 @@ def entity_counts_at(
     edges: dict[tuple[int, str, str], int] = defaultdict(int)
     params = {
         "floors": floors,
+        "floor_days": [utc_floor(f, "day") for f in floors],
         "floor_months": [unit_floor(f, "month") for f in floors],
         "kinds": kinds,
         "moments": moments,
@@ -129,8 +138,11 @@ def _raw_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], 
     return deltas
 
 
-# The hourly deltas regrouped into buckets (HourPlan, as the event counts
-# are); the raw ranges read the intervals' ends instead of events.
+# The deltas regrouped into buckets as the event counts are (HourPlan,
+# daily_plan): a whole UTC day inside one bucket from entity_changes_daily,
+# the hours of such a day that belong to another bucket moved there from it
+# (+d in theirs, -d in the day's), the other whole hours from
+# entity_changes_hourly, and the raw ranges from the intervals' ends.
 GROWTH_SQL = (
     "WITH r AS (SELECT * FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
     "  %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)),"
@@ -141,29 +153,57 @@ GROWTH_SQL = (
     "   WHERE kind = ANY(%(kinds)s) AND valid_from >= r.lo AND valid_from < r.hi"
     "   UNION ALL SELECT kind, valid_to, -1 FROM {intervals}"
     "   WHERE kind = ANY(%(kinds)s) AND valid_to >= r.lo AND valid_to < r.hi OFFSET 0) AS v"
-    "  GROUP BY 1, 2, 3)"
+    "  GROUP BY 1, 2, 3),"
+    " split AS (SELECT * FROM unnest(%(split)s::timestamptz[], %(keep)s::timestamptz[])"
+    "  AS k (hour, keep)),"
+    " hours AS ("
+    "  SELECT coalesce(k.keep, {hour_bucket}) AS b, NULL::timestamptz AS label, h.kind, h.delta"
+    "  FROM unnest(%(hour_lo)s::timestamptz[], %(hour_hi)s::timestamptz[]) AS r (lo, hi)"
+    "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
+    "   WHERE kind = ANY(%(kinds)s) AND hour >= r.lo AND hour < r.hi OFFSET 0) AS h"
+    "  LEFT JOIN split AS k ON k.hour = h.hour"
+    "  WHERE h.hour <> ALL(%(whole_raw)s::timestamptz[])"
+    "  UNION ALL SELECT m.bucket, m.label, h.kind, h.delta"
+    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
+    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
+    "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
+    "   WHERE kind = ANY(%(kinds)s) AND hour >= m.lo AND hour < m.hi OFFSET 0) AS h)"
     " SELECT kind, b, sum(d)::bigint FROM ("
-    "  SELECT kind, b, delta AS d FROM {hourly} WHERE kind = ANY(%(kinds)s)"
+    "  SELECT d.kind, r.label, d.delta"
+    "  FROM unnest(%(days)s::timestamptz[], %(day_labels)s::timestamptz[]) AS r (day, label)"
+    "  JOIN {daily} AS d ON d.day = r.day"
+    "  WHERE d.kind = ANY(%(kinds)s) AND d.day >= %(hours_from)s AND d.day < %(hours_to)s"
+    "  UNION ALL SELECT kind, b, delta FROM hours"
+    "  UNION ALL SELECT kind, label, -delta FROM hours WHERE label IS NOT NULL"
     "  UNION ALL SELECT kind, b, d FROM ends"
     "  UNION ALL SELECT kind, keep, -d FROM ends WHERE keep IS NOT NULL"
-    ") AS s GROUP BY 1, 2"
+    ") AS s (kind, b, d) GROUP BY 1, 2"
 )
 
 
-def _hourly_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], int]:
-    """(kind, bucket): entities entered minus left, from entity_changes_hourly."""
+def _stored_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], int]:
+    """(kind, bucket): entities entered minus left, from entity_changes_daily
+    and _hourly, and entity_intervals for the partial hours."""
     plan = HourPlan.of(window.start, window.end, window.unit, window.tz_name)
-    hourly, hourly_params = plan.hourly(CHANGES, "hour")
     query = sql.SQL(GROWTH_SQL).format(
-        at_bucket=bucket_of(sql.SQL("v.at")), intervals=INTERVALS, hourly=hourly
+        at_bucket=bucket_of(sql.SQL("v.at")),
+        hour_bucket=bucket_of(sql.SQL("h.hour")),
+        intervals=INTERVALS,
+        hourly=sql.Identifier(CHANGES),
+        daily=sql.Identifier(CHANGES_DAILY),
     )
     params = {
         **plan.range_params(),
-        **hourly_params,
         "unit": window.unit,
         "tz": window.tz_name,
         "kinds": kinds,
+        "hours_from": plan.hours_from,
+        "hours_to": plan.hours_to,
+        "split": plan.split,
+        "keep": plan.keep,
+        "whole_raw": plan.whole_raw,
     }
+    params |= daily_plan(plan, window, bucketed=True)
     deltas: dict[tuple[str, datetime], int] = defaultdict(int)
     for kind, bucket, delta in fetch(query, params):
         deltas[kind, bucket] += delta
@@ -175,7 +215,7 @@ def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") ->
     kinds = list(kinds)
     starts = bucket_starts(window.unit, window.tz_name, window.start, window.end)
     (baseline,) = entity_counts_at([window.start], kinds, source)
-    deltas = _raw_deltas(window, kinds) if source == "raw" else _hourly_deltas(window, kinds)
+    deltas = _raw_deltas(window, kinds) if source == "raw" else _stored_deltas(window, kinds)
     series = {}
     for kind in kinds:
         total = sum(n for (k, _), n in baseline.items() if k == kind)

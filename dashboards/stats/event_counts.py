@@ -110,6 +110,11 @@ def _day_buckets(day: datetime, cuts: list[datetime], keep: dict) -> list | None
     return [keep.get(h, cut if h >= cut else before) for h in hours]
 
 
+# The parameters daily_plan gives.
+DAILY_PLAN_KEYS = ("days", "day_labels", "hour_lo", "hour_hi")
+DAILY_PLAN_KEYS += ("moved_lo", "moved_hi", "moved_from", "moved_to")
+
+
 def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list]:
     """Which of the plan's hours event_counts_daily answers: %(days)s, each
     in the bucket %(day_labels)s where most of its hours go, and the runs
@@ -122,6 +127,8 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
     its 24 hours, in Asia/Kolkata 6, so a year is some 365 daily rows and
     2,000 hourly ones per type instead of 8,760 hourly ones."""
     lo, hi = plan.hours_from, plan.hours_to
+    if lo is None:  # no whole hour: every row is raw
+        return {key: [] for key in DAILY_PLAN_KEYS}
     first, last = utc_ceil(lo, "day"), utc_floor(hi, "day")
     found: dict[str, list] = {"days": [], "day_labels": []}
     moved: list[tuple[datetime, datetime, datetime, datetime]] = []

@@ -42,6 +42,7 @@ DERIVED = (
     "entities",
     "entity_intervals",
     "entity_changes_hourly",
+    "entity_changes_daily",
     "entity_changes_monthly",
 )
 

@@ -1,5 +1,5 @@
 """Entity counts and one user's activity from their pre-aggregates
-(entity_changes_hourly and _monthly, event_counts_daily_caller): equal to the raw
+(entity_changes_hourly, _daily and _monthly, event_counts_daily_caller): equal to the raw
 answers, and kept exact by ingest, late events and rebuilds."""
 
 import random
@@ -15,13 +15,17 @@ from audit.ingest import ingest
 from audit.models import DailyCallerCount, Entity, Event
 from dashboards.stats import STATS
 from demo.history import generate
-from tests.dashboards.conftest import NOW, both, event, make_window, member, utc
+from tests.dashboards.conftest import NOW, both, event, make_window, member, stat_rows, utc
+
+
+TABLES = {"hour": "entity_changes_hourly", "day": "entity_changes_daily"}
+TABLES["month"] = "entity_changes_monthly"
 
 
 def _changes(unit: str = "hour") -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT kind, {unit}, state, delta FROM entity_changes_{unit}ly WHERE delta <> 0"
+            f"SELECT kind, {unit}, state, delta FROM {TABLES[unit]} WHERE delta <> 0"
             " ORDER BY 1, 2, 3"
         )
         return cursor.fetchall()
@@ -41,7 +45,7 @@ def _changes_from_intervals(unit: str = "hour") -> list[tuple]:
 
 
 def _assert_changes_exact() -> None:
-    for unit in ("hour", "month"):
+    for unit in TABLES:
         assert _changes(unit) == _changes_from_intervals(unit), unit
 
 
@@ -53,9 +57,10 @@ def shuffled(db) -> None:
         ingest(events[start : start + 300], now=NOW)
 
 
-def test_hourly_and_monthly_entity_changes_follow_late_events_rebuilds_and_prunes(shuffled):
+def test_hourly_daily_and_monthly_entity_changes_follow_late_events_rebuilds_and_prunes(shuffled):
     assert _changes(), "the history changed entities"
     assert len({row[1] for row in _changes("month")}) >= 6, "changes in every month"
+    assert len({row[1] for row in _changes("day")}) >= 150, "changes on most days"
     _assert_changes_exact()
     triggers.rebuild_aggregates()
     _assert_changes_exact()
@@ -189,15 +194,65 @@ def test_a_users_events_per_type_count_own_others_and_memberships_once(zoe):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_monthly_changes_migration_sums_the_intervals_stored_before_it():
+@pytest.mark.parametrize(
+    ("unit", "before_it"),
+    [("month", "0026_failed_logins_monthly"), ("day", "0029_memberships_org_since")],
+)
+def test_the_changes_migrations_sum_the_intervals_stored_before_them(unit, before_it):
     # Undone and done again on a database with entities: the table comes back
-    # whole from entity_intervals, and the cards equal the raw replay.
+    # whole from entity_intervals, the triggers write it again, and the cards
+    # and the chart equal the raw replay.
     ingest(list(generate(600, days=120, seed=3, end=NOW)), now=NOW)
-    before = _changes("month")
+    before = _changes(unit)
     assert before
     executor = MigrationExecutor(connection)
-    executor.migrate([("audit", "0026_failed_logins_monthly")])
+    executor.migrate([("audit", before_it)])
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
-    assert _changes("month") == before == _changes_from_intervals("month")
+    assert _changes(unit) == before == _changes_from_intervals(unit)
+    ingest(list(generate(200, days=20, seed=4, end=NOW)), now=NOW)
+    _assert_changes_exact()
     both("current_counts", make_window(period="90d"))
+    both("entity_growth", make_window(period="90d", tz="America/New_York"))
+
+
+def org_created(ts: str) -> dict:
+    return event(ts, "org_created", "isi", "organization", payload={"category": "Research"})
+
+
+def _add_daily_change(day, delta: int) -> None:
+    """A row of entity_changes_daily that no interval backs: only a read of
+    the table shows it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO entity_changes_daily (kind, day, state, delta)"
+            " VALUES ('organization', %(day)s, 'active', %(delta)s)",
+            {"day": day, "delta": delta},
+        )
+
+
+def test_a_daily_growth_chart_reads_whole_utc_days_from_the_daily_changes(db):
+    ingest([org_created("2026-03-01T10:00:00Z")], now=NOW)
+    _add_daily_change(utc(2026, 3, 5), 2)
+    window = make_window(since="2026-03-01", until="2026-03-10", res="1d")
+    rows = stat_rows("entity_growth", window)
+    assert [row[0] for row in rows[:5]] == [utc(2026, 3, day) for day in range(1, 6)]
+    assert [row[2] for row in rows] == [1] * 4 + [3] * (len(rows) - 4)
+    assert [row[2] for row in stat_rows("entity_growth", window, "raw")] == [1] * len(rows)
+    # The cards at a moment after that day count it too, from the same table.
+    cards = stat_rows("current_counts", window)
+    assert ["organization", "active", 2, 0, 2] in cards
+
+
+def test_outside_utc_a_daily_change_moves_with_the_hours_its_day_gives_away(db):
+    # New York's March 5 (EST) runs 05:00 UTC Mar 5 to 05:00 UTC Mar 6: UTC
+    # March 5's row counts there, and its hours before 05:00 (New York's
+    # March 4) move back, here one org created at 04:00 UTC.
+    ingest([org_created("2026-03-05T04:00:00Z")], now=NOW)
+    _add_daily_change(utc(2026, 3, 5), 2)
+    window = make_window(since="2026-03-02", until="2026-03-09", res="1d", tz="America/New_York")
+    rows = stat_rows("entity_growth", window)
+    assert [row[0] for row in rows[:4]] == [utc(2026, 3, day, 5) for day in range(2, 6)]
+    # Mar 2, 3 are empty; Mar 4 has the real org; Mar 5 adds the daily row's
+    # 2 + 1 less that org's moved hour.
+    assert [row[2] for row in rows] == [0, 0, 1] + [3] * (len(rows) - 3)

@@ -1,0 +1,146 @@
+"""entity_changes_daily: entity_changes_hourly per UTC day.
+
+The growth chart adds up each bucket's entity changes (dashboards/stats/
+counts.py, entity_growth): with hours alone a year's daily chart read every
+hour of the year, some 56,000 rows at 10M events. With this table a whole
+UTC day inside one bucket is one row per kind and state, as the event counts
+read event_counts_daily (daily_plan); only the hours a zone's day takes
+from the next UTC day stay hourly.
+
+The functions of the triggers on entity_intervals (migrations 0008 and 0027)
+are replaced by ones writing the three tables, in the same statement order
+under the same advisory lock. The table's rows for the intervals stored
+before are summed from them in the same transaction, so that the triggers
+and the backfill see the same intervals, and a migration undone and done
+again leaves the table whole.
+
+The SQL view stats_entities_daily (migration 0014) summed the hourly table
+per day; it now reads the daily one.
+
+The SQL is written out here, as this migration runs it, so that later
+changes to the application code cannot change what it did.
+"""
+
+from django.db import migrations
+
+LOCK_KEY = 7_400_042  # pg_advisory_xact_lock key of entity_changes_hourly
+
+
+def _deltas(rows: str, sign: int, unit: str) -> list[str]:
+    """+sign at each interval's start, -sign at its end, per UTC `unit`."""
+    return [
+        f"SELECT kind, date_trunc('{unit}', valid_from, 'UTC') AS at, state, {sign} AS d "
+        f"FROM {rows}",
+        f"SELECT kind, date_trunc('{unit}', valid_to, 'UTC'), state, {-sign} "
+        f"FROM {rows} WHERE valid_to IS NOT NULL",
+    ]
+
+
+def _upsert(table: str, column: str, changes: list[str]) -> str:
+    return f"""
+    INSERT INTO {table} AS c (kind, {column}, state, delta)
+    SELECT kind, at, state, sum(d) FROM ({" UNION ALL ".join(changes)}) AS changes
+    GROUP BY 1, 2, 3 HAVING sum(d) <> 0
+    ORDER BY 1, 2, 3
+    ON CONFLICT (kind, {column}, state) DO UPDATE SET delta = c.delta + excluded.delta;"""
+
+
+def _function(op: str, units: dict[str, tuple[str, str]], sides: list[tuple[str, int]]) -> str:
+    """The trigger function of `op`: one upsert per table in `units`
+    ({unit: (table, column)}), of the deltas of `sides` ([(rows, sign)])."""
+    upserts = "".join(
+        _upsert(table, column, [arm for rows, sign in sides for arm in _deltas(rows, sign, unit)])
+        for unit, (table, column) in units.items()
+    )
+    return f"""
+CREATE OR REPLACE FUNCTION entity_changes_hourly_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock({LOCK_KEY});{upserts}
+    RETURN NULL;
+END
+$$;
+"""
+
+
+def _functions(units: dict[str, tuple[str, str]]) -> str:
+    truncates = "".join(f"\n    TRUNCATE {table};" for table, _ in units.values())
+    return (
+        _function("insert", units, [("new_rows", 1)])
+        + _function("delete", units, [("old_rows", -1)])
+        + _function("update", units, [("new_rows", 1), ("old_rows", -1)])
+        + f"""
+CREATE OR REPLACE FUNCTION entity_changes_hourly_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock({LOCK_KEY});{truncates}
+    RETURN NULL;
+END
+$$;
+"""
+    )
+
+
+def _entities_daily(changes: str) -> str:
+    """stats_entities_daily (migration 0014) over `changes`: (day, kind,
+    state, delta) per UTC day."""
+    return f"""
+CREATE OR REPLACE VIEW stats_entities_daily AS
+WITH changes AS ({changes}), every_day AS (
+    SELECT day, kind, state, delta FROM changes
+    UNION ALL
+    SELECT d.day, s.kind, s.state, 0
+    FROM (
+        SELECT min(day) AS first, greatest(max(day), date_trunc('day', now(), 'UTC')) AS last
+        FROM changes
+    ) AS span
+    CROSS JOIN generate_series(span.first, span.last, interval '24 hours') AS d (day)
+    CROSS JOIN (SELECT DISTINCT kind, state FROM changes) AS s
+)
+SELECT day, kind, state,
+       (sum(sum(delta)) OVER (PARTITION BY kind, state ORDER BY day))::bigint AS entities
+FROM every_day
+GROUP BY day, kind, state;
+"""
+
+
+FROM_HOURS = """
+    SELECT date_trunc('day', hour, 'UTC') AS day, kind, state, sum(delta) AS delta
+    FROM entity_changes_hourly
+    GROUP BY 1, 2, 3"""
+FROM_DAYS = "SELECT day, kind, state, delta FROM entity_changes_daily"
+
+HOURLY_AND_MONTHLY = {
+    "hour": ("entity_changes_hourly", "hour"),
+    "month": ("entity_changes_monthly", "month"),
+}
+ALL_THREE = {**HOURLY_AND_MONTHLY, "day": ("entity_changes_daily", "day")}
+
+SQL = f"""
+CREATE TABLE entity_changes_daily (
+    kind text NOT NULL,
+    day timestamptz NOT NULL,
+    state text NOT NULL,
+    delta bigint NOT NULL,
+    PRIMARY KEY (kind, day, state)
+);
+{_functions(ALL_THREE)}
+SELECT pg_advisory_xact_lock({LOCK_KEY});
+INSERT INTO entity_changes_daily (kind, day, state, delta)
+SELECT kind, at, state, sum(d) FROM ({" UNION ALL ".join(_deltas("entity_intervals", 1, "day"))})
+    AS changes GROUP BY 1, 2, 3 HAVING sum(d) <> 0;
+ANALYZE entity_changes_daily;
+{_entities_daily(FROM_DAYS)}
+"""
+
+REVERSE = f"""
+{_entities_daily(FROM_HOURS)}
+{_functions(HOURLY_AND_MONTHLY)}
+DROP TABLE IF EXISTS entity_changes_daily;
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("audit", "0029_memberships_org_since"),
+    ]
+
+    operations = [migrations.RunSQL(SQL, REVERSE)]
