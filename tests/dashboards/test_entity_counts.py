@@ -17,7 +17,6 @@ from dashboards.stats import STATS
 from demo.history import generate
 from tests.dashboards.conftest import NOW, both, event, make_window, member, stat_rows, utc
 
-
 TABLES = {"hour": "entity_changes_hourly", "day": "entity_changes_daily"}
 TABLES["month"] = "entity_changes_monthly"
 
