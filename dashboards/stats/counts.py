@@ -140,9 +140,8 @@ def _raw_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], 
 
 # The deltas regrouped into buckets as the event counts are (HourPlan,
 # daily_plan): a whole UTC day inside one bucket from entity_changes_daily,
-# the hours of such a day that belong to another bucket moved there from it
-# (+d in theirs, -d in the day's), the other whole hours from
-# entity_changes_hourly, and the raw ranges from the intervals' ends.
+# the other whole hours from entity_changes_hourly, in runs (a split hour
+# counted in its `keep` bucket), and the raw ranges from the intervals' ends.
 GROWTH_SQL = (
     "WITH r AS (SELECT * FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
     "  %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)),"
@@ -153,41 +152,45 @@ GROWTH_SQL = (
     "   WHERE kind = ANY(%(kinds)s) AND valid_from >= r.lo AND valid_from < r.hi"
     "   UNION ALL SELECT kind, valid_to, -1 FROM {intervals}"
     "   WHERE kind = ANY(%(kinds)s) AND valid_to >= r.lo AND valid_to < r.hi OFFSET 0) AS v"
-    "  GROUP BY 1, 2, 3),"
-    " split AS (SELECT * FROM unnest(%(split)s::timestamptz[], %(keep)s::timestamptz[])"
-    "  AS k (hour, keep)),"
-    " hours AS ("
-    "  SELECT coalesce(k.keep, {hour_bucket}) AS b, NULL::timestamptz AS label, h.kind, h.delta"
-    "  FROM unnest(%(hour_lo)s::timestamptz[], %(hour_hi)s::timestamptz[]) AS r (lo, hi)"
-    "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
-    "   WHERE kind = ANY(%(kinds)s) AND hour >= r.lo AND hour < r.hi OFFSET 0) AS h"
-    "  LEFT JOIN split AS k ON k.hour = h.hour"
-    "  WHERE h.hour <> ALL(%(whole_raw)s::timestamptz[])"
-    "  UNION ALL SELECT m.bucket, m.label, h.kind, h.delta"
-    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
-    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
-    "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
-    "   WHERE kind = ANY(%(kinds)s) AND hour >= m.lo AND hour < m.hi OFFSET 0) AS h)"
+    "  GROUP BY 1, 2, 3)"
     " SELECT kind, b, sum(d)::bigint FROM ("
     "  SELECT d.kind, r.label, d.delta"
     "  FROM unnest(%(days)s::timestamptz[], %(day_labels)s::timestamptz[]) AS r (day, label)"
     "  JOIN {daily} AS d ON d.day = r.day"
     "  WHERE d.kind = ANY(%(kinds)s) AND d.day >= %(hours_from)s AND d.day < %(hours_to)s"
-    "  UNION ALL SELECT kind, b, delta FROM hours"
-    "  UNION ALL SELECT kind, label, -delta FROM hours WHERE label IS NOT NULL"
+    "  UNION ALL SELECT h.kind, {hour_bucket}, h.delta"
+    "  FROM unnest(%(hour_lo)s::timestamptz[], %(hour_hi)s::timestamptz[]) AS r (lo, hi)"
+    "  JOIN {hourly} AS h ON h.hour >= r.lo AND h.hour < r.hi{split}"
+    "  WHERE h.kind = ANY(%(kinds)s) AND h.hour >= %(hours_from)s AND h.hour < %(hours_to)s"
+    "{whole_raw}"
     "  UNION ALL SELECT kind, b, d FROM ends"
     "  UNION ALL SELECT kind, keep, -d FROM ends WHERE keep IS NOT NULL"
     ") AS s (kind, b, d) GROUP BY 1, 2"
 )
+# Only where the plan has split hours or hours read raw (a zone off the
+# whole hour, a DST change): the join and filter cost as much as the read.
+GROWTH_SPLIT = (
+    " LEFT JOIN unnest(%(split)s::timestamptz[], %(keep)s::timestamptz[]) AS k (hour, keep)"
+    " ON k.hour = h.hour"
+)
+GROWTH_WHOLE_RAW = "  AND h.hour <> ALL(%(whole_raw)s::timestamptz[])"
 
 
-def _stored_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], int]:
+def _stored_deltas(
+    window: Window, kinds: list[str], starts: list[datetime]
+) -> dict[tuple[str, datetime], int]:
     """(kind, bucket): entities entered minus left, from entity_changes_daily
-    and _hourly, and entity_intervals for the partial hours."""
+    and _hourly, and entity_intervals for the partial hours; `starts`: the
+    window's buckets."""
     plan = HourPlan.of(window.start, window.end, window.unit, window.tz_name)
+    hour_bucket = bucket_of(sql.SQL("h.hour"))
+    if plan.split:
+        hour_bucket = sql.SQL("coalesce(k.keep, {})").format(hour_bucket)
     query = sql.SQL(GROWTH_SQL).format(
         at_bucket=bucket_of(sql.SQL("v.at")),
-        hour_bucket=bucket_of(sql.SQL("h.hour")),
+        hour_bucket=hour_bucket,
+        split=sql.SQL(GROWTH_SPLIT if plan.split else ""),
+        whole_raw=sql.SQL(GROWTH_WHOLE_RAW if plan.whole_raw else ""),
         intervals=INTERVALS,
         hourly=sql.Identifier(CHANGES),
         daily=sql.Identifier(CHANGES_DAILY),
@@ -203,7 +206,9 @@ def _stored_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime
         "keep": plan.keep,
         "whole_raw": plan.whole_raw,
     }
-    params |= daily_plan(plan, window, bucketed=True)
+    # Some rows an hour: the hours a zone's day gives to another bucket are
+    # cheaper read in their run than moved there from the day's row.
+    params |= daily_plan(plan, window, bucketed=True, moves=False, starts=starts)
     deltas: dict[tuple[str, datetime], int] = defaultdict(int)
     for kind, bucket, delta in fetch(query, params):
         deltas[kind, bucket] += delta
@@ -215,7 +220,10 @@ def entity_growth(window: Window, kinds: Iterable[str], source: str = "auto") ->
     kinds = list(kinds)
     starts = bucket_starts(window.unit, window.tz_name, window.start, window.end)
     (baseline,) = entity_counts_at([window.start], kinds, source)
-    deltas = _raw_deltas(window, kinds) if source == "raw" else _stored_deltas(window, kinds)
+    if source == "raw":
+        deltas = _raw_deltas(window, kinds)
+    else:
+        deltas = _stored_deltas(window, kinds, starts)
     series = {}
     for kind in kinds:
         total = sum(n for (k, _), n in baseline.items() if k == kind)

@@ -96,18 +96,24 @@ def _runs(starts: list[datetime], step: timedelta) -> list[tuple[datetime, datet
 
 
 def _day_buckets(day: datetime, cuts: list[datetime], keep: dict) -> list | None:
-    """The bucket each hour of a UTC day goes to (a split hour: its `keep`),
-    or None when two buckets begin inside the day."""
+    """The bucket each hour of a UTC day goes to (a split hour: its `keep`,
+    which holds only this day's split hours), or None when two buckets begin
+    inside the day. Built by list repetition where no hour is split: a
+    year's chart asks for 365 days, on every chart of a page."""
     first = bisect_right(cuts, day)
     inside = [c for c in cuts[first : first + 2] if c < day + DAY]
     if len(inside) > 1:
         return None
     before = cuts[first - 1] if first else None
-    hours = [day + i * HOUR for i in range(24)]
     if not inside:
-        return [keep.get(h, before) for h in hours]
+        if not keep:
+            return [before] * 24
+        return [keep.get(day + i * HOUR, before) for i in range(24)]
     (cut,) = inside
-    return [keep.get(h, cut if h >= cut else before) for h in hours]
+    if not keep:
+        ahead = -((day - cut) // HOUR)  # the hours before the cut, rounded up
+        return [before] * ahead + [cut] * (24 - ahead)
+    return [keep.get(h, cut if h >= cut else before) for h in (day + i * HOUR for i in range(24))]
 
 
 # The parameters daily_plan gives.
@@ -115,7 +121,14 @@ DAILY_PLAN_KEYS = ("days", "day_labels", "hour_lo", "hour_hi")
 DAILY_PLAN_KEYS += ("moved_lo", "moved_hi", "moved_from", "moved_to")
 
 
-def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list]:
+def daily_plan(
+    plan: HourPlan,
+    window: Window,
+    bucketed: bool,
+    *,
+    moves: bool = True,
+    starts: list[datetime] | None = None,
+) -> dict[str, list]:
     """Which of the plan's hours event_counts_daily answers: %(days)s, each
     in the bucket %(day_labels)s where most of its hours go, and the runs
     %(moved_lo)s to %(moved_hi)s of the hours of those days that go
@@ -125,7 +138,10 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
     Buckets are cut by PostgreSQL (bucket_starts). In UTC a daily, weekly or
     monthly chart reads its whole days alone; in New York a day moves 5 of
     its 24 hours, in Asia/Kolkata 6, so a year is some 365 daily rows and
-    2,000 hourly ones per type instead of 8,760 hourly ones."""
+    2,000 hourly ones per type instead of 8,760 hourly ones. With `moves`
+    false, a day whose hours go to two buckets is left to the hourly rows:
+    for a sparse table, reading them is cheaper than moving them. `starts`:
+    the window's bucket_starts, when the caller has them already."""
     lo, hi = plan.hours_from, plan.hours_to
     if lo is None:  # no whole hour: every row is raw
         return {key: [] for key in DAILY_PLAN_KEYS}
@@ -133,17 +149,22 @@ def daily_plan(plan: HourPlan, window: Window, bucketed: bool) -> dict[str, list
     found: dict[str, list] = {"days": [], "day_labels": []}
     moved: list[tuple[datetime, datetime, datetime, datetime]] = []
     if first < last and (not bucketed or window.unit in ("day", "week", "month")):
-        cuts = bucket_starts(window.unit, window.tz_name, lo, hi) if bucketed else []
-        keep = dict(zip(plan.split, plan.keep, strict=True))
+        cuts = []
+        if bucketed:
+            cuts = starts or bucket_starts(window.unit, window.tz_name, lo, hi)
+        keep: dict[datetime, dict] = {}
+        for hour, kept in zip(plan.split, plan.keep, strict=True):
+            keep.setdefault(utc_floor(hour, "day"), {})[hour] = kept
         raw_days = {utc_floor(h, "day") for h in plan.whole_raw}
         day = first
         while day < last:
-            buckets = _day_buckets(day, cuts, keep) if bucketed else [None] * 24
-            if buckets is not None and day not in raw_days:
-                label = max(set(buckets), key=buckets.count)
+            buckets = _day_buckets(day, cuts, keep.get(day, {})) if bucketed else [None] * 24
+            distinct = set(buckets or ())
+            if buckets is not None and day not in raw_days and (moves or len(distinct) == 1):
+                label = max(distinct, key=buckets.count) if len(distinct) > 1 else buckets[0]
                 found["days"].append(day)
                 found["day_labels"].append(label)
-                for i, bucket in enumerate(buckets):
+                for i, bucket in enumerate(buckets if len(distinct) > 1 else ()):
                     hour = day + i * HOUR
                     if bucket == label:
                         continue

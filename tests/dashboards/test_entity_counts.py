@@ -243,15 +243,18 @@ def test_a_daily_growth_chart_reads_whole_utc_days_from_the_daily_changes(db):
     assert ["organization", "active", 2, 0, 2] in cards
 
 
-def test_outside_utc_a_daily_change_moves_with_the_hours_its_day_gives_away(db):
-    # New York's March 5 (EST) runs 05:00 UTC Mar 5 to 05:00 UTC Mar 6: UTC
-    # March 5's row counts there, and its hours before 05:00 (New York's
-    # March 4) move back, here one org created at 04:00 UTC.
-    ingest([org_created("2026-03-05T04:00:00Z")], now=NOW)
-    _add_daily_change(utc(2026, 3, 5), 2)
-    window = make_window(since="2026-03-02", until="2026-03-09", res="1d", tz="America/New_York")
+def test_outside_utc_only_days_inside_one_bucket_are_read_from_the_daily_changes(db):
+    # New York's weeks begin on Monday at 05:00 UTC (04:00 once DST starts on
+    # Sunday March 8). UTC Wednesday March 4 lies inside the week of March 2:
+    # its row counts there. UTC Monday March 9 gives its first four hours to
+    # the week before: that day is read from its hours, so a row planted on
+    # it alone is not seen, while the org created at 02:00 UTC that day (a
+    # Sunday evening in New York) counts in the week of March 2.
+    ingest([org_created("2026-03-09T02:00:00Z")], now=NOW)
+    _add_daily_change(utc(2026, 3, 4), 2)
+    _add_daily_change(utc(2026, 3, 9), 5)
+    window = make_window(since="2026-03-02", until="2026-03-20", res="7d", tz="America/New_York")
     rows = stat_rows("entity_growth", window)
-    assert [row[0] for row in rows[:4]] == [utc(2026, 3, day, 5) for day in range(2, 6)]
-    # Mar 2, 3 are empty; Mar 4 has the real org; Mar 5 adds the daily row's
-    # 2 + 1 less that org's moved hour.
-    assert [row[2] for row in rows] == [0, 0, 1] + [3] * (len(rows) - 3)
+    assert [row[0] for row in rows] == [utc(2026, 3, 2, 5), utc(2026, 3, 9, 4), utc(2026, 3, 16, 4)]
+    assert [row[2] for row in rows] == [3, 3, 3]
+    assert [row[2] for row in stat_rows("entity_growth", window, "raw")] == [1, 1, 1]
