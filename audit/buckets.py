@@ -60,11 +60,42 @@ Piece = tuple[str | None, datetime | None, datetime | None]
 TIMESTAMPTZ_LOADER = adapters.get_loader(types["timestamptz"].oid, pq.Format.TEXT)
 
 
+def _array_literal(moments: list) -> str | None:
+    """A list of aware datetimes (or None) as the text of a timestamptz[]
+    literal, or None when it holds anything else. ISO 8601 text holds no
+    character an array literal must quote."""
+    items = []
+    for moment in moments:
+        if moment is None:
+            items.append("NULL")
+        elif isinstance(moment, datetime) and moment.tzinfo is not None:
+            items.append(moment.isoformat())
+        else:
+            return None
+    return "{" + ",".join(items) + "}"
+
+
+def _literal_arrays(text: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The params, each list of datetimes the query casts to timestamptz[]
+    given as the literal's text. A plan's arrays hold hundreds of moments (a
+    year's days and their buckets), and psycopg quotes each element of a
+    list in Python with regular expressions: some 2.5 us a moment, 7 ms of
+    a year's overview."""
+    found = dict(params)
+    for key, value in params.items():
+        if isinstance(value, list) and value and f"%({key})s::timestamptz[]" in text:
+            literal = _array_literal(value)
+            if literal is not None:
+                found[key] = literal
+    return found
+
+
 def fetch(query: sql.Composable | str, params: dict[str, Any] | None = None) -> list[tuple]:
     """The rows of a read query, on the connection that serves this request's reads."""
     with read_connection().cursor() as cursor:
         cursor.cursor.adapters.register_loader("timestamptz", TIMESTAMPTZ_LOADER)
-        cursor.execute(query, params or {})
+        text = query if isinstance(query, str) else query.as_string(cursor.cursor)
+        cursor.execute(text, _literal_arrays(text, params or {}))
         return cursor.fetchall()
 
 

@@ -103,9 +103,9 @@ def setup_django(url: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sphere_stats.settings")
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
-    import django
-
-    django.setup()
+    # As a gunicorn worker loads it: settings, views and the collector's
+    # frozen start-up objects (sphere_stats/wsgi.py).
+    import sphere_stats.wsgi  # noqa: F401
 
 
 def use_database(name: str) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.urls import get_script_prefix, reverse
 
@@ -48,7 +49,13 @@ TALLER = {"narrow": {"height": 440}, "wide": {"height": 320}}
 
 def x_of(moment: datetime, window: Window) -> str:
     # Local wall time, so the axis reads in the display zone.
-    return window.local(moment).strftime("%Y-%m-%d %H:%M")
+    return _x_text(moment, window.zone)
+
+
+# A year's page places some 2,400 points, mostly on the same buckets.
+@lru_cache(maxsize=8192)
+def _x_text(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def wall(moment: datetime, window: Window) -> datetime:
@@ -77,13 +84,21 @@ def explorer_bound(moment: datetime, window: Window) -> str:
     moment has them (a relative period starts at the request's second); with
     the UTC offset only where the wall time alone would be ambiguous (the
     repeated hour when clocks go back)."""
-    local = window.local(moment)
+    return _bound_text(moment, window.zone)
+
+
+# Every chart of a page links its buckets to the explorer, and the charts of
+# one page share their buckets (a year's page asked for 750 bounds, 33 ms of
+# its Python): each moment's text is made once per zone and process.
+@lru_cache(maxsize=8192)
+def _bound_text(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
     # fold=0: the explorer reads a wall time as its first occurrence.
     naive = local.replace(tzinfo=None, fold=0)
     text = naive.strftime("%Y-%m-%dT%H:%M")
     if naive.second or naive.microsecond:
         text = naive.isoformat()
-    if naive.replace(tzinfo=window.zone).astimezone(UTC) != moment.astimezone(UTC):
+    if naive.replace(tzinfo=zone).astimezone(UTC) != moment.astimezone(UTC):
         text = local.isoformat()
     return text
 
@@ -95,12 +110,12 @@ def explore_url(window: Window, start: datetime, end: datetime, **filters: Any) 
 
 
 def _encoded_bounds(window: Window, start: datetime, end: datetime) -> str:
-    return urlencode(
-        [
-            ("since", explorer_bound(max(start, window.start), window)),
-            ("until", explorer_bound(min(end, window.end), window)),
-        ]
-    )
+    return _bounds_query(max(start, window.start), min(end, window.end), window.zone)
+
+
+@lru_cache(maxsize=8192)
+def _bounds_query(since: datetime, until: datetime, zone: ZoneInfo) -> str:
+    return urlencode([("since", _bound_text(since, zone)), ("until", _bound_text(until, zone))])
 
 
 def _explore_link(window: Window, bounds: str, filters: dict[str, Any]) -> str:
