@@ -107,11 +107,15 @@ NEGATIVE_NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 # The export's zone, and no statement timeout: a web request's (a few
 # seconds, against runaway queries) would cut a download of millions of rows
 # short. Each wait for the next rows stays bounded (sphere_stats.db), so a
-# server that stops answering still ends the export. Returns the settings it
-# replaces first (a SELECT list runs left to right), to put back.
+# server that stops answering still ends the export. JIT as the server sets
+# it (the sessions turn it off, settings.DB_JIT): an export's millions of rows
+# are the work it pays off on. Returns the settings it replaces first (a
+# SELECT list runs left to right), to put back.
 _SETTINGS_SQL = """
-SELECT current_setting('TimeZone'), current_setting('statement_timeout'),
-       set_config('TimeZone', %(zone)s, true), set_config('statement_timeout', %(timeout)s, true)
+SELECT current_setting('TimeZone'), current_setting('statement_timeout'), current_setting('jit'),
+       set_config('TimeZone', %(zone)s, true), set_config('statement_timeout', %(timeout)s, true),
+       set_config('jit', coalesce(%(jit)s, (SELECT reset_val FROM pg_settings WHERE name = 'jit')),
+                  true)
 """
 
 
@@ -331,15 +335,18 @@ class Export:
         # A transaction so SET LOCAL stays inside it.
         reader = read_connection()  # the replica when the request reads from it
         with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            cursor.execute(_SETTINGS_SQL, {"zone": self.zone.key, "timeout": "0"})
-            session_zone, session_timeout = cursor.fetchone()[:2]
+            cursor.execute(_SETTINGS_SQL, {"zone": self.zone.key, "timeout": "0", "jit": None})
+            session_zone, session_timeout, session_jit = cursor.fetchone()[:3]
             if big:
                 cursor.execute("SET LOCAL enable_sort = off")
             with cursor.cursor.copy(sql, params) as copy:
                 yield from _copy_batches(copy)
             # Inside a caller's outer transaction (a test's, a command's) SET
             # LOCAL would outlive this block: put the settings back.
-            cursor.execute(_SETTINGS_SQL, {"zone": session_zone, "timeout": session_timeout})
+            cursor.execute(
+                _SETTINGS_SQL,
+                {"zone": session_zone, "timeout": session_timeout, "jit": session_jit},
+            )
             if big:
                 cursor.execute("SET LOCAL enable_sort = on")
 

@@ -200,12 +200,12 @@ def _bound_new_connection(sender, connection, **kwargs) -> None:
         raw.__class__ = (
             BoundedReplicaConnection if connection.alias == REPLICA else BoundedConnection
         )
+    # For the session: the connection lives on in this thread.
+    session = [] if settings.DB_JIT else ["set_config('jit', 'off', false)"]
     if in_web_request() and settings.DB_STATEMENT_TIMEOUT_MS > 0:
-        # For the session: the connection lives on in this web worker thread.
-        raw.execute(
-            "SELECT set_config('statement_timeout', %(ms)s, false)",
-            {"ms": str(settings.DB_STATEMENT_TIMEOUT_MS)},
-        )
+        session.append("set_config('statement_timeout', %(ms)s, false)")
+    if session:
+        raw.execute(f"SELECT {', '.join(session)}", {"ms": str(settings.DB_STATEMENT_TIMEOUT_MS)})
 
 
 # --- the read replica ------------------------------------------------------------------

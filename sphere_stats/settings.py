@@ -139,6 +139,13 @@ DB_WAIT_TIMEOUT_MS = envint(
     "DB_WAIT_TIMEOUT_MS", DB_STATEMENT_TIMEOUT_MS and DB_STATEMENT_TIMEOUT_MS + 1000
 )
 DB_RETRY_SECONDS = envint("DB_RETRY_SECONDS", 2)
+# PostgreSQL compiles a statement to machine code (JIT) once the planner's
+# cost estimate passes jit_above_cost. A stat's statement runs in
+# milliseconds, but its estimates for unnest() and per-day lookups are
+# guesses: one over the limit spent 70-800 ms compiling for 5 ms of work.
+# Off for this application's sessions unless DB_JIT; exports, whose cost is
+# real (millions of rows), keep the server's setting (audit/export.py).
+DB_JIT = envbool("DB_JIT", False)
 # Django turns psycopg's prepared statements off (for transaction-mode
 # poolers). Only the server-side-binding cursors of sphere_stats.db can use
 # them: a statement they run a fifth time on a connection is prepared there,

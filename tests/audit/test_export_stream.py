@@ -7,9 +7,9 @@ import io
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from audit.export import CHUNK_BYTES, Export
+from audit.export import _SETTINGS_SQL, CHUNK_BYTES, Export
 from audit.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,28 @@ def statement_timeout() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('statement_timeout')")
         return cursor.fetchone()[0]
+
+
+def test_an_export_compiles_as_the_server_says_and_the_session_gets_its_own_back(api_client):
+    # The application's sessions turn JIT off (settings.DB_JIT); an export's
+    # millions of rows are what it pays off on, so there the server decides.
+    many_events(100)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('jit'), reset_val FROM pg_settings WHERE name = 'jit'"
+        )
+        session, server = cursor.fetchone()
+    assert session == "off"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_SETTINGS_SQL, {"zone": "UTC", "timeout": "0", "jit": None})
+        cursor.execute("SELECT current_setting('jit')")
+        assert cursor.fetchone()[0] == server
+        transaction.set_rollback(True)
+    body = b"".join(api_client.get("/api/v1/events/export?format=csv").streaming_content)
+    assert body.count(b"\n") == 101
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('jit')")
+        assert cursor.fetchone()[0] == "off"
 
 
 def test_a_download_of_many_rows_holds_every_row_in_order(api_client):

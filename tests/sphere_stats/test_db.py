@@ -68,3 +68,24 @@ def test_outside_a_web_request_waits_are_not_bounded(settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.3), 1")
         assert cursor.fetchone() == ("", 1)
+
+
+def _jit() -> tuple[str, str]:
+    """The session's jit setting, and the server's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('jit'), reset_val FROM pg_settings WHERE name = 'jit'"
+        )
+        return cursor.fetchone()
+
+
+def test_the_applications_sessions_do_not_compile_statements_unless_asked(settings):
+    # A stat's statement whose cost the planner overestimates would spend
+    # far longer compiling (JIT) than running.
+    connection.close()
+    session, server = _jit()
+    assert session == "off"
+    settings.DB_JIT = True
+    connection.close()
+    assert _jit() == (server, server)
+    connection.close()
