@@ -2,7 +2,8 @@ from datetime import datetime
 from typing import Any
 
 from django import template
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from dashboards.entities import entity_url
 from dashboards.stats import Column
@@ -64,6 +65,36 @@ def stat_cell(value: Any, column: Column, window: Window) -> str:
             return format_html("{}", value)
         return format_html('<a href="{}">{}</a>', url, value)
     return format_html("{}", number(value))
+
+
+NUMERIC = mark_safe(' class="num"')
+
+
+@register.simple_tag
+def stat_rows(cells: list[list[tuple[Any, Column]]], window: Window) -> str:
+    """A table's body rows, each value as stat_cell renders it. One tag for
+    the whole body: the template's loops and tags cost some 30 us a cell,
+    and a top-N page shows 240 of them."""
+    return format_html_join(
+        "",
+        "<tr>{}</tr>",
+        (
+            (
+                format_html_join(
+                    "",
+                    "<td{}>{}</td>",
+                    (
+                        (
+                            NUMERIC if c.type in ("integer", "number") else "",
+                            stat_cell(v, c, window),
+                        )
+                        for v, c in row
+                    ),
+                ),
+            )
+            for row in cells
+        ),
+    )
 
 
 @register.simple_tag

@@ -1,6 +1,8 @@
 """Every dashboards page, on an empty database and on demo data, as a full
 page and as its htmx partial."""
 
+from datetime import timedelta
+
 import pytest
 import time_machine
 
@@ -264,3 +266,17 @@ def test_a_user_page_heatmap_counts_each_event_involving_them_once(viewer_client
     body = viewer_client.get(f"/users/alice/?tz={tz}").content.decode()
     assert "Fri 2026-03-06: 6 events" in body
     assert "Sat 2026-03-07: 3 events" in body
+
+
+def test_the_top_tables_escape_what_they_show_link_names_and_right_align_numbers(viewer_client):
+    markup = "<script>alert(1)</script>"
+    ts = (NOW - timedelta(hours=2)).isoformat()
+    failed = event(
+        ts, "user_login", "mallory", "user", caller="mallory", success=False, error=markup
+    )
+    ingest([failed], now=NOW)
+    body = viewer_client.get("/top/").content.decode()
+    assert markup not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    users = body.split('id="table-top_users"')[1].split("</table>")[0]
+    assert '<tr><td><a href="/users/mallory/">mallory</a></td><td class="num">1</td>' in users
