@@ -17,66 +17,21 @@ again leaves the table whole.
 The SQL view stats_entities_daily (migration 0014) summed the hourly table
 per day; it now reads the daily one.
 
-The SQL is written out here, as this migration runs it, so that later
-changes to the application code cannot change what it did.
+The SQL is written out here and by migration 0027's helpers, as this
+migration runs it, so that later changes to the application code cannot
+change what it did.
 """
+
+from importlib import import_module
 
 from django.db import migrations
 
-LOCK_KEY = 7_400_042  # pg_advisory_xact_lock key of entity_changes_hourly
-
-
-def _deltas(rows: str, sign: int, unit: str) -> list[str]:
-    """+sign at each interval's start, -sign at its end, per UTC `unit`."""
-    return [
-        f"SELECT kind, date_trunc('{unit}', valid_from, 'UTC') AS at, state, {sign} AS d "
-        f"FROM {rows}",
-        f"SELECT kind, date_trunc('{unit}', valid_to, 'UTC'), state, {-sign} "
-        f"FROM {rows} WHERE valid_to IS NOT NULL",
-    ]
-
-
-def _upsert(table: str, column: str, changes: list[str]) -> str:
-    return f"""
-    INSERT INTO {table} AS c (kind, {column}, state, delta)
-    SELECT kind, at, state, sum(d) FROM ({" UNION ALL ".join(changes)}) AS changes
-    GROUP BY 1, 2, 3 HAVING sum(d) <> 0
-    ORDER BY 1, 2, 3
-    ON CONFLICT (kind, {column}, state) DO UPDATE SET delta = c.delta + excluded.delta;"""
-
-
-def _function(op: str, units: dict[str, tuple[str, str]], sides: list[tuple[str, int]]) -> str:
-    """The trigger function of `op`: one upsert per table in `units`
-    ({unit: (table, column)}), of the deltas of `sides` ([(rows, sign)])."""
-    upserts = "".join(
-        _upsert(table, column, [arm for rows, sign in sides for arm in _deltas(rows, sign, unit)])
-        for unit, (table, column) in units.items()
-    )
-    return f"""
-CREATE OR REPLACE FUNCTION entity_changes_hourly_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock({LOCK_KEY});{upserts}
-    RETURN NULL;
-END
-$$;
-"""
-
-
-def _functions(units: dict[str, tuple[str, str]]) -> str:
-    truncates = "".join(f"\n    TRUNCATE {table};" for table, _ in units.values())
-    return (
-        _function("insert", units, [("new_rows", 1)])
-        + _function("delete", units, [("old_rows", -1)])
-        + _function("update", units, [("new_rows", 1), ("old_rows", -1)])
-        + f"""
-CREATE OR REPLACE FUNCTION entity_changes_hourly_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock({LOCK_KEY});{truncates}
-    RETURN NULL;
-END
-$$;
-"""
-    )
+# Migration 0027's own helpers, which write the trigger functions for a set
+# of tables: a migration is history, so they stay as that migration ran them.
+_monthly = import_module("audit.migrations.0027_entity_changes_monthly")
+LOCK_KEY = _monthly.LOCK_KEY  # pg_advisory_xact_lock key of entity_changes_hourly
+_deltas = _monthly._deltas
+_functions = _monthly._functions
 
 
 def _entities_daily(changes: str) -> str:
