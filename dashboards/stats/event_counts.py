@@ -116,6 +116,42 @@ def _day_buckets(day: datetime, cuts: list[datetime], keep: dict) -> list | None
     return [keep.get(h, cut if h >= cut else before) for h in (day + i * HOUR for i in range(24))]
 
 
+# A run of hours [lo, hi) of a day read whole, which go from its bucket
+# (the day's label) to another.
+Moved = tuple[datetime, datetime, datetime, datetime]
+
+
+def _whole_days(
+    plan: HourPlan, first: datetime, last: datetime, cuts: list[datetime] | None, moves: bool
+) -> tuple[dict[str, list], list[Moved]]:
+    """daily_plan's days in [first, last): each day's label and the runs of
+    its hours that move elsewhere; `cuts` None when nothing is bucketed."""
+    keep: dict[datetime, dict] = {}
+    for hour, kept in zip(plan.split, plan.keep, strict=True):
+        keep.setdefault(utc_floor(hour, "day"), {})[hour] = kept
+    raw_days = {utc_floor(h, "day") for h in plan.whole_raw}
+    found: dict[str, list] = {"days": [], "day_labels": []}
+    moved: list[Moved] = []
+    day = first
+    while day < last:
+        buckets = [None] * 24 if cuts is None else _day_buckets(day, cuts, keep.get(day, {}))
+        distinct = set(buckets or ())
+        if buckets is not None and day not in raw_days and (moves or len(distinct) == 1):
+            label = max(distinct, key=buckets.count) if len(distinct) > 1 else buckets[0]
+            found["days"].append(day)
+            found["day_labels"].append(label)
+            for i, bucket in enumerate(buckets if len(distinct) > 1 else ()):
+                hour = day + i * HOUR
+                if bucket == label:
+                    continue
+                if moved and moved[-1][1] == hour and moved[-1][2:] == (label, bucket):
+                    moved[-1] = (moved[-1][0], hour + HOUR, label, bucket)
+                else:
+                    moved.append((hour, hour + HOUR, label, bucket))
+        day += DAY
+    return found, moved
+
+
 # The parameters daily_plan gives.
 DAILY_PLAN_KEYS = ("days", "day_labels", "hour_lo", "hour_hi")
 DAILY_PLAN_KEYS += ("moved_lo", "moved_hi", "moved_from", "moved_to")
@@ -147,32 +183,12 @@ def daily_plan(
         return {key: [] for key in DAILY_PLAN_KEYS}
     first, last = utc_ceil(lo, "day"), utc_floor(hi, "day")
     found: dict[str, list] = {"days": [], "day_labels": []}
-    moved: list[tuple[datetime, datetime, datetime, datetime]] = []
+    moved: list[Moved] = []
     if first < last and (not bucketed or window.unit in ("day", "week", "month")):
-        cuts = []
+        cuts = None
         if bucketed:
             cuts = starts or bucket_starts(window.unit, window.tz_name, lo, hi)
-        keep: dict[datetime, dict] = {}
-        for hour, kept in zip(plan.split, plan.keep, strict=True):
-            keep.setdefault(utc_floor(hour, "day"), {})[hour] = kept
-        raw_days = {utc_floor(h, "day") for h in plan.whole_raw}
-        day = first
-        while day < last:
-            buckets = _day_buckets(day, cuts, keep.get(day, {})) if bucketed else [None] * 24
-            distinct = set(buckets or ())
-            if buckets is not None and day not in raw_days and (moves or len(distinct) == 1):
-                label = max(distinct, key=buckets.count) if len(distinct) > 1 else buckets[0]
-                found["days"].append(day)
-                found["day_labels"].append(label)
-                for i, bucket in enumerate(buckets if len(distinct) > 1 else ()):
-                    hour = day + i * HOUR
-                    if bucket == label:
-                        continue
-                    if moved and moved[-1][1] == hour and moved[-1][2:] == (label, bucket):
-                        moved[-1] = (moved[-1][0], hour + HOUR, label, bucket)
-                    else:
-                        moved.append((hour, hour + HOUR, label, bucket))
-            day += DAY
+        found, moved = _whole_days(plan, first, last, cuts, moves)
     hours, at = [], lo
     for run_lo, run_hi in _runs(found["days"], DAY):
         if at < run_lo:
