@@ -17,9 +17,9 @@ again leaves the table whole.
 The SQL view stats_entities_daily (migration 0014) summed the hourly table
 per day; it now reads the daily one.
 
-The SQL is written out here and by migration 0027's helpers, as this
-migration runs it, so that later changes to the application code cannot
-change what it did.
+The SQL is written out here, by migration 0027's helpers and from
+migration 0014's view, as this migration runs it, so that later changes to
+the application code cannot change what it did.
 """
 
 from importlib import import_module
@@ -34,34 +34,18 @@ _deltas = _monthly._deltas
 _functions = _monthly._functions
 
 
-def _entities_daily(changes: str) -> str:
-    """stats_entities_daily (migration 0014) over `changes`: (day, kind,
-    state, delta) per UTC day."""
-    return f"""
-CREATE OR REPLACE VIEW stats_entities_daily AS
-WITH changes AS ({changes}), every_day AS (
-    SELECT day, kind, state, delta FROM changes
-    UNION ALL
-    SELECT d.day, s.kind, s.state, 0
-    FROM (
-        SELECT min(day) AS first, greatest(max(day), date_trunc('day', now(), 'UTC')) AS last
-        FROM changes
-    ) AS span
-    CROSS JOIN generate_series(span.first, span.last, interval '24 hours') AS d (day)
-    CROSS JOIN (SELECT DISTINCT kind, state FROM changes) AS s
-)
-SELECT day, kind, state,
-       (sum(sum(delta)) OVER (PARTITION BY kind, state ORDER BY day))::bigint AS entities
-FROM every_day
-GROUP BY day, kind, state;
-"""
-
-
+# stats_entities_daily as migration 0014 made it, and the same over the
+# daily table: only its `changes` step differs.
+HOURLY_VIEW = import_module("audit.migrations.0014_sql_views").ENTITIES_DAILY[0]
 FROM_HOURS = """
     SELECT date_trunc('day', hour, 'UTC') AS day, kind, state, sum(delta) AS delta
     FROM entity_changes_hourly
-    GROUP BY 1, 2, 3"""
-FROM_DAYS = "SELECT day, kind, state, delta FROM entity_changes_daily"
+    GROUP BY 1, 2, 3
+"""
+assert FROM_HOURS in HOURLY_VIEW
+DAILY_VIEW = HOURLY_VIEW.replace(
+    FROM_HOURS, "\n    SELECT day, kind, state, delta FROM entity_changes_daily\n"
+)
 
 HOURLY_AND_MONTHLY = {
     "hour": ("entity_changes_hourly", "hour"),
@@ -83,11 +67,11 @@ INSERT INTO entity_changes_daily (kind, day, state, delta)
 SELECT kind, at, state, sum(d) FROM ({" UNION ALL ".join(_deltas("entity_intervals", 1, "day"))})
     AS changes GROUP BY 1, 2, 3 HAVING sum(d) <> 0;
 ANALYZE entity_changes_daily;
-{_entities_daily(FROM_DAYS)}
+{DAILY_VIEW};
 """
 
 REVERSE = f"""
-{_entities_daily(FROM_HOURS)}
+{HOURLY_VIEW};
 {_functions(HOURLY_AND_MONTHLY)}
 DROP TABLE IF EXISTS entity_changes_daily;
 """
