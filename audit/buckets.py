@@ -446,32 +446,13 @@ class HourPlan:
         columns = [list(c) for c in zip(*self.ranges, strict=True)] or [[], [], [], []]
         return dict(zip(("raw_lo", "raw_hi", "raw_label", "raw_keep"), columns, strict=True))
 
-    def hourly(self, table: str, column: str, bucketed: bool = True) -> tuple[sql.Composed, dict]:
-        """A FROM item `c`: the rows of the pre-aggregate `table` in the
-        plan's hours (`column`: their UTC hour), each with `b`, the bucket it
-        counts for (bucket_of: %(unit)s and %(tz)s are the caller's). With
-        split hours, each hour is cut once and joined to its rows."""
-        params = {"hours_from": self.hours_from, "hours_to": self.hours_to}
-        names = {"table": sql.Identifier(table), "column": sql.Identifier(column)}
-        if not self.split and not self.whole_raw:
-            query = sql.SQL(
-                "(SELECT {bucket} AS b, t.* FROM {table} AS t"
-                " WHERE t.{column} >= %(hours_from)s AND t.{column} < %(hours_to)s) AS c"
-            ).format(bucket=bucket_of(sql.SQL("t.{}").format(names["column"]), bucketed), **names)
-            return query, params
-        query = sql.SQL(
-            "(SELECT hours.b, t.* FROM {table} AS t JOIN ("
-            "  SELECT h.hour, coalesce(k.keep, {bucket}) AS b"
-            "  FROM generate_series(%(hours_from)s::timestamptz,"
-            "   %(hours_to)s::timestamptz - interval '1 hour', interval '1 hour') AS h (hour)"
-            "  LEFT JOIN unnest(%(split)s::timestamptz[], %(keep)s::timestamptz[])"
-            "   AS k (hour, keep) ON k.hour = h.hour"
-            "  WHERE h.hour <> ALL(%(whole_raw)s::timestamptz[])"
-            " ) AS hours ON hours.hour = t.{column}"
-            " WHERE t.{column} >= %(hours_from)s AND t.{column} < %(hours_to)s) AS c"
-        ).format(bucket=bucket_of(sql.SQL("h.hour"), bucketed), **names)
-        return query, {
-            **params,
+    def hour_params(self) -> dict[str, Any]:
+        """The whole hours as %(hours_from)s to %(hours_to)s; the hours a
+        bucket edge cuts, %(split)s, each counted in its %(keep)s bucket; the
+        hours read raw, %(whole_raw)s."""
+        return {
+            "hours_from": self.hours_from,
+            "hours_to": self.hours_to,
             "split": self.split,
             "keep": self.keep,
             "whole_raw": self.whole_raw,

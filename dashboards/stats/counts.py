@@ -197,14 +197,10 @@ def _stored_deltas(
     )
     params = {
         **plan.range_params(),
+        **plan.hour_params(),
         "unit": window.unit,
         "tz": window.tz_name,
         "kinds": kinds,
-        "hours_from": plan.hours_from,
-        "hours_to": plan.hours_to,
-        "split": plan.split,
-        "keep": plan.keep,
-        "whole_raw": plan.whole_raw,
     }
     # Some rows an hour: the hours a zone's day gives to another bucket are
     # cheaper read in their run than moved there from the day's row.

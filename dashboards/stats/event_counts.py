@@ -153,8 +153,16 @@ def _whole_days(
 
 
 # The parameters daily_plan gives.
-DAILY_PLAN_KEYS = ("days", "day_labels", "hour_lo", "hour_hi")
-DAILY_PLAN_KEYS += ("moved_lo", "moved_hi", "moved_from", "moved_to")
+DAILY_PLAN_KEYS = (
+    "days",
+    "day_labels",
+    "hour_lo",
+    "hour_hi",
+    "moved_lo",
+    "moved_hi",
+    "moved_from",
+    "moved_to",
+)
 
 
 def daily_plan(
@@ -243,7 +251,7 @@ def event_counts(
         daily=sql.Identifier(DailyCount._meta.db_table),
         hourly=sql.Identifier(HourlyCount._meta.db_table),
     )
-    params |= {"split": plan.split, "keep": plan.keep, "whole_raw": plan.whole_raw}
+    params |= plan.hour_params()
     params |= cuts | {
         f"raw_{column}_{i}": value
         for column in ("lo", "hi", "label", "keep")
