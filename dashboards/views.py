@@ -185,7 +185,6 @@ def run_stat(
         "result": result,
         "rows": result.rows,
         "columns": result.columns,
-        "cells": [list(zip(row, result.columns, strict=True)) for row in result.rows],
         "figure": chart_json(figure) if figure is not None else "",
         "height": figure["layout"].get("height", 300) if figure is not None else 0,
         "links": links,

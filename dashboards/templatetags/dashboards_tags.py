@@ -69,23 +69,25 @@ def _cell(value: Any, column: Column, window: Window) -> str:
 NUMERIC = mark_safe(' class="num"')
 
 
-def _row(row: list[tuple[Any, Column]], window: Window) -> str:
+def _row(row: list[Any], columns: list[Column], window: Window) -> str:
     """One body row's cells; numbers right-aligned."""
     return format_html_join(
         "",
         "<td{}>{}</td>",
         (
             (NUMERIC if column.type in ("integer", "number") else "", _cell(value, column, window))
-            for value, column in row
+            for value, column in zip(row, columns, strict=True)
         ),
     )
 
 
 @register.simple_tag
-def stat_rows(cells: list[list[tuple[Any, Column]]], window: Window) -> str:
+def stat_rows(rows: list[list[Any]], columns: list[Column], window: Window) -> str:
     """A table's body rows. One tag for the whole body: the template's loops
-    and tags cost some 30 us a cell, and a top-N page shows 240 of them."""
-    return format_html_join("", "<tr>{}</tr>", ((_row(row, window),) for row in cells))
+    and tags cost some 30 us a cell, and a top-N page shows 240 of them. The
+    rows are paired with their columns here, for the tables a page shows
+    only: a chart's rows (a year of days by type) are never cells."""
+    return format_html_join("", "<tr>{}</tr>", ((_row(row, columns, window),) for row in rows))
 
 
 @register.simple_tag
