@@ -184,13 +184,23 @@ def pages(names: dict[str, str]) -> dict[str, tuple[str, dict]]:
 def time_pages(client, found: dict, repeat: int, cold_repeat: int, warm: bool = True) -> dict:
     """{label: (cold p50, cold p95, warm p50, warm p95)}."""
     from django.core.cache import cache
+    from django.db import connections
     from django.test import override_settings
 
+    from dashboards import parallel
+    from sphere_stats import db
+
+    # Each page is served as gunicorn's workers serve it (sphere_stats.wsgi):
+    # as a web request, whose new connections take the web's session
+    # settings (sphere_stats.db), so the connections opened before are closed.
+    parallel.close_connections()
+    connections.close_all()
     timings = {}
     for label, (path, headers) in found.items():
 
         def get(path=path, headers=headers):
-            response = client.get(path, **headers)
+            with db.web_request():
+                response = client.get(path, **headers)
             assert response.status_code == 200, (path, response.status_code)
 
         # Cold: every stat computed on every request (STATS_CACHE_SECONDS=0).
@@ -248,9 +258,13 @@ def stat_cases(names: dict[str, str]) -> list[tuple]:
 
 
 def time_stats(args: argparse.Namespace, names: dict[str, str]) -> None:
+    from django.db import connections
+
     from dashboards.stats import STATS
+    from sphere_stats import db
 
     cases = stat_cases(names)
+    connections.close_all()  # the next one is a web request's, as for the pages
     if args.stat:
         cases = [c for c in cases if c[0] in args.stat]
     print(f"\n{'stat':44} {'auto p50':>9} {'auto p95':>9} {'raw p50':>9} {'raw p95':>9}")
@@ -258,10 +272,17 @@ def time_stats(args: argparse.Namespace, names: dict[str, str]) -> None:
         stat = STATS[name]
 
         def auto(stat=stat, win=win, filters=filters):
-            stat.compute(win, filters, "auto")
+            with db.web_request():
+                stat.compute(win, filters, "auto")
 
         def raw(stat=stat, win=win, filters=filters):
-            stat.compute(win, filters, "raw")
+            # Not a web request's session: its statement timeout would cut
+            # a scan of millions of rows short. The next one is reopened.
+            connections.close_all()
+            try:
+                stat.compute(win, filters, "raw")
+            finally:
+                connections.close_all()
 
         a50, a95 = timed(auto, args.repeat)
         raw_times = "" if args.no_raw else "{:9.1f} {:9.1f}".format(*timed(raw, args.raw_repeat))

@@ -202,8 +202,16 @@ def _bound_new_connection(sender, connection, **kwargs) -> None:
         )
     # For the session: the connection lives on in this thread.
     session = [] if settings.DB_JIT else ["set_config('jit', 'off', false)"]
-    if in_web_request() and settings.DB_STATEMENT_TIMEOUT_MS > 0:
+    web = in_web_request()
+    if web and settings.DB_STATEMENT_TIMEOUT_MS > 0:
         session.append("set_config('statement_timeout', %(ms)s, false)")
+    if web and not settings.DB_PARALLEL_QUERY:
+        # A page's statements run side by side on threads of their own
+        # (dashboards/parallel.py) and take milliseconds: starting parallel
+        # workers for one of them took longer than its work, and the
+        # workers took CPUs from the page's other stats. Commands (rebuilds,
+        # imports) connect outside a request and keep the server's setting.
+        session.append("set_config('max_parallel_workers_per_gather', '0', false)")
     if session:
         raw.execute(f"SELECT {', '.join(session)}", {"ms": str(settings.DB_STATEMENT_TIMEOUT_MS)})
 

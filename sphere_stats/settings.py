@@ -146,6 +146,10 @@ DB_RETRY_SECONDS = envint("DB_RETRY_SECONDS", 2)
 # Off for this application's sessions unless DB_JIT; exports, whose cost is
 # real (millions of rows), keep the server's setting (audit/export.py).
 DB_JIT = envbool("DB_JIT", False)
+# A connection a web request opens sets max_parallel_workers_per_gather = 0
+# unless DB_PARALLEL_QUERY: a page's stats already run side by side, and a
+# parallel plan's workers took longer to start than a stat's whole work.
+DB_PARALLEL_QUERY = envbool("DB_PARALLEL_QUERY", False)
 # Django turns psycopg's prepared statements off (for transaction-mode
 # poolers). Only the server-side-binding cursors of sphere_stats.db can use
 # them: a statement they run a fifth time on a connection is prepared there,

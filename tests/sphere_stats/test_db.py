@@ -89,3 +89,37 @@ def test_the_applications_sessions_do_not_compile_statements_unless_asked(settin
     connection.close()
     assert _jit() == (server, server)
     connection.close()
+
+
+def _parallel_workers() -> tuple[int, int]:
+    """The session's max_parallel_workers_per_gather, and the server's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_parallel_workers_per_gather')::int, reset_val::int"
+            " FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'"
+        )
+        return cursor.fetchone()
+
+
+def test_a_web_requests_session_plans_no_parallel_workers_unless_asked(settings):
+    # A page's stats already run side by side; a parallel plan's workers
+    # took longer to start than a stat's whole work.
+    connection.close()
+    try:
+        with db.web_request():
+            session, server = _parallel_workers()
+            assert server > 0, "the server plans parallel workers by default"
+            assert session == 0
+            connection.close()
+            settings.DB_PARALLEL_QUERY = True
+            assert _parallel_workers() == (server, server)
+    finally:
+        connection.close()
+
+
+def test_a_command_keeps_the_servers_parallel_workers():
+    # Rebuilds and imports scan millions of rows, where workers pay off.
+    connection.close()
+    session, server = _parallel_workers()
+    assert session == server > 0
+    connection.close()
