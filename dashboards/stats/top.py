@@ -268,28 +268,31 @@ ORG_MEMBERS_SQL = (
     "WITH orgs AS MATERIALIZED ("
     "  SELECT name, since FROM {entities} WHERE kind = 'organization' AND scope = ''"
     "   AND since < %(at)s AND (until IS NULL OR until >= %(at)s)"
-    "), latest AS MATERIALIZED ("
-    "  SELECT m.org, m.kind, m.removed, m.last_at"
+    # Each org's members from its memberships' latest events, in one pass;
+    # `changed`: one of them changed at or after `at`, so the latest event
+    # is not the one that counts then (none, for a window ending now).
+    "), counted AS MATERIALIZED ("
+    "  SELECT m.org, count(*) FILTER (WHERE m.kind = 'usermember' AND NOT m.removed) AS users,"
+    "   count(*) FILTER (WHERE m.kind = 'projectmember' AND NOT m.removed) AS projects,"
+    "   bool_or(m.last_at >= %(at)s) AS changed"
     "  FROM {memberships} m JOIN orgs o ON o.name = m.org"
-    "  WHERE m.last_at >= o.since"
-    "), changed AS (SELECT DISTINCT org FROM latest WHERE last_at >= %(at)s)"
-    " SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
-    " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
-    "  SELECT org, kind, removed FROM latest WHERE org NOT IN (SELECT org FROM changed)"
-    "  UNION ALL"
-    # Driven by the changed orgs (LATERAL): none, for a window ending now,
-    # reads no event; a join let the planner scan every org's events first.
-    "  SELECT c.org, r.kind, r.removed FROM changed c JOIN orgs o ON o.name = c.org"
-    "  CROSS JOIN LATERAL ("
-    "   SELECT DISTINCT ON (e.target, e.payload->>'kind') e.payload->>'kind',"
-    "    e.event_type = ANY(%(removals)s)"
-    "   FROM events e WHERE e.subject = c.org AND e.subject_type = 'organization'"
-    "    AND e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
-    "    AND e.timestamp < %(at)s"
-    "   ORDER BY e.target, e.payload->>'kind', e.timestamp DESC, e.event_uuid DESC"
-    "  ) AS r (kind, removed)"
-    ") AS members (org, kind, removed) WHERE NOT removed"
-    " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
+    "  WHERE m.last_at >= o.since GROUP BY m.org"
+    ") SELECT org, users, projects FROM counted WHERE NOT changed AND users + projects > 0"
+    " UNION ALL"
+    # A changed org replays its membership events before `at`, driven by the
+    # org (LATERAL): a join let the planner scan every org's events first.
+    " SELECT c.org, count(*) FILTER (WHERE r.kind = 'usermember'),"
+    "  count(*) FILTER (WHERE r.kind = 'projectmember')"
+    " FROM counted c JOIN orgs o ON o.name = c.org"
+    " CROSS JOIN LATERAL ("
+    "  SELECT DISTINCT ON (e.target, e.payload->>'kind') e.payload->>'kind',"
+    "   e.event_type = ANY(%(removals)s)"
+    "  FROM events e WHERE e.subject = c.org AND e.subject_type = 'organization'"
+    "   AND e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
+    "   AND e.timestamp < %(at)s"
+    "  ORDER BY e.target, e.payload->>'kind', e.timestamp DESC, e.event_uuid DESC"
+    " ) AS r (kind, removed) WHERE c.changed AND NOT r.removed GROUP BY c.org"
+    " ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
 )
 
 
