@@ -110,10 +110,14 @@ FAILED_LOGINS_RAW_SQL = (
 # window's partial last day (read apart, counting 0: the plan may have read
 # that day as part of its month), else the last whole day it failed, read by
 # key (idx_failed_logins_user), else the window's partial first day. The
-# month rows say nothing of when in the month.
+# month rows say nothing of when in the month. The counts are summed as
+# float8, exact for every integer below 2**53: a bigint's sum is a numeric,
+# whose accumulator cost a tenth of the statement (a year at 10M events
+# sums 136,000 rows of 23,500 users).
 FAILED_LOGINS_SQL = sql.SQL(
     "WITH ranked AS ("
-    " SELECT username, sum(n)::bigint AS n, max(latest) AS latest, count(*) OVER () AS total"
+    " SELECT username, sum(n::float8)::bigint AS n, max(latest) AS latest,"
+    "  count(*) OVER () AS total"
     " FROM ("
     "  SELECT username, n, NULL::timestamptz FROM {monthly}"
     "  WHERE month >= %(first_month)s AND month < %(end_month)s"
@@ -125,7 +129,8 @@ FAILED_LOGINS_SQL = sql.SQL(
     "  UNION ALL SELECT subject, 0, max(timestamp) FROM events"
     "  WHERE event_type = 'user_login' AND NOT success"
     "  AND timestamp >= %(last_lo)s AND timestamp < %(last_hi)s GROUP BY 1"
-    " ) AS s (username, n, latest) GROUP BY 1 HAVING sum(n) > 0 ORDER BY 2 DESC, 1 LIMIT %(n)s"
+    " ) AS s (username, n, latest) GROUP BY 1 HAVING sum(n::float8) > 0"
+    " ORDER BY 2 DESC, 1 LIMIT %(n)s"
     ") SELECT username, n, coalesce(latest, (SELECT max(day) FROM {daily} d"
     "  WHERE d.username = r.username AND d.day >= %(first_day)s AND d.day < %(end_day)s),"
     "  %(first_lo)s), total FROM ranked r ORDER BY 2 DESC, 1"
