@@ -92,7 +92,10 @@ ACTIVE_USERS_SQL = (
     "  SELECT d.lo AS day, d.week, d.month, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u WHERE d.utc_day"
     "  UNION ALL SELECT p.day, d.week, d.month, p.username FROM ("
-    "  SELECT d.lo, u.username FROM days AS d CROSS JOIN LATERAL ("
+    # PostgreSQL deduplicates these parts' pairs by sorting them (a year in
+    # Asia/Kolkata: 61,000). Byte order ("C") compares the names without
+    # the database's collation rules, which only order them.
+    '  SELECT d.lo, u.username COLLATE "C" FROM days AS d CROSS JOIN LATERAL ('
     "   SELECT DISTINCT username FROM {hourly}"
     "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%(cut)s::timestamptz[])) AS u"
     "  WHERE NOT d.utc_day"
