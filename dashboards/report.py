@@ -138,7 +138,7 @@ def _compute(name: str, window: Window, **filters: Any) -> Result:
 
 
 def _table(key: str, title: str, result: Result) -> Table:
-    numeric = {c.name for c in result.columns if c.type in ("integer", "number")}
+    numeric = {c.name for c in result.columns if c.numeric}
     return Table(key, title, [c.name for c in result.columns], result.rows, numeric)
 
 

@@ -127,6 +127,11 @@ class Column:
     # Entity kind the values name, so pages can link them.
     link: str = ""
 
+    @property
+    def numeric(self) -> bool:
+        """Shown right-aligned, in tables and reports."""
+        return self.type in ("integer", "number")
+
 
 @dataclass
 class Result:

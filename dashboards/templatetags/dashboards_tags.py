@@ -75,7 +75,7 @@ def _row(row: list[Any], columns: list[Column], window: Window) -> str:
         "",
         "<td{}>{}</td>",
         (
-            (NUMERIC if column.type in ("integer", "number") else "", _cell(value, column, window))
+            (NUMERIC if column.numeric else "", _cell(value, column, window))
             for value, column in zip(row, columns, strict=True)
         ),
     )
