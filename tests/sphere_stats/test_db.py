@@ -70,11 +70,12 @@ def test_outside_a_web_request_waits_are_not_bounded(settings):
         assert cursor.fetchone() == ("", 1)
 
 
-def _jit() -> tuple[str, str]:
-    """The session's jit setting, and the server's."""
+def _setting(name: str) -> tuple[str, str]:
+    """The session's value of the setting `name`, and the server's."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT current_setting('jit'), reset_val FROM pg_settings WHERE name = 'jit'"
+            "SELECT current_setting(%(name)s), reset_val FROM pg_settings WHERE name = %(name)s",
+            {"name": name},
         )
         return cursor.fetchone()
 
@@ -83,22 +84,17 @@ def test_the_applications_sessions_do_not_compile_statements_unless_asked(settin
     # A stat's statement whose cost the planner overestimates would spend
     # far longer compiling (JIT) than running.
     connection.close()
-    session, server = _jit()
+    session, server = _setting("jit")
     assert session == "off"
     settings.DB_JIT = True
     connection.close()
-    assert _jit() == (server, server)
+    assert _setting("jit") == (server, server)
     connection.close()
 
 
 def _parallel_workers() -> tuple[int, int]:
-    """The session's max_parallel_workers_per_gather, and the server's."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('max_parallel_workers_per_gather')::int, reset_val::int"
-            " FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'"
-        )
-        return cursor.fetchone()
+    session, server = _setting("max_parallel_workers_per_gather")
+    return int(session), int(server)
 
 
 def test_a_web_requests_session_plans_no_parallel_workers_unless_asked(settings):
