@@ -47,12 +47,16 @@ class HourlyLoginUser(models.Model):
 
 class DailyLoginUser(models.Model):
     """Pre-aggregate: successful logins per UTC day and user (the users who
-    logged in over the whole days of a window)."""
+    logged in over the whole days of a window), and the first and last
+    quarter hour of the day in which the user logged in (the users of a
+    local day that begins or ends inside the UTC day)."""
 
     pk = models.CompositePrimaryKey("day", "username")
     day = models.DateTimeField()  # UTC midnight
     username = models.TextField()
     n = models.BigIntegerField()
+    first_quarter = models.SmallIntegerField()  # 0 (00:00-00:15 UTC) to 95
+    last_quarter = models.SmallIntegerField()
 
     class Meta:
         db_table = "login_users_daily"

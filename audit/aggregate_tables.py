@@ -35,7 +35,12 @@ class CountTable(TableDeclaration):
     or month, in column `time`) and `keys`. Each key and count is (its
     column, its SQL over an events row). The first count is count(*): a
     group whose first count falls to 0 has no rows left and its row is
-    deleted."""
+    deleted.
+
+    Each bound is (its column, "min" or "max", its SQL over an events row):
+    the least or greatest value in the group. An insert widens it; a delete
+    cannot narrow it from the deleted rows alone, so the groups a delete
+    touched and that keep rows have theirs recomputed from `events`."""
 
     table: str
     time: str
@@ -43,12 +48,17 @@ class CountTable(TableDeclaration):
     keys: tuple[tuple[str, str], ...]
     counts: tuple[tuple[str, str], ...] = (("n", "count(*)"),)
     only: str = "TRUE"
+    bounds: tuple[tuple[str, str, str], ...] = ()
+
+    def _bound_sql(self) -> list[str]:
+        return [f"{extreme}({sql})" for _, extreme, sql in self.bounds]
 
     def _grouped(self, rows: str, sign: int = 1, where: str = "TRUE") -> str:
         select = ", ".join(
             [f"date_trunc('{self.unit}', timestamp, 'UTC')"]
             + [sql for _, sql in self.keys]
             + [f"{sign} * {sql}" if sign != 1 else sql for _, sql in self.counts]
+            + self._bound_sql()
         )
         groups = ", ".join(str(i) for i in range(1, len(self.keys) + 2))
         # Sorted so that concurrent statements lock the rows in one order.
@@ -57,13 +67,24 @@ class CountTable(TableDeclaration):
             f"GROUP BY {groups} ORDER BY {groups}"
         )
 
+    def _values(self) -> list[str]:
+        """The columns compared with `events`: the counts, then the bounds."""
+        return [*(c for c, _ in self.counts), *(c for c, _, _ in self.bounds)]
+
     def _columns(self) -> str:
-        return ", ".join([self.time, *(c for c, _ in self.keys), *(c for c, _ in self.counts)])
+        return ", ".join([self.time, *(c for c, _ in self.keys), *self._values()])
 
     def apply_sql(self, rows: str, sign: int) -> list[str]:
         """The trigger's statements: add (sign 1) or take back (-1) `rows`."""
         key_columns = ", ".join([self.time, *(c for c, _ in self.keys)])
-        added = ", ".join(f"{c} = t.{c} + excluded.{c}" for c, _ in self.counts)
+        added = ", ".join(
+            [f"{c} = t.{c} + excluded.{c}" for c, _ in self.counts]
+            + [
+                f"{c} = {'least' if extreme == 'min' else 'greatest'}(t.{c}, excluded.{c})"
+                for c, extreme, _ in self.bounds
+                if sign > 0
+            ]
+        )
         statements = [
             f"INSERT INTO {self.table} AS t ({self._columns()}) {self._grouped(rows, sign)} "
             f"ON CONFLICT ({key_columns}) DO UPDATE SET {added}"
@@ -81,7 +102,24 @@ class CountTable(TableDeclaration):
                 f"DELETE FROM {self.table} AS t USING (SELECT DISTINCT {keys} FROM {rows} "
                 f"WHERE ({self.only})) AS g WHERE {same} AND t.{self.counts[0][0]} = 0"
             )
+            if self.bounds:
+                statements.append(self._narrowed(rows, keys, same))
         return statements
+
+    def _narrowed(self, rows: str, keys: str, same: str) -> str:
+        """The bounds of the groups that lost rows and kept some, from `events`
+        (each group one range of its unit, which the `only` rows' index reads)."""
+        columns = ", ".join(c for c, _, _ in self.bounds)
+        end = f"(t.{self.time} AT TIME ZONE 'UTC' + interval '1 {self.unit}') AT TIME ZONE 'UTC'"
+        group = " AND ".join(
+            [f"timestamp >= t.{self.time}", f"timestamp < {end}"]
+            + [f"{sql} = t.{c}" for c, sql in self.keys]
+        )
+        return (
+            f"UPDATE {self.table} AS t SET ({columns}) = (SELECT {', '.join(self._bound_sql())} "
+            f"FROM events WHERE ({self.only}) AND {group}) "
+            f"FROM (SELECT DISTINCT {keys} FROM {rows} WHERE ({self.only})) AS g WHERE {same}"
+        )
 
     def _range(self) -> tuple[str, str]:
         # Whole units: from the one `start` falls in to the end of the one
@@ -115,7 +153,7 @@ class CountTable(TableDeclaration):
         """Each group where the table and `events` disagree, as a sentence."""
         lo, hi = self._range()
         key_columns = [self.time, *(c for c, _ in self.keys)]
-        counts = [c for c, _ in self.counts]
+        counts = self._values()
         stored = (
             f"SELECT {', '.join(key_columns + counts)} FROM {self.table} "
             f"WHERE {self.time} >= {lo} AND {self.time} < {hi}"

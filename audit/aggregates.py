@@ -58,6 +58,11 @@ _QUARTERS = tuple(
     (f"n{m}", f"count(*) FILTER (WHERE extract(minute FROM timestamp AT TIME ZONE 'UTC') < {m})")
     for m in QUARTER_MINUTES
 )
+# The quarter hour of its UTC day an event falls in, 0 to 95.
+_QUARTER_OF_DAY = (
+    "(4 * extract(hour FROM timestamp AT TIME ZONE 'UTC')"
+    " + div(extract(minute FROM timestamp AT TIME ZONE 'UTC'), 15))::smallint"
+)
 # The most active users and projects, per day and per month.
 _CALLER = (("caller", "caller"),)
 _CALLER_COUNTS = (
@@ -95,7 +100,21 @@ COUNT_TABLES = (
     ),
     # The same per UTC day and month, for the users who logged in over a long
     # window: a year is some 12 monthly rows per user, not 8,760 hourly ones.
-    CountTable("login_users_daily", "day", "day", (("username", "subject"),), only=_LOGINS),
+    # A day's row also holds the first and last quarter hour with a login:
+    # a local day that begins or ends on a quarter hour of a UTC day takes
+    # the users who logged in after (or before) it from these two numbers,
+    # not from the day's hourly rows (dashboards/stats/active_users.py).
+    CountTable(
+        "login_users_daily",
+        "day",
+        "day",
+        (("username", "subject"),),
+        only=_LOGINS,
+        bounds=(
+            ("first_quarter", "min", _QUARTER_OF_DAY),
+            ("last_quarter", "max", _QUARTER_OF_DAY),
+        ),
+    ),
     CountTable("login_users_monthly", "month", "month", (("username", "subject"),), only=_LOGINS),
     CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),
     CountTable(

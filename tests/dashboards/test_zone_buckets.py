@@ -10,7 +10,7 @@ from django.db.models import F
 
 from audit.buckets import fetch, straddles
 from audit.ingest import ingest
-from audit.models import DailyCount, HourlyCount, HourlyLoginUser
+from audit.models import DailyCount, DailyLoginUser, HourlyCount, HourlyLoginUser
 from dashboards.stats import STATS
 from tests.dashboards.conftest import both, event, login, make_window, utc
 
@@ -119,20 +119,49 @@ def test_active_users_of_a_kolkata_day_split_the_hour_midnight_cuts(edges):
     ]
 
 
-def test_active_users_read_whole_and_cut_hours_from_the_pre_aggregate(edges):
+def test_active_users_of_a_kolkata_day_come_from_each_utc_days_first_and_last_login(edges):
     # As for the logins above: a row no event backs shows up only if read.
-    # 03:00 UTC lies inside March 6 in Kolkata. 18:00 UTC is cut by its
-    # midnight at 18:30: yan's row says his one login came before the cut
-    # (n30), so he counts on March 5 only; xia's after it, on March 6 only.
-    HourlyLoginUser.objects.create(hour=utc(2026, 3, 6, 3), username="zed", n=1)
-    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1, n30=1)
-    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="xia", n=2, n15=0, n30=0)
+    # A Kolkata day runs from 18:30 UTC (quarter 74 of the UTC day) to
+    # 18:30 UTC. On March 5 UTC, yan's logins all came before 18:30, so he
+    # counts on March 5 only; xia's all after it, on March 6 only; wen's
+    # on both sides of it, on both days. zed's login at 03:00 UTC on March 6
+    # counts on March 6; his login after 18:30 that day on March 7.
+    for day, name, first, last in [
+        (utc(2026, 3, 5), "yan", 10, 73),
+        (utc(2026, 3, 5), "xia", 74, 90),
+        (utc(2026, 3, 5), "wen", 73, 74),
+        (utc(2026, 3, 6), "zed", 12, 80),
+    ]:
+        DailyLoginUser.objects.create(
+            day=day, username=name, n=2, first_quarter=first, last_quarter=last
+        )
     days = make_window(NOW, since="2026-03-05", until="2026-03-07", tz="Asia/Kolkata", res="1d")
     rows = {
         r[1]: r[2] for r in STATS["active_users"].compute(days, {}, "auto").rows if r[0] == "day"
     }
-    assert rows[utc(2026, 3, 4, 18, 30)] == 2 + 1  # alice, bob; yan
-    assert rows[utc(2026, 3, 5, 18, 30)] == 3 + 2  # bob, alice, carol; zed, xia
+    assert rows[utc(2026, 3, 4, 18, 30)] == 2 + 2  # alice, bob; yan, wen
+    assert rows[utc(2026, 3, 5, 18, 30)] == 3 + 3  # bob, alice, carol; xia, wen, zed
+    assert rows[utc(2026, 3, 6, 18, 30)] == 1 + 1  # carol; zed
+
+
+def test_a_kolkata_day_cut_twice_inside_one_utc_day_reads_its_hours(edges):
+    # The window opens at 06:00 UTC on March 5: its first Kolkata day then
+    # runs from 06:00 to 18:30 UTC, inside one UTC day, whose first and
+    # last logins cannot say who logged in between. Its hours answer it,
+    # the cut hour 18:00 by its quarter counts: yan's one login came before
+    # the cut (n30), xia's after it.
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 9), username="zed", n=1)
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="yan", n=1, n30=1)
+    HourlyLoginUser.objects.create(hour=utc(2026, 3, 5, 18), username="xia", n=2, n15=0, n30=0)
+    win = make_window(
+        NOW, since="2026-03-05T11:30", until="2026-03-07", tz="Asia/Kolkata", res="1d"
+    )
+    assert win.start == utc(2026, 3, 5, 6)
+    rows = {
+        r[1]: r[2] for r in STATS["active_users"].compute(win, {}, "auto").rows if r[0] == "day"
+    }
+    assert rows[utc(2026, 3, 4, 18, 30)] == 2 + 2  # alice, bob; zed, yan
+    assert rows[utc(2026, 3, 5, 18, 30)] == 3  # bob, alice, carol: xia's day is read by day
 
 
 def test_the_quarter_counts_of_a_cut_hour_place_each_user_on_the_right_side(edges):
