@@ -1,12 +1,15 @@
 """Daily, weekly and monthly active users: distinct users with a successful
 login per local day, week and month of the display zone.
 
-They read login_users_hourly (audit.HourlyLoginUser: successful logins per
-UTC hour and user, and how many of them came before the hour's 15th, 30th
-and 45th minute) for the whole hours of each local day and for an hour a
-local midnight cuts on a quarter hour (Asia/Kolkata, Asia/Kathmandu), and
-`events` (idx_events_logins_ts) for the rest: the window's partial edge
-hours and an hour in which the offset changes (audit.buckets finds them).
+They read login_users_daily (audit.DailyLoginUser: each user's successful
+logins per UTC day, and the first and last quarter hour of the day with
+one) for every local day that begins and ends on a quarter hour of two UTC
+days, or is one; login_users_hourly (audit.HourlyLoginUser: successful
+logins per UTC hour and user, and how many of them came before the hour's
+15th, 30th and 45th minute) for the whole hours of the other days and for
+an hour their midnight cuts on a quarter hour; and `events`
+(idx_events_logins_ts) for the rest: the window's partial edge hours and an
+hour in which the offset changes (audit.buckets finds them).
 """
 
 from datetime import datetime
@@ -68,15 +71,37 @@ RANGES = sql.SQL(
     "unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[], %(raw_label)s::timestamptz[])"
     " AS r (lo, hi, label)"
 )
+# The users of a local day whose part inside the whole hours, [s_lo, s_hi),
+# begins and ends on quarter hours of two UTC days (Asia/Kolkata's runs from
+# 18:30 to 18:30 UTC, New York's from 05:00 to 05:00): from its first UTC
+# day those whose last login came at or after its start, from the next one
+# those whose first came before its end. Some 120 rows of login_users_daily
+# per UTC day at 10M events, instead of some 600 hourly ones; each day's
+# two sets are merged by a small hash of their own.
+BY_QUARTERS = (
+    "SELECT username FROM {daily} WHERE day = d.lo_day AND last_quarter >= d.lo_q"
+    " AND (d.hi_day > d.lo_day OR first_quarter < d.hi_q)"
+    " UNION SELECT username FROM {daily} WHERE day = d.hi_day AND d.hi_day > d.lo_day"
+    " AND d.hi_q > 0 AND first_quarter < d.hi_q"
+)
 ACTIVE_USERS_SQL = (
-    # The local days over the window, each with its whole UTC hours and its
-    # week and month, computed once per day.
+    # The local days over the window, each with its week and month, its
+    # part inside the whole hours (s_lo, s_hi: the window's partial edge
+    # hours are read from `events`) and its whole UTC hours (h_lo, h_hi),
+    # computed once per day. How each day is read:
+    # - utc_day: a whole UTC day, one day's rows of login_users_daily;
+    # - by_quarters: BY_QUARTERS. Not a day cut twice inside one UTC day
+    #   (the first of a short window), which the first and last logins
+    #   cannot answer, nor one with an hour in which the offset changes;
+    # - any other day: its whole hours from login_users_hourly.
+    # `whole`: no edge hour of the window falls in the day.
     "WITH days AS ("
-    "  SELECT *, NOT utc_day AND s_lo < s_hi AND extract(epoch FROM s_lo) %% 900 = 0"
-    "   AND extract(epoch FROM s_hi) %% 900 = 0 AND NOT (lo_day = hi_day AND lo_q > 0)"
+    "  SELECT *, NOT utc_day AND s_lo < s_hi AND hi_day <= lo_day + interval '1 day'"
+    "   AND extract(epoch FROM s_lo) %% 900 = 0 AND extract(epoch FROM s_hi) %% 900 = 0"
+    "   AND NOT (lo_day = hi_day AND lo_q > 0)"
     "   AND NOT EXISTS (SELECT FROM unnest(%(cut)s::timestamptz[]) AS c (hour)"
-    "    WHERE c.hour + interval '1 hour' > s_lo AND c.hour < s_hi)"
-    "   AS by_day FROM ("
+    "    WHERE c.hour + interval '1 hour' > s_lo AND c.hour < s_hi) AS by_quarters,"
+    "   s_lo = lo AND s_hi = hi AS whole FROM ("
     "  SELECT *, h_lo = lo AND h_hi = hi AND hi - lo = interval '24 hours'"
     "   AND date_trunc('day', lo, 'UTC') = lo AS utc_day,"
     "   date_trunc('day', s_lo, 'UTC') AS lo_day, date_trunc('day', s_hi, 'UTC') AS hi_day,"
@@ -91,49 +116,41 @@ ACTIVE_USERS_SQL = (
     "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
     "  ) AS d) AS d"
     "), pairs AS MATERIALIZED ("
-    # A local day that is a whole UTC day (UTC, or any zone at offset 0) is
-    # one day's rows of login_users_daily: some 5 times fewer than its hours',
-    # and already one per user. No other part below yields such a day (each
-    # has an edge off the hour, or is not 24 hours long), so these pairs
-    # skip the deduplication, which at 10M events sorted a year's 44,500.
-    # Its pairs take their week and month from their day's row as they are
-    # read: joining a year's 44,500 pairs to the days after was a quarter
-    # of the statement's time in UTC.
+    # A whole UTC day's rows are one per user already, and a whole day read
+    # by quarters is deduplicated on its own. No other part below yields
+    # such a day, so these pairs skip the deduplication of the rest (at 10M
+    # events, a year's 44,500), and take their week and month from their
+    # day's row as they are read: joining them to the days after was a
+    # quarter of the statement's time in UTC.
     "  SELECT d.lo AS day, d.week, d.month, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u WHERE d.utc_day"
+    "  UNION ALL SELECT d.lo, d.week, d.month, u.username FROM days AS d"
+    f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u WHERE d.by_quarters AND d.whole"
     "  UNION ALL SELECT p.day, d.week, d.month, p.username FROM ("
-    # PostgreSQL deduplicates these parts' pairs by sorting them (a year in
-    # Asia/Kolkata: 61,000). Byte order ("C") compares the names without
-    # the database's collation rules, which only order them.
+    # PostgreSQL deduplicates these parts' pairs by hashing or sorting them.
+    # Byte order ("C") compares the names without the database's collation
+    # rules, which only order them.
     '  SELECT d.lo, u.username COLLATE "C" FROM days AS d CROSS JOIN LATERAL ('
     "   SELECT DISTINCT username FROM {hourly}"
     "   WHERE hour >= d.h_lo AND hour < d.h_hi AND hour <> ALL(%(cut)s::timestamptz[])) AS u"
-    "  WHERE NOT d.utc_day AND NOT d.by_day"
-    # A local day cut on quarter hours of UTC days (Asia/Kolkata's runs
-    # from 18:30 UTC to 18:30 UTC) takes from its first UTC day the users
-    # whose last login came at or after its start, from its last one those
-    # whose first came before its end, and every user of the days between:
-    # some 120 rows of login_users_daily per UTC day at 10M events, instead
-    # of some 600 hourly ones. A day cut twice inside one UTC day (the first
-    # of a short window) cannot be told from the two bounds; it reads hours.
-    "  UNION SELECT d.lo, u.username FROM days AS d CROSS JOIN LATERAL ("
-    "   SELECT username FROM {daily} WHERE day >= d.lo_day AND day < d.s_hi"
-    "   AND (day > d.lo_day OR last_quarter >= d.lo_q)"
-    "   AND (day < d.hi_day OR first_quarter < d.hi_q) OFFSET 0) AS u WHERE d.by_day"
+    "  WHERE NOT d.utc_day AND NOT d.by_quarters"
+    "  UNION SELECT d.lo, u.username FROM days AS d"
+    f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u WHERE d.by_quarters AND NOT d.whole"
     # A cut hour's users with a login before the cut count for the day
-    # before it, those with one after it for the day after, unless that
-    # day is read from login_users_daily.
-    "  UNION SELECT v.day, h.username"
+    # before it, those with one after it for the day after, where that day
+    # is read by hours: the hours read by key only for those days.
+    "  UNION SELECT s.day, h.username"
+    "  FROM (SELECT s.hour, s.minute, v.side, v.day"
     "  FROM unnest(%(split_hour)s::timestamptz[], %(split_minute)s::int[],"
     "   %(split_before)s::timestamptz[], %(split_after)s::timestamptz[])"
     "   AS s (hour, minute, before, after)"
     "  CROSS JOIN LATERAL (VALUES (true, s.before), (false, s.after)) AS v (side, day)"
-    "  JOIN days AS sd ON sd.lo = v.day AND NOT sd.by_day"
+    "  JOIN days AS sd ON sd.lo = v.day AND NOT sd.by_quarters OFFSET 0) AS s"
     # Each cut hour's rows by key (OFFSET 0 keeps the lookup per hour): a
     # join was planned as a hash of the whole table, which grows with it.
     "  CROSS JOIN LATERAL (SELECT * FROM {hourly} WHERE hour = s.hour OFFSET 0) AS h"
     f"  CROSS JOIN LATERAL (SELECT {counted_before('h', 's.minute')}) AS q (early)"
-    "  WHERE CASE WHEN side THEN q.early > 0 ELSE h.n > q.early END"
+    "  WHERE CASE WHEN s.side THEN q.early > 0 ELSE h.n > q.early END"
     # A labelled range's users are found apart (a half hour's logins, a few
     # users); an unlabelled one's rows each find their day.
     "  UNION SELECT r.label, e.subject FROM {ranges}"
@@ -160,10 +177,11 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
     weeks and months are regrouped from them (a local week or month is
     whole local days).
 
-    The pairs come from login_users_hourly for the whole hours of each local
-    day (one range of its primary key per day, so no row needs its local day
-    computed) and the hours cut on a quarter hour, and from `events` for the
-    raw ranges (_login_ranges).
+    The pairs come from login_users_daily for the days cut on quarter hours
+    (one or two keys of its primary key per day), from login_users_hourly
+    for the whole hours of the other local days (one range of its primary
+    key per day, so no row needs its local day computed) and the hours cut
+    on a quarter hour, and from `events` for the raw ranges (_login_ranges).
     """
     full_start, full_end, cut, split, ranges = _login_ranges(window, source)
     lows, highs, labels = [list(c) for c in zip(*ranges, strict=True)] if ranges else ([], [], [])
