@@ -139,9 +139,14 @@ def _raw_deltas(window: Window, kinds: list[str]) -> dict[tuple[str, datetime], 
 
 
 # The deltas regrouped into buckets as the event counts are (HourPlan,
-# daily_plan): a whole UTC day inside one bucket from entity_changes_daily,
-# the other whole hours from entity_changes_hourly, in runs (a split hour
-# counted in its `keep` bucket), and the raw ranges from the intervals' ends.
+# daily_plan): a whole UTC day from entity_changes_daily, in the bucket most
+# of its hours go to, and its hours that go to another bucket (`moved`: a
+# Kolkata day's 5.5) summed from entity_changes_hourly, +d in theirs and -d
+# in the day's; the other whole hours from entity_changes_hourly, in runs (a
+# split hour counted in its `keep` bucket), and the raw ranges from the
+# intervals' ends. Reading those days' 24 hours each instead took 17.5 ms
+# against 14.8 for 90 days in Asia/Kolkata at 10M events, 8.7 against 6.2 in
+# New York.
 GROWTH_SQL = (
     "WITH r AS (SELECT * FROM unnest(%(raw_lo)s::timestamptz[], %(raw_hi)s::timestamptz[],"
     "  %(raw_label)s::timestamptz[], %(raw_keep)s::timestamptz[]) AS r (lo, hi, label, keep)),"
@@ -152,6 +157,13 @@ GROWTH_SQL = (
     "   WHERE kind = ANY(%(kinds)s) AND valid_from >= r.lo AND valid_from < r.hi"
     "   UNION ALL SELECT kind, valid_to, -1 FROM {intervals}"
     "   WHERE kind = ANY(%(kinds)s) AND valid_to >= r.lo AND valid_to < r.hi OFFSET 0) AS v"
+    "  GROUP BY 1, 2, 3),"
+    " moved AS ("
+    "  SELECT h.kind, m.bucket, m.label, sum(h.delta) AS d"
+    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
+    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
+    "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
+    "   WHERE hour >= m.lo AND hour < m.hi AND kind = ANY(%(kinds)s) OFFSET 0) AS h"
     "  GROUP BY 1, 2, 3)"
     " SELECT kind, b, sum(d)::bigint FROM ("
     "  SELECT d.kind, r.label, d.delta"
@@ -163,6 +175,8 @@ GROWTH_SQL = (
     "  JOIN {hourly} AS h ON h.hour >= r.lo AND h.hour < r.hi{split}"
     "  WHERE h.kind = ANY(%(kinds)s) AND h.hour >= %(hours_from)s AND h.hour < %(hours_to)s"
     "{whole_raw}"
+    "  UNION ALL SELECT kind, bucket, d FROM moved"
+    "  UNION ALL SELECT kind, label, -d FROM moved"
     "  UNION ALL SELECT kind, b, d FROM ends"
     "  UNION ALL SELECT kind, keep, -d FROM ends WHERE keep IS NOT NULL"
     ") AS s (kind, b, d) GROUP BY 1, 2"
@@ -202,9 +216,7 @@ def _stored_deltas(
         "tz": window.tz_name,
         "kinds": kinds,
     }
-    # Some rows an hour: the hours a zone's day gives to another bucket are
-    # cheaper read in their run than moved there from the day's row.
-    params |= daily_plan(plan, window, bucketed=True, moves=False, starts=starts)
+    params |= daily_plan(plan, window, bucketed=True, starts=starts)
     deltas: dict[tuple[str, datetime], int] = defaultdict(int)
     for kind, bucket, delta in fetch(query, params):
         deltas[kind, bucket] += delta

@@ -243,18 +243,19 @@ def test_a_daily_growth_chart_reads_whole_utc_days_from_the_daily_changes(db):
     assert ["organization", "active", 2, 0, 2] in cards
 
 
-def test_outside_utc_only_days_inside_one_bucket_are_read_from_the_daily_changes(db):
+def test_outside_utc_a_day_counts_in_its_main_bucket_and_moves_its_other_hours(db):
     # New York's weeks begin on Monday at 05:00 UTC (04:00 once DST starts on
     # Sunday March 8). UTC Wednesday March 4 lies inside the week of March 2:
     # its row counts there. UTC Monday March 9 gives its first four hours to
-    # the week before: that day is read from its hours, so a row planted on
-    # it alone is not seen, while the org created at 02:00 UTC that day (a
-    # Sunday evening in New York) counts in the week of March 2.
+    # the week before: its daily row counts in the week of March 9, where
+    # its other 20 hours go, so a row planted on it alone counts there, while
+    # the org created at 02:00 UTC that day (a Sunday evening in New York)
+    # moves with its hour's row to the week of March 2.
     ingest([org_created("2026-03-09T02:00:00Z")], now=NOW)
     _add_daily_change(utc(2026, 3, 4), 2)
     _add_daily_change(utc(2026, 3, 9), 5)
     window = make_window(since="2026-03-02", until="2026-03-20", res="7d", tz="America/New_York")
     rows = stat_rows("entity_growth", window)
     assert [row[0] for row in rows] == [utc(2026, 3, 2, 5), utc(2026, 3, 9, 4), utc(2026, 3, 16, 4)]
-    assert [row[2] for row in rows] == [3, 3, 3]
+    assert [row[2] for row in rows] == [1 + 2, 3 + 5, 8]
     assert [row[2] for row in stat_rows("entity_growth", window, "raw")] == [1, 1, 1]
