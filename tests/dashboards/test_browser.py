@@ -74,6 +74,9 @@ def test_changing_period_and_time_zone_redraws_the_charts(
     tokyo_days = _chart_data(page, "logins")
     assert len(tokyo_days[0][0]) > 300
     assert tokyo_days != utc_days
+    # The charts below the first are drawn when the browser is idle: the
+    # screenshot waits for the last of them, the active users.
+    page.wait_for_selector("#chart-active_users .main-svg")
     screenshot(page, "dashboards_overview_1y_tokyo")
     assert page.blocked_requests == []
 
