@@ -370,6 +370,22 @@ def _facilities(names: set[str]) -> str:
     return ", ".join(listed[:4]) + (f" and {len(listed) - 4} more" if len(listed) > 4 else "")
 
 
+def time_figure(
+    traces: list[dict],
+    chart: dict,
+    window: Window,
+    bands: tuple,
+    axes: tuple[tuple[str, str], ...] = (("x", "paper"),),
+) -> dict:
+    """A time chart's figure: its traces and layout with the facility bands
+    (add_bands). A chart without a single point spans the window on each x
+    axis: Plotly's empty date axis would show the year 2000."""
+    if not any(x is not None for trace in traces for x in trace.get("x", ())):
+        for name in [key for key in chart if key.startswith("xaxis")]:
+            chart[name]["range"] = [x_of(window.start, window), x_of(window.end, window)]
+    return add_bands({"data": traces, "layout": chart}, window, bands, axes)
+
+
 def add_bands(
     figure: dict,
     window: Window,

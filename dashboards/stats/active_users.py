@@ -19,7 +19,7 @@ from psycopg import sql
 
 from audit.buckets import HOUR, counted_before, cover, fetch, local_days, quarter_minute, straddles
 from audit.models import DailyLoginUser, HourlyLoginUser
-from dashboards.charts import TALLER, Overlay, Series, add_bands, axes, layout, time_traces, x_of
+from dashboards.charts import TALLER, Overlay, Series, axes, layout, time_figure, time_traces, x_of
 from dashboards.stats.registry import NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window
 
@@ -264,4 +264,4 @@ class ActiveUsers(Stat):
             series = Series(trace, [r[1] for r in rows], logins, click)
             traces += time_traces(window, per, options, [series], previous)
         chart = layout(**axes(window, "Users who logged in (distinct)"), meta=TALLER)
-        return add_bands({"data": traces, "layout": chart}, window, options.bands)
+        return time_figure(traces, chart, window, options.bands)

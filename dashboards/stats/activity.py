@@ -21,11 +21,11 @@ from dashboards.charts import (
     TALLER,
     Overlay,
     Series,
-    add_bands,
     axes,
     bar,
     layout,
     periodic,
+    time_figure,
     time_traces,
     x_of,
 )
@@ -220,7 +220,7 @@ class EventsByType(Stat):
         chart["margin"] = {"l": 60, "r": 10, "t": 10, "b": 50}
         chart["meta"] = _side_legend_meta(chart["height"])
         traces = time_traces(window, unit, options, series, overlay)
-        return add_bands({"data": traces, "layout": chart}, window, options.bands)
+        return time_figure(traces, chart, window, options.bands)
 
 
 @register
@@ -267,7 +267,7 @@ class Logins(Stat):
         )
         traces = time_traces(window, unit, options, series, overlay)
         chart = layout(barmode="stack", **axes(window, f"Logins per {unit}"), meta=TALLER)
-        return add_bands({"data": traces, "layout": chart}, window, options.bands)
+        return time_figure(traces, chart, window, options.bands)
 
 
 @register

@@ -20,7 +20,7 @@ from audit import aggregates, catalog
 from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch, unit_floor
 from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
 from audit.models import EntityInterval
-from dashboards.charts import GRID, PALETTE, Overlay, Series, add_bands, layout, time_traces, x_of
+from dashboards.charts import GRID, PALETTE, Overlay, Series, layout, time_figure, time_traces, x_of
 from dashboards.stats.event_counts import daily_plan
 from dashboards.stats.registry import ENTITY_KINDS, NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window, utc_floor
@@ -418,4 +418,4 @@ class EntityGrowth(Stat):
         chart["annotations"] = annotations
         chart["legend"] = {"orientation": "h", "x": 0, "y": 1.1, "yanchor": "bottom"}
         chart["meta"] = self._narrow_and_wide(chart)
-        return add_bands({"data": traces, "layout": chart}, window, options.bands, tuple(axes))
+        return time_figure(traces, chart, window, options.bands, tuple(axes))

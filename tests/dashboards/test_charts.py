@@ -56,6 +56,26 @@ def explorer_count(client, url: str) -> int:
     return int(re.search(r"<strong>([\d,]+)</strong>", counted).group(1).replace(",", ""))
 
 
+def test_a_chart_without_a_point_spans_the_period_not_the_year_2000(analyst_client, dataset):
+    # A week of 2025, before any event of the dataset: no login, no event.
+    period = f"since=2025-01-01&until=2025-01-07&tz={NY}&res=1d"
+    window = Window.from_query({k: v[0] for k, v in parse_qs(period).items()}, now=NOW)
+    charts = figures(analyst_client.get(f"/?{period}").content.decode())
+    span = [f"{window.local(moment):%Y-%m-%d %H:%M}" for moment in (window.start, window.end)]
+    assert span == ["2025-01-01 00:00", "2025-01-08 00:00"]
+    empty = [
+        name
+        for name in TIME_CHARTS
+        if not any(x is not None for trace in charts[name]["data"] for x in trace["x"])
+    ]
+    assert {"events_by_type", "active_users"} <= set(empty)
+    for name in empty:
+        assert charts[name]["layout"]["xaxis"]["range"] == span, name
+    # A chart with points keeps Plotly's own range around them.
+    week = figures(analyst_client.get(f"/?{DAYS}").content.decode())
+    assert all("range" not in week[name]["layout"]["xaxis"] for name in TIME_CHARTS)
+
+
 def test_every_chart_titles_its_axes_with_their_units(analyst_client, dataset):
     charts = figures(analyst_client.get(f"/?{DAYS}").content.decode())
     assert set(TIME_CHARTS) <= set(charts)
