@@ -125,7 +125,7 @@ Moved = tuple[datetime, datetime, datetime, datetime]
 
 
 def _whole_days(
-    plan: HourPlan, first: datetime, last: datetime, cuts: list[datetime] | None, moves: bool
+    plan: HourPlan, first: datetime, last: datetime, cuts: list[datetime] | None
 ) -> tuple[dict[str, list], list[Moved]]:
     """daily_plan's days in [first, last): each day's label and the runs of
     its hours that move elsewhere; `cuts` None when nothing is bucketed."""
@@ -139,7 +139,7 @@ def _whole_days(
     while day < last:
         buckets = [None] * 24 if cuts is None else _day_buckets(day, cuts, keep.get(day, {}))
         distinct = set(buckets or ())
-        if buckets is not None and day not in raw_days and (moves or len(distinct) == 1):
+        if buckets is not None and day not in raw_days:
             label = max(distinct, key=buckets.count) if len(distinct) > 1 else buckets[0]
             found["days"].append(day)
             found["day_labels"].append(label)
@@ -173,7 +173,6 @@ def daily_plan(
     window: Window,
     bucketed: bool,
     *,
-    moves: bool = True,
     starts: list[datetime] | None = None,
 ) -> dict[str, list]:
     """Which of the plan's hours event_counts_daily answers: %(days)s, each
@@ -185,10 +184,8 @@ def daily_plan(
     Buckets are cut by PostgreSQL (bucket_starts). In UTC a daily, weekly or
     monthly chart reads its whole days alone; in New York a day moves 5 of
     its 24 hours, in Asia/Kolkata 6, so a year is some 365 daily rows and
-    2,000 hourly ones per type instead of 8,760 hourly ones. With `moves`
-    false, a day whose hours go to two buckets is left to the hourly rows:
-    for a sparse table, reading them is cheaper than moving them. `starts`:
-    the window's bucket_starts, when the caller has them already."""
+    2,000 hourly ones per type instead of 8,760 hourly ones. `starts`: the
+    window's bucket_starts, when the caller has them already."""
     lo, hi = plan.hours_from, plan.hours_to
     if lo is None:  # no whole hour: every row is raw
         return {key: [] for key in DAILY_PLAN_KEYS}
@@ -199,7 +196,7 @@ def daily_plan(
         cuts = None
         if bucketed:
             cuts = starts or bucket_starts(window.unit, window.tz_name, lo, hi)
-        found, moved = _whole_days(plan, first, last, cuts, moves)
+        found, moved = _whole_days(plan, first, last, cuts)
     hours, at = [], lo
     for run_lo, run_hi in _runs(found["days"], DAY):
         if at < run_lo:
