@@ -1,7 +1,7 @@
 """The monthly, daily and hourly count pre-aggregates besides event_counts_hourly
-(audit.models.HourlyCount), org_memberships and facility_allocations: each is
-declared in audit/aggregates.py and kept by the triggers on `events`;
-audit.models re-exports them."""
+(audit.models.HourlyCount), org_memberships, org_membership_events and
+facility_allocations: each is declared in audit/aggregates.py and kept by the
+triggers on `events`; audit.models re-exports them."""
 
 from django.db import models
 
@@ -275,6 +275,41 @@ class FacilityAllocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.facility} {self.kind} {self.name}{' (freed)' if self.freed else ''}"
+
+
+class OrgMembershipEvent(models.Model):
+    """Pre-aggregate: each successful membership event of an organization,
+    with its (organization, payload.kind, member) key and whether it removed
+    the member, read from its key index alone: an organization's members at
+    a time before a later change (organizations by members over a window
+    that ends in the past, dashboards/stats/org_members.py), where `events` would
+    give each membership event's row from the heap (aggregates.MEMBERSHIP_EVENTS)."""
+
+    event_uuid = models.UUIDField(primary_key=True)
+    at = models.DateTimeField()  # the event's timestamp
+    org = models.TextField()
+    kind = models.TextField(null=True)  # usermember, projectmember
+    member = models.TextField(null=True)  # the event's target
+    n = models.BigIntegerField()  # 1: the count a delete takes back to 0
+    removals = models.BigIntegerField()  # 1 when the event removed the member
+
+    class Meta:
+        db_table = "org_membership_events"
+        constraints = [
+            # The triggers' ON CONFLICT target (a NULL is one key, as DISTINCT
+            # ON takes it); an organization's membership events in the order
+            # that finds each membership's latest before a time, index-only.
+            models.UniqueConstraint(
+                fields=["org", "kind", "member", "at", "event_uuid"],
+                include=["removals"],
+                name="org_membership_events_key",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        removed = " (removed)" if self.removals else ""
+        return f"{self.at:%Y-%m-%d %H:%M} {self.org} {self.kind} {self.member}{removed}"
 
 
 class OrgMembership(models.Model):

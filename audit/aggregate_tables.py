@@ -51,10 +51,23 @@ class CountTable(TableDeclaration):
     # Out of repr() unless given (`definition`): the tables without bounds
     # keep the digest they were built under, and are not rebuilt for them.
     bounds: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
+    # The key columns that may be NULL, one key each: matched by IS NOT
+    # DISTINCT FROM, where the others compare with `=`, which an index
+    # answers. Out of repr() as well: a NULL is never counted apart by the
+    # ON CONFLICT target, only found again by the delete and the comparison.
+    nullable: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def definition(self) -> str:
-        return repr(self) + (f" bounds={self.bounds!r}" if self.bounds else "")
+        return (
+            repr(self)
+            + (f" bounds={self.bounds!r}" if self.bounds else "")
+            + (f" nullable={self.nullable!r}" if self.nullable else "")
+        )
+
+    def _equal(self, column: str, left: str, right: str) -> str:
+        same = "IS NOT DISTINCT FROM" if column in self.nullable else "="
+        return f"{left} {same} {right}"
 
     def _bound_sql(self) -> list[str]:
         return [f"{extreme}({sql})" for _, extreme, sql in self.bounds]
@@ -102,7 +115,7 @@ class CountTable(TableDeclaration):
             )
             same = " AND ".join(
                 [f"t.{self.time} = g.k0"]
-                + [f"t.{c} = g.k{i}" for i, (c, _) in enumerate(self.keys, start=1)]
+                + [self._equal(c, f"t.{c}", f"g.k{i}") for i, (c, _) in enumerate(self.keys, 1)]
             )
             statements.append(
                 f"DELETE FROM {self.table} AS t USING (SELECT DISTINCT {keys} FROM {rows} "
@@ -170,7 +183,7 @@ class CountTable(TableDeclaration):
             f"{', '.join(f'r.{c}' for c in key_columns)}, "
             f"{', '.join(f's.{c}' for c in counts)}, {', '.join(f'r.{c}' for c in counts)} "
             f"FROM ({stored}) AS s FULL JOIN ({computed}) AS r ({', '.join(key_columns + counts)}) "
-            f"ON {' AND '.join(f's.{c} = r.{c}' for c in key_columns)} "
+            f"ON {' AND '.join(self._equal(c, f's.{c}', f'r.{c}') for c in key_columns)} "
             f"WHERE ({', '.join(f's.{c}' for c in counts)}) IS DISTINCT FROM "
             f"({', '.join(f'r.{c}' for c in counts)}) ORDER BY 1, 2 LIMIT 1000",
             {"start": start, "end": end},

@@ -14,7 +14,8 @@ Three families, each declared below:
   counts, grouped how; from it come the trigger's upsert (+1 per inserted
   row, -1 per deleted one), the rebuild of a time range, the comparison
   with the raw table (verify_aggregates) and nothing else to keep in step.
-- MEMBERSHIPS: the latest membership event of each (org, kind, member);
+- MEMBERSHIPS: the latest membership event of each (org, kind, member), and
+  MEMBERSHIP_EVENTS (a CountTable) every one of them;
   ALLOCATIONS: the latest allocation or free of each realization and
   materialization at each facility.
 - ENTITIES: every user, organization, project, experiment, realization and
@@ -81,6 +82,33 @@ _PROJECT_COUNTS = (
     ),
 )
 _PROJECT_EVENTS = "payload->>'project' IS NOT NULL OR subject_type = 'project'"
+# Each successful membership event of an organization, one row each (the
+# unit a microsecond: a group is one event). An organization's members at a
+# time before a later change replay its membership events from this table's
+# key index alone, instead of from `events`, whose rows come from the heap
+# (organizations by members over a window that ends in the past, at 10M
+# events: 262 ms, 77 from these).
+MEMBERSHIP_EVENTS = CountTable(
+    "org_membership_events",
+    "at",
+    "microseconds",
+    (
+        ("org", "subject"),
+        ("kind", "payload->>'kind'"),
+        ("member", "target"),
+        ("event_uuid", "event_uuid"),
+    ),
+    counts=(
+        ("n", "count(*)"),
+        (
+            "removals",
+            f"count(*) FILTER (WHERE event_type IN ({sql_literals(catalog.MEMBER_REMOVALS)}))",
+        ),
+    ),
+    only=f"event_type IN ({sql_literals(catalog.membership_types('organization'))}) AND success",
+    nullable=("kind", "member"),
+)
+
 COUNT_TABLES = (
     CountTable(
         "event_counts_hourly",
@@ -174,6 +202,7 @@ COUNT_TABLES = (
     # The same per UTC month: a year's failed logins by user are some 12 rows
     # per user instead of one per day they failed.
     CountTable("failed_logins_monthly", "month", "month", _FAILED_LOGIN, only=_FAILED_LOGINS),
+    MEMBERSHIP_EVENTS,
 )
 
 # The organizations' membership events, and the removals among membership events.

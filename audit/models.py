@@ -23,6 +23,7 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     MonthlyFailedLogin,
     MonthlyLoginUser,
     OrgMembership,
+    OrgMembershipEvent,
 )
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES
 

@@ -10,13 +10,12 @@ event_counts_monthly_caller and event_counts_daily_caller
 event_counts_monthly_project and event_counts_daily_project. The facilities
 read allocation_counts_daily (audit.DailyFacilityCount) for whole days
 (audit.buckets.whole_days: a few facilities, a few rows a day), the errors
-and failed logins dashboards/stats/failures.py; organizations by members
-read org_memberships (audit.OrgMembership).
+and failed logins dashboards/stats/failures.py, the organizations by
+members dashboards/stats/org_members.py.
 """
 
 from psycopg import sql
 
-from audit import catalog
 from audit.aggregate_models import MonthlyCallerCount, MonthlyProjectCount
 from audit.buckets import (
     DAY_EDGES,
@@ -32,9 +31,9 @@ from audit.models import (
     DailyFacilityCount,
     DailyProjectCount,
     Entity,
-    OrgMembership,
 )
 from dashboards.stats.failures import failed_logins, top_errors
+from dashboards.stats.org_members import top_orgs_by_members
 from dashboards.stats.ranking import bounded_top, heads_sql, touched_months
 from dashboards.stats.registry import N_OR_ALL, Column, N, Param, Result, TableStat, register
 from sphere_stats.windows import Window
@@ -246,80 +245,6 @@ def _every_project(names: dict, by: str, n: int, days: dict) -> list[tuple]:
     )
     keys = [key for (key,) in fetch(ranking, {**days, "n": n})]
     return fetch(sql.SQL(PROJECT_CANDIDATES_SQL).format(**names), {**days, "keys": keys, "n": n})
-
-
-# The latest successful membership event of each (org, member, kind) since
-# the org's latest creation, read from `events` (idx_events_subject_ts).
-ORG_MEMBERS_RAW_SQL = (
-    "SELECT org, count(*) FILTER (WHERE kind = 'usermember'),"
-    " count(*) FILTER (WHERE kind = 'projectmember') FROM ("
-    "  SELECT DISTINCT ON (e.subject, e.target, e.payload->>'kind') e.subject AS org,"
-    "   e.payload->>'kind' AS kind, e.event_type"
-    "  FROM events e JOIN {entities} o ON o.kind = 'organization' AND o.scope = ''"
-    "   AND o.name = e.subject AND o.since < %(at)s AND (o.until IS NULL OR o.until >= %(at)s)"
-    "  WHERE e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
-    "   AND e.timestamp < %(at)s"
-    "  ORDER BY e.subject, e.target, e.payload->>'kind', e.timestamp DESC,"
-    "   e.event_uuid DESC"
-    ") AS latest WHERE event_type <> ALL(%(removals)s)"
-    " GROUP BY org ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
-)
-ORG_MEMBERS_SQL = (
-    "WITH orgs AS MATERIALIZED ("
-    "  SELECT name, since FROM {entities} WHERE kind = 'organization' AND scope = ''"
-    "   AND since < %(at)s AND (until IS NULL OR until >= %(at)s)"
-    # Each org's members from its memberships' latest events, in one pass;
-    # `changed`: one of them changed at or after `at`, so the latest event
-    # is not the one that counts then (none, for a window ending now).
-    "), counted AS MATERIALIZED ("
-    "  SELECT m.org, count(*) FILTER (WHERE m.kind = 'usermember' AND NOT m.removed) AS users,"
-    "   count(*) FILTER (WHERE m.kind = 'projectmember' AND NOT m.removed) AS projects,"
-    "   bool_or(m.last_at >= %(at)s) AS changed"
-    "  FROM {memberships} m JOIN orgs o ON o.name = m.org"
-    "  WHERE m.last_at >= o.since GROUP BY m.org"
-    ") SELECT org, users, projects FROM counted WHERE NOT changed AND users + projects > 0"
-    " UNION ALL"
-    # A changed org replays its membership events before `at`, driven by the
-    # org (LATERAL): a join let the planner scan every org's events first.
-    " SELECT c.org, count(*) FILTER (WHERE r.kind = 'usermember'),"
-    "  count(*) FILTER (WHERE r.kind = 'projectmember')"
-    " FROM counted c JOIN orgs o ON o.name = c.org"
-    " CROSS JOIN LATERAL ("
-    "  SELECT DISTINCT ON (e.target, e.payload->>'kind') e.payload->>'kind',"
-    "   e.event_type = ANY(%(removals)s)"
-    "  FROM events e WHERE e.subject = c.org AND e.subject_type = 'organization'"
-    "   AND e.event_type = ANY(%(member_types)s) AND e.success AND e.timestamp >= o.since"
-    "   AND e.timestamp < %(at)s"
-    "  ORDER BY e.target, e.payload->>'kind', e.timestamp DESC, e.event_uuid DESC"
-    " ) AS r (kind, removed) WHERE c.changed AND NOT r.removed GROUP BY c.org"
-    " ORDER BY 2 DESC, 3 DESC, 1 LIMIT %(n)s"
-)
-
-
-def top_orgs_by_members(n: int, at, source: str = "auto") -> list[tuple]:
-    """Organizations existing at `at` by current user and project members
-    (membership events since each org's latest creation): (organization,
-    user members, project members).
-
-    A membership counts when its latest successful event before `at` (and
-    since the org's creation) did not remove the member. org_memberships
-    holds each membership's latest event: it answers for every org none of
-    whose memberships changed at or after `at` (every org, for a window
-    that ends now), and the others replay their membership events
-    (idx_events_subject_ts), as source="raw" does for all of them.
-    """
-    names = {
-        "entities": ENTITIES,
-        "memberships": sql.Identifier(OrgMembership._meta.db_table),
-    }
-    query = sql.SQL(ORG_MEMBERS_RAW_SQL if source == "raw" else ORG_MEMBERS_SQL).format(**names)
-    params = {
-        "at": at,
-        "n": n,
-        "member_types": list(catalog.membership_types("organization")),
-        "removals": list(catalog.MEMBER_REMOVALS),
-    }
-    return fetch(query, params)
 
 
 FACILITIES_RAW_SQL = (

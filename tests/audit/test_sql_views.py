@@ -17,7 +17,7 @@ from audit.ingest import ingest
 from audit.models import Entity, Event
 from dashboards.stats.counts import entity_counts_at
 from dashboards.stats.entity import members
-from dashboards.stats.top import top_orgs_by_members
+from dashboards.stats.org_members import top_orgs_by_members
 from demo.history import generate
 from sphere_stats.windows import utc_floor
 from tests.dashboards.conftest import NOW, both, login, make_window

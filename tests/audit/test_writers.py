@@ -38,6 +38,7 @@ DERIVED = (
     "event_counts_daily_caller",
     "event_counts_daily_project",
     "org_memberships",
+    "org_membership_events",
     "facility_allocations",
     "entities",
     "entity_intervals",
