@@ -60,6 +60,19 @@ class DailyLoginUser(models.Model):
 
     class Meta:
         db_table = "login_users_daily"
+        indexes = [
+            # A UTC day's users with their first and last quarter, from the
+            # index alone: the active users of a local day cut inside two
+            # UTC days (dashboards/stats/active_users.py BY_QUARTERS) read
+            # some 175 rows of each of a year's 364 days, where the primary
+            # key would fetch each row's quarters from the heap (at 10M
+            # events, a year in Asia/Kolkata: 87-88 ms, 78-79 with it).
+            models.Index(
+                fields=["day", "username"],
+                include=["first_quarter", "last_quarter"],
+                name="idx_login_users_day_quarters",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
