@@ -19,6 +19,7 @@ class TableDeclaration:
     rebuild it) is the declaration itself."""
 
     table: str
+    nullable: tuple[str, ...]  # the key columns that may be NULL (_equal)
 
     @property
     def name(self) -> str:
@@ -27,6 +28,14 @@ class TableDeclaration:
     @property
     def definition(self) -> str:
         return repr(self)
+
+    def _equal(self, column: str, left: str, right: str) -> str:
+        """`left` equal to `right` as key `column`: a NULL is one key, as
+        DISTINCT ON and the ON CONFLICT targets take it, in the columns the
+        declaration says may be NULL (`nullable`); the others compare with
+        `=`, which an index can answer."""
+        same = "IS NOT DISTINCT FROM" if column in self.nullable else "="
+        return f"{left} {same} {right}"
 
 
 @dataclass(frozen=True)
@@ -64,10 +73,6 @@ class CountTable(TableDeclaration):
             + (f" bounds={self.bounds!r}" if self.bounds else "")
             + (f" nullable={self.nullable!r}" if self.nullable else "")
         )
-
-    def _equal(self, column: str, left: str, right: str) -> str:
-        same = "IS NOT DISTINCT FROM" if column in self.nullable else "="
-        return f"{left} {same} {right}"
 
     def _bound_sql(self) -> list[str]:
         return [f"{extreme}({sql})" for _, extreme, sql in self.bounds]
@@ -250,12 +255,6 @@ class LatestEvents(TableDeclaration):
 
     def _columns(self) -> str:
         return ", ".join(c for c, _ in (*self.keys, *self.values))
-
-    def _equal(self, column: str, left: str, right: str) -> str:
-        # NULL is one key, as DISTINCT ON takes it; the other keys compare
-        # with `=`, which an index can answer.
-        same = "IS NOT DISTINCT FROM" if column in self.nullable else "="
-        return f"{left} {same} {right}"
 
     def _same_key(self, left: str, right: str) -> str:
         return " AND ".join(self._equal(c, f"{left}.{c}", f"{right}.{c}") for c, _ in self.keys)
