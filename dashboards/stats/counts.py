@@ -21,7 +21,7 @@ from audit.buckets import HourPlan, bucket_of, bucket_starts, fetch, unit_floor
 from audit.catalog import ENTITY_KINDS as ENTITY_KIND_SPECS
 from audit.models import EntityInterval
 from dashboards.charts import GRID, PALETTE, Overlay, Series, layout, time_figure, time_traces, x_of
-from dashboards.stats.event_counts import daily_plan
+from dashboards.stats.event_counts import MOVED_RUNS, daily_plan
 from dashboards.stats.registry import ENTITY_KINDS, NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window, utc_floor
 
@@ -160,8 +160,7 @@ GROWTH_SQL = (
     "  GROUP BY 1, 2, 3),"
     " moved AS ("
     "  SELECT h.kind, m.bucket, m.label, sum(h.delta) AS d"
-    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
-    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
+    f"  FROM {MOVED_RUNS}"
     "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
     "   WHERE hour >= m.lo AND hour < m.hi AND kind = ANY(%(kinds)s) OFFSET 0) AS h"
     "  GROUP BY 1, 2, 3)"

@@ -30,6 +30,12 @@ RAW_COUNTS_SQL = (
     "SELECT {bucket} AS b, event_type, success, count(*) FROM events"
     " WHERE timestamp >= %(start)s AND timestamp < %(end)s{narrowing} GROUP BY 1, 2, 3"
 )
+# daily_plan's runs of hours that move from their day's bucket (`label`) to
+# another (`bucket`), as rows m (lo, hi, label, bucket).
+MOVED_RUNS = (
+    "unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
+    " %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
+)
 # Each raw range is one SELECT with its bounds as parameters (raw_rows): the
 # planner sees how short it is and scans idx_events_timestamp, where bounds
 # it cannot see made it skip-scan idx_events_caller_ts through every caller
@@ -68,8 +74,7 @@ COUNTS_SQL = (
     "  LEFT JOIN split AS k ON k.hour = h.bucket"
     "  WHERE h.bucket <> ALL(%(whole_raw)s::timestamptz[])"
     "  UNION ALL SELECT m.bucket, m.label, h.event_type, h.success, sum(h.n)::bigint"
-    "  FROM unnest(%(moved_lo)s::timestamptz[], %(moved_hi)s::timestamptz[],"
-    "   %(moved_from)s::timestamptz[], %(moved_to)s::timestamptz[]) AS m (lo, hi, label, bucket)"
+    f"  FROM {MOVED_RUNS}"
     "  CROSS JOIN LATERAL (SELECT * FROM {hourly}"
     "   WHERE bucket >= m.lo AND bucket < m.hi{narrowing} OFFSET 0) AS h"
     "  GROUP BY 1, 2, 3, 4)"
