@@ -308,6 +308,17 @@ ORDER BY 1, 2, 3 LIMIT 100
 """
 
 
+def exact_after(table, statement: str, params: dict | None = None) -> int:
+    """Run `statement` on `events` in the test's connection and return the
+    rows it touched; the count table `table` (an aggregates.CountTable)
+    still equals `events` after it."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rowcount = cursor.rowcount
+        assert table.differences(cursor, None, None) == []
+        return rowcount
+
+
 def drift() -> dict[str, list[str]]:
     """Every pre-aggregate's differences from `events` (empty when exact),
     entity_changes_hourly's from entity_intervals included."""

@@ -9,6 +9,7 @@ from django.db import connection
 
 from audit.aggregates import COUNT_TABLES
 from tests import factories
+from tests.audit.adopt_helpers import exact_after
 
 DAY = datetime(2026, 3, 5, tzinfo=UTC)
 DAILY = next(t for t in COUNT_TABLES if t.table == "login_users_daily")
@@ -29,11 +30,7 @@ def quarters() -> dict[str, tuple[int, int, int]]:
 
 
 def execute(statement: str, params: dict) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        rowcount = cursor.rowcount
-        assert DAILY.differences(cursor, None, None) == []
-        return rowcount
+    return exact_after(DAILY, statement, params)
 
 
 def test_the_first_and_last_quarter_follow_inserts_updates_and_deletes(db):

@@ -2,7 +2,7 @@
 (daily caller and project counts, org_memberships): exact at partial days,
 after late events and after a prune."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import time_machine
@@ -71,7 +71,8 @@ def test_top_projects_rank_by_each_measure_over_the_same_events(db):
         )
 
 
-def test_top_orgs_before_a_later_change_replays_that_org(db):
+def _isi_and_usc(*removals: tuple[str, str]) -> None:
+    """isi with bob, usc with bob and eve, then the (time, member) removals from usc."""
     ingest(
         [
             event("2026-03-01T10:00:00Z", "org_created", "isi", "organization", payload=CATEGORY),
@@ -79,18 +80,33 @@ def test_top_orgs_before_a_later_change_replays_that_org(db):
             member("2026-03-02T10:00:00Z", "org_member_added", "isi", "organization", "bob"),
             member("2026-03-02T10:00:00Z", "org_member_added", "usc", "organization", "bob"),
             member("2026-03-02T11:00:00Z", "org_member_added", "usc", "organization", "eve"),
-            # After the first window ends: usc's answer then is not its latest.
-            member("2026-03-05T10:00:00Z", "org_member_deleted", "usc", "organization", "bob"),
-            member("2026-03-05T10:00:00Z", "org_member_deleted", "usc", "organization", "eve"),
+            *(member(at, "org_member_deleted", "usc", "organization", who) for at, who in removals),
         ],
         now=NOW,
     )
+
+
+def test_top_orgs_before_a_later_change_replays_that_org(db):
+    # After the first window ends: usc's answer then is not its latest.
+    _isi_and_usc(("2026-03-05T10:00:00Z", "bob"), ("2026-03-05T10:00:00Z", "eve"))
     then = make_window(since="2026-03-01T00:00:00Z", until="2026-03-04T00:00:00Z")
     assert stat_rows("top_orgs", then) == [["usc", 2, 0], ["isi", 1, 0]]
     assert stat_rows("top_orgs", then) == stat_rows("top_orgs", then, "raw")
     later = make_window(since="2026-03-01T00:00:00Z", until="2026-03-06T00:00:00Z")
     assert stat_rows("top_orgs", later) == [["isi", 1, 0]]  # usc has no members left
     assert stat_rows("top_orgs", later) == stat_rows("top_orgs", later, "raw")
+
+
+def test_top_orgs_of_a_window_that_ended_moments_ago_counts_its_members_then(db):
+    # bob left usc a minute after the window ended: its latest rows say one
+    # member, but two were members when the window ended.
+    _isi_and_usc(("2026-03-04T00:01:00Z", "bob"))
+    window = make_window(since="2026-03-01T00:00:00Z", until="2026-03-04T00:00:00Z")
+    with time_machine.travel(datetime(2026, 3, 4, 0, 2, tzinfo=UTC), tick=False):
+        assert stat_rows("top_orgs", window) == [["usc", 2, 0], ["isi", 1, 0]]
+        assert stat_rows("top_orgs", window) == stat_rows("top_orgs", window, "raw")
+        later = make_window(since="2026-03-01T00:00:00Z", until="2026-03-04T00:02:00Z")
+        assert stat_rows("top_orgs", later) == [["isi", 1, 0], ["usc", 1, 0]]
 
 
 def _counts() -> tuple:
