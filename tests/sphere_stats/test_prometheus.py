@@ -136,6 +136,9 @@ def query(prometheus_url: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
+UP = 'up{job="sphere_stats"}'
+
+
 def latest_expr(metric: str, **labels: str) -> str:
     """max_over_time of `metric` over the last minute, per series."""
     matchers = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -166,9 +169,11 @@ def test_prometheus_scrapes_the_counts_the_database_holds(app, token, prometheus
         return [float(r["value"][1]) for r in query(prometheus, promql)]
 
     # The target up, in a scrape begun after the last POST was answered.
+    # timestamp() reads a sample's own time only from a bare selector: of
+    # `up == 1` it would give the query's time, true after any earlier scrape.
     wait_for(
         "a successful scrape after the last POST",
-        lambda: value('timestamp(up{job="sphere_stats"} == 1)') > [posted_at],
+        lambda: value(f"timestamp({UP}) and {UP} == 1") > [posted_at],
     )
 
     # The highest sample of the last minute rather than the instant value: a
@@ -186,7 +191,7 @@ def test_prometheus_scrapes_the_counts_the_database_holds(app, token, prometheus
 
     # The dashboard's queries as Grafana sends them, with two scrapes at
     # least in their window (rate() needs two samples).
-    wait_for("two scrapes", lambda: value('count_over_time(up{job="sphere_stats"}[1m])') >= [2])
+    wait_for("two scrapes", lambda: value(f"count_over_time({UP}[1m])") >= [2])
     for title, expr in dashboard_expressions():
         # Polled: one scrape timing out under load empties instant queries
         # until the next scrape.
