@@ -78,6 +78,23 @@ class DailyLoginUser(models.Model):
         return f"{self.day:%Y-%m-%d} {self.username}: {self.n}"
 
 
+class WeeklyLoginUser(models.Model):
+    """Pre-aggregate: successful logins per UTC week (from Monday) and user:
+    the weekly active users of the whole weeks of a window shown in UTC,
+    counted from the index without deduplicating a week's daily rows."""
+
+    pk = models.CompositePrimaryKey("week", "username")
+    week = models.DateTimeField()  # UTC midnight of the week's Monday
+    username = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "login_users_weekly"
+
+    def __str__(self) -> str:
+        return f"{self.week:%Y-%m-%d} {self.username}: {self.n}"
+
+
 class MonthlyLoginUser(models.Model):
     """Pre-aggregate: successful logins per UTC month and user (the users who
     logged in over the whole months of a window)."""

@@ -24,6 +24,7 @@ from audit.aggregate_models import (  # noqa: F401 (models of this app, imported
     MonthlyLoginUser,
     OrgMembership,
     OrgMembershipEvent,
+    WeeklyLoginUser,
 )
 from audit.catalog import LIFECYCLE_TYPES, MEMBERSHIP_TYPES
 

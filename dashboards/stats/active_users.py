@@ -9,7 +9,9 @@ logins per UTC hour and user, and how many of them came before the hour's
 15th, 30th and 45th minute) for the whole hours of the other days and for
 an hour their midnight cuts on a quarter hour; and `events`
 (idx_events_logins_ts) for the rest: the window's partial edge hours and an
-hour in which the offset changes (audit.buckets finds them).
+hour in which the offset changes (audit.buckets finds them). A week or
+month that is a UTC week or month inside the window counts its users from
+login_users_weekly or login_users_monthly.
 """
 
 from datetime import datetime
@@ -18,7 +20,7 @@ from typing import NamedTuple
 from psycopg import sql
 
 from audit.buckets import HOUR, counted_before, cover, fetch, local_days, quarter_minute, straddles
-from audit.models import DailyLoginUser, HourlyLoginUser
+from audit.models import DailyLoginUser, HourlyLoginUser, MonthlyLoginUser, WeeklyLoginUser
 from dashboards.charts import TALLER, Overlay, Series, axes, layout, time_figure, time_traces, x_of
 from dashboards.stats.registry import NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window
@@ -84,6 +86,13 @@ BY_QUARTERS = (
     " UNION SELECT username FROM {daily} WHERE day = d.hi_day AND d.hi_day > d.lo_day"
     " AND d.hi_q > 0 AND first_quarter < d.hi_q"
 )
+# The users of each tabled day, week or month: its rows of one table, one
+# key of its primary key each. A bucket with none gives no row, as above.
+TABLED = (
+    "SELECT '{unit}', b.bucket, c.n FROM (SELECT DISTINCT {bucket} AS bucket FROM days"
+    " WHERE {tabled}) AS b CROSS JOIN LATERAL ("
+    " SELECT count(*) AS n FROM {{{rows}}} WHERE {column} = b.bucket) AS c WHERE c.n > 0"
+)
 ACTIVE_USERS_SQL = (
     # The local days over the window, each with its week and month, its
     # part inside the whole hours (s_lo, s_hi: the window's partial edge
@@ -95,7 +104,16 @@ ACTIVE_USERS_SQL = (
     #   cannot answer, nor one with an hour in which the offset changes;
     # - any other day: its whole hours from login_users_hourly.
     # `whole`: no edge hour of the window falls in the day.
+    # A week or month whose every day is a utc_day (the zone's offset 0:
+    # UTC, London in winter) is a UTC week or month inside the window:
+    # its users are counted from login_users_weekly or _monthly (`tabled`),
+    # and its days' pairs are left out of its deduplication below.
     "WITH days AS ("
+    "  SELECT *, bool_and(utc_day) OVER w AND min(lo) OVER w = week"
+    "   AND count(*) OVER w = 7 AS week_tabled,"
+    "   bool_and(utc_day) OVER m AND min(lo) OVER m = month"
+    "   AND max(hi) OVER m = (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'"
+    "   AS month_tabled FROM ("
     "  SELECT *, NOT utc_day AND s_lo < s_hi AND hi_day <= lo_day + interval '1 day'"
     "   AND extract(epoch FROM s_lo) %% 900 = 0 AND extract(epoch FROM s_hi) %% 900 = 0"
     "   AND NOT (lo_day = hi_day AND lo_q > 0)"
@@ -114,7 +132,7 @@ ACTIVE_USERS_SQL = (
     "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
     "    'UTC'), %(full_start)s::timestamptz) AS h_lo,"
     "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
-    "  ) AS d) AS d"
+    "  ) AS d) AS d) AS d WINDOW w AS (PARTITION BY week), m AS (PARTITION BY month)"
     "), pairs AS MATERIALIZED ("
     # A whole UTC day's rows are one per user already, and a whole day read
     # by quarters is deduplicated on its own. No other part below yields
@@ -122,11 +140,14 @@ ACTIVE_USERS_SQL = (
     # events, a year's 44,500), and take their week and month from their
     # day's row as they are read: joining them to the days after was a
     # quarter of the statement's time in UTC.
-    "  SELECT d.lo AS day, d.week, d.month, u.username FROM days AS d CROSS JOIN LATERAL ("
-    "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u WHERE d.utc_day"
-    "  UNION ALL SELECT d.lo, d.week, d.month, u.username FROM days AS d"
+    # A day of a tabled week and month is counted on its own (TABLED).
+    "  SELECT d.lo AS day, d.week, d.month, u.username, d.week_tabled, d.month_tabled"
+    "  FROM days AS d CROSS JOIN LATERAL ("
+    "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u"
+    "  WHERE d.utc_day AND NOT (d.week_tabled AND d.month_tabled)"
+    "  UNION ALL SELECT d.lo, d.week, d.month, u.username, false, false FROM days AS d"
     f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u WHERE d.by_quarters AND d.whole"
-    "  UNION ALL SELECT p.day, d.week, d.month, p.username FROM ("
+    "  UNION ALL SELECT p.day, d.week, d.month, p.username, false, false FROM ("
     # PostgreSQL deduplicates these parts' pairs by hashing or sorting them.
     # Byte order ("C") compares the names without the database's collation
     # rules, which only order them.
@@ -165,9 +186,23 @@ ACTIVE_USERS_SQL = (
     # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
     ") SELECT 'day', day, count(*) FROM pairs GROUP BY 2"
     " UNION ALL SELECT 'week', week, count(*)"
-    "  FROM (SELECT DISTINCT week, username FROM pairs) AS w GROUP BY 2"
+    "  FROM (SELECT DISTINCT week, username FROM pairs WHERE NOT week_tabled) AS w GROUP BY 2"
     " UNION ALL SELECT 'month', month, count(*)"
-    "  FROM (SELECT DISTINCT month, username FROM pairs) AS m GROUP BY 2"
+    "  FROM (SELECT DISTINCT month, username FROM pairs WHERE NOT month_tabled) AS m GROUP BY 2"
+    " UNION ALL "
+    + TABLED.format(
+        unit="day",
+        bucket="lo",
+        rows="daily",
+        column="day",
+        tabled="utc_day AND week_tabled AND month_tabled",
+    )
+    + " UNION ALL "
+    + TABLED.format(unit="week", bucket="week", rows="weekly", column="week", tabled="week_tabled")
+    + " UNION ALL "
+    + TABLED.format(
+        unit="month", bucket="month", rows="monthly", column="month", tabled="month_tabled"
+    )
 )
 
 
@@ -175,7 +210,8 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
     """(unit, bucket, distinct users logged in) for days, weeks and months of
     the display zone. The distinct (local day, user) pairs are found once;
     weeks and months are regrouped from them (a local week or month is
-    whole local days).
+    whole local days), but for those that are UTC weeks and months inside
+    the window, which are counted from their own tables.
 
     The pairs come from login_users_daily for the days cut on quarter hours
     (one or two keys of its primary key per day), from login_users_hourly
@@ -192,6 +228,8 @@ def active_users(window: Window, source: str = "auto") -> list[tuple[str, dateti
         local_days=local_days(),
         hourly=sql.Identifier(HourlyLoginUser._meta.db_table),
         daily=sql.Identifier(DailyLoginUser._meta.db_table),
+        weekly=sql.Identifier(WeeklyLoginUser._meta.db_table),
+        monthly=sql.Identifier(MonthlyLoginUser._meta.db_table),
         ranges=RANGES,
     )
     params = {

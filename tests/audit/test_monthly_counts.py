@@ -1,6 +1,7 @@
 """The monthly counts per caller, per project and per login user
 (event_counts_monthly_caller, event_counts_monthly_project,
-login_users_monthly, failed_logins_monthly) equal a GROUP BY of `events` by UTC month
+login_users_monthly, failed_logins_monthly) and the weekly login users
+(login_users_weekly) equal a GROUP BY of `events` by UTC month or week
 whoever writes the rows: ingest, INSERT, UPDATE and DELETE in SQL, a rebuild
 from a session in another zone. verify_aggregates reports their drift."""
 
@@ -18,7 +19,7 @@ from demo.history import generate
 from tests import factories
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
-MONTHLY = {t.table: t for t in COUNT_TABLES if t.unit == "month"}
+MONTHLY = {t.table: t for t in COUNT_TABLES if t.unit in ("week", "month")}
 
 # What each table must hold, written out here rather than taken from the
 # declarations, so that a wrong declaration fails too.
@@ -45,6 +46,11 @@ EXPECTED = {
         "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
         " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
         "SELECT month, username, n FROM login_users_monthly ORDER BY 1, 2",
+    ),
+    "login_users_weekly": (
+        "SELECT date_trunc('week', timestamp, 'UTC'), subject, count(*) FROM events"
+        " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT week, username, n FROM login_users_weekly ORDER BY 1, 2",
     ),
     "failed_logins_monthly": (
         "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
@@ -90,9 +96,11 @@ def test_monthly_counts_follow_ingest_and_equal_a_rebuild(history):
 
 
 def test_monthly_counts_follow_inserts_updates_and_deletes_in_sql(history):
-    # Rows on both sides of a UTC month's edge, one a microsecond before it.
-    edge = datetime(2026, 3, 1, tzinfo=UTC)
-    for i, at in enumerate((edge - timedelta(microseconds=1), edge, edge + timedelta(hours=5))):
+    # Rows on both sides of a UTC month's edge (a Sunday) and of the next
+    # week's, one a microsecond before each.
+    edge, monday = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    tick = timedelta(microseconds=1)
+    for i, at in enumerate((edge - tick, edge, edge + timedelta(hours=5), monday - tick, monday)):
         factories.row(caller="zed", subject="zed", timestamp=at, success=bool(i % 2))
         factories.row(
             event_type="experiment_created",
@@ -125,7 +133,7 @@ def test_monthly_counts_follow_inserts_updates_and_deletes_in_sql(history):
     )
     assert_exact()
     # Deletes, down to a caller's last event of a month: its row goes with it.
-    assert execute("DELETE FROM events WHERE caller = 'zed'") == 6
+    assert execute("DELETE FROM events WHERE caller = 'zed'") == 10
     assert execute(
         "DELETE FROM events WHERE timestamp >= %(lo)s AND timestamp < %(hi)s",
         {"lo": datetime(2026, 1, 1, tzinfo=UTC), "hi": datetime(2026, 2, 1, tzinfo=UTC)},

@@ -34,6 +34,7 @@ DERIVED = (
     "event_counts_daily",
     "login_users_hourly",
     "login_users_daily",
+    "login_users_weekly",
     "login_users_monthly",
     "event_counts_daily_caller",
     "event_counts_daily_project",

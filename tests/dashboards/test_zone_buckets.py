@@ -10,9 +10,16 @@ from django.db.models import F
 
 from audit.buckets import fetch, straddles
 from audit.ingest import ingest
-from audit.models import DailyCount, DailyLoginUser, HourlyCount, HourlyLoginUser
+from audit.models import (
+    DailyCount,
+    DailyLoginUser,
+    HourlyCount,
+    HourlyLoginUser,
+    MonthlyLoginUser,
+    WeeklyLoginUser,
+)
 from dashboards.stats import STATS
-from tests.dashboards.conftest import both, event, login, make_window, utc
+from tests.dashboards.conftest import both, event, login, make_window, stat_rows, utc
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 
@@ -295,3 +302,45 @@ def test_active_users_of_whole_utc_days_and_partial_edge_days_each_count_a_user_
     assert sorted(days.values(), reverse=True)[:2] == [2, 1]  # Mar 25: alice and bob
     assert set(days.values()) <= {1, 2} and len([n for n in days.values() if n]) == 5
     assert [users for per, _, users in rows if per == "week"] == [2, 1]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London"])
+def test_whole_utc_weeks_and_months_count_their_users_from_the_weekly_and_monthly_rows(db, zone):
+    # From Thursday January 1 to March 10, 2026 (London keeps UTC until
+    # March 29): January, February and the weeks from Monday January 5 to
+    # Sunday March 8 are whole; the first week, the last one and March are
+    # cut to the period. alice logs in either side of a week's edge and of
+    # a month's, bob in the first week and the last, carol in a whole week
+    # of the cut March.
+    logins = [login(at) for at in ("2026-01-11T23:59:59Z", "2026-01-12T00:00:00Z")]
+    logins += [login(at) for at in ("2026-01-31T23:59:59Z", "2026-02-01T00:00:00Z")]
+    logins += [login(at, "bob") for at in ("2026-01-02T09:00:00Z", "2026-03-09T09:00:00Z")]
+    logins += [login("2026-03-03T10:00:00Z", "carol")]
+    ingest(logins, now=NOW)
+    win = make_window(NOW, since="2026-01-01", until="2026-03-10", tz=zone)
+
+    def per(unit: str, rows: list) -> dict:
+        return {bucket: users for each, bucket, users in rows if each == unit and users}
+
+    rows = both("active_users", win)
+    assert per("week", rows) == {
+        utc(2025, 12, 29): 1,  # bob, the week cut to begin on Thursday
+        utc(2026, 1, 5): 1,
+        utc(2026, 1, 12): 1,
+        utc(2026, 1, 26): 1,  # alice's Saturday and Sunday logins
+        utc(2026, 3, 2): 1,
+        utc(2026, 3, 9): 1,
+    }
+    assert per("month", rows) == {utc(2026, 1, 1): 2, utc(2026, 2, 1): 1, utc(2026, 3, 1): 2}
+
+    # A row that no event backs shows up only where the stat reads it: the
+    # whole weeks and months count the weekly and monthly rows, the cut
+    # ones their days' users.
+    for week in (utc(2025, 12, 29), utc(2026, 1, 12), utc(2026, 3, 9)):
+        WeeklyLoginUser.objects.create(week=week, username="ghost", n=1)
+    for month in (utc(2026, 2, 1), utc(2026, 3, 1)):
+        MonthlyLoginUser.objects.create(month=month, username="ghost", n=1)
+    planted = stat_rows("active_users", win)
+    assert per("week", planted) == per("week", rows) | {utc(2026, 1, 12): 2}
+    assert per("month", planted) == per("month", rows) | {utc(2026, 2, 1): 2}
+    assert per("day", planted) == per("day", rows)
