@@ -87,12 +87,14 @@ BY_QUARTERS = (
     " AND d.hi_q > 0 AND first_quarter < d.hi_q"
 )
 # The users of each tabled day, week or month: its rows of one table, one
-# key of its primary key each. A bucket with none gives no row, as above.
+# key of its primary key each. A bucket with none gives no row, as the
+# pairs give none.
 TABLED = (
-    "SELECT '{unit}', b.bucket, c.n FROM (SELECT DISTINCT {bucket} AS bucket FROM days"
-    " WHERE {tabled}) AS b CROSS JOIN LATERAL ("
+    "SELECT '{unit}', b.bucket, c.n FROM {buckets} AS b (bucket) CROSS JOIN LATERAL ("
     " SELECT count(*) AS n FROM {{{rows}}} WHERE {column} = b.bucket) AS c WHERE c.n > 0"
 )
+# A day of a tabled week and month (of `days`).
+TABLED_DAY = "week IN (SELECT week FROM weeks) AND month IN (SELECT month FROM months)"
 ACTIVE_USERS_SQL = (
     # The local days over the window, each with its week and month, its
     # part inside the whole hours (s_lo, s_hi: the window's partial edge
@@ -105,15 +107,11 @@ ACTIVE_USERS_SQL = (
     # - any other day: its whole hours from login_users_hourly.
     # `whole`: no edge hour of the window falls in the day.
     # A week or month whose every day is a utc_day (the zone's offset 0:
-    # UTC, London in winter) is a UTC week or month inside the window:
-    # its users are counted from login_users_weekly or _monthly (`tabled`),
-    # and its days' pairs are left out of its deduplication below.
+    # UTC, London in winter) is a UTC week or month inside the window
+    # (`weeks`, `months`): its users are counted from login_users_weekly or
+    # _monthly (TABLED), and its days' pairs are left out of its
+    # deduplication below.
     "WITH days AS ("
-    "  SELECT *, bool_and(utc_day) OVER w AND min(lo) OVER w = week"
-    "   AND count(*) OVER w = 7 AS week_tabled,"
-    "   bool_and(utc_day) OVER m AND min(lo) OVER m = month"
-    "   AND max(hi) OVER m = (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'"
-    "   AS month_tabled FROM ("
     "  SELECT *, NOT utc_day AND s_lo < s_hi AND hi_day <= lo_day + interval '1 day'"
     "   AND extract(epoch FROM s_lo) %% 900 = 0 AND extract(epoch FROM s_hi) %% 900 = 0"
     "   AND NOT (lo_day = hi_day AND lo_q > 0)"
@@ -132,7 +130,12 @@ ACTIVE_USERS_SQL = (
     "   greatest(date_trunc('hour', lo + interval '1 hour' - interval '1 microsecond',"
     "    'UTC'), %(full_start)s::timestamptz) AS h_lo,"
     "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
-    "  ) AS d) AS d) AS d WINDOW w AS (PARTITION BY week), m AS (PARTITION BY month)"
+    "  ) AS d) AS d"
+    "), weeks AS (SELECT week FROM days GROUP BY week"
+    "  HAVING bool_and(utc_day) AND min(lo) = week AND count(*) = 7"
+    "), months AS (SELECT month FROM days GROUP BY month"
+    "  HAVING bool_and(utc_day) AND min(lo) = month"
+    "  AND max(hi) = (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'"
     "), pairs AS MATERIALIZED ("
     # A whole UTC day's rows are one per user already, and a whole day read
     # by quarters is deduplicated on its own. No other part below yields
@@ -141,13 +144,12 @@ ACTIVE_USERS_SQL = (
     # day's row as they are read: joining them to the days after was a
     # quarter of the statement's time in UTC.
     # A day of a tabled week and month is counted on its own (TABLED).
-    "  SELECT d.lo AS day, d.week, d.month, u.username, d.week_tabled, d.month_tabled"
-    "  FROM days AS d CROSS JOIN LATERAL ("
+    "  SELECT d.lo AS day, d.week, d.month, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u"
-    "  WHERE d.utc_day AND NOT (d.week_tabled AND d.month_tabled)"
-    "  UNION ALL SELECT d.lo, d.week, d.month, u.username, false, false FROM days AS d"
+    f"  WHERE d.utc_day AND NOT ({TABLED_DAY})"
+    "  UNION ALL SELECT d.lo, d.week, d.month, u.username FROM days AS d"
     f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u WHERE d.by_quarters AND d.whole"
-    "  UNION ALL SELECT p.day, d.week, d.month, p.username, false, false FROM ("
+    "  UNION ALL SELECT p.day, d.week, d.month, p.username FROM ("
     # PostgreSQL deduplicates these parts' pairs by hashing or sorting them.
     # Byte order ("C") compares the names without the database's collation
     # rules, which only order them.
@@ -185,24 +187,21 @@ ACTIVE_USERS_SQL = (
     "  ) AS p (day, username) JOIN days AS d ON d.lo = p.day"
     # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
     ") SELECT 'day', day, count(*) FROM pairs GROUP BY 2"
-    " UNION ALL SELECT 'week', week, count(*)"
-    "  FROM (SELECT DISTINCT week, username FROM pairs WHERE NOT week_tabled) AS w GROUP BY 2"
-    " UNION ALL SELECT 'month', month, count(*)"
-    "  FROM (SELECT DISTINCT month, username FROM pairs WHERE NOT month_tabled) AS m GROUP BY 2"
+    " UNION ALL SELECT 'week', week, count(*) FROM (SELECT DISTINCT week, username FROM pairs"
+    "  WHERE week NOT IN (SELECT week FROM weeks)) AS w GROUP BY 2"
+    " UNION ALL SELECT 'month', month, count(*) FROM (SELECT DISTINCT month, username FROM pairs"
+    "  WHERE month NOT IN (SELECT month FROM months)) AS m GROUP BY 2"
     " UNION ALL "
     + TABLED.format(
         unit="day",
-        bucket="lo",
+        buckets=f"(SELECT lo FROM days WHERE utc_day AND {TABLED_DAY})",
         rows="daily",
         column="day",
-        tabled="utc_day AND week_tabled AND month_tabled",
     )
     + " UNION ALL "
-    + TABLED.format(unit="week", bucket="week", rows="weekly", column="week", tabled="week_tabled")
+    + TABLED.format(unit="week", buckets="weeks", rows="weekly", column="week")
     + " UNION ALL "
-    + TABLED.format(
-        unit="month", bucket="month", rows="monthly", column="month", tabled="month_tabled"
-    )
+    + TABLED.format(unit="month", buckets="months", rows="monthly", column="month")
 )
 
 

@@ -344,3 +344,21 @@ def test_whole_utc_weeks_and_months_count_their_users_from_the_weekly_and_monthl
     assert per("week", planted) == per("week", rows) | {utc(2026, 1, 12): 2}
     assert per("month", planted) == per("month", rows) | {utc(2026, 2, 1): 2}
     assert per("day", planted) == per("day", rows)
+
+
+def test_the_weeks_and_months_of_a_zone_off_utc_are_never_read_as_utc_ones(db):
+    # New York's weeks and months begin at 05:00 UTC, so none is a UTC week
+    # or month. alice's login is late on Sunday January 11 there, bob's on
+    # Saturday January 31; rows planted at the UTC weeks and month around
+    # them must not be counted.
+    ingest([login("2026-01-12T00:00:00Z"), login("2026-02-01T00:00:00Z", "bob")], now=NOW)
+    for week in (utc(2026, 1, 5), utc(2026, 1, 12), utc(2026, 1, 26)):
+        WeeklyLoginUser.objects.create(week=week, username="ghost", n=1)
+    MonthlyLoginUser.objects.create(month=utc(2026, 1, 1), username="ghost", n=1)
+    win = make_window(NOW, since="2026-01-01", until="2026-03-10", tz="America/New_York")
+    rows = both("active_users", win)
+    assert [r for r in rows if r[0] != "day"] == [
+        ["week", utc(2026, 1, 5, 5), 1],
+        ["week", utc(2026, 1, 26, 5), 1],
+        ["month", utc(2026, 1, 1, 5), 2],
+    ]
