@@ -148,8 +148,9 @@ COUNT_TABLES = (
         ),
     ),
     # Per UTC week: the weekly active users of a window shown in UTC count a
-    # whole week's rows here, where deduplicating its days' (user, day) pairs
-    # was a third of the stat's time over a year.
+    # whole week's rows here rather than deduplicate its days' (day, user)
+    # pairs (a year at 10M events: 61 ms that way, 23 with this table and
+    # login_users_monthly).
     CountTable("login_users_weekly", "week", "week", (("username", "subject"),), only=_LOGINS),
     CountTable("login_users_monthly", "month", "month", (("username", "subject"),), only=_LOGINS),
     CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),
