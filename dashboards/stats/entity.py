@@ -163,7 +163,10 @@ def entity_type_counts(
 
 # `removals_after` counts the removals at or after each event, in event order
 # (timestamp, event_uuid): an add (or update, or inventory entry) with none
-# after it belongs to the current membership.
+# after it belongs to the current membership. The type is compared through
+# coalesce (never NULL) so that it filters the subject's few rows, not a
+# BitmapAnd with idx_events_event_type, which read every membership event of
+# the table (at 10M events, 346,000 of them: 46 ms of an org page's 74).
 MEMBERS_SQL = (
     "SELECT target, kind, role, state, joined FROM ("
     "  SELECT DISTINCT ON (target, kind) target, kind, role, state, event_type,"
@@ -175,7 +178,7 @@ MEMBERS_SQL = (
     "    count(*) FILTER (WHERE event_type = ANY(%(removals)s)) OVER (PARTITION BY target,"
     "     payload->>'kind' ORDER BY timestamp DESC, event_uuid DESC) AS removals_after"
     "   FROM events WHERE subject_type = %(kind)s AND subject = %(name)s AND success"
-    "    AND event_type = ANY(%(member_types)s) AND timestamp >= %(since)s"
+    "    AND coalesce(event_type, '') = ANY(%(member_types)s) AND timestamp >= %(since)s"
     "    AND target IS NOT NULL"
     "  ) AS history"
     "  ORDER BY target, kind, timestamp DESC, event_uuid DESC"
