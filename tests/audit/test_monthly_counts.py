@@ -19,7 +19,7 @@ from demo.history import generate
 from tests import factories
 
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
-MONTHLY = {t.table: t for t in COUNT_TABLES if t.unit in ("week", "month")}
+WEEKLY_AND_MONTHLY = {t.table: t for t in COUNT_TABLES if t.unit in ("week", "month")}
 
 # What each table must hold, written out here rather than taken from the
 # declarations, so that a wrong declaration fails too.
@@ -73,11 +73,11 @@ def execute(statement: str, params: dict | None = None) -> int:
 
 
 def assert_exact() -> None:
-    assert set(MONTHLY) == set(EXPECTED)
+    assert set(WEEKLY_AND_MONTHLY) == set(EXPECTED)
     for table, (expected, stored) in EXPECTED.items():
         assert rows(stored) == rows(expected), table
     with connection.cursor() as cursor:
-        for table in MONTHLY.values():
+        for table in WEEKLY_AND_MONTHLY.values():
             assert table.differences(cursor, None, None) == [], table.table
 
 
@@ -153,7 +153,7 @@ def test_a_rebuild_from_a_session_in_another_zone_recounts_whole_utc_months(hist
     execute("SET TIME ZONE 'America/New_York'")
     try:
         with connection.cursor() as cursor:
-            MONTHLY["event_counts_monthly_caller"].rebuild(
+            WEEKLY_AND_MONTHLY["event_counts_monthly_caller"].rebuild(
                 cursor, datetime(2026, 3, 15, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC)
             )
     finally:
