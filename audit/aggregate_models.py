@@ -79,14 +79,19 @@ class DailyLoginUser(models.Model):
 
 
 class WeeklyLoginUser(models.Model):
-    """Pre-aggregate: successful logins per UTC week (from Monday) and user:
-    the weekly active users of the whole weeks of a window shown in UTC,
-    counted from the index without deduplicating a week's daily rows."""
+    """Pre-aggregate: successful logins per UTC week (from Monday) and user,
+    with the first and last of them: the weekly active users of a window's
+    whole weeks, without deduplicating a week's daily rows. A local week
+    that spans two UTC weeks (Asia/Kolkata's begins on Sunday at 18:30 UTC)
+    takes from the first the users whose last login came at or after its
+    start, from the second those whose first came before its end."""
 
     pk = models.CompositePrimaryKey("week", "username")
     week = models.DateTimeField()  # UTC midnight of the week's Monday
     username = models.TextField()
     n = models.BigIntegerField()
+    first_login = models.DateTimeField()
+    last_login = models.DateTimeField()
 
     class Meta:
         db_table = "login_users_weekly"
@@ -96,13 +101,16 @@ class WeeklyLoginUser(models.Model):
 
 
 class MonthlyLoginUser(models.Model):
-    """Pre-aggregate: successful logins per UTC month and user (the users who
-    logged in over the whole months of a window)."""
+    """Pre-aggregate: successful logins per UTC month and user, with the
+    first and last of them (the users who logged in over the whole months
+    of a window, read as WeeklyLoginUser's weeks are)."""
 
     pk = models.CompositePrimaryKey("month", "username")
     month = models.DateTimeField()  # UTC midnight of the month's first day
     username = models.TextField()
     n = models.BigIntegerField()
+    first_login = models.DateTimeField()
+    last_login = models.DateTimeField()
 
     class Meta:
         db_table = "login_users_monthly"

@@ -10,8 +10,11 @@ logins per UTC hour and user, and how many of them came before the hour's
 an hour their midnight cuts on a quarter hour; and `events`
 (idx_events_logins_ts) for the rest: the window's partial edge hours and an
 hour in which the offset changes (audit.buckets finds them). A week or
-month that is a UTC week or month inside the window counts its users from
-login_users_weekly or login_users_monthly.
+month whole inside the window counts its users from login_users_weekly or
+login_users_monthly: those of its first UTC week or month whose last login
+came at or after its start, and those of the next whose first login came
+before its end. Only the days of the window's cut first and last weeks and
+months are paired and deduplicated.
 """
 
 from datetime import datetime
@@ -86,15 +89,36 @@ BY_QUARTERS = (
     " UNION SELECT username FROM {daily} WHERE day = d.hi_day AND d.hi_day > d.lo_day"
     " AND d.hi_q > 0 AND first_quarter < d.hi_q"
 )
-# The users of each tabled day, week or month: its rows of one table, one
-# key of its primary key each. A bucket with none gives no row, as the
-# pairs give none.
-TABLED = (
-    "SELECT '{unit}', b.bucket, c.n FROM {buckets} AS b (bucket) CROSS JOIN LATERAL ("
-    " SELECT count(*) AS n FROM {{{rows}}} WHERE {column} = b.bucket) AS c WHERE c.n > 0"
+# A local week or month read from login_users_weekly or _monthly (`weeks`,
+# `months`: whole inside the window, from its UTC unit `a` to the next one,
+# `b`): from `a` the users whose last login came at or after its start, from
+# `b` those whose first came before its end. A UTC week or month (lo = a,
+# hi = b) counts its rows from the primary key alone.
+BOUNDED = (
+    "SELECT '{unit}', b.lo, c.n FROM {buckets} AS b CROSS JOIN LATERAL ("
+    " SELECT CASE WHEN b.lo = b.a AND b.hi = b.b"
+    "  THEN (SELECT count(*) FROM {{{rows}}} WHERE {unit} = b.a)"
+    "  ELSE (SELECT count(*) FROM (SELECT username FROM {{{rows}}}"
+    "   WHERE {unit} = b.a AND last_login >= b.lo UNION SELECT username FROM {{{rows}}}"
+    "   WHERE {unit} = b.b AND b.hi > b.b AND first_login < b.hi) AS u) END AS n OFFSET 0) AS c"
+    " WHERE c.n > 0"
 )
-# A day of a tabled week and month (of `days`).
-TABLED_DAY = "week IN (SELECT week FROM weeks) AND month IN (SELECT month FROM months)"
+# Whole units of the zone inside the window whose ends fall in two
+# consecutive UTC units, from `days` (a week or month of London's summer
+# too; not one shortened by the hour the clocks go forward inside it).
+UNITS = (
+    "SELECT lo, hi, a, b FROM (SELECT {unit} AS lo, max(hi) AS hi,"
+    "  date_trunc('{unit}', {unit}, 'UTC') AS a, date_trunc('{unit}', max(hi), 'UTC') AS b"
+    "  FROM days GROUP BY {unit} HAVING bool_and(whole) AND min(lo) = {unit}"
+    "  AND max(hi) = ({unit} AT TIME ZONE %(tz)s + interval '1 {unit}') AT TIME ZONE %(tz)s) AS u"
+    " WHERE b = (a AT TIME ZONE 'UTC' + interval '1 {unit}') AT TIME ZONE 'UTC'"
+)
+# A day counted on its own: one read whole from login_users_daily of a week
+# and a month read from their tables. Every other day's users are paired.
+COUNTED_DAY = (
+    "(utc_day OR by_quarters AND whole)"
+    " AND week IN (SELECT lo FROM weeks) AND month IN (SELECT lo FROM months)"
+)
 ACTIVE_USERS_SQL = (
     # The local days over the window, each with its week and month, its
     # part inside the whole hours (s_lo, s_hi: the window's partial edge
@@ -106,11 +130,10 @@ ACTIVE_USERS_SQL = (
     #   cannot answer, nor one with an hour in which the offset changes;
     # - any other day: its whole hours from login_users_hourly.
     # `whole`: no edge hour of the window falls in the day.
-    # A week or month whose every day is a utc_day (the zone's offset 0:
-    # UTC, London in winter) is a UTC week or month inside the window
-    # (`weeks`, `months`): its users are counted from login_users_weekly or
-    # _monthly (TABLED), and its days' pairs are left out of its
-    # deduplication below.
+    # A week or month whole inside the window (`weeks`, `months`, UNITS)
+    # counts its users from login_users_weekly or _monthly (BOUNDED), and
+    # its days' pairs are left out of its deduplication below. A day of
+    # such a week and month is counted on its own (COUNTED_DAY), not paired.
     "WITH days AS ("
     "  SELECT *, NOT utc_day AND s_lo < s_hi AND hi_day <= lo_day + interval '1 day'"
     "   AND extract(epoch FROM s_lo) %% 900 = 0 AND extract(epoch FROM s_hi) %% 900 = 0"
@@ -131,24 +154,21 @@ ACTIVE_USERS_SQL = (
     "    'UTC'), %(full_start)s::timestamptz) AS h_lo,"
     "   least(date_trunc('hour', hi, 'UTC'), %(full_end)s::timestamptz) AS h_hi FROM {local_days}"
     "  ) AS d) AS d"
-    "), weeks AS (SELECT week FROM days GROUP BY week"
-    "  HAVING bool_and(utc_day) AND min(lo) = week AND count(*) = 7"
-    "), months AS (SELECT month FROM days GROUP BY month"
-    "  HAVING bool_and(utc_day) AND min(lo) = month"
-    "  AND max(hi) = (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'"
+    f"), weeks AS ({UNITS.format(unit='week')}"
+    f"), months AS ({UNITS.format(unit='month')}"
     "), pairs AS MATERIALIZED ("
     # A whole UTC day's rows are one per user already, and a whole day read
     # by quarters is deduplicated on its own. No other part below yields
-    # such a day, so these pairs skip the deduplication of the rest (at 10M
-    # events, a year's 44,500), and take their week and month from their
-    # day's row as they are read: joining them to the days after was a
-    # quarter of the statement's time in UTC.
-    # A day of a tabled week and month is counted on its own (TABLED).
+    # such a day, so these pairs skip the deduplication of the rest, and
+    # take their week and month from their day's row as they are read:
+    # joining them to the days after was a quarter of the statement's time
+    # in UTC. A COUNTED_DAY is not paired.
     "  SELECT d.lo AS day, d.week, d.month, u.username FROM days AS d CROSS JOIN LATERAL ("
     "   SELECT username FROM {daily} WHERE day = d.lo OFFSET 0) AS u"
-    f"  WHERE d.utc_day AND NOT ({TABLED_DAY})"
+    f"  WHERE d.utc_day AND NOT ({COUNTED_DAY})"
     "  UNION ALL SELECT d.lo, d.week, d.month, u.username FROM days AS d"
-    f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u WHERE d.by_quarters AND d.whole"
+    f"  CROSS JOIN LATERAL ({BY_QUARTERS}) AS u"
+    f"  WHERE d.by_quarters AND d.whole AND NOT ({COUNTED_DAY})"
     "  UNION ALL SELECT p.day, d.week, d.month, p.username FROM ("
     # PostgreSQL deduplicates these parts' pairs by hashing or sorting them.
     # Byte order ("C") compares the names without the database's collation
@@ -188,29 +208,27 @@ ACTIVE_USERS_SQL = (
     # DISTINCT in a subquery, not count(DISTINCT …): hashed, not sorted.
     ") SELECT 'day', day, count(*) FROM pairs GROUP BY 2"
     " UNION ALL SELECT 'week', week, count(*) FROM (SELECT DISTINCT week, username FROM pairs"
-    "  WHERE week NOT IN (SELECT week FROM weeks)) AS w GROUP BY 2"
+    "  WHERE week NOT IN (SELECT lo FROM weeks)) AS w GROUP BY 2"
     " UNION ALL SELECT 'month', month, count(*) FROM (SELECT DISTINCT month, username FROM pairs"
-    "  WHERE month NOT IN (SELECT month FROM months)) AS m GROUP BY 2"
+    "  WHERE month NOT IN (SELECT lo FROM months)) AS m GROUP BY 2"
+    " UNION ALL SELECT 'day', d.lo, c.n FROM days AS d CROSS JOIN LATERAL ("
+    "  SELECT CASE WHEN d.utc_day THEN (SELECT count(*) FROM {daily} WHERE day = d.lo)"
+    f"  ELSE (SELECT count(*) FROM ({BY_QUARTERS}) AS u) END AS n OFFSET 0) AS c"
+    f" WHERE {COUNTED_DAY} AND c.n > 0"
     " UNION ALL "
-    + TABLED.format(
-        unit="day",
-        buckets=f"(SELECT lo FROM days WHERE utc_day AND {TABLED_DAY})",
-        rows="daily",
-        column="day",
-    )
+    + BOUNDED.format(unit="week", buckets="weeks", rows="weekly")
     + " UNION ALL "
-    + TABLED.format(unit="week", buckets="weeks", rows="weekly", column="week")
-    + " UNION ALL "
-    + TABLED.format(unit="month", buckets="months", rows="monthly", column="month")
+    + BOUNDED.format(unit="month", buckets="months", rows="monthly")
 )
 
 
 def active_users(window: Window, source: str = "auto") -> list[tuple[str, datetime, int]]:
     """(unit, bucket, distinct users logged in) for days, weeks and months of
-    the display zone. The distinct (local day, user) pairs are found once;
-    weeks and months are regrouped from them (a local week or month is
-    whole local days), but for those that are UTC weeks and months inside
-    the window, which are counted from their own tables.
+    the display zone. A week or month whole inside the window counts its
+    users from login_users_weekly or _monthly (BOUNDED), a day of such a
+    week and month on its own. For the rest the distinct (local day, user)
+    pairs are found once, and the cut weeks and months regrouped from them
+    (a local week or month is whole local days).
 
     The pairs come from login_users_daily for the days cut on quarter hours
     (one or two keys of its primary key per day), from login_users_hourly

@@ -1,7 +1,8 @@
 """The monthly counts per caller, per project and per login user
 (event_counts_monthly_caller, event_counts_monthly_project,
 login_users_monthly, failed_logins_monthly) and the weekly login users
-(login_users_weekly) equal a GROUP BY of `events` by UTC month or week
+(login_users_weekly), with the login users' first and last logins, equal a
+GROUP BY of `events` by UTC month or week
 whoever writes the rows: ingest, INSERT, UPDATE and DELETE in SQL, a rebuild
 from a session in another zone. verify_aggregates reports their drift."""
 
@@ -43,14 +44,16 @@ EXPECTED = {
         " FROM event_counts_monthly_project ORDER BY 1, 2",
     ),
     "login_users_monthly": (
-        "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"
-        " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
-        "SELECT month, username, n FROM login_users_monthly ORDER BY 1, 2",
+        "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*), min(timestamp),"
+        " max(timestamp) FROM events WHERE event_type = 'user_login' AND success"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT month, username, n, first_login, last_login FROM login_users_monthly ORDER BY 1, 2",
     ),
     "login_users_weekly": (
-        "SELECT date_trunc('week', timestamp, 'UTC'), subject, count(*) FROM events"
-        " WHERE event_type = 'user_login' AND success GROUP BY 1, 2 ORDER BY 1, 2",
-        "SELECT week, username, n FROM login_users_weekly ORDER BY 1, 2",
+        "SELECT date_trunc('week', timestamp, 'UTC'), subject, count(*), min(timestamp),"
+        " max(timestamp) FROM events WHERE event_type = 'user_login' AND success"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT week, username, n, first_login, last_login FROM login_users_weekly ORDER BY 1, 2",
     ),
     "failed_logins_monthly": (
         "SELECT date_trunc('month', timestamp, 'UTC'), subject, count(*) FROM events"

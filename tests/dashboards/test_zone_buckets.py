@@ -4,6 +4,7 @@ DST shift): the hourly pre-aggregate answers them too, and they equal the
 same counts from raw `events`, to the event on either side of each edge."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db.models import F
@@ -285,6 +286,15 @@ def test_fetch_reads_timestamps_as_aware_utc_to_the_microsecond(db):
     assert str(bucket) == "2026-03-05 18:30:00+00:00"
 
 
+def ghost(model, name="ghost", *, first, last=None, **unit) -> None:
+    """A weekly or monthly login row that no event backs."""
+    model.objects.create(username=name, n=1, first_login=first, last_login=last or first, **unit)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
 @pytest.mark.parametrize("zone", ["UTC", "Europe/London"])
 def test_active_users_of_whole_utc_days_and_partial_edge_days_each_count_a_user_once(db, zone):
     # Whole UTC days are read from login_users_daily (UTC, and London in
@@ -337,24 +347,24 @@ def test_whole_utc_weeks_and_months_count_their_users_from_the_weekly_and_monthl
     # whole weeks and months count the weekly and monthly rows, the cut
     # ones their days' users.
     for week in (utc(2025, 12, 29), utc(2026, 1, 12), utc(2026, 3, 9)):
-        WeeklyLoginUser.objects.create(week=week, username="ghost", n=1)
+        ghost(WeeklyLoginUser, week=week, first=week, last=week)
     for month in (utc(2026, 2, 1), utc(2026, 3, 1)):
-        MonthlyLoginUser.objects.create(month=month, username="ghost", n=1)
+        ghost(MonthlyLoginUser, month=month, first=month, last=month)
     planted = stat_rows("active_users", win)
     assert per("week", planted) == per("week", rows) | {utc(2026, 1, 12): 2}
     assert per("month", planted) == per("month", rows) | {utc(2026, 2, 1): 2}
     assert per("day", planted) == per("day", rows)
 
 
-def test_the_weeks_and_months_of_a_zone_off_utc_are_never_read_as_utc_ones(db):
-    # New York's weeks and months begin at 05:00 UTC, so none is a UTC week
-    # or month. alice's login is late on Sunday January 11 there, bob's on
-    # Saturday January 31; rows planted at the UTC weeks and month around
-    # them must not be counted.
+def test_a_new_york_week_or_month_takes_its_users_from_two_utc_ones_by_their_logins(db):
+    # New York's week of Monday January 12 runs from 05:00 UTC that day to
+    # 05:00 UTC on the 19th: its users are those of the UTC week of the
+    # 12th whose last login came at or after its start and those of the
+    # UTC week of the 19th whose first login came before its end. Its
+    # January runs from 05:00 UTC on January 1 to 05:00 on February 1.
+    # alice's login is late on Sunday January 11 there, bob's on Saturday
+    # January 31.
     ingest([login("2026-01-12T00:00:00Z"), login("2026-02-01T00:00:00Z", "bob")], now=NOW)
-    for week in (utc(2026, 1, 5), utc(2026, 1, 12), utc(2026, 1, 26)):
-        WeeklyLoginUser.objects.create(week=week, username="ghost", n=1)
-    MonthlyLoginUser.objects.create(month=utc(2026, 1, 1), username="ghost", n=1)
     win = make_window(NOW, since="2026-01-01", until="2026-03-10", tz="America/New_York")
     rows = both("active_users", win)
     assert [r for r in rows if r[0] != "day"] == [
@@ -362,3 +372,70 @@ def test_the_weeks_and_months_of_a_zone_off_utc_are_never_read_as_utc_ones(db):
         ["week", utc(2026, 1, 26, 5), 1],
         ["month", utc(2026, 1, 1, 5), 2],
     ]
+
+    # Rows no event backs show up only where the stat reads them, each by
+    # its first and last login: "early" logged in only just before New
+    # York's week of the 12th began, "late" just before the next one began
+    # and again after it, "after" just after it; "feb" in February just
+    # before New York's February began and after it, "jan" on January 1
+    # before New York's January began.
+    tick = timedelta(microseconds=1)
+    ghost(WeeklyLoginUser, "early", week=utc(2026, 1, 12), first=utc(2026, 1, 12, 5) - tick)
+    ghost(
+        WeeklyLoginUser,
+        "late",
+        week=utc(2026, 1, 19),
+        first=utc(2026, 1, 19, 5) - tick,
+        last=utc(2026, 1, 20),
+    )
+    ghost(WeeklyLoginUser, "after", week=utc(2026, 1, 19), first=utc(2026, 1, 19, 5))
+    ghost(
+        MonthlyLoginUser,
+        "feb",
+        month=utc(2026, 2, 1),
+        first=utc(2026, 2, 1, 5) - tick,
+        last=utc(2026, 2, 3),
+    )
+    ghost(MonthlyLoginUser, "jan", month=utc(2026, 1, 1), first=utc(2026, 1, 1, 4))
+    planted = stat_rows("active_users", win)
+    assert [r for r in planted if r[0] != "day"] == [
+        ["week", utc(2026, 1, 5, 5), 2],  # alice, early
+        ["week", utc(2026, 1, 12, 5), 1],  # late
+        ["week", utc(2026, 1, 19, 5), 2],  # late, after
+        ["week", utc(2026, 1, 26, 5), 1],
+        ["month", utc(2026, 1, 1, 5), 3],  # alice, bob, feb
+        ["month", utc(2026, 2, 1, 5), 1],  # feb
+    ]
+    assert [r for r in planted if r[0] == "day"] == [r for r in rows if r[0] == "day"]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Asia/Kolkata", "America/New_York", "Asia/Kathmandu", "Europe/London", "Pacific/Chatham"],
+)
+def test_active_users_of_local_weeks_and_months_equal_raw_events_at_every_edge(db, zone):
+    # Logins a microsecond either side of every local week's and month's
+    # edge from January to May 2026 (London's clocks go forward on March
+    # 29, shortening that week; Chatham's back on April 5), each edge's
+    # pair by its own user, and one user who logs in every 31 hours.
+    tick = timedelta(microseconds=1)
+    tz = ZoneInfo(zone)
+    edges = [datetime(2026, 1, 5, tzinfo=tz) + timedelta(weeks=w) for w in range(20)]
+    edges += [datetime(2026, m, 1, tzinfo=tz) for m in range(2, 6)]
+    logins = [login("2026-01-01T00:00:00Z", "steady")]
+    for i, edge in enumerate(sorted(set(edges))):
+        at = edge.astimezone(UTC)
+        logins += [login(iso(at - tick), f"before{i}"), login(iso(at), f"at{i}")]
+        logins += [login(iso(at - tick), f"both{i % 3}"), login(iso(at), f"both{(i + 1) % 3}")]
+    logins += [
+        login(iso(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=31 * k)), "steady")
+        for k in range(1, 100)
+    ]
+    later = datetime(2026, 6, 1, tzinfo=UTC)
+    ingest(logins, now=later)
+    win = make_window(later, since="2026-01-02", until="2026-05-20", tz=zone)
+    rows = both("active_users", win)
+    assert len([r for r in rows if r[0] == "week"]) == 21
+    # February: the logins at its first instant and its last, and at both
+    # sides of its four Mondays; then steady and the three "both" users.
+    assert [r[2] for r in rows if r[0] == "month"][1:4] == [10 + 4, 12 + 4, 10 + 4]
