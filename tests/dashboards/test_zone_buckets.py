@@ -380,23 +380,21 @@ def test_a_new_york_week_or_month_takes_its_users_from_two_utc_ones_by_their_log
     # before New York's February began and after it, "jan" on January 1
     # before New York's January began.
     tick = timedelta(microseconds=1)
-    ghost(WeeklyLoginUser, "early", week=utc(2026, 1, 12), first=utc(2026, 1, 12, 5) - tick)
-    ghost(
-        WeeklyLoginUser,
-        "late",
-        week=utc(2026, 1, 19),
-        first=utc(2026, 1, 19, 5) - tick,
-        last=utc(2026, 1, 20),
-    )
-    ghost(WeeklyLoginUser, "after", week=utc(2026, 1, 19), first=utc(2026, 1, 19, 5))
-    ghost(
-        MonthlyLoginUser,
-        "feb",
-        month=utc(2026, 2, 1),
-        first=utc(2026, 2, 1, 5) - tick,
-        last=utc(2026, 2, 3),
-    )
-    ghost(MonthlyLoginUser, "jan", month=utc(2026, 1, 1), first=utc(2026, 1, 1, 4))
+    week, next_week, month = utc(2026, 1, 12), utc(2026, 1, 19), utc(2026, 2, 1)
+    for model, name, unit, first, last in [
+        (WeeklyLoginUser, "early", {"week": week}, utc(2026, 1, 12, 5) - tick, None),
+        (
+            WeeklyLoginUser,
+            "late",
+            {"week": next_week},
+            utc(2026, 1, 19, 5) - tick,
+            utc(2026, 1, 20),
+        ),
+        (WeeklyLoginUser, "after", {"week": next_week}, utc(2026, 1, 19, 5), None),
+        (MonthlyLoginUser, "feb", {"month": month}, utc(2026, 2, 1, 5) - tick, utc(2026, 2, 3)),
+        (MonthlyLoginUser, "jan", {"month": utc(2026, 1, 1)}, utc(2026, 1, 1, 4), None),
+    ]:
+        ghost(model, name, first=first, last=last, **unit)
     planted = stat_rows("active_users", win)
     assert [r for r in planted if r[0] != "day"] == [
         ["week", utc(2026, 1, 5, 5), 2],  # alice, early
