@@ -173,7 +173,43 @@ DAILY_PLAN_KEYS = (
 )
 
 
+# daily_plan's answers by what they depend on. The charts of one page share
+# a window, and each asked for the same plan: a year in Asia/Kolkata takes
+# some 5 ms to plan, five times over on the overview. Windows end at `now`,
+# so an entry serves the page that made it; the oldest go first.
+_DAILY_PLANS: dict[tuple, dict[str, list]] = {}
+DAILY_PLANS_KEPT = 32
+
+
 def daily_plan(
+    plan: HourPlan,
+    window: Window,
+    bucketed: bool,
+    *,
+    starts: list[datetime] | None = None,
+) -> dict[str, list]:
+    """_daily_plan, computed once for each plan, zone, unit and bucketing.
+    The lists are shared between callers, which only read them."""
+    key = (
+        plan.hours_from,
+        plan.hours_to,
+        tuple(plan.whole_raw),
+        tuple(plan.split),
+        tuple(plan.keep),
+        window.tz_name,
+        window.unit,
+        bucketed,
+    )
+    found = _DAILY_PLANS.get(key)
+    if found is None:
+        found = _daily_plan(plan, window, bucketed, starts=starts)
+        while len(_DAILY_PLANS) >= DAILY_PLANS_KEPT:
+            _DAILY_PLANS.pop(next(iter(_DAILY_PLANS)), None)
+        _DAILY_PLANS[key] = found
+    return dict(found)
+
+
+def _daily_plan(
     plan: HourPlan,
     window: Window,
     bucketed: bool,
