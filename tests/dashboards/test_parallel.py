@@ -1,8 +1,8 @@
 """A page's stats computed side by side (dashboards/parallel.py), on the
 pool's own connections: with committed rows (a real transaction per test, as
-in production), the overview and the top-N page show exactly what the same
-stats computed one after another show, and a statement past the web's
-timeout in one of them answers 503."""
+in production), the overview, the top-N page and a user's page show exactly
+what the same stats computed one after another show, and a statement past
+the web's timeout in one of them answers 503."""
 
 import re
 import threading
@@ -19,7 +19,12 @@ from tests.dashboards.conftest import NOW
 from tests.sphere_stats.test_database_down import events_locked, web_request_with_statement_timeout
 
 pytestmark = pytest.mark.django_db(transaction=True)
-PAGES = ["/?period=30d", "/?period=1y&tz=Asia/Kolkata", "/top/?period=90d"]
+PAGES = [
+    "/?period=30d",
+    "/?period=1y&tz=Asia/Kolkata",
+    "/top/?period=90d",
+    "/users/chen/?period=90d&tz=Asia/Kolkata",
+]
 
 
 @pytest.fixture
