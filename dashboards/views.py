@@ -332,6 +332,20 @@ def _timeline_page(request: HttpRequest, kind: str, name: str, project: str) -> 
     return {"events": events, "next_url": next_url}
 
 
+def _entity_stats(request: HttpRequest, window: Window, filters: dict) -> list[dict[str, Any]]:
+    """An entity page's events by type and activity heatmap, side by side,
+    the events by type first: a busy user's is the longer (at 10M events
+    the busiest user's: 55 ms, and 26 for the heatmap in Asia/Kolkata). A
+    day's cell opens the explorer on that day's events, for analysts."""
+    explore = has_role(request.user, Role.ANALYST)
+    return in_parallel(
+        [
+            partial(run_stat, "entity_events", window, **filters),
+            partial(run_stat, "entity_activity", window, explore=explore, **filters),
+        ]
+    )
+
+
 def _entity_context(
     request: HttpRequest, kind: str, name: str, project: str
 ) -> tuple[dict[str, Any], bool]:
@@ -361,22 +375,7 @@ def _entity_context(
         if entity.predates_log:
             context["first_event"] = first_event(entity)
     filters = {"kind": kind, "name": name, "project": project}
-    # Side by side, the events by type first: a busy user's is the longer
-    # (at 10M events the busiest user's: 55 ms, and 26 for the heatmap in
-    # Asia/Kolkata). A day's cell opens the explorer on that day's events,
-    # for analysts.
-    context["counts"], context["heatmap"] = in_parallel(
-        [
-            partial(run_stat, "entity_events", window, **filters),
-            partial(
-                run_stat,
-                "entity_activity",
-                window,
-                explore=has_role(request.user, Role.ANALYST),
-                **filters,
-            ),
-        ]
-    )
+    context["counts"], context["heatmap"] = _entity_stats(request, window, filters)
     if kind in ("organization", "project") and entity and entity.state != Entity.GONE:
         context["members"] = members(kind, name, entity.since)
     if kind == "project":
