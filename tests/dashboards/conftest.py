@@ -21,7 +21,7 @@ NY = "America/New_York"
 
 
 def event(
-    ts: str,
+    ts: str | datetime,
     event_type: str,
     subject: str,
     subject_type: str,
@@ -175,7 +175,7 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def login(ts: str, who: str = "alice", success: bool = True) -> dict:
+def login(ts: str | datetime, who: str = "alice", success: bool = True) -> dict:
     return event(ts, "user_login", who, "user", caller=who, success=success)
 
 
