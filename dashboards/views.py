@@ -2,6 +2,7 @@ import json
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -109,6 +110,15 @@ TOP_STATS = (
     "top_facilities",
     "failures_by_type",
     "top_errors",
+)
+LONGEST_FIRST = (
+    "failed_logins",
+    "top_projects",
+    "top_users",
+    "top_orgs",
+    "failures_by_type",
+    "top_errors",
+    "top_facilities",
 )
 
 
@@ -300,12 +310,18 @@ def top(request: HttpRequest) -> HttpResponse:
         by = STATS["top_projects"].parse(request.GET)["by"]
     except StatError as exc:
         error, n, by = f"{exc.field}: {exc.message}", 10, "events"
-    tables = in_parallel(
-        [
-            partial(run_stat, name, window, n=n, **({"by": by} if name == "top_projects" else {}))
-            for name in TOP_STATS
-        ]
-    )
+    # Its stats are all SQL: TOP_STATS_WIDTH at a time (one per CPU of the
+    # database server), the longest first (a year at 10M: the failed logins
+    # 46 ms, the projects 23, the users 15, the orgs 14, the rest 2-7 each),
+    # so that the failed logins have a CPU to themselves; shown in TOP_STATS'
+    # order. Four at once on two CPUs: 79-83 ms for the year, 59-60 so.
+    calls = {
+        name: partial(run_stat, name, window, n=n, **({"by": by} if name == "top_projects" else {}))
+        for name in LONGEST_FIRST
+    }
+    computed = in_parallel(list(calls.values()), width=settings.TOP_STATS_WIDTH)
+    done = dict(zip(calls, computed, strict=True))
+    tables = [done[name] for name in TOP_STATS]
     context = {"window": window, "error": error, "n": n, "by": by, "tables": tables}
     return _page(request, "dashboards/top.html", "dashboards/_top_body.html", context)
 

@@ -6,6 +6,7 @@ the web's timeout in one of them answers 503."""
 
 import re
 import threading
+import time
 
 import pytest
 import time_machine
@@ -71,8 +72,9 @@ def test_stats_side_by_side_show_what_one_after_another_show(history, settings, 
     assert _page_text(together) == _page_text(alone)
 
 
+@pytest.mark.parametrize("path", ["/?period=30d", "/top/?period=30d"])
 def test_a_stat_past_the_web_timeout_on_the_pool_answers_503(
-    history, analyst, settings, monkeypatch
+    history, analyst, settings, monkeypatch, path
 ):
     settings.STATS_CACHE_SECONDS = 0
     settings.STATS_THREADS = 4
@@ -82,10 +84,46 @@ def test_a_stat_past_the_web_timeout_on_the_pool_answers_503(
     # The pool's next connections are new ones: they take the web's timeout.
     parallel.close_connections()
     with web_request_with_statement_timeout(settings, 300), events_locked():
-        response = page.get("/?period=30d")
+        response = page.get(path)
     assert threads
     assert response.status_code == 503
     assert "Temporarily unavailable" in response.content.decode()
     parallel.close_connections()
     db.reset_unreachable()
-    assert page.get("/?period=30d").status_code == 200
+    assert page.get(path).status_code == 200
+
+
+def _tracked(running: list, peak: list, lock: threading.Lock, value: int):
+    def call() -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return value
+
+    return call
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_a_width_runs_that_many_at_once_and_keeps_the_order(settings, width):
+    settings.STATS_THREADS = 4
+    running, peak, lock = [0], [0], threading.Lock()
+    calls = [_tracked(running, peak, lock, value) for value in range(7)]
+    assert parallel.in_parallel(calls, width=width) == list(range(7))
+    assert peak[0] == width
+    # Not vacuously: without a width, every thread of the pool ran at once.
+    peak[0] = 0
+    assert parallel.in_parallel(calls) == list(range(7))
+    assert peak[0] == parallel._workers > width
+
+
+def test_an_error_in_a_lane_reaches_the_page(settings):
+    settings.STATS_THREADS = 4
+
+    def fails() -> int:
+        raise ValueError("this stat failed")
+
+    with pytest.raises(ValueError, match="this stat failed"):
+        parallel.in_parallel([lambda: 1, fails, lambda: 3, lambda: 4], width=2)
