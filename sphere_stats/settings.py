@@ -309,10 +309,12 @@ STATS_CACHE_SECONDS = envint("STATS_CACHE_SECONDS", 30)
 # database connection of its own (dashboards/parallel.py); 0 or 1: one after
 # another in the request's thread.
 STATS_THREADS = envint("STATS_THREADS", 4)
-# How many of the top-N page's stats run at once: they are all SQL, so one
-# per CPU of the database server; more only share its CPUs, and the longest
-# (a year's failed logins) then finishes last of all.
-TOP_STATS_WIDTH = envint("TOP_STATS_WIDTH", 2)
+# How many of a page's stats run at once (of its STATS_THREADS), the longest
+# first: one per CPU of the database server for the top-N page's, which are
+# all SQL (more only share its CPUs, and the longest, a year's failed
+# logins, then finishes last of all); one more for the overview's, whose
+# charts' figures are Python that runs beside the others' SQL.
+STATS_WIDTH = envint("STATS_WIDTH", 2)
 # How long a worker trusts a token it has found valid (0: look up every
 # request); a revocation takes effect in other workers within this.
 API_TOKEN_CACHE_SECONDS = envint("API_TOKEN_CACHE_SECONDS", 5)
