@@ -71,13 +71,18 @@ def in_parallel(calls: list[Callable[[], T]], width: int | None = None) -> list[
     return [future.result() for future in futures]
 
 
+def by_name(calls: dict[str, Callable[[], T]], width: int | None = None) -> dict[str, T]:
+    """in_parallel of named calls, in the dict's order: {name: result}."""
+    return dict(zip(calls, in_parallel(list(calls.values()), width), strict=True))
+
+
 def _in_lanes(calls: list[Callable[[], T]], width: int, pool, web: bool) -> list[T]:
     waiting = deque(enumerate(calls))
     results: list = [None] * len(calls)
 
     def lane() -> None:
         # popleft is atomic: each call is taken by exactly one lane.
-        while waiting:
+        while True:
             try:
                 i, call = waiting.popleft()
             except IndexError:

@@ -23,7 +23,7 @@ from dashboards.entities import (
     first_event,
     suggestions,
 )
-from dashboards.parallel import in_parallel
+from dashboards.parallel import by_name, in_parallel
 from dashboards.stats import STATS, ChartOptions, Result, StatError, first_event_time
 from dashboards.stats.entity import members, memberships_of
 from sphere_stats.roles import Role, has_role, role_required
@@ -265,8 +265,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "logins": partial(run_stat, "logins", window, **chart_options),
         "current_counts": partial(run_stat, "current_counts", window),
     }
-    computed = in_parallel(list(calls.values()), width=settings.STATS_WIDTH + 1)
-    done = dict(zip(calls, computed, strict=True))
+    done = by_name(calls, width=settings.STATS_WIDTH + 1)
     current, summary, top_projects = (
         done["current_counts"],
         done["period_summary"],
@@ -319,8 +318,7 @@ def top(request: HttpRequest) -> HttpResponse:
         name: partial(run_stat, name, window, n=n, **({"by": by} if name == "top_projects" else {}))
         for name in TOP_LONGEST_FIRST
     }
-    computed = in_parallel(list(calls.values()), width=settings.STATS_WIDTH)
-    done = dict(zip(calls, computed, strict=True))
+    done = by_name(calls, width=settings.STATS_WIDTH)
     tables = [done[name] for name in TOP_STATS]
     context = {"window": window, "error": error, "n": n, "by": by, "tables": tables}
     return _page(request, "dashboards/top.html", "dashboards/_top_body.html", context)
