@@ -138,6 +138,26 @@ class DailyCallerCount(models.Model):
         return f"{self.day:%Y-%m-%d} {self.caller}: {self.events}"
 
 
+class DailyCallerTypeCount(models.Model):
+    """Pre-aggregate: events per UTC day, caller, type and outcome (a user's
+    events by type, on their page). Keyed by the caller first: a window is
+    one range of the key, its whole UTC days here, its partial days from
+    `events`."""
+
+    pk = models.CompositePrimaryKey("caller", "day", "event_type", "success")
+    caller = models.TextField()
+    day = models.DateTimeField()  # UTC midnight
+    event_type = models.TextField()
+    success = models.BooleanField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "event_counts_daily_caller_type"
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.caller} {self.event_type}: {self.n}"
+
+
 class DailyProjectCount(models.Model):
     """Pre-aggregate: per UTC day and project (audit/aggregates.py
     PROJECT_OF_EVENT), its events and the experiments, realizations and

@@ -12,6 +12,7 @@ from django.db.models.lookups import IsNull
 from audit import buckets
 from audit.aggregate_models import (  # noqa: F401 (models of this app, imported from here)
     DailyCallerCount,
+    DailyCallerTypeCount,
     DailyCount,
     DailyErrorCount,
     DailyFacilityCount,

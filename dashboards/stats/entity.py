@@ -5,8 +5,9 @@ and GET /api/v1/entities/ show beside them.
 
 Events involving an entity are audit's Event.objects.involving, which the
 timeline and its downloads filter by too. A user's own events (the bulk)
-per day come from event_counts_daily_caller (audit.DailyCallerCount); the
-rest are index scans of `events`.
+per day come from event_counts_daily_caller (audit.DailyCallerCount), and
+by type from event_counts_daily_caller_type (audit.DailyCallerTypeCount);
+the rest are index scans of `events`.
 """
 
 from dataclasses import replace
@@ -17,8 +18,8 @@ from django.db.models import Count, DateTimeField, F, Func, Q, Value
 from psycopg import sql
 
 from audit import catalog
-from audit.buckets import fetch, local_days
-from audit.models import DailyCallerCount, Entity, Event
+from audit.buckets import fetch, local_days, whole_days
+from audit.models import DailyCallerCount, DailyCallerTypeCount, Entity, Event
 from dashboards.charts import GRID, bucket_end, explore_url, layout
 from dashboards.stats.registry import ENTITY_PARAMS, NO_OPTIONS, Column, Result, Stat, register
 from sphere_stats.windows import Window
@@ -127,6 +128,21 @@ USER_TYPE_COUNTS_SQL = (
     " count(*) FILTER (WHERE NOT success) AS bad FROM events"
     " WHERE {} AND timestamp >= %(start)s AND timestamp < %(end)s GROUP BY 1"
 )
+# A user's own events by type (USER_OWN): the window's whole UTC days from
+# event_counts_daily_caller_type, its partial days at both ends from
+# idx_events_caller_ts, one range each, read from the index alone (the two
+# ranges OR-ed became a bitmap scan of the heap).
+USER_OWN_BY_DAY_SQL = (
+    "SELECT event_type, coalesce(sum(n) FILTER (WHERE success), 0)::bigint AS ok,"
+    " coalesce(sum(n) FILTER (WHERE NOT success), 0)::bigint AS bad FROM ("
+    "  SELECT event_type, success, n FROM {daily} WHERE caller = %(name)s"
+    "  AND day >= %(first_day)s AND day < %(end_day)s"
+    "  UNION ALL SELECT event_type, success, 1 FROM events WHERE caller = %(name)s"
+    "  AND timestamp >= %(head_lo)s AND timestamp < %(head_hi)s"
+    "  UNION ALL SELECT event_type, success, 1 FROM events WHERE caller = %(name)s"
+    "  AND timestamp >= %(tail_lo)s AND timestamp < %(tail_hi)s"
+    ") AS s GROUP BY 1"
+)
 
 
 def entity_type_counts(
@@ -135,20 +151,29 @@ def entity_type_counts(
     """(event_type, succeeded, failed) for one entity in the window.
 
     A user's events are three disjoint parts, each read through its own
-    index: their own (idx_events_caller_ts, which carries the type and the
-    outcome, so a busy user's month is an index-only scan), those about
-    them by others and their memberships changed by others; source="raw"
-    and other kinds filter `events` by Event.objects.involving."""
+    index: their own (the bulk: whole UTC days from
+    event_counts_daily_caller_type, partial days from idx_events_caller_ts,
+    which carries the type and the outcome), those about them by others and
+    their memberships changed by others; source="raw" and other kinds
+    filter `events` by Event.objects.involving."""
     if kind == "user" and source != "raw":
+        days = whole_days(window.start, window.end)
+        own = (
+            sql.SQL(USER_TYPE_COUNTS_SQL).format(USER_OWN)
+            if days is None
+            else sql.SQL(USER_OWN_BY_DAY_SQL).format(
+                daily=sql.Identifier(DailyCallerTypeCount._meta.db_table)
+            )
+        )
         parts = sql.SQL(" UNION ALL ").join(
-            sql.SQL(USER_TYPE_COUNTS_SQL).format(part) for part in USER_PARTS
+            [own, *(sql.SQL(USER_TYPE_COUNTS_SQL).format(part) for part in USER_PARTS[1:])]
         )
         return fetch(
             sql.SQL(
                 "SELECT event_type, sum(ok)::bigint, sum(bad)::bigint FROM ({}) AS s"
                 " GROUP BY 1 ORDER BY 2 DESC, 1"
             ).format(parts),
-            {"name": name, "start": window.start, "end": window.end},
+            {"name": name, "start": window.start, "end": window.end, **(days or {})},
         )
     qs = Event.objects.involving(kind, name, project).in_window(window.start, window.end)
     return list(

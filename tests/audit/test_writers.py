@@ -37,6 +37,7 @@ DERIVED = (
     "login_users_weekly",
     "login_users_monthly",
     "event_counts_daily_caller",
+    "event_counts_daily_caller_type",
     "event_counts_daily_project",
     "org_memberships",
     "org_membership_events",

@@ -1,6 +1,7 @@
 """Entity counts and one user's activity from their pre-aggregates
-(entity_changes_hourly, _daily and _monthly, event_counts_daily_caller): equal to the raw
-answers, and kept exact by ingest, late events and rebuilds."""
+(entity_changes_hourly, _daily and _monthly, event_counts_daily_caller and
+event_counts_daily_caller_type): equal to the raw answers, and kept exact by
+ingest, late events and rebuilds."""
 
 import random
 from datetime import timedelta
@@ -12,7 +13,7 @@ from django.db.models import Count
 
 from audit import triggers
 from audit.ingest import ingest
-from audit.models import DailyCallerCount, Entity, Event
+from audit.models import DailyCallerCount, DailyCallerTypeCount, Entity, Event
 from dashboards.stats import STATS
 from demo.history import generate
 from tests.dashboards.conftest import NOW, both, event, make_window, member, stat_rows, utc
@@ -159,16 +160,21 @@ def test_outside_utc_the_daily_counts_are_corrected_by_the_hours_that_differ(zoe
     assert rows[:2] == [[utc(2026, 3, 4, 5), 1], [utc(2026, 3, 5, 5), 5]]
 
 
-def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
+def _busiest_users(n: int) -> list[str]:
     busiest = (
         Event.objects.filter(caller__in=Entity.objects.filter(kind="user").values("name"))
         .values_list("caller")
         .order_by()
         .annotate(n=Count("event_uuid"))
-        .order_by("-n")[:3]
+        .order_by("-n")[:n]
     )
     names = [name for name, _ in busiest]
     assert names
+    return names
+
+
+def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
+    names = _busiest_users(3)
     for tz in ("UTC", "Europe/London", "Asia/Kolkata", "America/New_York"):
         for name in names:
             rows = both(
@@ -190,6 +196,38 @@ def test_a_users_events_per_type_count_own_others_and_memberships_once(zoe):
         ["user_activated", 1, 0],
         ["user_created", 1, 0],
     ]
+
+
+def test_the_busiest_users_events_by_type_equal_raw_events_for_any_window(shuffled):
+    # Windows that start and end mid-day (their partial days read from
+    # `events`, the whole ones from event_counts_daily_caller_type), in
+    # zones a whole or half hour off UTC, and one shorter than a day.
+    rng = random.Random(9)
+    lengths = [timedelta(hours=20), *(timedelta(days=rng.randrange(2, 150)) for _ in range(5))]
+    for tz in ("UTC", "Asia/Kolkata", "America/New_York"):
+        for name in _busiest_users(2):
+            for length in lengths:
+                end = NOW - timedelta(minutes=rng.randrange(0, 40 * 24 * 60))
+                start = end - length - timedelta(minutes=rng.randrange(0, 24 * 60))
+                win = make_window(since=start.isoformat(), until=end.isoformat(), tz=tz)
+                rows = both("entity_events", win, kind="user", name=name, project="")
+                if length > timedelta(days=30):
+                    assert sum(ok + bad for _, ok, bad, *_ in rows) > 0
+
+
+def test_a_users_events_by_type_read_whole_days_from_the_daily_pre_aggregate(zoe):
+    # A row no event backs shows up only if the stat reads the table.
+    DailyCallerTypeCount.objects.create(
+        day=utc(2026, 3, 5), caller="zoe", event_type="experiment_created", success=False, n=4
+    )
+    filters = {"kind": "user", "name": "zoe", "project": ""}
+    rows = stat_rows("entity_events", make_window(tz="UTC"), **filters)
+    assert ["experiment_created", 0, 4] in [r[:3] for r in rows]
+    raw = stat_rows("entity_events", make_window(tz="UTC"), "raw", **filters)
+    assert "experiment_created" not in [r[0] for r in raw]
+    # A window ending before March 5 ends does not hold that day whole.
+    early = make_window(since="2026-03-01", until="2026-03-05T23:00Z", tz="UTC")
+    assert "experiment_created" not in [r[0] for r in stat_rows("entity_events", early, **filters)]
 
 
 @pytest.mark.django_db(transaction=True)

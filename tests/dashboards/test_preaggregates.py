@@ -11,6 +11,7 @@ from audit import triggers
 from audit.ingest import ingest
 from audit.models import (
     DailyCallerCount,
+    DailyCallerTypeCount,
     DailyErrorCount,
     DailyFacilityCount,
     DailyFailedLogin,
@@ -58,6 +59,7 @@ def _snapshot() -> tuple:
         ),
         sorted(HourlyCount.objects.values_list("bucket", "event_type", "success", "n")),
         sorted(DailyCallerCount.objects.values_list()),
+        sorted(DailyCallerTypeCount.objects.values_list()),
         sorted(DailyProjectCount.objects.values_list()),
         sorted(DailyFacilityCount.objects.values_list()),
         sorted(DailyErrorCount.objects.values_list()),
