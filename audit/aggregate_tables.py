@@ -38,6 +38,11 @@ class TableDeclaration:
         return f"{left} {same} {right}"
 
 
+# CountTable._bucket's units of one length in UTC, and the origin of their bins.
+_FIXED_UNITS = {"hour": "interval '1 hour'", "day": "interval '1 day'", "week": "interval '7 days'"}
+_MONDAY_UTC = "timestamptz '2000-01-03 00:00:00+00'"
+
+
 @dataclass(frozen=True)
 class CountTable(TableDeclaration):
     """Rows of `events` matching `only`, counted per UTC `unit` (hour, day
@@ -77,9 +82,26 @@ class CountTable(TableDeclaration):
     def _bound_sql(self) -> list[str]:
         return [f"{extreme}({sql})" for _, extreme, sql in self.bounds]
 
+    @property
+    def _bucket(self) -> str:
+        """SQL: the UTC `unit` an events row falls in, its `time` value.
+
+        `date_trunc(unit, timestamp, 'UTC')` looks the zone up on every
+        call: 0.2 us a row, which the insert trigger paid once per table for
+        each row it counts (measured over 1M rows: 265-278 ms against 58-62
+        for date_bin). An hour, a day and a week (from Monday) have fixed
+        lengths in UTC, so `date_bin` from a Monday's midnight finds the same
+        start without a zone; a month does not, and a microsecond is the
+        timestamp itself."""
+        if self.unit in _FIXED_UNITS:
+            return f"date_bin({_FIXED_UNITS[self.unit]}, timestamp, {_MONDAY_UTC})"
+        if self.unit == "microseconds":
+            return "timestamp"
+        return f"date_trunc('{self.unit}', timestamp, 'UTC')"
+
     def _grouped(self, rows: str, sign: int = 1, where: str = "TRUE") -> str:
         select = ", ".join(
-            [f"date_trunc('{self.unit}', timestamp, 'UTC')"]
+            [self._bucket]
             + [sql for _, sql in self.keys]
             + [f"{sign} * {sql}" if sign != 1 else sql for _, sql in self.counts]
             + self._bound_sql()
@@ -115,7 +137,7 @@ class CountTable(TableDeclaration):
         ]
         if sign < 0:
             keys = ", ".join(
-                [f"date_trunc('{self.unit}', timestamp, 'UTC') AS k0"]
+                [f"{self._bucket} AS k0"]
                 + [f"{sql} AS k{i}" for i, (_, sql) in enumerate(self.keys, start=1)]
             )
             same = " AND ".join(
