@@ -72,6 +72,19 @@ _CALLER_COUNTS = (
     ("logins", "count(*) FILTER (WHERE event_type = 'user_login')"),
     ("failures", "count(*) FILTER (WHERE NOT success)"),
 )
+# A caller's events of a UTC day before 03:00, 06:00, ... 21:00 UTC: a local
+# day of a zone whose midnight is not UTC's is a UTC day's count corrected by
+# the events between the local midnight and the nearest of these (at most an
+# hour and a half of `events`) rather than by all of those between the two
+# midnights (a user's heatmap, dashboards/stats/entity.py).
+_BEFORE_THIRD_HOURS = tuple(
+    (
+        f"before_{hour:02d}",
+        "count(*) FILTER (WHERE timestamp - date_bin(interval '1 day', timestamp,"
+        f" timestamptz '2000-01-03 00:00:00+00') < interval '{hour} hours')",
+    )
+    for hour in range(3, 24, 3)
+)
 _PROJECT = (("project", PROJECT_OF_EVENT),)
 _PROJECT_COUNTS = (
     ("events", "count(*)"),
@@ -169,7 +182,13 @@ COUNT_TABLES = (
         only=_LOGINS,
         bounds=_LOGIN_BOUNDS,
     ),
-    CountTable("event_counts_daily_caller", "day", "day", _CALLER, counts=_CALLER_COUNTS),
+    CountTable(
+        "event_counts_daily_caller",
+        "day",
+        "day",
+        _CALLER,
+        counts=(*_CALLER_COUNTS, *_BEFORE_THIRD_HOURS),
+    ),
     # The same by type and outcome, for one user's events by type: the busiest
     # user's 30 days at 10M events are some 200,000 entries of
     # idx_events_caller_ts, and a few hundred rows here.

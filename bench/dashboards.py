@@ -171,6 +171,11 @@ def pages(names: dict[str, str]) -> dict[str, tuple[str, dict]]:
     found["top-N (1y)"] = ("/top/?period=1y", {})
     found["user page (the busiest)"] = (f"/users/{names['user']}/", {})
     found[f"user page (the busiest, {KOLKATA})"] = (f"/users/{names['user']}/?tz={KOLKATA}", {})
+    found["user page (the busiest, 1y)"] = (f"/users/{names['user']}/?period=1y", {})
+    found[f"user page (the busiest, 1y, {KOLKATA})"] = (
+        f"/users/{names['user']}/?period=1y&tz={KOLKATA}",
+        {},
+    )
     found["org page"] = (f"/orgs/{names['org']}/", {})
     found["project page (the busiest)"] = (f"/projects/{names['project']}/", {})
     found["experiment page"] = (f"/experiments/{names['experiment']}/", {})

@@ -160,6 +160,26 @@ def test_outside_utc_the_daily_counts_are_corrected_by_the_hours_that_differ(zoe
     assert rows[:2] == [[utc(2026, 3, 4, 5), 1], [utc(2026, 3, 5, 5), 5]]
 
 
+def test_outside_utc_a_day_is_corrected_from_the_nearest_third_hour(zoe):
+    # Kolkata's March 6 begins at 18:30 UTC on March 5. March 5's row (no
+    # event backs it) says 9 events, 2 of them before 18:00 UTC: with none
+    # between 18:00 and 18:30 in `events`, 7 fall on Kolkata's March 6 and
+    # 2 stay on its March 5. Only a read of the row's count before 18:00
+    # tells them apart.
+    DailyCallerCount.objects.create(
+        day=utc(2026, 3, 5), caller="zoe", events=9, logins=0, failures=0, before_18=2
+    )
+    stat = STATS["entity_activity"]
+    filters = {"kind": "user", "name": "zoe", "project": ""}
+    rows = stat.compute(make_window(tz="Asia/Kolkata"), filters, "auto").rows
+    assert rows[:2] == [[utc(2026, 3, 4, 18, 30), 2], [utc(2026, 3, 5, 18, 30), 7]]
+
+
+# Whole, half and quarter hours off UTC, a 30-minute DST shift, UTC+14.
+ZONES = ("UTC", "Europe/London", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu")
+ZONES += ("Australia/Lord_Howe", "Pacific/Kiritimati")
+
+
 def _busiest_users(n: int) -> list[str]:
     busiest = (
         Event.objects.filter(caller__in=Entity.objects.filter(kind="user").values("name"))
@@ -175,7 +195,7 @@ def _busiest_users(n: int) -> list[str]:
 
 def test_the_busiest_users_activity_equals_raw_events_in_any_zone(shuffled):
     names = _busiest_users(3)
-    for tz in ("UTC", "Europe/London", "Asia/Kolkata", "America/New_York"):
+    for tz in ZONES:
         for name in names:
             rows = both(
                 "entity_activity",
