@@ -133,13 +133,13 @@ class DailyCallerCount(models.Model):
     # The day's events before 03:00, 06:00, ... 21:00 UTC (a user's heatmap
     # outside UTC). A default in the database: rows the triggers of an older
     # release write during `migrate` get one, and the rebuild after corrects it.
-    before_03 = models.BigIntegerField(db_default=0)
-    before_06 = models.BigIntegerField(db_default=0)
-    before_09 = models.BigIntegerField(db_default=0)
-    before_12 = models.BigIntegerField(db_default=0)
-    before_15 = models.BigIntegerField(db_default=0)
-    before_18 = models.BigIntegerField(db_default=0)
-    before_21 = models.BigIntegerField(db_default=0)
+    before_03 = models.IntegerField(db_default=0)
+    before_06 = models.IntegerField(db_default=0)
+    before_09 = models.IntegerField(db_default=0)
+    before_12 = models.IntegerField(db_default=0)
+    before_15 = models.IntegerField(db_default=0)
+    before_18 = models.IntegerField(db_default=0)
+    before_21 = models.IntegerField(db_default=0)
 
     class Meta:
         db_table = "event_counts_daily_caller"
