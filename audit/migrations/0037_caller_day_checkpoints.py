@@ -22,40 +22,13 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_03',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_06',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_09',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_12',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_15',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_18',
-            field=models.IntegerField(db_default=0),
-        ),
-        migrations.AddField(
-            model_name='dailycallercount',
-            name='before_21',
-            field=models.IntegerField(db_default=0),
+        *(
+            migrations.AddField(
+                model_name='dailycallercount',
+                name=f'before_{hour:02d}',
+                field=models.IntegerField(db_default=0),
+            )
+            for hour in range(3, 24, 3)
         ),
         # The columns are new, whatever digest was kept: a database that
         # undid this migration and applies it again has its stored digest
