@@ -85,7 +85,7 @@ def _user_daily(name: str, tz_name: str, start: datetime, end: datetime) -> list
     """entity_daily of a user. Their own events (caller, the bulk) per local
     day L are the count of the UTC day d that holds L's middle, from
     event_counts_daily_caller, plus the part of L outside d and minus the
-    part of d outside L (10 of 24 hours in New York, 11 in Kolkata, none in
+    part of d outside L (8 or 10 of 24 hours in New York, 11 in Kolkata, none in
     UTC). Each part lies in one UTC day and is counted from that day's row
     (_BEFORE): its counts before each third hour, corrected from `events`
     between the nearest one and the local midnight (Kolkata's 18:30: the
