@@ -38,9 +38,15 @@ class TableDeclaration:
         return f"{left} {same} {right}"
 
 
-# CountTable._bucket's units of one length in UTC, and the origin of their bins.
+# The units of one length in UTC, and the origin of their bins (a Monday's midnight).
 _FIXED_UNITS = {"hour": "interval '1 hour'", "day": "interval '1 day'", "week": "interval '7 days'"}
 _MONDAY_UTC = "timestamptz '2000-01-03 00:00:00+00'"
+
+
+def utc_bin(unit: str, column: str = "timestamp") -> str:
+    """SQL: the start of the UTC hour, day or week (from Monday) that the
+    timestamptz `column` falls in, without a time zone (CountTable._bucket)."""
+    return f"date_bin({_FIXED_UNITS[unit]}, {column}, {_MONDAY_UTC})"
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class CountTable(TableDeclaration):
         start without a zone; a month does not, and a microsecond is the
         timestamp itself."""
         if self.unit in _FIXED_UNITS:
-            return f"date_bin({_FIXED_UNITS[self.unit]}, timestamp, {_MONDAY_UTC})"
+            return utc_bin(self.unit)
         if self.unit == "microseconds":
             return "timestamp"
         return f"date_trunc('{self.unit}', timestamp, 'UTC')"

@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import connection
 
 from audit import catalog
-from audit.aggregate_tables import CountTable, LatestEvents, sql_literals
+from audit.aggregate_tables import CountTable, LatestEvents, sql_literals, utc_bin
 from audit.buckets import QUARTER_MINUTES
 from audit.entity_fold import Entities, EntityChanges
 from audit.facility_runs import RUNS_TABLE, FacilityRuns
@@ -77,13 +77,13 @@ _CALLER_COUNTS = (
 # the events between the local midnight and the nearest of these (at most an
 # hour and a half of `events`) rather than by all of those between the two
 # midnights (a user's heatmap, dashboards/stats/entity.py).
-_BEFORE_THIRD_HOURS = tuple(
+CHECKPOINT_HOURS = 3
+BEFORE_CHECKPOINTS = tuple(
     (
         f"before_{hour:02d}",
-        "count(*) FILTER (WHERE timestamp - date_bin(interval '1 day', timestamp,"
-        f" timestamptz '2000-01-03 00:00:00+00') < interval '{hour} hours')",
+        f"count(*) FILTER (WHERE timestamp - {utc_bin('day')} < interval '{hour} hours')",
     )
-    for hour in range(3, 24, 3)
+    for hour in range(CHECKPOINT_HOURS, 24, CHECKPOINT_HOURS)
 )
 _PROJECT = (("project", PROJECT_OF_EVENT),)
 _PROJECT_COUNTS = (
@@ -187,7 +187,7 @@ COUNT_TABLES = (
         "day",
         "day",
         _CALLER,
-        counts=(*_CALLER_COUNTS, *_BEFORE_THIRD_HOURS),
+        counts=(*_CALLER_COUNTS, *BEFORE_CHECKPOINTS),
     ),
     # The same by type and outcome, for one user's events by type: the busiest
     # user's 30 days at 10M events are some 200,000 entries of

@@ -18,6 +18,8 @@ from django.db.models import Count, DateTimeField, F, Func, Q, Value
 from psycopg import sql
 
 from audit import catalog
+from audit.aggregate_tables import utc_bin
+from audit.aggregates import BEFORE_CHECKPOINTS, CHECKPOINT_HOURS
 from audit.buckets import fetch, local_days, whole_days
 from audit.models import DailyCallerCount, DailyCallerTypeCount, Entity, Event
 from dashboards.charts import GRID, bucket_end, explore_url, layout
@@ -44,13 +46,14 @@ LONGEST_DAY = timedelta(hours=26)
 # count before the third hour k nearest {x} (0 at midnight, the day's events
 # at the next one), plus or minus the events between that hour and {x}, one
 # index-only range of idx_events_caller_ts of at most an hour and a half.
+_CHECKPOINTS = ", ".join(f"c.{column}" for column, _ in BEFORE_CHECKPOINTS)
 _BEFORE = (
-    "(SELECT coalesce((ARRAY[0, c.before_03, c.before_06, c.before_09, c.before_12,"
-    " c.before_15, c.before_18, c.before_21, c.events])[k.k + 1], 0)"
+    f"(SELECT coalesce((ARRAY[0, {_CHECKPOINTS}, c.events])[k.k + 1], 0)"
     " + CASE WHEN {x} >= k.at THEN 1 ELSE -1 END * (SELECT count(*) FROM events"
     "  WHERE {{own}} AND timestamp >= least({x}, k.at) AND timestamp < greatest({x}, k.at))"
-    " AS n FROM (SELECT round(extract(epoch FROM {x} - u.d) / 10800)::int AS k) AS r"
-    " CROSS JOIN LATERAL (SELECT r.k, u.d + r.k * interval '3 hours' AS at) AS k)"
+    f" AS n FROM (SELECT round(extract(epoch FROM {{x}} - u.d) / {CHECKPOINT_HOURS * 3600})::int"
+    f" AS k) AS r CROSS JOIN LATERAL (SELECT r.k, u.d + r.k * interval '{CHECKPOINT_HOURS} hours'"
+    " AS at) AS k)"
 )
 
 USER_DAILY_SQL = (
@@ -65,7 +68,7 @@ USER_DAILY_SQL = (
     "  FROM local_days WHERE hi <> d + interval '24 hours'"
     "), counted AS MATERIALIZED ("
     "  SELECT u.p_lo, u.p_hi, b.n - a.n AS n FROM ("
-    "   SELECT DISTINCT p_lo, p_hi, date_bin(interval '1 day', p_lo, {monday}) AS d FROM pieces"
+    f"   SELECT DISTINCT p_lo, p_hi, {utc_bin('day', 'p_lo')} AS d FROM pieces"
     "  ) AS u LEFT JOIN {daily} AS c ON c.caller = %(name)s AND c.day = u.d"
     f"  CROSS JOIN LATERAL {_BEFORE.format(x='u.p_hi')} AS b"
     f"  CROSS JOIN LATERAL {_BEFORE.format(x='u.p_lo')} AS a"
@@ -102,7 +105,6 @@ def _user_daily(name: str, tz_name: str, start: datetime, end: datetime) -> list
         own=USER_OWN,
         by_others=USER_BY_OTHERS,
         memberships_by_others=USER_MEMBERSHIPS_BY_OTHERS,
-        monday=sql.SQL("timestamptz '2000-01-03 00:00:00+00'"),
     )
     params = {"name": name, "tz": tz_name, "start": start, "end": end, "upper": end + LONGEST_DAY}
     return fetch(query, params)
