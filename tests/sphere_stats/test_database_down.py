@@ -16,6 +16,7 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
+from audit.ingest import COPY_MIN_ROWS
 from audit.models import Event
 from sphere_stats import db, views
 from sphere_stats.models import ApiToken
@@ -96,8 +97,10 @@ def test_healthz_reports_the_database():
     assert client.get("/healthz").status_code == 200
 
 
-def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_resent(token):
-    batch = [event(caller=f"user{n}", subject=f"user{n}") for n in range(50)]
+# 50 events go in by INSERT, COPY_MIN_ROWS by COPY (audit.ingest).
+@pytest.mark.parametrize("size", [50, COPY_MIN_ROWS])
+def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_resent(token, size):
+    batch = [event(caller=f"user{n}", subject=f"user{n}") for n in range(size)]
     uuids = [e["event_uuid"] for e in batch]
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
@@ -125,7 +128,7 @@ def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_rese
         for _ in range(200):
             row = admin.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO events%%'"
+                "AND wait_event_type = 'Lock' AND query ~ '^(INSERT INTO|COPY) events'"
             ).fetchone()
             if row:
                 pid = row[0]
@@ -150,8 +153,8 @@ def test_a_batch_whose_connection_dies_mid_insert_stores_nothing_and_can_be_rese
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     resent = client.post("/api/v1/events", json.dumps(batch), content_type="application/json")
     assert resent.status_code == 201
-    assert resent.json()["accepted"] == 50
-    assert Event.objects.filter(event_uuid__in=uuids).count() == 50
+    assert resent.json()["accepted"] == size
+    assert Event.objects.filter(event_uuid__in=uuids).count() == size
 
 
 @contextmanager
