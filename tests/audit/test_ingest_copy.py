@@ -11,6 +11,7 @@ from django.db import connection, transaction
 
 from audit import ingest
 from audit.models import Event, HourlyCount
+from tests.audit.adopt_helpers import drift
 from tests.factories import like
 
 pytestmark = pytest.mark.django_db
@@ -47,18 +48,6 @@ def batch(count: int, *, start: datetime = START) -> list[dict]:
             )
         )
     return out
-
-
-def hourly_drift() -> list:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM (SELECT date_trunc('hour', timestamp, 'UTC') AS h, event_type, success,"
-            " count(*) AS n FROM events GROUP BY 1, 2, 3) AS raw"
-            " FULL JOIN event_counts_hourly AS c ON c.bucket = raw.h"
-            " AND c.event_type = raw.event_type AND c.success = raw.success"
-            " WHERE c.n IS DISTINCT FROM raw.n"
-        )
-        return cursor.fetchall()
 
 
 def test_a_large_batch_stores_every_field_as_a_small_one_does(post_events):
@@ -98,11 +87,11 @@ def test_a_large_batch_holding_a_stored_event_stores_the_rest_once(post_events):
         [],
     )
     assert Event.objects.count() == len(large)
-    assert hourly_drift() == []
+    assert drift() == {}
     assert sum(HourlyCount.objects.values_list("n", flat=True)) == len(large)
     again = post_events(large).json()
     assert (again["accepted"], again["duplicates"]) == (0, len(large))
-    assert Event.objects.count() == len(large) and hourly_drift() == []
+    assert Event.objects.count() == len(large) and drift() == {}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -113,7 +102,7 @@ def test_outside_a_transaction_a_resent_large_batch_is_sorted_by_insert(post_eve
     assert post_events(large[40:60]).json()["accepted"] == 20
     result = post_events(large).json()
     assert (result["accepted"], result["duplicates"]) == (len(large) - 20, 20)
-    assert Event.objects.count() == len(large) and hourly_drift() == []
+    assert Event.objects.count() == len(large) and drift() == {}
 
 
 def test_a_large_batch_with_a_changed_stored_event_reports_it_and_stores_the_rest(post_events):
@@ -124,7 +113,7 @@ def test_a_large_batch_with_a_changed_stored_event_reports_it_and_stores_the_res
     assert result["accepted"] == len(large) - 1
     assert [c["index"] for c in result["conflicts"]] == [len(large) - 1]
     assert Event.objects.get(event_uuid=changed["event_uuid"]).success == large[-1]["success"]
-    assert Event.objects.count() == len(large) and hourly_drift() == []
+    assert Event.objects.count() == len(large) and drift() == {}
 
 
 def test_inside_a_transaction_a_stored_uuid_leaves_the_transaction_usable():
@@ -135,4 +124,4 @@ def test_inside_a_transaction_a_stored_uuid_leaves_the_transaction_usable():
         assert (result.accepted, result.duplicates) == (len(large) - 1, 1)
         # The failed COPY was taken back to its savepoint, not the whole block.
         assert Event.objects.count() == len(large)
-    assert hourly_drift() == []
+    assert drift() == {}
