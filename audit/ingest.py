@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import OperationalError, connection
 from django.utils import timezone
 
-from audit import catalog
+from audit import catalog, ingest_copy
+from audit.ingest_copy import sqlstate
 from audit.jsonb import loads, payload_text, text_problem
 from audit.models import Event
 from sphere_stats.db import bulk_cursor, compact_sql
@@ -375,62 +376,6 @@ def row_columns(rows: list[Row]) -> list[list]:
     ]
 
 
-# A batch of COPY_MIN_ROWS new rows or more goes in by binary COPY, each
-# column in PostgreSQL's binary format. INSERT_SQL's ON CONFLICT inserts each
-# row speculatively: 100,000 events stored in 10,000-event batches took 8.2 s
-# that way against 6.6 by COPY with the triggers, 3.7 against 2.8 without
-# them (bench/ingest_paths.py). A stored uuid makes the COPY fail, which
-# writes nothing; INSERT_SQL then sorts the stored rows from the new. Smaller
-# batches keep INSERT_SQL: one round trip against COPY's three and its
-# transaction, which cost about what COPY saves up to some hundreds of rows
-# (300: 2 % faster; 1,000: 6 %), and a portal's single events stay one.
-COPY_MIN_ROWS = 1000
-COPY_SQL = compact_sql("""
-COPY events (event_uuid, timestamp, event_type, caller, subject,
-             subject_type, target, success, error_message, payload)
-FROM STDIN (FORMAT BINARY)
-""")
-# The payload travels as jsonb's binary form, a version byte (1) then the
-# text, which the server parses as the ::jsonb cast does; psycopg's jsonb
-# dumper would send the str as a JSON string.
-COPY_TYPES = ("uuid", "timestamptz", *["text"] * 5, "bool", "text", "bytea")
-_JSONB_VERSION = b"\x01"
-
-
-def _sqlstate(exc: Exception) -> str | None:
-    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
-
-
-def _copy(rows: list[Row]) -> set[uuid.UUID] | None:
-    """COPY the rows into `events` in one statement: their uuids; None, with
-    nothing written, when one of them is stored already or a deadlock ended
-    it. In a savepoint inside a caller's transaction, which survives that."""
-    try:
-        with transaction.atomic(), bulk_cursor() as cursor, cursor.copy(COPY_SQL) as copy:
-            copy.set_types(COPY_TYPES)
-            for r in rows:
-                payload = r.payload_json or json.dumps(r.payload)
-                copy.write_row(
-                    (
-                        r.event_uuid,
-                        r.timestamp,
-                        r.event_type,
-                        r.caller,
-                        r.subject,
-                        r.subject_type,
-                        r.target,
-                        r.success,
-                        r.error_message,
-                        _JSONB_VERSION + payload.encode(),
-                    )
-                )
-    except (IntegrityError, OperationalError) as exc:
-        if _sqlstate(exc) not in ("23505", "40P01", "40001"):
-            raise
-        return None
-    return {r.event_uuid for r in rows}
-
-
 def _conflict(row: Row, why: str) -> dict:
     return {"index": row.index, "event_uuid": str(row.event_uuid), "message": why}
 
@@ -454,7 +399,7 @@ def _insert(columns: list[list], attempts: int) -> set[uuid.UUID]:
             # rare orders; PostgreSQL aborts one, and a retry is safe because
             # the whole statement rolled back. Inside a caller's transaction
             # the retry cannot help: that transaction is aborted.
-            if _sqlstate(exc) not in ("40P01", "40001") or connection.in_atomic_block:
+            if sqlstate(exc) not in ("40P01", "40001") or connection.in_atomic_block:
                 raise
     return _insert_once(columns)
 
@@ -483,7 +428,7 @@ def store_many(batches: list[list[Row]], *, attempts: int = 3) -> list[IngestRes
         for row in rows:
             first.setdefault(row.event_uuid, (row, number))
     new = [row for row, _ in first.values()]
-    inserted = _copy(new) if len(new) >= COPY_MIN_ROWS else None
+    inserted = ingest_copy.copy_rows(new)
     if inserted is None:
         inserted = _insert(row_columns(new), attempts)
     for row, number in first.values():

@@ -5,9 +5,9 @@
 
 For each batch size, stores `events` seed_demo events (validated beforehand)
 in batches of that size through store(), once with every batch forced
-through the binary COPY and once through INSERT_SQL (audit.ingest
-COPY_MIN_ROWS set to 1 or out of reach), in alternating rounds on an emptied
-`events`, with the triggers on; then the largest size again without the
+through the binary COPY and once through INSERT_SQL (audit.ingest_copy.
+COPY_MIN_ROWS set to 1 or out of reach), in alternating rounds on an
+emptied `events`, with the triggers on; then the largest size again without the
 insert trigger (the rows alone). Prints each path's seconds and events/s and
 the COPY's gain. COPY_MIN_ROWS is where the gain begins.
 """
@@ -37,7 +37,7 @@ def main() -> None:
     django.setup()
     from django.db import connection
 
-    from audit import ingest, triggers
+    from audit import ingest, ingest_copy, triggers
     from demo.history import generate
 
     rows = ingest.validate(list(generate(args.events, days=365, seed=11)))
@@ -45,7 +45,7 @@ def main() -> None:
     def timed(size: int, path: str) -> float:
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE events")
-        ingest.COPY_MIN_ROWS = 1 if path == "COPY" else len(rows) + 1
+        ingest_copy.COPY_MIN_ROWS = 1 if path == "COPY" else len(rows) + 1
         start = time.perf_counter()
         for i in range(0, len(rows), size):
             ingest.store(rows[i : i + size])

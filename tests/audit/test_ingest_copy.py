@@ -1,5 +1,5 @@
 """Batches of COPY_MIN_ROWS new events or more go in by binary COPY
-(audit.ingest._copy): what they store, and what happens when one of their
+(audit/ingest_copy.py): what they store, and what happens when one of their
 uuids is stored already."""
 
 import json
@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from audit import ingest
+from audit.ingest_copy import COPY_MIN_ROWS
 from audit.models import Event, HourlyCount
 from tests.audit.adopt_helpers import drift
 from tests.factories import like
@@ -51,7 +52,7 @@ def batch(count: int, *, start: datetime = START) -> list[dict]:
 
 
 def test_a_large_batch_stores_every_field_as_a_small_one_does(post_events):
-    large = batch(ingest.COPY_MIN_ROWS + 20)
+    large = batch(COPY_MIN_ROWS + 20)
     assert post_events(large).json()["accepted"] == len(large)
     # The same content under other uuids, in smaller batches: INSERT_SQL.
     twins = {e["event_uuid"]: str(uuid.uuid4()) for e in large}
@@ -78,7 +79,7 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(post_events):
 
 
 def test_a_large_batch_holding_a_stored_event_stores_the_rest_once(post_events):
-    large = batch(ingest.COPY_MIN_ROWS + 50)
+    large = batch(COPY_MIN_ROWS + 50)
     assert post_events(large[70]).json()["accepted"] == 1
     result = post_events([*large, large[3]]).json()
     assert (result["accepted"], result["duplicates"], result["conflicts"]) == (
@@ -98,7 +99,7 @@ def test_a_large_batch_holding_a_stored_event_stores_the_rest_once(post_events):
 def test_outside_a_transaction_a_resent_large_batch_is_sorted_by_insert(post_events):
     # As gunicorn runs it: the COPY is a transaction of its own, which the
     # stored uuid ends; INSERT_SQL then stores the rest.
-    large = batch(ingest.COPY_MIN_ROWS + 5)
+    large = batch(COPY_MIN_ROWS + 5)
     assert post_events(large[40:60]).json()["accepted"] == 20
     result = post_events(large).json()
     assert (result["accepted"], result["duplicates"]) == (len(large) - 20, 20)
@@ -106,7 +107,7 @@ def test_outside_a_transaction_a_resent_large_batch_is_sorted_by_insert(post_eve
 
 
 def test_a_large_batch_with_a_changed_stored_event_reports_it_and_stores_the_rest(post_events):
-    large = batch(ingest.COPY_MIN_ROWS)
+    large = batch(COPY_MIN_ROWS)
     post_events(large[-1])
     changed = {**large[-1], "success": not large[-1]["success"]}
     result = post_events([*large[:-1], changed]).json()
@@ -117,7 +118,7 @@ def test_a_large_batch_with_a_changed_stored_event_reports_it_and_stores_the_res
 
 
 def test_inside_a_transaction_a_stored_uuid_leaves_the_transaction_usable():
-    large = batch(ingest.COPY_MIN_ROWS + 10)
+    large = batch(COPY_MIN_ROWS + 10)
     with transaction.atomic():
         assert ingest.ingest(large[:1]).accepted == 1
         result = ingest.ingest(large)

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from audit.ingest import COPY_MIN_ROWS, validate
+from audit.ingest import validate
+from audit.ingest_copy import COPY_MIN_ROWS
 from audit.models import Entity, Event, FacilityAllocation, HourlyCount
 from demo.history import generate
 from sphere_stats.models import ApiToken

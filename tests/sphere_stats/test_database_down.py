@@ -16,7 +16,7 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 
-from audit.ingest import COPY_MIN_ROWS
+from audit.ingest_copy import COPY_MIN_ROWS
 from audit.models import Event
 from sphere_stats import db, views
 from sphere_stats.models import ApiToken
