@@ -42,7 +42,8 @@ from audit.entity_fold import REFRESH_FUNCTION
 TRIGGER_SETTINGS = "SET search_path FROM CURRENT SET enable_seqscan = off"
 
 
-def _trigger(op: str, referencing: str, body: list[str]) -> str:
+def trigger_sql(op: str, referencing: str, body: list[str]) -> str:
+    """The statement-level trigger on `events` for `op` running `body`, and its function."""
     name = f"sphere_stats_events_{op.lower()}"
     statements = "\n    ".join(f"{s};" for s in body)
     return f"""
@@ -80,18 +81,18 @@ TRIGGERS_SQL = "\n".join(
     [
         REFRESH_FUNCTION,
         FACILITY_RUNS.function_sql,
-        _trigger("INSERT", "REFERENCING NEW TABLE AS new_rows", _inserted("new_rows")),
-        _trigger("DELETE", "REFERENCING OLD TABLE AS old_rows", _applied("old_rows", -1)),
+        trigger_sql("INSERT", "REFERENCING NEW TABLE AS new_rows", _inserted("new_rows")),
+        trigger_sql("DELETE", "REFERENCING OLD TABLE AS old_rows", _applied("old_rows", -1)),
         # Events are immutable here, but not to psql: an UPDATE is a delete
         # of the old rows and an insert of the new ones.
-        _trigger(
+        trigger_sql(
             "UPDATE",
             "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
             _applied("old_rows", -1) + _applied("new_rows", 1),
         ),
         # A TRUNCATE that names the derived tables too (Django's flush) has
         # emptied them already and still holds them: those are skipped.
-        _trigger(
+        trigger_sql(
             "TRUNCATE",
             "",
             [

@@ -12,6 +12,11 @@ COPY does not: each round also times COPY into `events` itself, `batch` rows a
 statement, so that the triggers fire, and prints both ratios. The rounds
 alternate the three, so that a load from elsewhere on the machine falls on
 each alike; the summary is each figure's median.
+
+--insert-trigger shows what the pre-aggregates cost (on the scratch database
+only): `counts` keeps the count tables and leaves out the entity fold (and the
+facility runs), `queue` only copies each new uuid into a table of its own (the
+least a deferred design would write), `none` drops the insert trigger.
 """
 
 import argparse
@@ -86,6 +91,30 @@ def copy_rate_with_triggers(url: str, events: list[dict], batch: int) -> float:
         elapsed = time.perf_counter() - start
     empty_events(url)
     return len(events) / elapsed
+
+
+def lighter_insert_trigger(url: str, variant: str) -> None:
+    """Replace the insert trigger on the scratch database (--insert-trigger)."""
+    from audit import triggers
+    from audit.aggregates import AGGREGATES, ENTITIES, FACILITY_RUNS
+
+    if variant == "counts":
+        upserts = [
+            sql
+            for a in AGGREGATES
+            if a not in (ENTITIES, FACILITY_RUNS)
+            for sql in a.apply_sql("new_rows", 1)
+        ]
+        ctes = ", ".join(f"upsert{i} AS ({sql})" for i, sql in enumerate(upserts))
+        body = [f"WITH {ctes} SELECT NULL::text[] INTO kinds"]
+    else:
+        body = ["INSERT INTO queued_uuids SELECT event_uuid FROM new_rows"]
+    with psycopg.connect(_server.psycopg_url(url), autocommit=True) as conn:
+        if variant == "none":
+            conn.execute("DROP TRIGGER sphere_stats_events_insert ON events")
+            return
+        conn.execute("CREATE TABLE IF NOT EXISTS queued_uuids (event_uuid uuid NOT NULL)")
+        conn.execute(triggers.trigger_sql("INSERT", "REFERENCING NEW TABLE AS new_rows", body))
 
 
 def empty_events(url: str) -> None:
@@ -172,10 +201,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--insert-trigger", choices=("all", "counts", "queue", "none"), default="all"
+    )
     args = parser.parse_args()
 
     url = _server.scratch_database("bench_ingest")
     _, events = make_batches(args.events, args.batch)
+    if args.insert_trigger != "all":
+        lighter_insert_trigger(url, args.insert_trigger)
     token = _server.token(url)
     with _server.gunicorn(url, workers=args.workers) as (base, _):
         rounds = [
@@ -183,7 +217,7 @@ def main() -> None:
         ]
     print(
         f"events: {args.events}, batch {args.batch}, {args.clients} clients, "
-        f"{args.workers} gunicorn workers"
+        f"{args.workers} gunicorn workers, insert trigger: {args.insert_trigger}"
     )
     summary = report(rounds)
     latencies = [x for r in rounds for x in r.latencies]
