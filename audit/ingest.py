@@ -18,10 +18,9 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from audit import catalog, ingest_copy
-from audit.ingest_copy import sqlstate
 from audit.jsonb import loads, payload_text, text_problem
 from audit.models import Event
-from sphere_stats.db import bulk_cursor, compact_sql
+from sphere_stats.db import RETRY_STATES, bulk_cursor, compact_sql, sqlstate
 
 MAX_FUTURE = timedelta(minutes=5)
 # Earlier UTC values can be BC dates (0001-01-01T00:00+01:00 is year 0 in UTC)
@@ -66,6 +65,22 @@ class Row:
     error_message: str | None
     payload: dict
     payload_json: str = field(repr=False, default="")
+
+    def values(self) -> tuple:
+        """The row's values in the order of `events`' columns (Event.COLUMNS),
+        the payload as its JSON text: what INSERT_SQL and COPY write."""
+        return (
+            self.event_uuid,
+            self.timestamp,
+            self.event_type,
+            self.caller,
+            self.subject,
+            self.subject_type,
+            self.target,
+            self.success,
+            self.error_message,
+            self.payload_json or json.dumps(self.payload),
+        )
 
 
 @dataclass
@@ -362,18 +377,8 @@ WHERE (e.timestamp, e.event_type, e.caller, e.subject, e.subject_type, e.target,
 
 def row_columns(rows: list[Row]) -> list[list]:
     """The rows as the column arrays INSERT_SQL and SAME_AS_STORED_SQL take."""
-    return [
-        [r.event_uuid for r in rows],
-        [r.timestamp for r in rows],
-        [r.event_type for r in rows],
-        [r.caller for r in rows],
-        [r.subject for r in rows],
-        [r.subject_type for r in rows],
-        [r.target for r in rows],
-        [r.success for r in rows],
-        [r.error_message for r in rows],
-        [r.payload_json or json.dumps(r.payload) for r in rows],
-    ]
+    values = [r.values() for r in rows]
+    return [[v[i] for v in values] for i in range(len(FIELDS))]
 
 
 def _conflict(row: Row, why: str) -> dict:
@@ -399,7 +404,7 @@ def _insert(columns: list[list], attempts: int) -> set[uuid.UUID]:
             # rare orders; PostgreSQL aborts one, and a retry is safe because
             # the whole statement rolled back. Inside a caller's transaction
             # the retry cannot help: that transaction is aborted.
-            if sqlstate(exc) not in ("40P01", "40001") or connection.in_atomic_block:
+            if sqlstate(exc) not in RETRY_STATES or connection.in_atomic_block:
                 raise
     return _insert_once(columns)
 

@@ -1,12 +1,12 @@
 """Big batches into `events` by binary COPY (audit.ingest.store_many)."""
 
-import json
 import uuid
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, OperationalError, transaction
 
-from sphere_stats.db import bulk_cursor, compact_sql
+from audit.models import Event
+from sphere_stats.db import RETRY_STATES, bulk_cursor, sqlstate
 
 if TYPE_CHECKING:
     from audit.ingest import Row
@@ -22,20 +22,12 @@ if TYPE_CHECKING:
 # hundreds of rows (300: 2 % faster; 1,000: 6 %), and a portal's single
 # events stay one.
 COPY_MIN_ROWS = 1000
-COPY_SQL = compact_sql("""
-COPY events (event_uuid, timestamp, event_type, caller, subject,
-             subject_type, target, success, error_message, payload)
-FROM STDIN (FORMAT BINARY)
-""")
+COPY_SQL = f"COPY events ({', '.join(Event.COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 # The payload travels as jsonb's binary form, a version byte (1) then the
 # text, which the server parses as the ::jsonb cast does; psycopg's jsonb
 # dumper would send the str as a JSON string.
 COPY_TYPES = ("uuid", "timestamptz", *["text"] * 5, "bool", "text", "bytea")
 _JSONB_VERSION = b"\x01"
-
-
-def sqlstate(exc: Exception) -> str | None:
-    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
 
 
 def copy_rows(rows: list["Row"]) -> set[uuid.UUID] | None:
@@ -49,23 +41,10 @@ def copy_rows(rows: list["Row"]) -> set[uuid.UUID] | None:
         with transaction.atomic(), bulk_cursor() as cursor, cursor.copy(COPY_SQL) as copy:
             copy.set_types(COPY_TYPES)
             for r in rows:
-                payload = r.payload_json or json.dumps(r.payload)
-                copy.write_row(
-                    (
-                        r.event_uuid,
-                        r.timestamp,
-                        r.event_type,
-                        r.caller,
-                        r.subject,
-                        r.subject_type,
-                        r.target,
-                        r.success,
-                        r.error_message,
-                        _JSONB_VERSION + payload.encode(),
-                    )
-                )
+                *columns, payload = r.values()
+                copy.write_row((*columns, _JSONB_VERSION + payload.encode()))
     except (IntegrityError, OperationalError) as exc:
-        if sqlstate(exc) not in ("23505", "40P01", "40001"):
+        if sqlstate(exc) not in ("23505", *RETRY_STATES):
             raise
         return None
     return {r.event_uuid for r in rows}

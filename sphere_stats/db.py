@@ -31,6 +31,16 @@ def compact_sql(sql: str) -> str:
     return " ".join(re.sub(r"--[^\n]*", "", sql).split())
 
 
+# A deadlock or a serialization failure: PostgreSQL rolled the statement back
+# whole, and running it again is safe.
+RETRY_STATES = ("40P01", "40001")
+
+
+def sqlstate(exc: Exception) -> str | None:
+    """The SQLSTATE of the psycopg error a Django database error wraps."""
+    return getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+
+
 @contextmanager
 def bulk_cursor() -> Iterator[psycopg.Cursor]:
     """A cursor on Django's connection (same transaction) that sends
