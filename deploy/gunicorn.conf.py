@@ -11,9 +11,9 @@ lets one thread of a process run Python at a time, so more processes than
 CPUs only add switching; eight threads each overlap what a request waits for
 (PostgreSQL's commit flush, 4 ms on this VM's disk), and the small ingest
 requests that wait together share one INSERT (audit/coalesce.py), so more
-threads mean fewer statements. On 2 vCPUs, single-event POSTs, alternating
-runs: 2 x 8 about 30 % above 2 x 4 (docs/benchmarks.md); sync workers gave
-half the rate of 2 x 4. Each thread keeps its own database connection:
+threads mean fewer statements. On 2 vCPUs, single-event POSTs, medians of
+six interleaved rounds: 993/s with 2 x 8 against 863/s with 2 x 4
+(docs/benchmarks.md); sync workers gave half the rate of 2 x 4. Each thread keeps its own database connection:
 2 x 8 is 16 per instance.
 """
 
