@@ -140,7 +140,12 @@ def test_an_entity_page_and_the_dark_scheme(browser_page, live_server, roles, an
         screenshot(page, f"charts_project_90d_{width}")
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/?period=90d")
-    page.wait_for_selector("#chart-entity_growth .main-svg")
+    # Every chart drawn, those below the fold too (drawn when the browser is
+    # idle): a screenshot taken at the first one showed empty cards.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.chart-card')]"
+        ".every((card) => card.querySelector('.main-svg'))"
+    )
     screenshot(page, "charts_overview_90d_1440")
 
     # A page whose stylesheet draws it dark: the charts follow, when the
