@@ -13,8 +13,8 @@ CPUs only add switching; eight threads each overlap what a request waits for
 requests that wait together share one INSERT (audit/coalesce.py), so more
 threads mean fewer statements. On 2 vCPUs, single-event POSTs, medians of
 six interleaved rounds: 993/s with 2 x 8 against 863/s with 2 x 4
-(docs/benchmarks.md); sync workers gave half the rate of 2 x 4. Each thread keeps its own database connection:
-2 x 8 is 16 per instance.
+(docs/benchmarks.md); sync workers gave half the rate of 2 x 4. Each thread
+keeps its own database connection: 2 x 8 is 16 per instance.
 """
 
 import glob
