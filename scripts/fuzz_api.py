@@ -43,6 +43,10 @@ def main() -> int:
     url = _server.scratch_database("fuzz_api")
     token = _server.token(url, "fuzz")
     _server.manage("seed_demo", "--events", "2000", database_url=url)
+    # Pages, the HTML 404 included, name their static files by the hashes in
+    # collectstatic's manifest; without it a probe of a path outside the API
+    # gets a 500 from the error page itself.
+    _server.manage("collectstatic", "--no-input", "-v", "0", database_url=url)
     # Fuzzed query strings reach several KB; gunicorn's own request-line cap
     # (4 KB) would answer them with an HTML 414 before the app sees them.
     # In production nginx caps URLs in front; here the app is under test.
